@@ -1,0 +1,86 @@
+"""What every parser shares: the context it reports into, and the error it raises.
+
+A parser knows one input format and nothing about Parquet, reports or the model.  A text
+parser is a function ``parse(chunks, ctx)`` over :class:`LineChunk` objects (bounded pieces
+of the input, already split into lines) that yields polars frames in the common event schema
+(:data:`tracekit.schema.EVENT_SCHEMA`; use :func:`tracekit.schema.conform`).  A binary parser
+is ``parse_file(path, ctx)`` with the same output.  Neither pairs entries with exits: that is
+:mod:`tracekit.spans`' job.
+
+What a parser learns about the trace as a whole (arch, kernel, tracer, clock, header
+numbers) goes into ``ctx.meta``; latency snapshots into ``ctx.windows``; lines it cannot
+read are counted with :meth:`ParseContext.skip`, never dropped silently; input it cannot read
+at all raises :class:`ParseError` with file, line and reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+__all__ = ["LineChunk", "ParseContext", "ParseError"]
+
+
+class ParseError(Exception):
+    """Input that cannot be read at all: names the file, the line (or byte offset) and why."""
+
+    def __init__(self, path: str, line: int | None, reason: str, *, offset: int | None = None):
+        self.path = path
+        self.line = line
+        self.offset = offset
+        self.reason = reason
+        where = path
+        if line is not None:
+            where += f":{line}"
+        elif offset is not None:
+            where += f": byte {offset}"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass
+class LineChunk:
+    """A bounded piece of a text input: ``lines`` (a polars String series, no newlines) of
+    which the first is line number ``first_line`` (1-based) of the file."""
+
+    first_line: int
+    lines: pl.Series
+    is_last: bool = False
+
+    @property
+    def line_numbers(self) -> pl.Series:
+        return pl.int_range(
+            self.first_line, self.first_line + len(self.lines), dtype=pl.Int64, eager=True
+        ).alias("line")
+
+
+@dataclass
+class ParseContext:
+    """Everything a parser reports besides its event frames.
+
+    ``meta`` keys with a meaning elsewhere: ``tracer``, ``arch``, ``kernel``, ``clock``,
+    ``clock_hz``, ``ncpus``, ``preempt_model``, ``entries_in_buffer``, ``entries_written``,
+    ``page_size``, ``time_unit`` ("ns" or "ticks").  Anything else is kept in runs.meta.
+    """
+
+    path: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    skipped: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    lost_events: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def skip(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` lines that were not understood, by ``reason``."""
+        if n:
+            self.skipped[reason] += int(n)
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def error(self, line: int | None, reason: str) -> ParseError:
+        return ParseError(self.path, line, reason)

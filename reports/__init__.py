@@ -1,0 +1,1 @@
+"""Reports: statistics, patch metadata, renderers (text, Markdown, HTML, JSON) and plots."""

@@ -1,0 +1,27 @@
+"""tracekit: kernel traces in, reviewed latency numbers out.
+
+The library surface is what the command line uses:
+
+* :func:`ingest` reads trace files into a store (``tracekit ingest``);
+* :func:`open_store` opens one, with ``.runs()``, ``.spans()``, ``.events()`` and
+  ``.windows()`` returning polars LazyFrames.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "ingest", "open_store"]
+
+
+def __getattr__(name: str):
+    # Imported lazily so that "tracekit --help" stays fast.
+    if name == "ingest":
+        from tracekit.ingest import ingest
+
+        return ingest
+    if name == "open_store":
+        from tracekit.store import open_store
+
+        return open_store
+    raise AttributeError(name)

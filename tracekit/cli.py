@@ -1,0 +1,179 @@
+"""The ``tracekit`` command line: a thin layer over the library.
+
+Every command parses its options and calls one library function (``tracekit.ingest``,
+``tracekit.open_store``, ...).  Commands that live with their subsystem (report, model,
+replay, capture) register themselves from the modules named in :data:`EXTENSIONS`, each of
+which defines ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+__all__ = ["app", "main", "EXTENSIONS", "STORE_OPTION", "die"]
+
+app = typer.Typer(
+    name="tracekit",
+    help=(
+        "Ingest kernel traces (ftrace, trace-cmd, perf) into a Parquet store, compare them "
+        "per patch, and model the page-table teardown path."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+#: Modules that add their own commands with ``register(app)``.
+EXTENSIONS: tuple[str, ...] = ()
+
+
+def die(message: str, code: int = 2) -> "typer.Exit":
+    """Print ``tracekit: error: message`` to stderr and return the Exit to raise."""
+    err.print(f"tracekit: error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+StoreOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--store",
+        help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).",
+        show_default=False,
+    ),
+]
+STORE_OPTION = StoreOpt
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Trace files (plain, .gz, .xz, .zst), or - for standard input.", show_default=False),
+    ],
+    store: StoreOpt = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture, when the trace does not say (x86_64, i386, ia64, ppc64, ppc64le).")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="Kernel release, when the trace does not say.")] = None,
+    patch: Annotated[str, typer.Option(help="Name of the patch under test this run belongs to.")] = "none",
+    label: Annotated[str, typer.Option(help="Side of the comparison: before, after, or any label.")] = "none",
+    format: Annotated[Optional[str], typer.Option("--format", help="Input format; detected from content when omitted (see tracekit formats).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Re-ingest a trace that is already in the store.")] = False,
+    clock_hz: Annotated[Optional[float], typer.Option("--clock-hz", help="Frequency of a counter trace clock (x86-tsc, ppc-tb), to convert ticks to ns.")] = None,
+    preempt: Annotated[Optional[str], typer.Option(help="Preemption model of the traced kernel (none, voluntary, full, rt), when the trace does not say.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Ingest this many files in parallel.")] = 1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Read traces into the store: spans, events and latency windows, one run per file.
+
+    Example:
+
+        tracekit ingest trace-before.txt --patch pgfree-lat --label before --arch x86_64
+
+    The format, arch and kernel are taken from the trace where it says so.  The same trace
+    twice is one run (the second ingest says so; --replace re-ingests).  Exit status: 0 on
+    success (warnings allowed), 2 on input that cannot be read.
+    """
+    from tracekit.ingest import IngestError, ingest as do_ingest
+    from tracekit.report_ingest import print_summary
+
+    progress = sys.stderr.isatty() and not json_out
+    try:
+        results = do_ingest(
+            paths,
+            store=store,
+            arch=arch,
+            kernel=kernel,
+            patch=patch,
+            label=label,
+            format=format,
+            replace=replace,
+            clock_hz=clock_hz,
+            preempt=preempt,
+            jobs=jobs,
+            progress=progress,
+            on_error="collect",
+        )
+    except IngestError as e:
+        raise die(str(e))
+    failed = [r for r in results if r.error]
+    if json_out:
+        out.print(json.dumps([r.as_dict() for r in results], indent=2), markup=False)
+    else:
+        print_summary(results, out, err)
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def runs(
+    store: StoreOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    patch: Annotated[Optional[str], typer.Option(help="Only runs of this patch.")] = None,
+) -> None:
+    """List the runs in the store: one line per ingested trace.
+
+    Example:
+
+        tracekit runs --store ./tracekit-store --json
+    """
+    from tracekit.report_ingest import print_runs
+    from tracekit.store import open_store
+
+    st = open_store(store, create=False)
+    df = st.runs().collect()
+    if patch is not None:
+        df = df.filter(df["patch"] == patch)
+    if json_out:
+        rows = df.with_columns(df["ingested_at"].dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ")).to_dicts()
+        for r in rows:
+            for k in ("config", "skipped", "meta", "spans_by_source"):
+                if r.get(k):
+                    r[k] = json.loads(r[k])
+        out.print(json.dumps(rows, indent=2), markup=False)
+    else:
+        print_runs(df, out)
+
+
+@app.command()
+def formats() -> None:
+    """List the input formats tracekit reads, with one real example line of each.
+
+    Example:
+
+        tracekit formats
+    """
+    from tracekit import parsers
+
+    for mod in parsers.formats():
+        f = mod.FORMAT
+        out.print(f"{f.name:<18} {f.kind:<6} {f.description}", markup=False)
+        out.print(f"{'':<25} e.g. {f.example}", markup=False)
+
+
+def _register_extensions() -> None:
+    for name in EXTENSIONS:
+        importlib.import_module(name).register(app)
+
+
+_register_extensions()
+
+
+def main() -> None:
+    """Entry point of the ``tracekit`` console script: never a traceback for user errors."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("tracekit: interrupted", markup=False)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)

@@ -1,0 +1,52 @@
+"""Kernel symbol names: the canonical function name a span or event is stored under.
+
+The same kernel function is printed in several ways depending on arch, compiler and tracer
+options: ppc64 ELFv1 function descriptors give text symbols a leading dot
+(``.free_pgtables``), GCC emits clones (``zap_pte_range.isra.0``, ``.constprop.N``,
+``.part.N``, ``.cold``), ``sym-offset`` adds ``+0x2d/0xb0``, ``sym-addr`` adds `` <addr>``
+and module symbols carry `` [module]``.  All of them map to one canonical name; the raw
+symbol is kept beside it where it differs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+__all__ = ["canonical", "canonical_expr", "CLONE_SUFFIX_RE"]
+
+#: GCC clone / split suffixes, possibly repeated (``foo.isra.0.cold``) and LLVM's ``.llvm.N``.
+CLONE_SUFFIX_RE = r"(?:\.(?:isra|constprop|part|cold|lto_priv|llvm|clone|localalias)(?:\.\d+)?)+$"
+
+_STRIP_RE = re.compile(
+    r"^\s*\.?"  # ppc64 ELFv1 dot symbol
+    r"(?P<name>[^\s+\[<]+?)"
+    + r"(?:\.(?:isra|constprop|part|cold|lto_priv|llvm|clone|localalias)(?:\.\d+)?)*"
+    + r"(?:\+0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?)?"  # +off/size
+    + r"(?:\s+<[0-9a-fA-Fx]+>)?"  # sym-addr
+    + r"(?:\s+\[[^\]]+\])?\s*$"  # [module]
+)
+
+
+def canonical(symbol: str | None) -> str | None:
+    """The canonical name of a printed kernel symbol (``.zap_pte_range.isra.0+0x1/0x2``
+    -> ``zap_pte_range``).  Returns the input stripped when it does not look like a symbol."""
+    if symbol is None:
+        return None
+    m = _STRIP_RE.match(symbol)
+    if not m:
+        return symbol.strip()
+    return m.group("name")
+
+
+def canonical_expr(col: pl.Expr) -> pl.Expr:
+    """:func:`canonical` as a vectorized polars expression over a String column."""
+    return (
+        col.str.strip_chars()
+        .str.replace(r"\s+\[[^\]]+\]$", "")  # [module]
+        .str.replace(r"\s+<[0-9a-fA-Fx]+>$", "")  # sym-addr
+        .str.replace(r"\+0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?$", "")  # +off/size
+        .str.replace(CLONE_SUFFIX_RE, "")
+        .str.replace(r"^\.([A-Za-z_])", "$1")  # ppc64 ELFv1 dot
+    )
