@@ -84,7 +84,7 @@ def ingest(
     success (warnings allowed), 2 on input that cannot be read.
     """
     from tracekit.ingest import IngestError, ingest as do_ingest
-    from tracekit.report_ingest import print_summary
+    from tracekit.summary import print_summary
 
     progress = sys.stderr.isatty() and not json_out
     try:
@@ -126,7 +126,7 @@ def runs(
 
         tracekit runs --store ./tracekit-store --json
     """
-    from tracekit.report_ingest import print_runs
+    from tracekit.summary import print_runs
     from tracekit.store import open_store
 
     st = open_store(store, create=False)

@@ -1,0 +1,207 @@
+"""The kernel ``trace`` / ``trace_pipe`` text of the function tracer and of trace events
+(FORMATS.md sections 1 and 3).
+
+A line is the context printed by ``trace_print_context()`` (kernel/trace/trace_output.c):
+``comm-pid``, optionally ``(tgid)``, ``[cpu]``, optionally the irq-info flags
+(``trace_print_lat_fmt()``: 4 columns before 5.13, 5 after, more on PREEMPT_RT and lazy
+preemption kernels), the timestamp (``%5lu.%06lu``, or ``%12llu`` for counter clocks), ``: ``
+and the body.  The body is a function-tracer hit (``func <-parent``, ``print_fn_trace()``),
+a trace event (``name: fields``), a kprobe (``name: (func+0x0/0x150)``) or kretprobe
+(``name: (caller+0xd4/0x310 <- func) ret=0x0``) event, or a stack trace (``<stack trace>``
+then `` => func`` lines).  ``CPU:N [LOST M EVENTS]`` lines report lost events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import polars as pl
+
+from tracekit.parsers import FormatInfo
+from tracekit.parsers.base import LineChunk, ParseContext
+from tracekit.schema import Kind, conform
+from tracekit.symbols import canonical_expr
+
+__all__ = ["FORMAT", "sniff", "parse", "CONTEXT_RE", "timestamp_expr"]
+
+FORMAT = FormatInfo(
+    name="ftrace",
+    kind="text",
+    description="ftrace text: function tracer, trace events, kprobes (trace, trace_pipe)",
+    example="         pgtfree-415     [000] .....    55.774338: unmap_vmas <-exit_mmap",
+)
+
+#: The event context.  The comm may hold spaces and dashes: it ends at the last
+#: "-<digits>" before the CPU bracket (lazy match, then backtracking does the rest).
+CONTEXT_RE = (
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+"
+    r"(?:\(\s*(?P<tgid>[\d-]+)\)\s+)?"
+    r"\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<flags>[.A-Za-z0-9]{4,8})\s+)?"
+    r"(?P<ts>\d+(?:\.\d+)?):\s(?P<body>.*?)\s*$"
+)
+_FUNC_RE = r"^(?P<f>[^\s:<]+(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?(?: \[[^\]]+\])?)(?: <[0-9a-fx]+>)?(?: <-(?P<p>[^\s<]+(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?)(?: <[0-9a-fx]+>)?(?: \[[^\]]+\])?)?$"
+_EVENT_RE = r"^(?P<ev>[A-Za-z_][\w:.-]*): (?P<rest>.*)$"
+# The syscall tracer's own lines (print_syscall_enter/exit): "sys_ioctl(fd: ff, ...)" and
+# "sys_ioctl -> 0x0".
+_SYSCALL_RE = r"^(?P<ev>sys_\w+)(?P<rest>\(.*\)| -> \S+)$"
+# A kprobe on a function's first instructions: offset 0 on x86 without IBT, 4 with endbr64,
+# 8 or 0xc on ppc64le (the local entry point, after the TOC set-up).
+_KPROBE_ENTRY_RE = r"^\((?P<f>[^\s+()<]+)\+0x(?:[0-9a-f])/0x[0-9a-f]+\)"
+_KRETPROBE_RE = r"^\((?P<caller>[^\s()]+) <- (?P<f>[^\s()]+)\)"
+_LOST_RE = r"^\s*CPU:(?P<cpu>\d+) \[LOST (?P<n>\d+) EVENTS\]\s*$"
+_STACK_FRAME_RE = r"^\s*=> (?P<f>\S+.*?)\s*$"
+
+
+def sniff(head: str) -> int:
+    """How sure we are that ``head`` is function-tracer / event text."""
+    m = re.search(r"^# tracer: (\S+)", head, re.M)
+    if m and m.group(1) in ("function", "nop", "blk", "mmiotrace"):
+        return 90
+    lines = [ln for ln in head.splitlines()[:200] if ln.strip() and not ln.startswith("#")]
+    if not lines:
+        return 0
+    rx = re.compile(CONTEXT_RE)
+    hits = sum(1 for ln in lines if rx.match(ln))
+    if hits >= max(1, len(lines) // 2):
+        return 60
+    return 0
+
+
+def timestamp_expr(ts: pl.Expr) -> pl.Expr:
+    """``secs.usecs`` (any number of fraction digits) as ns; a bare integer (the
+    ``%12llu`` of counter clocks) is kept as it is, in clock ticks."""
+    parts = ts.str.split_exact(".", 1)
+    secs = parts.struct.field("field_0").cast(pl.Int64, strict=False)
+    frac = parts.struct.field("field_1")
+    return (
+        pl.when(frac.is_null())
+        .then(secs)
+        .otherwise(secs * 1_000_000_000 + frac.str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64, strict=False))
+    )
+
+
+def _header(lines: pl.Series, ctx: ParseContext) -> None:
+    hdr = lines.filter(lines.str.starts_with("#"))
+    if hdr.is_empty():
+        return
+    tracer = hdr.str.extract(r"^#\s*tracer:\s*(\S+)", 1).drop_nulls()
+    if len(tracer):
+        ctx.meta.setdefault("tracer", tracer[0])
+    ent = hdr.str.extract_groups(
+        r"entries-in-buffer/entries-written:\s*(?P<a>\d+)/(?P<b>\d+)\s+#P:(?P<p>\d+)"
+    ).struct.unnest().drop_nulls()
+    if len(ent):
+        ctx.meta.setdefault("entries_in_buffer", int(ent["a"][0]))
+        ctx.meta.setdefault("entries_written", int(ent["b"][0]))
+        ctx.meta.setdefault("ncpus", int(ent["p"][0]))
+    legend = hdr.str.extract(r"=>\s*(\S.*?)\s*$", 1).drop_nulls()
+    if len(legend) and "flag_legend" not in ctx.meta:
+        ctx.meta["flag_legend"] = legend.to_list()
+
+
+def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
+    """Yield one event frame per chunk of function-tracer / trace-event text."""
+    ctx.meta.setdefault("span_source", "kprobe")
+    for chunk in chunks:
+        if len(chunk.lines) == 0:
+            continue
+        df = _parse_chunk(chunk, ctx)
+        if df.height:
+            yield df
+
+
+def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
+    _header(chunk.lines, ctx)
+    df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+    df = df.filter(~(pl.col("text").str.starts_with("#") | (pl.col("text").str.strip_chars() == "")))
+    g = df.select(
+        "line",
+        "text",
+        c=pl.col("text").str.extract_groups(CONTEXT_RE),
+        lost=pl.col("text").str.extract_groups(_LOST_RE),
+        frame=pl.col("text").str.extract(_STACK_FRAME_RE, 1),
+        started=pl.col("text").str.contains(r"^#+ CPU \d+ buffer started #+$"),
+    ).unnest("c")
+    body = pl.col("body")
+    ev = body.str.extract_groups(_EVENT_RE)
+    g = g.with_columns(ev=ev).with_columns(
+        kind=pl.when(pl.col("lost").struct.field("n").is_not_null())
+        .then(pl.lit(Kind.LOST))
+        .when(pl.col("frame").is_not_null() & pl.col("body").is_null())
+        .then(pl.lit(Kind.STACK))
+        .when(pl.col("body").is_null())
+        .then(None)
+        .when(body.is_in(["<stack trace>", "<user stack trace>"]))
+        .then(pl.lit(Kind.STACK))
+        .when(pl.col("ev").struct.field("rest").str.contains(_KPROBE_ENTRY_RE))
+        .then(pl.lit(Kind.KPROBE_ENTRY))
+        .when(pl.col("ev").struct.field("rest").str.contains(_KRETPROBE_RE))
+        .then(pl.lit(Kind.KPROBE_EXIT))
+        .when(pl.col("ev").struct.field("ev").is_not_null())
+        .then(pl.lit(Kind.EVENT))
+        .when(body.str.contains(_SYSCALL_RE))
+        .then(pl.lit(Kind.EVENT))
+        .when(body.str.contains(_FUNC_RE))
+        .then(pl.lit(Kind.FUNCTION))
+        .otherwise(pl.lit(Kind.MARKER))
+    )
+    unknown = g.filter(pl.col("kind").is_null() & ~pl.col("started"))
+    if unknown.height:
+        ctx.skip("unrecognised ftrace line", unknown.height)
+        ctx.meta.setdefault("first_skipped_line", int(unknown["line"][0]))
+    g = g.with_columns(
+        kind=pl.when(pl.col("started")).then(pl.lit(Kind.MARKER)).otherwise(pl.col("kind"))
+    ).filter(pl.col("kind").is_not_null())
+
+    kind = pl.col("kind")
+    rest = pl.col("ev").struct.field("rest")
+    raw_func = (
+        pl.when(kind == Kind.FUNCTION)
+        .then(body.str.extract(_FUNC_RE, 1))
+        .when(kind == Kind.KPROBE_ENTRY)
+        .then(rest.str.extract(_KPROBE_ENTRY_RE, 1))
+        .when(kind == Kind.KPROBE_EXIT)
+        .then(rest.str.extract(_KRETPROBE_RE, 2))
+        .when((kind == Kind.STACK) & pl.col("frame").is_not_null())
+        .then(pl.col("frame"))
+    )
+    out = g.select(
+        seq="line",
+        line="line",
+        cpu=pl.when(kind == Kind.LOST)
+        .then(pl.col("lost").struct.field("cpu"))
+        .otherwise(pl.col("cpu"))
+        .cast(pl.Int32, strict=False),
+        pid=pl.col("pid").cast(pl.Int32, strict=False),
+        comm=pl.col("comm").str.strip_chars(),
+        ts_ns=timestamp_expr(pl.col("ts")),
+        kind=kind,
+        raw_func=raw_func,
+        parent=pl.when(kind == Kind.FUNCTION).then(canonical_expr(body.str.extract(_FUNC_RE, 2))),
+        flags="flags",
+        event=pl.when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
+        .then(pl.coalesce(pl.col("ev").struct.field("ev"), body.str.extract(_SYSCALL_RE, 1)))
+        .when(kind == Kind.FUNCTION)
+        .then(pl.lit("function")),
+        body=pl.when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
+        .then(pl.coalesce(rest, body.str.extract(_SYSCALL_RE, 2)))
+        .when(kind.is_in([Kind.LOST, Kind.MARKER]) | (kind == Kind.STACK) & pl.col("body").is_null())
+        .then(pl.col("text").str.strip_chars())
+        .when(kind == Kind.STACK)
+        .then(body),
+        lost=pl.col("lost").struct.field("n").cast(pl.Int64, strict=False),
+        ts_raw=pl.col("ts"),
+    )
+    if "time_unit" not in ctx.meta:
+        first = out["ts_raw"].drop_nulls()
+        if len(first):
+            ctx.meta["time_unit"] = "ns" if "." in first[0] else "ticks"
+    out = out.with_columns(func=canonical_expr(pl.col("raw_func"))).with_columns(
+        raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func"))
+    )
+    nlost = out.filter(kind == Kind.LOST)["lost"].sum()
+    if nlost:
+        ctx.lost_events += int(nlost)
+    return conform(out)

@@ -1,0 +1,365 @@
+"""Ingest: trace files in, runs in the store out (``tracekit ingest`` is this module).
+
+For each input: hash its decompressed content (the run's identity), detect its format (or
+take ``--format``), stream it through the format's parser in bounded chunks, pair calls into
+spans (:mod:`tracekit.spans`), write spans, events and windows into the store, and publish
+the run atomically with its metadata and counts.  Nothing read is dropped silently: lines a
+parser does not understand are counted by reason in the run's ``skipped`` column and in the
+summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tracekit import __version__
+from tracekit import parsers
+from tracekit.arch import canonical_arch, infer_arch
+from tracekit.io import InputError, content_sha256, iter_line_chunks, read_head, spool_stdin
+from tracekit.parsers.base import ParseContext, ParseError
+from tracekit.schema import COUNT_FIELDS, WINDOW_SCHEMA, conform
+from tracekit.spans import SpanBuilder
+from tracekit.store import Store, StoreError, open_store
+
+__all__ = ["ingest", "ingest_one", "IngestResult", "IngestError"]
+
+
+class IngestError(Exception):
+    """An ingest that cannot start at all (bad store, bad option)."""
+
+
+@dataclass
+class IngestResult:
+    """What happened to one input: ``status`` is ingested, replaced, duplicate or failed."""
+
+    path: str
+    status: str = "failed"
+    run_id: str | None = None
+    format: str | None = None
+    tracer: str | None = None
+    arch: str | None = None
+    kernel: str | None = None
+    patch: str | None = None
+    label: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    spans_by_source: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+    bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _span_source_for(mod) -> str:
+    return mod.FORMAT.name
+
+
+def ingest(
+    paths: list[str] | str,
+    store: str | os.PathLike | Store | None = None,
+    *,
+    arch: str | None = None,
+    kernel: str | None = None,
+    patch: str = "none",
+    label: str = "none",
+    format: str | None = None,
+    replace: bool = False,
+    clock_hz: float | None = None,
+    preempt: str | None = None,
+    jobs: int = 1,
+    progress: bool = False,
+    on_error: str = "raise",
+    extra_meta: dict[str, Any] | None = None,
+) -> list[IngestResult]:
+    """Ingest ``paths`` into ``store``; one :class:`IngestResult` per path.
+
+    ``on_error="raise"`` raises :class:`ParseError` / :class:`InputError` for the first input
+    that cannot be read; ``"collect"`` records it in that input's result and goes on.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [str(paths)]
+    if arch is not None:
+        canon = canonical_arch(arch)
+        if canon is None:
+            raise IngestError(f"--arch {arch!r}: unknown architecture")
+        arch = canon
+    if format is not None:
+        try:
+            parsers.get(format)
+        except KeyError as e:
+            raise IngestError(str(e.args[0])) from None
+    try:
+        st = store if isinstance(store, Store) else open_store(store)
+        st.recover()
+    except (StoreError, OSError) as e:
+        raise IngestError(str(e)) from None
+    opts = dict(
+        arch=arch, kernel=kernel, patch=patch, label=label, format=format, replace=replace,
+        clock_hz=clock_hz, preempt=preempt, extra_meta=extra_meta,
+    )
+    if jobs > 1 and len(paths) > 1 and "-" not in paths:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_ingest_worker, [(p, str(st.root), opts) for p in paths]))
+    else:
+        results = [ingest_one(p, st, progress=progress, **opts) for p in paths]
+    if on_error == "raise":
+        for r in results:
+            if r.error:
+                raise ParseError(r.path, None, r.error.split(": ", 1)[-1])
+    return results
+
+
+def _ingest_worker(args: tuple[str, str, dict]) -> IngestResult:
+    path, root, opts = args
+    return ingest_one(path, Store(Path(root)), progress=False, **opts)
+
+
+def _progress_bar(path: str, total: int | None):
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    prog = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = prog.add_task(os.path.basename(path), total=total)
+    return prog, task
+
+
+def ingest_one(
+    path: str,
+    store: Store,
+    *,
+    arch: str | None = None,
+    kernel: str | None = None,
+    patch: str = "none",
+    label: str = "none",
+    format: str | None = None,
+    replace: bool = False,
+    clock_hz: float | None = None,
+    preempt: str | None = None,
+    progress: bool = False,
+    extra_meta: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Ingest one trace file (``-`` for standard input) into ``store``."""
+    t0 = time.monotonic()
+    display = "<stdin>" if path == "-" else str(path)
+    res = IngestResult(path=display, patch=patch, label=label)
+    spooled: Path | None = None
+    try:
+        if path == "-":
+            spooled = spool_stdin(store.root / ".tmp")
+            real = spooled
+        else:
+            real = Path(path)
+            if not real.exists():
+                raise InputError(f"{display}: no such file")
+            if real.is_dir():
+                raise InputError(f"{display}: is a directory")
+        sha = content_sha256(real)
+        run_id = sha[:16]
+        res.run_id = run_id
+        head = read_head(real)
+        if format:
+            mod = parsers.get(format)
+        else:
+            mod = parsers.detect(head)
+            if mod is None:
+                if not head.strip():
+                    raise ParseError(display, 1, "empty input: no trace in it")
+                first = head.split(b"\n", 1)[0][:80].decode("latin-1")
+                raise ParseError(
+                    display, 1, f"not a trace format tracekit knows (first line: {first!r}); see 'tracekit formats', or give --format"
+                )
+        res.format = mod.FORMAT.name
+        with store.lock(run_id):
+            existing = store.run_row(run_id)
+            if existing is not None and not replace:
+                res.status = "duplicate"
+                res.patch, res.label = existing["patch"], existing["label"]
+                res.arch, res.kernel = existing["arch"], existing["kernel"]
+                res.tracer, res.format = existing["tracer"], existing["format"]
+                res.counts = dict(existing["counts"] or {})
+                return res
+            _run(mod, real, display, store, run_id, sha, res, existing is not None,
+                 arch=arch, kernel=kernel, patch=patch, label=label, clock_hz=clock_hz,
+                 preempt=preempt, progress=progress, extra_meta=extra_meta or {})
+    except (ParseError, InputError) as e:
+        res.status = "failed"
+        res.error = str(e)
+    except OSError as e:
+        res.status = "failed"
+        res.error = f"{display}: {e.strerror or e}"
+    except Exception as e:  # a bug must not look like a traceback to a user of the CLI
+        res.status = "failed"
+        res.error = f"{display}: internal error: {type(e).__name__}: {e}"
+        if os.environ.get("TRACEKIT_DEBUG"):
+            traceback.print_exc()
+    finally:
+        if spooled is not None:
+            spooled.unlink(missing_ok=True)
+        res.seconds = time.monotonic() - t0
+    return res
+
+
+def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res: IngestResult,
+         replacing: bool, *, arch, kernel, patch, label, clock_hz, preempt, progress, extra_meta) -> None:
+    ctx = ParseContext(display, options={"clock_hz": clock_hz})
+    writer = store.begin_run(run_id)
+    builder: SpanBuilder | None = None
+    nbytes = 0
+    nlines = 0
+    prog = None
+    try:
+        if progress:
+            total = real.stat().st_size if not str(real).endswith((".gz", ".xz", ".zst")) else None
+            prog, task = _progress_bar(display, total)
+            prog.start()
+
+        def on_progress(n: int) -> None:
+            nonlocal nbytes
+            nbytes = n
+            if prog is not None:
+                prog.update(task, completed=n)
+
+        if mod.FORMAT.kind == "binary":
+            frames = mod.parse_file(str(real), ctx)
+            nbytes = real.stat().st_size
+        else:
+            def counted():
+                nonlocal nlines
+                for chunk in iter_line_chunks(real, on_progress=on_progress):
+                    nlines += len(chunk.lines)
+                    yield chunk
+
+            frames = mod.parse(counted(), ctx)
+
+        sym_sample: list[str] = []
+        for df in frames:
+            if builder is None:
+                builder = SpanBuilder(source=ctx.meta.get("span_source", _span_source_for(mod)))
+            df = _convert_clock(df, ctx, clock_hz)
+            if len(sym_sample) < 2000:
+                sym_sample.extend(df["raw_func"].drop_nulls().head(2000).to_list())
+            out = builder.feed(df)
+            writer.write("spans", out.spans)
+            writer.write("events", out.events)
+        if builder is not None:
+            out = builder.finish()
+            writer.write("spans", out.spans)
+            writer.write("events", out.events)
+        if ctx.windows:
+            wins = conform(pl.DataFrame(ctx.windows, infer_schema_length=None), WINDOW_SCHEMA)
+            writer.write("windows", wins)
+
+        meta = dict(ctx.meta)
+        trace_arch = meta.pop("arch", None)
+        found_arch = canonical_arch(trace_arch) if trace_arch else None
+        if found_arch is None:
+            found_arch = infer_arch(kernel=meta.get("kernel"), symbols=sym_sample)
+        if found_arch and arch and found_arch != arch:
+            raise ParseError(display, None, f"the trace says arch {found_arch}, but --arch says {arch}")
+        final_arch = found_arch or arch
+        if final_arch is None:
+            final_arch = "unknown"
+            ctx.warn(f"{display}: the trace does not say its architecture and --arch was not given: arch is 'unknown'")
+        trace_kernel = meta.pop("kernel", None)
+        if trace_kernel and kernel and trace_kernel != kernel:
+            ctx.warn(f"{display}: the trace says kernel {trace_kernel}; --kernel {kernel} ignored")
+        final_kernel = trace_kernel or kernel or "unknown"
+        config = {k: meta.pop(k) for k in ("preempt_model", "page_size") if k in meta}
+        if preempt:
+            config.setdefault("preempt_model", preempt)
+        config.update(extra_meta.pop("config", {}) if "config" in extra_meta else {})
+        if ctx.skipped:
+            first = meta.get("first_skipped_line")
+            where = f" (first at line {first})" if first else ""
+            ctx.warn(f"{display}: {sum(ctx.skipped.values())} line(s) not understood and skipped{where}")
+        counts = {
+            "lines": nlines,
+            "events": writer.rows["events"],
+            "spans": writer.rows["spans"],
+            "windows": writer.rows["windows"],
+            "lost_events": int(ctx.lost_events),
+            "skipped_lines": int(sum(ctx.skipped.values())),
+        }
+        assert set(counts) == set(COUNT_FIELDS)
+        spans_by_source = dict(builder.counts) if builder else {}
+        tracer = meta.pop("tracer", None)
+        clock = meta.pop("clock", None)
+        hz = meta.pop("clock_hz", None) or clock_hz
+        time_unit = "ns" if meta.pop("time_unit_converted_from", None) else meta.pop("time_unit", "ns")
+        meta.pop("time_unit", None)
+        ncpus = meta.pop("ncpus", None)
+        meta.pop("span_source", None)
+        meta.update({k: v for k, v in extra_meta.items()})
+        row = {
+            "run_id": run_id,
+            "path": os.path.abspath(display) if display != "<stdin>" else display,
+            "sha256": sha,
+            "format": mod.FORMAT.name,
+            "tracer": tracer,
+            "arch": final_arch,
+            "kernel": final_kernel,
+            "patch": patch,
+            "label": label,
+            "partition": None,
+            "config": json.dumps(config, sort_keys=True),
+            "clock": clock,
+            "clock_hz": float(hz) if hz else None,
+            "time_unit": time_unit,
+            "ncpus": int(ncpus) if ncpus is not None else None,
+            "counts": counts,
+            "spans_by_source": json.dumps(spans_by_source, sort_keys=True),
+            "skipped": json.dumps(dict(ctx.skipped), sort_keys=True),
+            "warnings": list(ctx.warnings),
+            "meta": json.dumps(meta, sort_keys=True, default=str),
+            "tracekit_version": __version__,
+            "ingested_at": datetime.now(timezone.utc),
+        }
+        writer.commit(row, replace=replacing)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if prog is not None:
+            prog.stop()
+    res.status = "replaced" if replacing else "ingested"
+    res.tracer, res.arch, res.kernel = tracer, final_arch, final_kernel
+    res.counts, res.spans_by_source = counts, spans_by_source
+    res.skipped = dict(ctx.skipped)
+    res.warnings = list(ctx.warnings)
+    res.bytes = nbytes
+
+
+def _convert_clock(df: pl.DataFrame, ctx: ParseContext, clock_hz: float | None) -> pl.DataFrame:
+    """Counter clocks (x86-tsc, ppc-tb, counter) print ticks: convert them to ns when the
+    frequency is known (from the trace, or --clock-hz); otherwise keep ticks and say so."""
+    if ctx.meta.get("time_unit") != "ticks":
+        return df
+    hz = ctx.meta.get("clock_hz") or clock_hz
+    if not hz:
+        ctx.warn(f"{ctx.path}: timestamps are clock ticks and no frequency is known (give --clock-hz): times are kept in ticks")
+        return df
+    ctx.meta["clock_hz"] = hz
+    ctx.meta["time_unit_converted_from"] = "ticks"
+    out = df.with_columns((pl.col("ts_ns").cast(pl.Float64) * (1e9 / hz)).round(0).cast(pl.Int64).alias("ts_ns"))
+    return out

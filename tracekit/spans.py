@@ -1,0 +1,266 @@
+"""Pairing entries with exits: the one place where function calls become spans.
+
+Parsers emit call-graph rows (:class:`tracekit.schema.Kind`): function_graph entries
+(``func() {``), exits (``}``) and leaves (``func();``), trace.dat ``funcgraph_entry`` /
+``funcgraph_exit`` records, kprobe / kretprobe hits.  :class:`SpanBuilder` turns them into
+spans chunk by chunk, with memory bounded by the number of calls still open:
+
+* The *task* of a row is its pid; when the format does not print one (function_graph
+  without funcgraph-proc) it is the task the CPU last switched to (the ``=>`` block), and
+  before the first switch the CPU itself.  The kernel keeps the graph return stack per task
+  (``current->ret_stack``), so nesting is per task, not per CPU.
+* kprobe hits carry no depth: it is the running count of entries minus returns per task, so
+  that nested or recursive calls pair LIFO.
+* Within one (task, depth), entries and exits alternate in a well-formed trace: an exit
+  closes the entry just before it.  An entry followed by another entry lost its exit, an exit
+  with no entry before it lost its entry (trace start, lost events, tracing_thresh): both
+  are kept with ``complete = false``.  An exit that names a different function than the
+  entry it would close (``} /* func */``) is not paired with it.
+* The parent of a call is the last entry one level up in the same task before it
+  (an as-of join, not a stack walk).
+* Context (task / softirq / hardirq / nmi) comes from the irq-info flags when printed, and
+  from function_graph's IRQ markers (``==========>`` ... ``<==========``) otherwise.
+
+Durations the trace states (function_graph's duration column, funcgraph_exit's
+``rettime - calltime``) are kept exactly; only kprobe pairs get ``exit ts - entry ts``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from tracekit.schema import EVENT_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, Kind, conform
+
+__all__ = ["SpanBuilder", "SpanChunk"]
+
+_CALL_KINDS = list(Kind.CALL_GRAPH)
+_KPROBE_KINDS = [Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]
+_OPENING = [Kind.ENTRY, Kind.KPROBE_ENTRY]
+_CLOSING = [Kind.EXIT, Kind.KPROBE_EXIT]
+
+# Work columns carried with pending (still open) entries between chunks.
+_WORK_SCHEMA = {**EVENT_SCHEMA, "task": pl.Int64(), "irq_depth": pl.Int64()}
+
+
+@dataclass
+class SpanChunk:
+    """What one chunk of events became: ``spans`` (SPAN_SCHEMA) and ``events``
+    (STORED_EVENT_SCHEMA, every row that is not a call)."""
+
+    spans: pl.DataFrame
+    events: pl.DataFrame
+
+
+@dataclass
+class SpanBuilder:
+    """Pairs the call-graph rows of successive event chunks of one trace into spans.
+
+    ``source`` names the span source stored with each span (function_graph, kprobe,
+    funcgraph_raw, ...).  Call :meth:`feed` for every chunk, then :meth:`finish` once.
+    """
+
+    source: str = "function_graph"
+    #: open entries carried over from earlier chunks
+    _pending: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_WORK_SCHEMA))
+    #: task each CPU last switched to (function_graph "=>" blocks)
+    _cpu_task: dict[int, int] = field(default_factory=dict)
+    #: kprobe nesting depth per task
+    _kprobe_depth: dict[int, int] = field(default_factory=dict)
+    #: function_graph IRQ nesting per CPU
+    _irq_depth: dict[int, int] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+
+    def feed(self, events: pl.DataFrame) -> SpanChunk:
+        """Pair what can be paired in ``events`` (one parser chunk, EVENT_SCHEMA)."""
+        return self._pair(events, last=False)
+
+    def finish(self) -> SpanChunk:
+        """Close the trace: entries still open lost their exit (``complete = false``)."""
+        return self._pair(pl.DataFrame(schema=EVENT_SCHEMA), last=True)
+
+    # -- the work -----------------------------------------------------------------------
+
+    def _assign_tasks(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Add ``task`` (pid, or the task the CPU switched to, or -1-cpu) and ``irq_depth``."""
+        kind = pl.col("kind")
+        cpu_key = pl.col("cpu").fill_null(-1)
+        switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
+        df = df.with_columns(_cpu_key=cpu_key).with_columns(
+            _switched=switched.forward_fill().over("_cpu_key"),
+            _irq=pl.when(kind == Kind.IRQ_ENTRY)
+            .then(1)
+            .when(kind == Kind.IRQ_EXIT)
+            .then(-1)
+            .otherwise(0)
+            .cum_sum()
+            .over("_cpu_key"),
+        )
+        if self._cpu_task:
+            prev = pl.col("_cpu_key").replace_strict(self._cpu_task, default=None, return_dtype=pl.Int64)
+        else:
+            prev = pl.lit(None, dtype=pl.Int64)
+        if self._irq_depth:
+            prev_irq = pl.col("_cpu_key").replace_strict(self._irq_depth, default=0, return_dtype=pl.Int64)
+        else:
+            prev_irq = pl.lit(0, dtype=pl.Int64)
+        df = df.with_columns(
+            task=pl.coalesce(
+                pl.when(kind != Kind.SWITCH).then(pl.col("pid").cast(pl.Int64)),
+                pl.col("_switched"),
+                prev,
+                -1 - pl.col("_cpu_key").cast(pl.Int64),
+            ),
+            irq_depth=(pl.col("_irq") + prev_irq).clip(0),
+        )
+        # Remember per-CPU state for the next chunk.
+        last = df.group_by("_cpu_key").agg(
+            pl.col("_switched").drop_nulls().last().alias("t"), pl.col("_irq").last().alias("i")
+        )
+        for cpu, t, i in last.iter_rows():
+            if t is not None:
+                self._cpu_task[cpu] = t
+            self._irq_depth[cpu] = self._irq_depth.get(cpu, 0) + (i or 0)
+        return df.drop("_cpu_key", "_switched", "_irq")
+
+    def _kprobe_depths(self, calls: pl.DataFrame) -> pl.DataFrame:
+        """Depth of kprobe hits: entries minus returns so far, per task."""
+        kp = calls.filter(pl.col("kind").is_in(_KPROBE_KINDS))
+        if kp.is_empty():
+            return calls
+        step = pl.when(pl.col("kind") == Kind.KPROBE_ENTRY).then(1).otherwise(-1)
+        base = (
+            pl.col("task").replace_strict(self._kprobe_depth, default=0, return_dtype=pl.Int64)
+            if self._kprobe_depth
+            else pl.lit(0, dtype=pl.Int64)
+        )
+        kp = kp.sort("seq").with_columns(_cum=step.cum_sum().over("task") + base)
+        kp = kp.with_columns(
+            depth=pl.when(pl.col("kind") == Kind.KPROBE_ENTRY)
+            .then(pl.col("_cum") - 1)
+            .otherwise(pl.col("_cum"))
+            .cast(pl.Int32)
+        )
+        for task, cum in kp.group_by("task").agg(pl.col("_cum").last()).iter_rows():
+            self._kprobe_depth[task] = cum
+        kp = kp.drop("_cum")
+        return pl.concat([calls.filter(~pl.col("kind").is_in(_KPROBE_KINDS)), kp])
+
+    def _pair(self, events: pl.DataFrame, last: bool) -> SpanChunk:
+        events = self._assign_tasks(events) if events.height else events.with_columns(
+            task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
+        )
+        is_call = pl.col("kind").is_in(_CALL_KINDS)
+        stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
+        calls = events.filter(is_call).select(list(_WORK_SCHEMA))
+        calls = self._kprobe_depths(calls)
+        calls = pl.concat([self._pending, calls]).sort("seq")
+
+        kind = pl.col("kind")
+        grp = ["task", "depth"]
+        calls = calls.with_columns(
+            _next_kind=kind.shift(-1).over(grp, order_by="seq"),
+            _next_func=pl.col("func").shift(-1).over(grp, order_by="seq"),
+            _next_seq=pl.col("seq").shift(-1).over(grp, order_by="seq"),
+            _prev_kind=kind.shift(1).over(grp, order_by="seq"),
+            _prev_func=pl.col("func").shift(1).over(grp, order_by="seq"),
+        )
+        opening = kind.is_in(_OPENING)
+        closing = kind.is_in(_CLOSING)
+        # An exit that names its function must name the entry's.
+        names_agree = lambda a, b: a.is_null() | b.is_null() | (a == b)  # noqa: E731
+        closes_next = opening & pl.col("_next_kind").is_in(_CLOSING) & names_agree(
+            pl.col("func"), pl.col("_next_func")
+        )
+        closed_by_prev = closing & pl.col("_prev_kind").is_in(_OPENING) & names_agree(
+            pl.col("_prev_func"), pl.col("func")
+        )
+        pending_now = opening & pl.col("_next_kind").is_null()
+        calls = calls.with_columns(
+            _paired=closes_next,
+            _closed=closed_by_prev,
+            _pending=pending_now if not last else pl.lit(False),
+        )
+
+        # Entries still open at the end of the chunk wait for the next one.
+        self._pending = calls.filter(pl.col("_pending")).select(list(_WORK_SCHEMA))
+        exits = calls.filter(closing).select(
+            pl.col("seq").alias("_exit_seq"),
+            pl.col("ts_ns").alias("_exit_ts"),
+            pl.col("dur_ns").alias("_exit_dur"),
+            pl.col("comm").alias("_exit_comm"),
+        )
+        body = calls.filter(~pl.col("_pending") & ~pl.col("_closed"))
+        body = body.join(exits, left_on="_next_seq", right_on="_exit_seq", how="left")
+        # an opening row only takes its exit's data when they pair
+        paired = pl.col("_paired")
+        is_entry = kind.is_in(_OPENING)
+        is_exit = kind.is_in(_CLOSING)
+        dur = (
+            pl.when(kind == Kind.LEAF)
+            .then(pl.col("dur_ns"))
+            .when(is_entry & paired)
+            .then(pl.coalesce(pl.col("_exit_dur"), pl.col("_exit_ts") - pl.col("ts_ns")))
+            .when(is_exit)
+            .then(pl.col("dur_ns"))
+        )
+        start = pl.when(is_exit).then(pl.col("ts_ns") - pl.col("dur_ns")).otherwise(pl.col("ts_ns"))
+        spans = body.with_columns(
+            dur_ns=dur,
+            start_ns=start,
+            complete=(kind == Kind.LEAF) | (is_entry & paired),
+            comm=pl.coalesce(pl.col("comm"), pl.col("_exit_comm")),
+            span_id=pl.col("seq"),
+        )
+        spans = self._parents(spans, calls)
+        flags = pl.col("flags").fill_null("")
+        context = (
+            pl.when(flags.str.contains("[zZ]"))
+            .then(pl.lit("nmi"))
+            .when(flags.str.contains("[hH]") | (pl.col("irq_depth") > 0))
+            .then(pl.lit("hardirq"))
+            .when(flags.str.contains("s"))
+            .then(pl.lit("softirq"))
+            .otherwise(pl.lit("task"))
+        )
+        source = (
+            pl.when(kind.is_in(_KPROBE_KINDS)).then(pl.lit("kprobe")).otherwise(pl.lit(self.source))
+        )
+        spans = spans.with_columns(
+            context=context,
+            source=source,
+            pid=pl.when(pl.col("task") >= 0).then(pl.col("task")).otherwise(pl.col("pid")),
+        )
+        spans = conform(spans, SPAN_SCHEMA)
+        if spans.height:
+            for src, n in spans.group_by("source").len().iter_rows():
+                self.counts[src] += n
+        return SpanChunk(spans=spans, events=stored)
+
+    @staticmethod
+    def _parents(spans: pl.DataFrame, calls: pl.DataFrame) -> pl.DataFrame:
+        """parent_id: the last opening row one level up in the same task, before the span."""
+        opens = (
+            calls.filter(pl.col("kind").is_in(_OPENING))
+            .select(
+                pl.col("task"),
+                (pl.col("depth") + 1).alias("_cdepth"),
+                pl.col("seq").alias("_pseq"),
+            )
+            .sort("_pseq")
+        )
+        if opens.is_empty() or spans.is_empty():
+            return spans.with_columns(parent_id=pl.lit(None, dtype=pl.Int64))
+        left = spans.with_columns(_cdepth=pl.col("depth").cast(pl.Int32)).sort("seq")
+        joined = left.join_asof(
+            opens.with_columns(pl.col("_cdepth").cast(pl.Int32)),
+            left_on="seq",
+            right_on="_pseq",
+            by=["task", "_cdepth"],
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        return joined.with_columns(parent_id=pl.col("_pseq")).drop("_cdepth", "_pseq")

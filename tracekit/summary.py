@@ -1,0 +1,82 @@
+"""Human summaries of ingests and of the runs in a store (what ``tracekit ingest`` and
+``tracekit runs`` print)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from tracekit.ingest import IngestResult
+
+__all__ = ["print_summary", "print_runs"]
+
+
+def _fmt_counts(r: IngestResult) -> str:
+    c = r.counts
+    spans = f"{c.get('spans', 0)} spans"
+    if r.spans_by_source:
+        spans += " (" + ", ".join(f"{k} {v}" for k, v in sorted(r.spans_by_source.items())) + ")"
+    parts = [f"{c.get('lines', 0)} lines", f"{c.get('events', 0)} events", spans]
+    if c.get("windows"):
+        parts.append(f"{c['windows']} latency windows")
+    parts.append(f"{c.get('lost_events', 0)} lost events")
+    skipped = c.get("skipped_lines", 0)
+    if skipped:
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(r.skipped.items()))
+        parts.append(f"{skipped} lines skipped ({why})")
+    else:
+        parts.append("0 lines skipped")
+    return ", ".join(parts)
+
+
+def print_summary(results: list[IngestResult], out: Console, err: Console) -> None:
+    """One paragraph per input: what it became, its counts, its warnings; errors to err."""
+    for r in results:
+        if r.status == "failed":
+            err.print(f"tracekit: error: {r.error}", markup=False)
+            continue
+        if r.status == "duplicate":
+            out.print(
+                f"{r.path}: already in the store as run {r.run_id} (patch {r.patch}, label {r.label}); "
+                "nothing to do (--replace re-ingests)",
+                markup=False,
+            )
+            continue
+        verb = "re-ingested" if r.status == "replaced" else "ingested"
+        rate = f", {r.bytes / 1e6 / r.seconds:.1f} MB/s" if r.seconds > 0 and r.bytes > 1e6 else ""
+        out.print(
+            f"{r.path}: {verb} as run {r.run_id}: {r.format}"
+            + (f" ({r.tracer})" if r.tracer and r.tracer != r.format else "")
+            + f", arch {r.arch}, kernel {r.kernel}, patch {r.patch}, label {r.label}"
+            + f" [{r.seconds:.2f} s{rate}]",
+            markup=False,
+        )
+        out.print("  " + _fmt_counts(r), markup=False)
+        for w in r.warnings:
+            err.print(f"tracekit: warning: {w}", markup=False)
+    ok = sum(r.status in ("ingested", "replaced") for r in results)
+    dup = sum(r.status == "duplicate" for r in results)
+    bad = sum(r.status == "failed" for r in results)
+    if len(results) > 1:
+        out.print(f"{ok} ingested, {dup} already present, {bad} failed", markup=False)
+
+
+def print_runs(df: pl.DataFrame, out: Console) -> None:
+    """The runs of a store as a table."""
+    if df.is_empty():
+        out.print("no runs in the store", markup=False)
+        return
+    t = Table(show_edge=False, header_style="bold", box=None, pad_edge=False)
+    for col in ("run_id", "patch", "label", "arch", "kernel", "format", "tracer", "spans", "events", "windows", "skipped", "file"):
+        t.add_column(col, no_wrap=True)
+    for r in df.sort(["patch", "arch", "label", "ingested_at"]).iter_rows(named=True):
+        c = r["counts"] or {}
+        t.add_row(
+            r["run_id"], r["patch"], r["label"], r["arch"], r["kernel"], r["format"], r["tracer"] or "",
+            str(c.get("spans", 0)), str(c.get("events", 0)), str(c.get("windows", 0)),
+            str(c.get("skipped_lines", 0)), r["path"].rsplit("/", 1)[-1],
+        )
+    out.print(t)
