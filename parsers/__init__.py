@@ -30,6 +30,7 @@ class FormatInfo:
 MODULES: tuple[str, ...] = (
     "function_graph",
     "ftrace_text",
+    "latency",
 )
 
 

@@ -1,0 +1,621 @@
+"""Latency-tracer snapshots: irqsoff, preemptoff, preemptirqsoff, wakeup, wakeup_rt and
+wakeup_dl, from every era that printed them (FORMATS.md section 2), plus the output of the
+timerlat / osnoise / hwlat tracers.
+
+A snapshot is what the kernel saved when it saw a new maximum latency (``update_max_tr()``)
+and printed with ``print_trace_header()`` (kernel/trace/trace.c) and the latency line
+printers ``lat_print_generic()`` / ``lat_print_timestamp()`` (kernel/trace/trace_output.c)::
+
+    # tracer: irqsoff
+    # irqsoff latency trace v1.1.5 on 6.1.192-tkA
+    # latency: 4045 us, #4/4, CPU#0 | (M:preempt VP:0, KP:0, SP:0 HP:0 #P:1)
+    #    | task: pgtfree2-374 (uid:0 nice:0 policy:0 rt_prio:0)
+    #  => started at: exc_page_fault
+    #  => ended at:   irqentry_exit_to_user_mode
+    #                    _------=> CPU#            (the flag legend)
+    pgtfree2-374       0d....    0us : exc_page_fault
+
+Layouts read here, all by the same code:
+
+* modern (2.6.29+): every header line starts with ``# ``; body ``func <-parent``;
+* 2.6.26-2.6.28 ``latency_trace``: the same header without ``# ``, body ``func (parent)``;
+* ``verbose`` option: ``comm pid cpu flags preempt idx [abs] ms (+ms): func``;
+* ``display-graph`` option (4.20+): a function_graph body with ``REL TIME``, CPU, task,
+  flag and duration columns; its rows are call-graph rows (entry/exit/leaf with depth) that
+  :mod:`tracekit.spans` pairs, ``ctx.meta["span_source"] = "function_graph"``;
+* the pre-mainline -rt ``/proc/latency_trace`` (2004-2007): v1.0.x
+  (``00000001 0.004ms (+0.217ms): clear_page_tables (exit_mmap)`` and ``entries: N (M)``)
+  and v1.1.x, whose lines may carry a ``(T<type>/#<idx>)`` record tag and whose ``µ`` is
+  the Latin-1 byte 0xB5 (accepted as ``µs``, ``us``, U+FFFD or the CP949 mojibake).
+
+Each snapshot becomes one dict in ``ctx.windows`` (WINDOW_SCHEMA keys): ``latency_ns`` is
+exactly the header's ``latency: N us`` times 1000.  Its body lines become rows with
+``window`` = the snapshot's index in the file (0, 1, ...).  **Times are relative:** the
+latency ``time`` column counts from the start of the snapshot (``iter->ts -
+time_start``), so ``ts_ns`` of a snapshot's rows is that relative time in ns (microsecond
+resolution; ticks for a counter clock, with ``ctx.meta["time_unit"] = "ticks"``).
+
+The flag columns are not hard-coded: the header legend (``_-----=> irqs-off`` ...) names
+them, and PREEMPT_RT or lazy-preemption kernels print more of them.  ``flags`` keeps them
+as printed; ``ctx.meta["lat_flag_columns"]`` lists their names in order and
+:func:`decode_lat_flags` decodes them by those names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+
+from tracekit.parsers import FormatInfo
+from tracekit.parsers.base import LineChunk, ParseContext
+from tracekit.schema import WINDOW_SCHEMA, Kind, conform
+from tracekit.symbols import canonical_expr
+
+__all__ = [
+    "FORMAT",
+    "LATENCY_TRACERS",
+    "NOISE_TRACERS",
+    "sniff",
+    "parse",
+    "decode_lat_flags",
+]
+
+FORMAT = FormatInfo(
+    name="latency",
+    kind="text",
+    description="latency tracers (irqsoff, preemptoff, wakeup*, -rt latency_trace) and "
+    "timerlat/osnoise/hwlat output",
+    example="pgtfree2-153       0...1.    0us*: exit_mmap <-exit_mmap",
+)
+
+#: The tracers whose output is a max-latency snapshot.
+LATENCY_TRACERS = frozenset(
+    {"irqsoff", "preemptoff", "preemptirqsoff", "wakeup", "wakeup_rt", "wakeup_dl"}
+)
+#: The OS-noise family: ordinary ``trace`` text, kept as events.
+NOISE_TRACERS = frozenset({"timerlat", "osnoise", "hwlat"})
+
+# "µs" as it reaches us: UTF-8, Latin-1 0xB5 (same code point), Greek mu, UTF-8 read as
+# Latin-1, a replacement character, or 0xB5 0x73 read as CP949.
+_US = r"(?:us|µs|μs|Âµs|\x{FFFD}s|탎)"
+_PY_US = "(?:us|µs|μs|Âµs|\ufffds|탎)"
+
+# --- header lines (prefix "# " since 2.6.29, none before and in the -rt patches) -------
+_H = r"^(?:#\s?)?\s*"
+_TRACER_RE = r"^#\s*tracer:\s*(?P<tracer>\S+)"
+_VERSION_RE = _H + r"(?P<vtracer>\S+) latency trace (?P<version>v[\d.]+) on (?P<kernel>\S.*?)\s*$"
+_LATENCY_RE = (
+    _H + r"latency:\s*(?P<lat_us>\d+)\s*" + _US + r",\s*#(?P<shown>\d+)/(?P<total>\d+),"
+    r"\s*CPU#(?P<lcpu>\d+)\s*\|\s*\((?:M:(?P<model>[^\s,)]+))?(?P<lrest>[^)]*)\)?"
+)
+# v1.0.x: " latency: 234 us, entries: 38 (38)   |   [VP:1 KP:1 SP:1 HP:1 #CPUS:2]"
+_LATENCY10_RE = (
+    _H + r"latency:\s*(?P<lat_us>\d+)\s*" + _US + r",\s*entries:\s*(?P<shown>\d+)\s*"
+    r"\((?P<total>\d+)\)\s*\|\s*\[(?P<lrest>[^\]]*)\]"
+)
+_NCPUS_RE = r"#(?:P|CPUS):(\d+)"
+# "| task: ksoftirqd/0-2 (uid:0 ...)" (v1.1+), "| task: IRQ 14/203, uid:0 ..." (v1.0)
+_TASK_RE = _H + r"\|\s*task:\s*(?P<tcomm>.+?)[-/](?P<tpid>\d+)\s*[,(]"
+_STARTED_RE = _H + r"=>\s*started at:\s*(?P<started>\S.*?)\s*$"
+_ENDED_RE = _H + r"=>\s*ended at:\s*(?P<ended>\S.*?)\s*$"
+_LEGEND_RE = r"^#?\s*[|/ ]*_-*=>\s*(?P<legend>\S.*?)\s*$"
+# Column help and rulers: "#  cmd     pid ...", "#     \   /", "----", "=======>",
+# "#   REL TIME ...", a lone "#".
+_HELP_RE = (
+    r"^(?:#.*|\s*-{3,}\s*|\s*={3,}>?\s*|\s*cmd\s+pid\s.*|\s*\\\s+/.*|\s*\|+\s*/?\s*|"
+    r"\s*\|+\s+delay\s*|\s*[|/ ]*_-*=>.*)$"
+)
+
+# --- body lines --------------------------------------------------------------------------
+_TAG = r"(?:\(T(?P<rtype>\d+)/#(?P<ridx>\d+)\)\s*)?"
+# lat_print_generic() + lat_print_timestamp(): "%8.8s-%-7d %3d" + flags + " %4lldus%c: "
+_LAT_RE = (
+    r"^" + _TAG + r"(?P<comm>.*?)-(?P<pid>\d+)\s+(?P<cpu>\d+)(?P<flags>[^\s\d]\S*)\s+"
+    r"(?P<time>\d+)(?P<unit>" + _US + r")?(?P<mark>[ !+#*@$])?:?\s?(?P<rest>.*?)\s*$"
+)
+# verbose: "%16s %7d %3d %d %08x %08lx " + "[%08llx] %ld.%03ldms (+%ld.%03ldms): "
+#                                     or "[%016llx] %lld (+%lld): " (counter clock)
+_VERBOSE_RE = (
+    r"^(?:\(T(?P<vtype>\d+)/#(?P<vidx>\d+)\)\s*)?\s*(?P<vcomm>\S.*?)\s+(?P<vpid>\d+)\s+"
+    r"(?P<vcpu>\d+)\s+(?P<vflags>\d+)\s+(?P<vpreempt>[0-9a-fA-F]{8})\s+[0-9a-fA-F]{8,}\s+"
+    r"\[[0-9a-fA-F]+\]\s+(?:(?P<vms>\d+)\.(?P<vus>\d+)ms\s+\(\+\d+\.\d+ms\)|"
+    r"(?P<vticks>\d+)\s+\(\+\d+\)):\s?(?P<vrest>.*?)\s*$"
+)
+# -rt v1.0.x: "%08x %d.%03dms (+%d.%03dms): func (parent)"
+_V10_RE = (
+    r"^(?P<opreempt>[0-9a-fA-F]{8})\s+(?P<oms>\d+)\.(?P<ous>\d+)ms\s+\(\+\d+\.\d+ms\):"
+    r"\s?(?P<orest>.*?)\s*$"
+)
+# -rt v1.1.x task-switch marker: "(T4/#15) [ =>     valgrind.bin ] 0.316ms (+0.001ms)"
+_SWITCH_RE = (
+    r"^\(T\d+/#\d+\)\s*\[\s*=>\s*(?P<scomm>.*?)\s*\]\s+(?P<sms>\d+)\.(?P<sus>\d+)ms"
+)
+# display-graph: "%9llu us |  " + " %d) " + proc + " | " + flags + " | " + duration + body
+_GRAPH_RE = (
+    r"^\s*(?P<grel>\d+) us \|\s*(?P<gcpu>\d+)\)\s+(?P<gproc>\S.*?)\s+\|\s+(?P<gflags>\S+)\s+\|"
+    r"\s*(?P<gmark>[!+#*@$])?\s*(?:(?P<gdur>\d+(?:\.\d+)?)\s+us)?\s*\|(?P<gbody>.*?)\s*$"
+)
+# trace_print_context() lines of timerlat / osnoise / hwlat (absolute time).
+_CONTEXT_RE = (
+    r"^\s*(?P<ncomm>.*?)-(?P<npid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<ncpu>\d+)\]\s+"
+    r"(?:(?P<nflags>[.A-Za-z0-9]{4,8})\s+)?(?P<nts>\d+(?:\.\d+)?):\s(?P<nbody>.*?)\s*$"
+)
+_FRAME_RE = r"^\s*=>\s*(?P<frame>\S.*?)\s*$"
+# What the capture scripts append: "max_latency_us=4045", "no preemptoff window >= ...".
+_NOTE_RE = r"^(?:\w+=\S.*|no \w+ window >= \d+ us.*)$"
+_ELIDED_RE = r"^\s*\[(?:\.\.\.|omitted[^\]]*)\]\s*$|^\s*\.\.\.\s*$"
+_MODELINE_RE = r"^\s*vim:.*$"
+
+# Bodies.
+_FUNC_PARENT_RE = (
+    r"^(?P<f>[^\s(<][^\s(]*(?:\s+<[0-9a-fA-F]+>)?|<[0-9a-fA-F]+>)"
+    r"(?:\s+(?:<-\s*(?P<p1>\S+(?:\s+<[0-9a-fA-F]+>)?)|\((?P<p2>[^()]*)\)))?\s*$"
+)
+_WAKE_RE = r"^\s*\d+:\s*\d+:\S\s+(?P<op>\+|==>)\s+\[\d+\]\s+\d+:\s*\d+:\S"
+_EVENT_RE = r"^(?P<ev>[A-Za-z_][\w:.-]*): (?P<erest>.*)$"
+
+
+def sniff(head: str) -> int:
+    """How sure we are that ``head`` is latency-tracer output (or timerlat/osnoise/hwlat)."""
+    m = re.search(r"^#\s*tracer:\s*(\S+)", head, re.M)
+    if m and m.group(1).lower() in LATENCY_TRACERS:
+        return 95
+    if re.search(r"^(?:#\s?)?\s*\S+ latency trace v\d", head, re.M):
+        return 95
+    if m and m.group(1) in NOISE_TRACERS:
+        return 92
+    if re.match(r"\s*no \w+ window >= \d+ us", head):
+        return 50
+    lines = [ln for ln in head.splitlines()[:200] if ln.strip() and not ln.startswith("#")]
+    if lines:
+        rx = re.compile(_LAT_RE.replace(r"\x{FFFD}", "\ufffd"))
+        if sum(1 for ln in lines if rx.match(ln)) >= max(2, len(lines) // 2):
+            return 40
+    return 0
+
+
+def decode_lat_flags(flags: pl.Expr, columns: list[str]) -> pl.Expr:
+    """Decode latency flag characters (``trace_print_lat_fmt()``) by the legend's column
+    names: a struct with ``irqs_off`` (bool; None for ``X``), ``need_resched`` (the
+    character), ``context`` (task / softirq / hardirq / nmi), ``preempt_depth`` and
+    ``migrate_disable`` (ints, 0 for ``.``), each null when the legend has no such column."""
+
+    def char(i: int) -> pl.Expr:
+        return flags.str.slice(i, 1)
+
+    def depth(i: int) -> pl.Expr:
+        c = char(i)
+        return pl.when(c == ".").then(0).otherwise(c.str.to_integer(base=16, strict=False))
+
+    fields: dict[str, pl.Expr] = {}
+    for i, name in enumerate(columns):
+        n = name.lower()
+        if n.startswith("irqs-off"):
+            c = char(i)
+            fields["irqs_off"] = (
+                pl.when(c == "X").then(None).otherwise(c.is_in(["d", "D"]))
+            )
+        elif n == "need-resched":
+            fields["need_resched"] = char(i)
+        elif n == "hardirq/softirq":
+            c = char(i)
+            fields["context"] = (
+                pl.when(c.is_in(["z", "Z"])).then(pl.lit("nmi"))
+                .when(c.is_in(["h", "H"])).then(pl.lit("hardirq"))
+                .when(c == "s").then(pl.lit("softirq"))
+                .otherwise(pl.lit("task"))
+            )
+        elif n == "preempt-depth":
+            fields["preempt_depth"] = depth(i)
+        elif n == "migrate-disable":
+            fields["migrate_disable"] = depth(i)
+    return pl.struct(**{k: v for k, v in fields.items()}) if fields else pl.lit(None)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class _State:
+    """What one pass over a file carries from chunk to chunk."""
+
+    def __init__(self) -> None:
+        self.snapshot = -1  # index of the current snapshot (-1: none yet)
+        self.last_marker: str | None = None  # "T" tracer line, "V" version line, "B" body
+        self.carry: pl.DataFrame | None = None  # lines held back (a stack trace in progress)
+        self.headers: dict[int, dict[str, Any]] = {}
+        self.graph = False
+        self.counter_clock = False
+
+
+def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
+    """Parse latency-tracer text into event frames; snapshots go to ``ctx.windows``."""
+    st = _State()
+    for chunk in chunks:
+        df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+        if st.carry is not None:
+            df = pl.concat([st.carry, df])
+            st.carry = None
+        out = _parse_lines(df, chunk.is_last, st, ctx)
+        if out is not None and out.height:
+            yield out
+    if st.carry is not None and st.carry.height:
+        out = _parse_lines(st.carry, True, st, ctx)
+        if out is not None and out.height:
+            yield out
+    _finish(st, ctx)
+
+
+def _num(col: str) -> pl.Expr:
+    return pl.col(col).cast(pl.Int64, strict=False)
+
+
+def _classify(df: pl.DataFrame) -> pl.DataFrame:
+    t = pl.col("text")
+    return df.with_columns(
+        is_tracer=t.str.contains(_TRACER_RE),
+        is_version=t.str.contains(_VERSION_RE),
+        is_latency=t.str.contains(_LATENCY_RE) | t.str.contains(_LATENCY10_RE),
+        is_task=t.str.contains(_TASK_RE),
+        is_started=t.str.contains(_STARTED_RE),
+        is_ended=t.str.contains(_ENDED_RE),
+        is_legend=t.str.contains(_LEGEND_RE),
+        is_help=t.str.contains(_HELP_RE),
+        is_blank=t.str.contains(r"^\s*$"),
+        is_frame=t.str.contains(_FRAME_RE),
+    ).with_columns(
+        is_header=pl.any_horizontal(
+            "is_tracer", "is_version", "is_latency", "is_task", "is_started", "is_ended",
+            "is_legend",
+        )
+    ).with_columns(
+        is_frame=pl.col("is_frame") & ~pl.col("is_header"),
+        is_help=pl.col("is_help") & ~pl.col("is_header"),
+    )
+
+
+def _parse_lines(
+    df: pl.DataFrame, is_last: bool, st: _State, ctx: ParseContext
+) -> pl.DataFrame | None:
+    df = _classify(df)
+
+    # A stack trace may continue in the next chunk: hold back its "<stack trace>" line and
+    # the frames after it.
+    if not is_last and df.height:
+        solid = (~pl.col("is_frame") & ~pl.col("is_blank")).arg_true()
+        idx = df.select(solid.last()).item()
+        if idx is not None and "<stack trace>" in df["text"][idx]:
+            st.carry = df.slice(idx).select("line", "text")
+            df = df.slice(0, idx)
+    if not df.height:
+        return None
+
+    # --- snapshots: a "# tracer:" line starts one; so does a version line that does not
+    # follow its own tracer line (the -rt layouts have no tracer line).
+    marker = (
+        pl.when(pl.col("is_tracer")).then(pl.lit("T"))
+        .when(pl.col("is_version")).then(pl.lit("V"))
+        .when(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank")
+              & ~pl.col("is_frame")).then(pl.lit("B"))
+    )
+    df = df.with_columns(marker=marker).with_columns(
+        prev_marker=pl.col("marker").forward_fill().shift(1).fill_null(
+            pl.lit(st.last_marker, dtype=pl.String)
+        )
+    ).with_columns(
+        start=pl.col("is_tracer") | (pl.col("is_version") & (pl.col("prev_marker").fill_null("") != "T"))
+    ).with_columns(
+        snapshot=(pl.col("start").cum_sum().cast(pl.Int32) + st.snapshot)
+    )
+    last_marker = df.select(pl.col("marker").drop_nulls().last()).item()
+    if last_marker is not None:
+        st.last_marker = last_marker
+    st.snapshot = int(df["snapshot"][-1])
+
+    _collect_headers(df.filter(pl.col("is_header")), st, ctx)
+
+    body = df.filter(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank"))
+    if not body.height:
+        return None
+    return _parse_body(body, st, ctx)
+
+
+def _collect_headers(h: pl.DataFrame, st: _State, ctx: ParseContext) -> None:
+    """Fold the header lines of each snapshot into ``st.headers`` (a few lines a snapshot)."""
+    if not h.height:
+        return
+    t = pl.col("text")
+    h = h.with_columns(
+        t.str.extract(_TRACER_RE, 1).alias("tracer"),
+        t.str.extract_groups(_VERSION_RE).alias("v"),
+        t.str.extract_groups(_LATENCY_RE).alias("l11"),
+        t.str.extract_groups(_LATENCY10_RE).alias("l10"),
+        t.str.extract(_NCPUS_RE, 1).alias("ncpus"),
+        t.str.extract_groups(_TASK_RE).alias("task"),
+        t.str.extract(_STARTED_RE, 1).alias("started_at"),
+        t.str.extract(_ENDED_RE, 1).alias("ended_at"),
+        t.str.extract(_LEGEND_RE, 1).alias("legend"),
+    ).unnest("v", "task").with_columns(
+        lat_us=pl.coalesce(pl.col("l11").struct.field("lat_us"), pl.col("l10").struct.field("lat_us")),
+        shown=pl.coalesce(pl.col("l11").struct.field("shown"), pl.col("l10").struct.field("shown")),
+        total=pl.coalesce(pl.col("l11").struct.field("total"), pl.col("l10").struct.field("total")),
+        lcpu=pl.col("l11").struct.field("lcpu"),
+        model=pl.col("l11").struct.field("model"),
+        latency_text=pl.when(pl.col("l11").struct.field("lat_us").is_not_null()
+                             | pl.col("l10").struct.field("lat_us").is_not_null()).then(t),
+    )
+    fields = ["tracer", "vtracer", "version", "kernel", "lat_us", "shown", "total", "lcpu",
+              "model", "ncpus", "tcomm", "tpid", "started_at", "ended_at", "latency_text"]
+    agg = h.group_by("snapshot", maintain_order=True).agg(
+        *[pl.col(f).drop_nulls().first() for f in fields],
+        pl.col("legend").drop_nulls(),
+    )
+    for row in agg.iter_rows(named=True):  # one row per snapshot
+        tracer = row["tracer"] or row["vtracer"]
+        if tracer:
+            ctx.meta.setdefault("tracer", tracer)
+        cur = st.headers.setdefault(row["snapshot"], {"legend": []})
+        for f in fields:
+            if row[f] is not None and cur.get(f) is None:
+                cur[f] = row[f]
+        cur["legend"].extend(row["legend"])
+
+
+def _flag_columns(legend: list[str]) -> list[str]:
+    return [n for n in legend if not n.upper().startswith("CPU")]
+
+
+def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
+    t = pl.col("text")
+    b = b.with_columns(
+        t.str.extract_groups(_LAT_RE).alias("a"),
+        t.str.extract_groups(_VERBOSE_RE).alias("v"),
+        t.str.extract_groups(_V10_RE).alias("o"),
+        t.str.extract_groups(_SWITCH_RE).alias("s"),
+        t.str.extract_groups(_GRAPH_RE).alias("g"),
+        t.str.extract_groups(_CONTEXT_RE).alias("n"),
+        t.str.extract(_FRAME_RE, 1).alias("frame"),
+        t.str.contains(_NOTE_RE).alias("is_note"),
+        t.str.contains(_ELIDED_RE).alias("is_elided"),
+        t.str.contains(_MODELINE_RE).alias("is_modeline"),
+    ).unnest("a", "v", "o", "s", "g", "n")
+    # Which grammar each line follows (first that matches, most specific first).
+    b = b.with_columns(
+        form=pl.when(pl.col("vcomm").is_not_null()).then(pl.lit("verbose"))
+        .when(pl.col("grel").is_not_null()).then(pl.lit("graph"))
+        .when(pl.col("comm").is_not_null()).then(pl.lit("lat"))
+        .when(pl.col("ncomm").is_not_null()).then(pl.lit("context"))
+        .when(pl.col("opreempt").is_not_null()).then(pl.lit("v10"))
+        .when(pl.col("scomm").is_not_null()).then(pl.lit("switch"))
+        .when(pl.col("is_frame")).then(pl.lit("frame"))
+        .when(pl.col("is_note")).then(pl.lit("note"))
+    )
+    unknown = b.filter(pl.col("form").is_null())
+    if unknown.height:
+        ctx.skip("elided line ([...])", int(unknown["is_elided"].sum()))
+        ctx.skip("editor modeline", int(unknown["is_modeline"].sum()))
+        ctx.skip(
+            "unrecognised latency-trace line",
+            int((~unknown["is_elided"] & ~unknown["is_modeline"]).sum()),
+        )
+        b = b.filter(pl.col("form").is_not_null())
+    if not b.height:
+        return conform(pl.DataFrame())
+
+    form = pl.col("form")
+    rest = (
+        pl.when(form == "verbose").then(pl.col("vrest"))
+        .when(form == "lat").then(pl.col("rest"))
+        .when(form == "v10").then(pl.col("orest"))
+        .when(form == "context").then(pl.col("nbody"))
+    )
+    proc = pl.col("gproc").str.extract_groups(r"^(?P<pcomm>.*)-(?P<ppid>\d+)$")
+    b = b.with_columns(rest=rest.str.strip_chars(), p=proc).unnest("p")
+    ms_ns = lambda ms, us: _num(ms) * 1_000_000 + pl.col(us).str.pad_end(3, "0").str.slice(0, 3).cast(pl.Int64, strict=False) * 1000  # noqa: E731
+    ts = (
+        pl.when(form == "lat").then(_num("time") * pl.when(pl.col("unit").is_not_null()).then(1000).otherwise(1))
+        .when((form == "verbose") & pl.col("vms").is_not_null()).then(ms_ns("vms", "vus"))
+        .when(form == "verbose").then(_num("vticks"))
+        .when(form == "v10").then(ms_ns("oms", "ous"))
+        .when(form == "switch").then(ms_ns("sms", "sus"))
+        .when(form == "graph").then(_num("grel") * 1000)
+        .when(form == "context").then(_abs_ns(pl.col("nts")))
+    )
+    if b.filter((form == "lat") & pl.col("unit").is_null()).height or b.filter(
+        (form == "verbose") & pl.col("vticks").is_not_null()
+    ).height:
+        st.counter_clock = True
+    rtype = pl.coalesce(pl.col("rtype"), pl.col("vtype"))
+    b = b.with_columns(
+        ts_ns=ts,
+        cpu=pl.coalesce(_num("cpu"), _num("vcpu"), _num("gcpu"), _num("ncpu")),
+        pid=pl.coalesce(_num("pid"), _num("vpid"), _num("ppid"), _num("npid")),
+        comm=pl.coalesce(pl.col("comm"), pl.col("vcomm"), pl.col("pcomm"), pl.col("ncomm")).str.strip_chars(),
+        flags=pl.coalesce(pl.col("flags"), pl.col("vflags"), pl.col("gflags"), pl.col("nflags"),
+                          pl.col("opreempt")),
+        rtype=rtype,
+    )
+
+    # --- bodies of the non-graph lines
+    fp = pl.col("rest").str.extract_groups(_FUNC_PARENT_RE)
+    b = b.with_columns(fp=fp, ev=pl.col("rest").str.extract_groups(_EVENT_RE)).unnest("fp", "ev")
+    is_stack = pl.col("rest").str.contains(r"^<(?:user )?stack trace>")
+    is_wake = pl.col("rest").str.contains(_WAKE_RE)
+    wake_op = pl.col("rest").str.extract(_WAKE_RE, 1)
+    lat_kind = (
+        pl.when(is_stack).then(pl.lit(Kind.STACK))
+        .when(is_wake).then(pl.lit(Kind.EVENT))
+        .when(pl.col("rtype").is_in(["3", "6"])).then(pl.lit(Kind.EVENT))
+        .when(pl.col("f").is_not_null() & (pl.col("rest") != "0")).then(pl.lit(Kind.FUNCTION))
+        .when(pl.col("ev").is_not_null()).then(pl.lit(Kind.EVENT))
+        .otherwise(pl.lit(Kind.MARKER))
+    )
+    event = (
+        pl.when(is_wake & (wake_op == "+")).then(pl.lit("sched_wakeup"))
+        .when(is_wake).then(pl.lit("sched_switch"))
+        .when(pl.col("rtype") == "3").then(pl.lit("rt_special"))
+        .when(pl.col("rtype") == "6").then(pl.lit("rt_wakeup"))
+        .when(pl.col("ev").is_not_null() & ~is_stack).then(pl.col("ev"))
+    )
+    raw_func = (
+        pl.when(pl.col("rtype") == "3").then(pl.col("rest").str.extract(r"^(\S+)", 1))
+        .otherwise(pl.col("f"))
+    )
+    parent_raw = pl.coalesce(pl.col("p1"), pl.col("p2"))
+
+    # --- display-graph bodies (function_graph grammar)
+    gb = pl.col("gbody")
+    indent = gb.str.len_chars() - gb.str.strip_chars_start(" ").str.len_chars()
+    gtext = gb.str.strip_chars()
+    g_leaf = gtext.str.extract(r"^([^\s(]+)\(.*\);", 1)
+    g_entry = gtext.str.extract(r"^([^\s(]+)\(.*\)\s*\{", 1)
+    g_exit = gtext.str.contains(r"^\}")
+    g_exit_name = gtext.str.extract(r"^\}\s*/\*\s*([^\s*()=]+)", 1)
+    g_kind = (
+        pl.when(g_leaf.is_not_null()).then(pl.lit(Kind.LEAF))
+        .when(g_entry.is_not_null()).then(pl.lit(Kind.ENTRY))
+        .when(g_exit).then(pl.lit(Kind.EXIT))
+        .when(gtext.str.contains(r"^/\*")).then(pl.lit(Kind.COMMENT))
+        .when(gtext.str.contains("==========>")).then(pl.lit(Kind.IRQ_ENTRY))
+        .when(gtext.str.contains("<==========")).then(pl.lit(Kind.IRQ_EXIT))
+        .otherwise(pl.lit(Kind.MARKER))
+    )
+    g_func = pl.coalesce(g_leaf, g_entry, g_exit_name)
+    dur = pl.col("gdur")
+    dparts = dur.str.split_exact(".", 1)
+    g_dur_ns = (
+        dparts.struct.field("field_0").cast(pl.Int64, strict=False) * 1000
+        + dparts.struct.field("field_1").fill_null("").str.pad_end(3, "0").str.slice(0, 3)
+        .cast(pl.Int64, strict=False)
+    )
+
+    kind = (
+        pl.when(form == "graph").then(g_kind)
+        .when(form == "frame").then(pl.lit("frame"))
+        .when(form == "note").then(pl.lit(Kind.MARKER))
+        .when(form == "switch").then(pl.lit(Kind.MARKER))
+        .when(form == "context").then(
+            pl.when(pl.col("ev").is_not_null()).then(pl.lit(Kind.EVENT)).otherwise(pl.lit(Kind.EVENT))
+        )
+        .otherwise(lat_kind)
+    )
+    b = b.with_columns(
+        kind=kind,
+        raw_func=pl.when(form == "graph").then(g_func).when(form.is_in(["lat", "verbose", "v10"])).then(raw_func),
+        parent_raw=pl.when(form.is_in(["lat", "verbose", "v10"])).then(parent_raw),
+        depth=pl.when(form == "graph").then(((indent - 2) // 2).clip(lower_bound=0)),
+        dur_ns=pl.when(form == "graph").then(g_dur_ns),
+        event=pl.when(form.is_in(["lat", "verbose", "v10"])).then(event)
+        .when(form == "context").then(pl.coalesce(pl.col("ev"), pl.lit(ctx.meta.get("tracer")))),
+        body=pl.when(form == "graph").then(gtext).when(form.is_in(["note", "switch"])).then(pl.col("text").str.strip_chars())
+        .otherwise(pl.col("rest")),
+    ).with_columns(
+        # A marker ("0": an ip of 0, a note) names no function.
+        raw_func=pl.when(pl.col("kind") != Kind.MARKER).then(pl.col("raw_func")),
+        parent_raw=pl.when(pl.col("kind") != Kind.MARKER).then(pl.col("parent_raw")),
+    ).with_columns(
+        func=canonical_expr(pl.col("raw_func")),
+        parent=canonical_expr(pl.col("parent_raw")),
+    ).with_columns(
+        raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")),
+    )
+    if b.filter(form == "graph").height:
+        st.graph = True
+
+    # The capture tools' "max_latency_us=N" note: keep the number for cross-checking.
+    notes = b.filter((form == "note") & pl.col("text").str.contains(r"max_latency_us=\d+"))
+    if notes.height:
+        ctx.meta["tracing_max_latency_us"] = int(
+            notes["text"].str.extract(r"max_latency_us=(\d+)", 1).cast(pl.Int64)[-1]
+        )
+
+    # --- stack traces: " => func" lines become the callchain of their "<stack trace>" row.
+    b = b.with_columns(
+        owner=pl.when(pl.col("kind") != "frame").then(pl.col("line")).forward_fill()
+    )
+    frames = b.filter(pl.col("kind") == "frame")
+    b = b.filter(pl.col("kind") != "frame")
+    orphan = 0
+    if frames.height:
+        chains = frames.group_by("owner").agg(
+            callchain=canonical_expr(pl.col("frame"))
+        )
+        b = b.join(chains, left_on="line", right_on="owner", how="left", maintain_order="left")
+        stack_lines = set(b.filter(pl.col("kind") == Kind.STACK)["line"].to_list())
+        orphan = frames.filter(~pl.col("owner").is_in(list(stack_lines)) | pl.col("owner").is_null()).height
+    if orphan:
+        ctx.skip("stack frame without a <stack trace> line", orphan)
+
+    # --- the snapshot each line belongs to; a counter-clock's v1.0 lines take the window CPU.
+    has_window = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
+    win_cpu = pl.DataFrame(
+        {"snapshot": has_window, "win_cpu": [_int(st.headers[s].get("lcpu")) for s in has_window]},
+        schema={"snapshot": pl.Int32, "win_cpu": pl.Int64},
+    )
+    b = b.join(win_cpu, on="snapshot", how="left", maintain_order="left").with_columns(
+        window=pl.when(pl.col("snapshot").is_in(has_window)).then(pl.col("snapshot")),
+        cpu=pl.coalesce(pl.col("cpu"), pl.when(form == "v10").then(pl.col("win_cpu"))),
+        seq=pl.col("line"),
+    )
+    return conform(b)
+
+
+def _abs_ns(ts: pl.Expr) -> pl.Expr:
+    """``secs.usecs`` as ns; a bare integer (counter clock) as it is."""
+    parts = ts.str.split_exact(".", 1)
+    secs = parts.struct.field("field_0").cast(pl.Int64, strict=False)
+    frac = parts.struct.field("field_1")
+    return pl.when(frac.is_null()).then(secs).otherwise(
+        secs * 1_000_000_000 + frac.str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64, strict=False)
+    )
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _finish(st: _State, ctx: ParseContext) -> None:
+    """Turn the collected headers into ``ctx.windows`` and run-level ``ctx.meta``."""
+    kernels: set[str] = set()
+    for snap in sorted(st.headers):
+        h = st.headers[snap]
+        tracer = h.get("tracer") or h.get("vtracer")
+        if tracer and "tracer" not in ctx.meta:
+            ctx.meta["tracer"] = tracer
+        if h.get("kernel"):
+            kernels.add(h["kernel"])
+            ctx.meta.setdefault("kernel", h["kernel"])
+        if h.get("ncpus"):
+            ctx.meta.setdefault("ncpus", int(h["ncpus"]))
+        cols = _flag_columns(h["legend"])
+        if cols and "lat_flag_columns" not in ctx.meta:
+            ctx.meta["lat_flag_columns"] = cols
+        if h.get("lat_us") is None:
+            continue
+        if h.get("model"):
+            ctx.meta.setdefault("preempt_model", h["model"])
+        win = {
+            "window": snap,
+            "tracer": tracer,
+            "latency_ns": int(h["lat_us"]) * 1000,
+            "cpu": _int(h.get("lcpu")),
+            "pid": _int(h.get("tpid")),
+            "comm": h.get("tcomm").strip() if h.get("tcomm") else None,
+            "started_at": h.get("started_at"),
+            "ended_at": h.get("ended_at"),
+            "entries_shown": _int(h.get("shown")),
+            "entries_total": _int(h.get("total")),
+            "preempt_model": h.get("model"),
+            "kernel": h.get("kernel"),
+            "version": f"latency trace {h['version']}" if h.get("version") else None,
+        }
+        ctx.windows.append({k: win.get(k) for k in WINDOW_SCHEMA})
+    if len(kernels) > 1:
+        ctx.warn(f"snapshots from several kernels: {', '.join(sorted(kernels))}")
+    ctx.meta.setdefault("time_unit", "ticks" if st.counter_clock else "ns")
+    if st.graph:
+        ctx.meta["span_source"] = "function_graph"
+    if ctx.windows:
+        ctx.meta["windows_relative_time"] = True
