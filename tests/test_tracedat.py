@@ -1,0 +1,384 @@
+"""The native trace.dat reader against trace-cmd's own reading of the same files.
+
+For every trace.dat in the corpus, ``trace-cmd report -R -t`` (Debian's trace-cmd, run at
+test time) gives the independent expectation: number of records, their timestamps, and for
+funcgraph records each function's calls and durations (rettime - calltime).  The reports
+trace-cmd made inside the capture guests (tracecmd.report.txt, function_graph plugin
+rendering) are a second reading.  No big-endian trace.dat exists, so one is written here
+from events of a real little-endian trace, per the file-format spec.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tracekit.parsers import detect, get
+from tracekit.parsers.base import ParseContext, ParseError
+from tracekit.parsers import tracedat
+
+TRACE_DATS = [
+    "qemu/x86_64-6.1.0-56-preempt-none/trace.dat",
+    "qemu/ppc64le-6.1.0-50-preempt-voluntary/trace.dat",
+    "kbuild-x86_64-6.1.192/A/trace.dat",
+    "kbuild-x86_64-6.1.192/B/trace.dat",
+    "lisa/tests/assets/sched_load/trace.dat",
+    "lisa/example_rtapp/trace.dat",
+    "trappy/tests/trace.dat",
+    "trappy/tests/trace_idle.dat",
+    "trappy/tests/raw_trace.dat",
+]
+
+TRACE_CMD = shutil.which("trace-cmd")
+needs_trace_cmd = pytest.mark.skipif(
+    TRACE_CMD is None,
+    reason="trace-cmd is not installed (test-only dependency: apt-get install trace-cmd)",
+)
+
+# trace-cmd report line: "comm-pid [cpu] secs.nsecs: event: body"
+REPORT_RE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?:\S+\s+)?(?P<ts>\d+\.\d+):\s+(?P<event>[\w:]+):\s*(?P<body>.*)$"
+)
+
+
+def read(path: Path) -> tuple[pl.DataFrame, ParseContext]:
+    ctx = ParseContext(str(path))
+    frames = list(tracedat.parse_file(str(path), ctx))
+    return pl.concat(frames), ctx
+
+
+def trace_cmd_records(path: Path) -> list[re.Match]:
+    out = subprocess.run([TRACE_CMD, "report", "-R", "-t", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    return [m for line in out.splitlines() if (m := REPORT_RE.match(line))]
+
+
+def _field(body: str, name: str) -> str:
+    return re.search(rf"\b{name}=(\S+)", body).group(1)
+
+
+def _hex(v: str) -> int:
+    return int(v, 16)
+
+
+@needs_trace_cmd
+@pytest.mark.parametrize("rel", TRACE_DATS)
+def test_records_match_trace_cmd(corpus: Path, rel: str) -> None:
+    path = corpus / rel
+    expect = trace_cmd_records(path)
+    df, ctx = read(path)
+    assert df.height == len(expect)
+    ev = [m["event"] for m in expect]
+    assert df["event"].to_list() == ev
+    assert df["cpu"].to_list() == [int(m["cpu"]) for m in expect]
+    assert df["pid"].to_list() == [int(m["pid"]) for m in expect]
+    # trace-cmd -t prints the ring-buffer time in full nanoseconds; our exit rows carry
+    # rettime instead, checked below.
+    ts_expect = [int(m["ts"].replace(".", "")) for m, e in zip(expect, ev) if e != "funcgraph_exit"]
+    assert df.filter(pl.col("kind") != "exit")["ts_ns"].to_list() == ts_expect
+    assert df["seq"].is_sorted() and df["seq"].n_unique() == df.height
+    assert ctx.meta["ncpus"] >= df["cpu"].max() + 1
+
+
+@needs_trace_cmd
+@pytest.mark.parametrize("rel", [r for r in TRACE_DATS if r.startswith(("qemu", "kbuild"))])
+def test_funcgraph_spans_match_trace_cmd(corpus: Path, rel: str) -> None:
+    """Per function: calls and durations (rettime - calltime) equal trace-cmd's fields."""
+    path = corpus / rel
+    expect = trace_cmd_records(path)
+    want: dict[str, list[int]] = defaultdict(list)
+    rettimes = []
+    entries = Counter()
+    for m in expect:
+        if m["event"] == "funcgraph_exit":
+            b = m["body"]
+            call, ret = _hex(_field(b, "calltime")), _hex(_field(b, "rettime"))
+            want[_field(b, "func")].append(ret - call)
+            rettimes.append(ret)
+        elif m["event"] == "funcgraph_entry":
+            entries[_field(m["body"], "func")] += 1
+    df, ctx = read(path)
+    assert ctx.meta["span_source"] == "funcgraph_raw"
+    exits = df.filter(pl.col("kind") == "exit").with_columns(
+        pl.coalesce("raw_func", "func").alias("name"))
+    got: dict[str, list[int]] = defaultdict(list)
+    for name, dur in exits.select("name", "dur_ns").iter_rows():
+        got[name].append(dur)
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+    assert exits["ts_ns"].to_list() == rettimes
+    ent = df.filter(pl.col("kind") == "entry").with_columns(pl.coalesce("raw_func", "func").alias("name"))
+    assert Counter(ent["name"].to_list()) == entries
+    assert "exit_mmap" in entries
+
+
+DUR_RE = re.compile(r"funcgraph_(?P<ev>entry|exit):\s+[+!#@*$ ]?\s*(?P<us>\d+)\.(?P<ns>\d{3}) us\s+\|\s*(?P<rest>.*)$")
+
+
+@pytest.mark.parametrize("rel", [r for r in TRACE_DATS if r.startswith(("qemu", "kbuild"))])
+def test_against_guest_report(corpus: Path, rel: str) -> None:
+    """tracecmd.report.txt (trace-cmd 3.1.6 in the guest, function_graph plugin): a leaf
+    line ``N.NNN us | func();`` is an entry whose exit is the next record; ``}`` lines are
+    the other exits.  Durations print as microseconds with all nanosecond digits."""
+    path = corpus / rel
+    report = (path.parent / "tracecmd.report.txt").read_text(errors="replace").splitlines()
+    leaves: dict[str, list[int]] = defaultdict(list)
+    closes: list[int] = []
+    n_lines = 0
+    for line in report:
+        if not REPORT_RE.match(line):
+            continue
+        n_lines += 1
+        m = DUR_RE.search(line)
+        if not m:
+            continue
+        ns = int(m["us"]) * 1000 + int(m["ns"])
+        if m["ev"] == "entry":
+            leaves[m["rest"].strip().rstrip(";").rstrip("()").strip()].append(ns)
+        else:
+            closes.append(ns)
+    df, _ = read(path)
+    rows = df.select("kind", "func", "raw_func", "depth", "dur_ns", "pid").with_columns(
+        pl.coalesce("raw_func", "func").alias("name"))
+    nxt = rows.shift(-1)
+    is_leaf = (
+        (rows["kind"] == "entry") & (nxt["kind"] == "exit") & (nxt["name"] == rows["name"])
+        & (nxt["depth"] == rows["depth"]) & (nxt["pid"] == rows["pid"])
+    ).fill_null(False)
+    leaf_exit = is_leaf.shift(1, fill_value=False)
+    got_leaves: dict[str, list[int]] = defaultdict(list)
+    for name, dur in zip(rows.filter(is_leaf)["name"], nxt.filter(is_leaf)["dur_ns"]):
+        got_leaves[name].append(dur)
+    got_closes = rows.filter((rows["kind"] == "exit") & ~leaf_exit)["dur_ns"].to_list()
+    assert {k: sorted(v) for k, v in got_leaves.items()} == {k: sorted(v) for k, v in leaves.items()}
+    assert sorted(got_closes) == sorted(closes)
+    # every record is one line, except that a leaf's exit shares its entry's line
+    assert df.height - int(is_leaf.sum()) == n_lines
+
+
+def test_metadata_from_file(corpus: Path) -> None:
+    """uname, clock and CPU count as the capture recorded them (corpus/PROVENANCE.md and
+    the capture's info.txt: 6.1.0-56-amd64, x86_64, trace_clock local, one vCPU)."""
+    df, ctx = read(corpus / "qemu/x86_64-6.1.0-56-preempt-none/trace.dat")
+    assert ctx.meta["kernel"] == "6.1.0-56-amd64"
+    assert ctx.meta["arch"] == "x86_64"
+    assert ctx.meta["clock"] == "local"
+    assert ctx.meta["ncpus"] == 1
+    assert ctx.meta["tracedat_version"] == 7
+    assert ctx.meta["time_unit"] == "ns"
+    assert ctx.lost_events == 0
+    df2, ctx2 = read(corpus / "qemu/ppc64le-6.1.0-50-preempt-voluntary/trace.dat")
+    assert ctx2.meta["arch"] == "ppc64le" and ctx2.meta["page_size"] == 65536
+    # comm from the saved cmdlines: the workload is pgtfree
+    assert "pgtfree" in set(df.filter(pl.col("kind") == "entry")["comm"].to_list())
+    _, ctx3 = read(corpus / "trappy/tests/trace.dat")
+    assert ctx3.meta["long_size"] == 4 and ctx3.meta["tracedat_version"] == 6
+
+
+def test_detect_and_registry(corpus: Path) -> None:
+    head = (corpus / "trappy/tests/trace.dat").read_bytes()[:4096]
+    assert detect(head) is tracedat
+    assert get("tracedat") is tracedat
+    assert tracedat.sniff_bytes(b"# tracer: nop\n") == 0
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path, corpus: Path) -> None:
+    bad = tmp_path / "not.dat"
+    bad.write_bytes(b"hello, not a trace\n")
+    with pytest.raises(ParseError, match="magic"):
+        read(bad)
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes((corpus / "trappy/tests/trace.dat").read_bytes()[:5000])
+    with pytest.raises(ParseError, match="truncated|past the end"):
+        read(cut)
+
+
+# --------------------------------------------------------------------------------------------
+# Big-endian (and 32-bit long) files, written here per trace-cmd.dat.v6(5) / v7(5)
+# --------------------------------------------------------------------------------------------
+
+COMMON = [("unsigned short", "common_type", 2, 0), ("unsigned char", "common_flags", 1, 0),
+          ("unsigned char", "common_preempt_count", 1, 0), ("int", "common_pid", 4, 1)]
+
+
+def _format(name: str, eid: int, fields: list[tuple[str, str, int, int]], long: int) -> tuple[str, list]:
+    """A format file text laid out like the kernel's (fields aligned to their size)."""
+    lines, layout, off = [], [], 0
+    for i, (typ, fname, size, signed) in enumerate(COMMON + fields):
+        size = long if size == "L" else size
+        off = (off + size - 1) // size * size
+        lines.append(f"\tfield:{typ} {fname};\toffset:{off};\tsize:{size};\tsigned:{signed};")
+        layout.append((fname, off, size, signed))
+        off += size
+        if i == len(COMMON) - 1:
+            lines.append("")
+    text = f"name: {name}\nID: {eid}\nformat:\n" + "\n".join(lines) + '\n\nprint fmt: "x"\n'
+    return text, layout
+
+
+def _events(long: int):
+    entry = _format("funcgraph_entry", 11, [("unsigned long", "func", "L", 0), ("int", "depth", 4, 1)], long)
+    exit_ = _format("funcgraph_exit", 10, [("unsigned long", "func", "L", 0), ("int", "depth", 4, 1),
+                                           ("unsigned int", "overrun", 4, 0),
+                                           ("unsigned long long", "calltime", 8, 0),
+                                           ("unsigned long long", "rettime", 8, 0)], long)
+    switch = _format("sched_switch", 316, [("int", "prev_pid", 4, 1), ("int", "next_pid", 4, 1)], long)
+    return entry, exit_, switch
+
+
+def _source_records(corpus: Path, n: int = 600):
+    """The first ``n`` records of a real little-endian trace, as trace-cmd reads them."""
+    recs = trace_cmd_records(corpus / "kbuild-x86_64-6.1.192/A/trace.dat")[:n]
+    return recs
+
+
+def _write_tracedat(path: Path, recs, version: int, long: int, compress: str) -> dict[str, int]:
+    """Encode ``recs`` big-endian into a trace.dat; returns the symbol addresses used."""
+    be = ">"
+    (entry_t, entry_l), (exit_t, exit_l), (sw_t, sw_l) = _events(long)
+    funcs = sorted({_field(m["body"], "func") for m in recs if m["event"].startswith("funcgraph")})
+    base = 0xC0100000 if long == 4 else 0xFFFFFFFF81100000
+    addr = {f: base + 0x100 * i for i, f in enumerate(funcs)}
+    kallsyms = "".join(f"{a:0{2 * long}x} T {f}\n" for f, a in addr.items()).encode()
+    cmdlines = b"563 pgtfree2\n13 rcu_preempt\n562 trace-cmd\n"
+
+    def payload(m) -> bytes:
+        ev, b = m["event"], m["body"]
+        if ev == "funcgraph_entry":
+            vals, lay, eid = {"func": addr[_field(b, "func")], "depth": int(_field(b, "depth"))}, entry_l, 11
+        elif ev == "funcgraph_exit":
+            vals = {"func": addr[_field(b, "func")], "depth": int(_field(b, "depth")),
+                    "overrun": 0, "calltime": _hex(_field(b, "calltime")), "rettime": _hex(_field(b, "rettime"))}
+            lay, eid = exit_l, 10
+        else:
+            vals = {"prev_pid": int(_field(b, "prev_pid")), "next_pid": int(_field(b, "next_pid"))}
+            lay, eid = sw_l, 316
+        vals.update(common_type=eid, common_flags=0, common_preempt_count=1, common_pid=int(m["pid"]))
+        size = max(o + s for _, o, s, _ in lay)
+        out = bytearray((size + 3) // 4 * 4)
+        for fname, off, s, signed in lay:
+            code = {1: "b", 2: "h", 4: "i", 8: "q"}[s]
+            struct.pack_into(be + (code if signed else code.upper()), out, off, vals[fname])
+        return bytes(out)
+
+    page_size = 4096
+    hdr = 8 + long
+    pages, page, page_ts, last_ts = [], bytearray(), None, None
+
+    def flush():
+        if page_ts is None:
+            return
+        body = struct.pack(be + "Q", page_ts) + struct.pack(be + ("I" if long == 4 else "Q"), len(page))
+        pages.append(bytes(body + page).ljust(page_size, b"\0"))
+
+    for m in recs:
+        ts = int(m["ts"].replace(".", ""))
+        data = payload(m)
+        rec = bytearray()
+        if len(page) + 16 + len(data) > page_size - hdr:
+            flush()
+            page, page_ts, last_ts = bytearray(), None, None
+        if page_ts is None:
+            page_ts, last_ts = ts, ts
+        delta = ts - last_ts
+        if delta >= 1 << 27:  # TIME_EXTEND: low 27 bits in the header, the rest after it
+            rec += struct.pack(be + "I", (30 << 27) | (delta & ((1 << 27) - 1)))
+            rec += struct.pack(be + "I", delta >> 27)
+            delta = 0
+        rec += struct.pack(be + "I", ((len(data) // 4) << 27) | delta)  # big-endian bitfield
+        rec += data
+        page += rec
+        last_ts = ts
+    flush()
+    cpu_data = b"".join(pages)
+
+    u16, u32, u64 = (lambda v: struct.pack(be + "H", v)), (lambda v: struct.pack(be + "I", v)), (lambda v: struct.pack(be + "Q", v))
+    header_page = (f"\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;\n"
+                   f"\tfield: local_t commit;\toffset:8;\tsize:{long};\tsigned:1;\n"
+                   f"\tfield: int overwrite;\toffset:8;\tsize:1;\tsigned:1;\n"
+                   f"\tfield: char data;\toffset:{hdr};\tsize:{page_size - hdr};\tsigned:0;\n").encode()
+    header_info = b"header_page\0" + u64(len(header_page)) + header_page + b"header_event\0" + u64(0)
+    ftrace = u32(2) + u64(len(entry_t)) + entry_t.encode() + u64(len(exit_t)) + exit_t.encode()
+    events = u32(1) + b"sched\0" + u32(1) + u64(len(sw_t)) + sw_t.encode()
+    uname = b"Linux be-host 6.1.0-test ppc64\0"
+    initial = b"\x17\x08Dtracing" + f"{version}\0".encode() + bytes([1, long]) + u32(page_size)
+
+    if version == 6:
+        head = (initial + header_info + ftrace + events + u32(len(kallsyms)) + kallsyms + u32(0)
+                + u64(len(cmdlines)) + cmdlines + u32(1)
+                + b"options  \0" + u16(5) + u32(len(uname)) + uname + u16(4) + u32(8) + b"[local]\0" + u16(0)
+                + b"flyrecord\0")
+        data_off = (len(head) + 16 + page_size - 1) // page_size * page_size
+        blob = head + u64(data_off) + u64(len(cpu_data))
+        path.write_bytes(blob.ljust(data_off, b"\0") + cpu_data)
+        return addr
+
+    def section(sid: int, body: bytes, flags: int = 0) -> bytes:
+        if flags:
+            comp = zlib.compress(body)
+            body = u32(len(comp)) + u32(len(body)) + comp
+        return u16(sid) + u16(flags) + u32(0) + u64(len(body)) + body
+
+    flag = 1 if compress == "zlib" else 0
+    out = bytearray(initial + (b"zlib\x001\0" if flag else b"none\0\0"))
+    first_opt_at = len(out)
+    out += u64(0)  # patched below
+    offs = {}
+    for sid, body in ((16, header_info), (17, ftrace), (18, events), (19, u32(len(kallsyms)) + kallsyms),
+                      (21, u64(len(cmdlines)) + cmdlines)):
+        offs[sid] = len(out)
+        out += section(sid, body, flag)
+    buf_sec = len(out)
+    out += u16(3) + u16(flag) + u32(0) + u64(0)
+    cpu_at = (len(out) + page_size - 1) // page_size * page_size
+    out = out.ljust(cpu_at, b"\0")
+    if flag:
+        chunks = [cpu_data[i:i + 4 * page_size] for i in range(0, len(cpu_data), 4 * page_size)]
+        blob = u32(len(chunks)) + b"".join(u32(len(c := zlib.compress(ch))) + u32(len(ch)) + c for ch in chunks)
+    else:
+        blob = cpu_data
+    out += blob
+    opts = b""
+    for sid in offs:
+        opts += u16(sid) + u32(8) + u64(offs[sid])
+    opts += u16(5) + u32(len(uname)) + uname + u16(8) + u32(4) + u32(1)
+    buffer = u64(buf_sec) + b"\0" + b"local\0" + u32(page_size) + u32(1) + u32(0) + u64(cpu_at) + u64(len(blob))
+    opts += u16(3) + u32(len(buffer)) + buffer + u16(0) + u32(8) + u64(0)
+    opt_at = len(out)
+    out += section(0, opts, flag)
+    struct.pack_into(be + "Q", out, first_opt_at, opt_at)
+    path.write_bytes(bytes(out))
+    return addr
+
+
+@needs_trace_cmd
+@pytest.mark.parametrize("version,long,compress", [(6, 8, "none"), (6, 4, "none"), (7, 8, "zlib"), (7, 4, "none")])
+def test_big_endian_round_trip(corpus: Path, tmp_path: Path, version: int, long: int, compress: str) -> None:
+    recs = _source_records(corpus)
+    path = tmp_path / f"be-v{version}-l{long}.dat"
+    _write_tracedat(path, recs, version, long, compress)
+    df, ctx = read(path)
+    assert ctx.meta["endian"] == "big" and ctx.meta["long_size"] == long
+    assert ctx.meta["kernel"] == "6.1.0-test"
+    assert df.height == len(recs)
+    assert df["event"].to_list() == [m["event"] for m in recs]
+    assert df["pid"].to_list() == [int(m["pid"]) for m in recs]
+    for row, m in zip(df.iter_rows(named=True), recs):
+        ts = int(m["ts"].replace(".", ""))
+        if m["event"] == "funcgraph_entry":
+            assert (row["kind"], row["func"], row["depth"], row["ts_ns"]) == (
+                "entry", _field(m["body"], "func"), int(_field(m["body"], "depth")), ts)
+        elif m["event"] == "funcgraph_exit":
+            call, ret = _hex(_field(m["body"], "calltime")), _hex(_field(m["body"], "rettime"))
+            assert (row["kind"], row["func"], row["dur_ns"], row["ts_ns"]) == ("exit", _field(m["body"], "func"), ret - call, ret)
+        else:
+            assert row["ts_ns"] == ts
+            assert f"prev_pid={_field(m['body'], 'prev_pid')}" in row["body"]
+    assert df.filter(pl.col("comm") == "pgtfree2").height > 0
