@@ -1,0 +1,252 @@
+"""Running a capture end to end: provision, boot, bring the results back, ingest, summarise.
+
+:func:`capture` is what ``tracekit capture`` calls.  Each phase is reported to an
+``on_phase(name, detail)`` callback (the CLI draws it as a rich progress display).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tracekit.capture import provision
+from tracekit.capture.guest import guest_init_script
+from tracekit.capture.plan import CaptureError, CapturePlan, arch_info
+from tracekit.capture.qemu import (
+    QemuResult,
+    qemu_command,
+    run_qemu,
+    unpack_serial_results,
+)
+
+__all__ = [
+    "CaptureResult",
+    "capture",
+    "read_capture_env",
+    "read_workload_meta",
+    "trace_files",
+    "PREEMPT_FROM_DEBUGFS",
+]
+
+PhaseCallback = Callable[[str, str], None]
+
+
+@dataclass
+class CaptureResult:
+    """What one boot produced: where its files are, what the guest said about itself, and
+    what was ingested."""
+
+    tag: str
+    run_dir: Path
+    kernel_release: str = ""
+    preempt: str | None = None
+    clock: str | None = None
+    qemu: QemuResult | None = None
+    outmode: str = ""
+    files: list[str] = field(default_factory=list)
+    ingested: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    workload: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        return d
+
+
+def read_capture_env(path: Path) -> dict[str, str]:
+    """The guest's ``capture.env``: ``key=value`` lines (uname, preempt mode, clock...)."""
+    env: dict[str, str] = {}
+    if not path.exists():
+        return env
+    for line in path.read_text(errors="replace").splitlines():
+        key, eq, value = line.partition("=")
+        if eq:
+            env[key.strip()] = value.strip()
+    return env
+
+
+#: /sys/kernel/debug/sched/preempt prints the modes with the active one in parentheses.
+PREEMPT_FROM_DEBUGFS = re.compile(r"\((none|voluntary|full)\)")
+
+
+def _preempt_mode(env: dict[str, str], requested: str | None) -> str | None:
+    m = PREEMPT_FROM_DEBUGFS.search(env.get("preempt", ""))
+    return m.group(1) if m else requested
+
+
+def _trace_clock(env: dict[str, str]) -> str | None:
+    m = re.search(r"\[([^\]]+)\]", env.get("trace_clock", ""))
+    return m.group(1) if m else None
+
+
+def read_workload_meta(path: Path) -> list[dict]:
+    """The workload's per-child lines (``child=0 pid=.. VmPTE_kB=..``) as dicts of ints."""
+    rows = []
+    if not path.exists():
+        return rows
+    for line in path.read_text(errors="replace").splitlines():
+        row = {}
+        for item in line.split():
+            k, eq, v = item.partition("=")
+            if eq and re.fullmatch(r"-?\d+", v):
+                row[k] = int(v)
+        if row:
+            rows.append(row)
+    return rows
+
+
+#: Result files that are traces, as the guest names them, in ingest order.
+_TRACE_GLOBS = (
+    "fgraph_exit_mmap.txt",
+    "fgraph_teardown.txt",
+    "function.txt",
+    "events.txt",
+    "kprobes.txt",
+    "latency_*.run*.txt",
+    "trace.dat",
+    "perf.script.txt",
+)
+
+
+def trace_files(run_dir: Path) -> list[Path]:
+    """The trace files of a run directory worth ingesting (empty traces left out)."""
+    out: list[Path] = []
+    for pattern in _TRACE_GLOBS:
+        for p in sorted(run_dir.glob(pattern)):
+            if p.name.endswith((".max.txt", ".workload.txt", ".stats.txt")):
+                continue
+            if p.stat().st_size > 0:
+                out.append(p)
+    return out
+
+
+def _noop(name: str, detail: str) -> None:  # noqa: ARG001
+    pass
+
+
+def capture(
+    plan: CapturePlan,
+    kernel: str,
+    out_dir: Path | None = None,
+    store: Path | None = None,
+    patch: str = "none",
+    label: str | None = None,
+    timeout_s: float = 900.0,
+    ingest: bool = True,
+    on_phase: PhaseCallback = _noop,
+) -> CaptureResult:
+    """Boot ``kernel`` under QEMU for ``plan``, record, bring the files back into
+    ``out_dir/<tag>/`` and (when ``ingest``) ingest the traces into ``store``.
+
+    ``kernel`` is a Debian package name or ABI release (downloaded and unpacked in the
+    cache), ``default`` for the newest, or a kernel image path.  Metadata given to ingest:
+    arch, kernel release from the guest's ``uname -r``, the preemption mode the kernel
+    reports (debugfs ``sched/preempt``, else the requested one), ``patch`` and ``label``
+    (default: ``preempt-<mode>``).
+    """
+    arch = arch_info(plan.arch)
+    cache = provision.cache_dir()
+    out_dir = Path(out_dir) if out_dir else cache / "out"
+    provision.require_tool(arch.qemu)
+
+    on_phase("kernel", kernel)
+    image, modules_root, release = provision.provision_kernel(kernel, arch, cache)
+    want_tools = any(t in plan.tracers for t in ("trace-cmd", "perf"))
+    on_phase("tools", "busybox-static" + (", trace-cmd, linux-perf" if want_tools else ""))
+    tools_root = provision.provision_tools(arch, cache, want_tools)
+    on_phase("workload", plan.workload.spec())
+    workload_bin = provision.build_workload(arch, cache, plan.workload)
+    on_phase("initramfs", release or image.name)
+    base, warnings = provision.build_initramfs(
+        arch, cache, tools_root, workload_bin, modules_root, release, want_tools
+    )
+
+    run_dir = out_dir / plan.tag
+    if run_dir.exists():
+        for p in run_dir.iterdir():
+            if p.is_file():
+                p.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    script = guest_init_script(plan)
+    (run_dir / "init.sh").write_text(script)
+    initrd = provision.init_overlay(script, base, cache / "initramfs" / f"run-{plan.tag}.cpio.gz")
+    boot_dir = run_dir / "boot"
+    cmd = qemu_command(plan, image, initrd, boot_dir, share_dir=out_dir.resolve())
+    boot_dir.mkdir(parents=True, exist_ok=True)
+    (boot_dir / "qemu-cmdline.txt").write_text(" ".join(cmd) + "\n")
+
+    on_phase("boot", f"{arch.qemu} (TCG, timeout {timeout_s:.0f} s)")
+    result = CaptureResult(tag=plan.tag, run_dir=run_dir, warnings=list(warnings))
+    qres = run_qemu(cmd, boot_dir, timeout_s, on_step=lambda s: on_phase("guest", s))
+    result.qemu = qres
+
+    on_phase("collect", str(run_dir))
+    if not (run_dir / "capture.env").exists():
+        unpack_serial_results(boot_dir / "dataport.log", out_dir)
+    env = read_capture_env(run_dir / "capture.env")
+    if not env:
+        tail = (boot_dir / "console.log").read_text(errors="replace").splitlines()[-15:] if (
+            boot_dir / "console.log"
+        ).exists() else []
+        why = "timed out" if qres.timed_out else f"QEMU exited with {qres.returncode}"
+        raise CaptureError(
+            f"the guest brought no results back ({why}); last console lines:\n  "
+            + "\n  ".join(tail)
+        )
+    if not qres.guest_done:
+        result.warnings.append(
+            "the guest did not finish every step"
+            + (f" (timed out after {timeout_s:.0f} s)" if qres.timed_out else "")
+        )
+    result.kernel_release = env.get("uname_r", release)
+    result.preempt = _preempt_mode(env, plan.preempt)
+    result.clock = _trace_clock(env)
+    result.outmode = env.get("outmode", "")
+    result.workload = read_workload_meta(run_dir / "workload.meta.txt")
+    errors = run_dir / "errors.txt"
+    if errors.exists() and errors.read_text().strip():
+        result.warnings += [f"guest: {ln}" for ln in errors.read_text().splitlines()[:5]]
+    meta = {
+        "tag": plan.tag,
+        "arch": arch.name,
+        "kernel_package": kernel,
+        "kernel_release": result.kernel_release,
+        "preempt": result.preempt,
+        "clock": result.clock,
+        "thp": plan.thp,
+        "workload": plan.workload.spec(),
+        "tracers": list(plan.tracers),
+        "outmode": result.outmode,
+        "qemu_wall_s": round(qres.wall_s, 1),
+        "qemu_returncode": qres.returncode,
+        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (run_dir / "capture.json").write_text(json.dumps(meta, indent=2) + "\n")
+    files = trace_files(run_dir)
+    result.files = [p.name for p in files]
+
+    if ingest and files:
+        on_phase("ingest", f"{len(files)} files")
+        from tracekit.ingest import ingest as do_ingest
+
+        results = do_ingest(
+            [str(p) for p in files],
+            store=store,
+            arch=arch.name,
+            kernel=result.kernel_release,
+            patch=patch,
+            label=label or f"preempt-{result.preempt or 'default'}",
+            preempt=result.preempt,
+            on_error="collect",
+            extra_meta={"capture": meta, "workload_mm": result.workload[:64]},
+        )
+        for r in results:
+            d = r.as_dict() if hasattr(r, "as_dict") else dict(r)
+            result.ingested.append(d)
+    on_phase("done", plan.tag)
+    return result
