@@ -31,6 +31,8 @@ MODULES: tuple[str, ...] = (
     "function_graph",
     "ftrace_text",
     "latency",
+    "tracedat",
+    "tracecmd_report",
 )
 
 
