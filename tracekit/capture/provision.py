@@ -130,7 +130,9 @@ def ensure_foreign_arch(arch: ArchInfo) -> None:
     foreign = _run(["dpkg", "--print-foreign-architectures"], "dpkg").split()
     if arch.debian_arch not in foreign:
         _run(["dpkg", "--add-architecture", arch.debian_arch], "dpkg --add-architecture")
-        _run(["apt-get", "update", "-q"], "apt-get update", lines=12)
+        # "apt-get update" exits non-zero when one index (a mirror mid-sync) fails while the
+        # others are fine; a package that is really missing is reported by apt_download.
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
 
 
 def apt_download(packages: list[str], arch: ArchInfo, dest: Path) -> dict[str, Path]:

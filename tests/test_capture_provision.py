@@ -1,0 +1,150 @@
+"""tracekit capture: provisioning (tools, package names, the workload, ELF closure, cpio)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tracekit.capture.plan import CaptureError, Workload, arch_info
+from tracekit.capture.provision import (
+    CpioWriter,
+    _busybox_applets,
+    build_workload,
+    cache_dir,
+    init_overlay,
+    kernel_package_name,
+    library_closure,
+    require_tool,
+)
+from tracekit.capture.runner import PREEMPT_FROM_DEBUGFS, read_workload_meta
+
+
+def test_missing_tool_names_its_debian_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(CaptureError, match=r"qemu-system-ppc64 is not installed.*apt-get install qemu-system-ppc"):
+        require_tool("qemu-system-ppc64")
+    with pytest.raises(CaptureError, match="readelf.*binutils"):
+        require_tool("readelf")
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRACEKIT_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+@pytest.mark.parametrize(
+    "arch, given, want",
+    [
+        ("x86_64", "linux-image-6.1.0-56-amd64", "linux-image-6.1.0-56-amd64"),
+        ("x86_64", "6.1.0-56-amd64", "linux-image-6.1.0-56-amd64"),
+        ("x86_64", "6.1.0-56", "linux-image-6.1.0-56-amd64"),
+        ("x86_64", "6.1.0-56-rt-amd64", "linux-image-6.1.0-56-rt-amd64"),
+        ("ppc64le", "6.1.0-50", "linux-image-6.1.0-50-powerpc64le"),
+    ],
+)
+def test_kernel_package_names(arch, given, want):
+    assert kernel_package_name(given, arch_info(arch)) == want
+
+
+def test_preempt_mode_parsed_from_debugfs_line(corpus):
+    # the real info.txt of a capture booted preempt=none: "(none) voluntary full"
+    info = (corpus / "qemu" / "x86_64-6.1.0-56-preempt-none" / "info.txt").read_text()
+    line = next(ln for ln in info.splitlines() if "sched/preempt" in ln)
+    assert PREEMPT_FROM_DEBUGFS.search(line).group(1) == "none"
+
+
+def _cpio_list(data: bytes) -> list[str]:
+    cpio = shutil.which("cpio")
+    if cpio is None:
+        pytest.skip("cpio (Debian package cpio) not installed")
+    proc = subprocess.run([cpio, "-t", "-v"], input=data, capture_output=True, check=True)
+    return proc.stdout.decode().splitlines()
+
+
+def test_cpio_archive_read_back_by_gnu_cpio(tmp_path):
+    buf = io.BytesIO()
+    w = CpioWriter(buf)
+    w.directory("bin")
+    w.file("bin/busybox", b"\x7fELF" + b"x" * 1001, executable=True)
+    w.symlink("bin/sh", "busybox")
+    w.file("etc-note", b"odd length!")
+    w.close()
+    listing = _cpio_list(buf.getvalue())
+    names = [ln.split()[-1] if "->" not in ln else ln.split()[-3] for ln in listing]
+    assert names == ["bin", "bin/busybox", "bin/sh", "etc-note"]
+    assert listing[1].startswith("-rwxr-xr-x") and " 1005 " in listing[1]
+    assert listing[2].startswith("lrwxrwxrwx") and listing[2].endswith("bin/sh -> busybox")
+    # extract and compare contents
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["cpio", "-i", "-d", "--quiet"], input=buf.getvalue(), cwd=dest, check=True)
+    assert (dest / "etc-note").read_bytes() == b"odd length!"
+    assert os.readlink(dest / "bin" / "sh") == "busybox"
+
+
+def test_init_overlay_is_a_second_gzip_member(tmp_path):
+    base = tmp_path / "base.cpio.gz"
+    buf = io.BytesIO()
+    w = CpioWriter(buf)
+    w.file("bin/x", b"1")
+    w.close()
+    base.write_bytes(gzip.compress(buf.getvalue()))
+    out = init_overlay("#!/bin/sh\necho hi\n", base, tmp_path / "run.cpio.gz")
+    raw = gzip.decompress(out.read_bytes())  # both members, as the kernel reads them
+    assert raw.startswith(buf.getvalue())
+    listing = _cpio_list(raw[len(buf.getvalue()):])
+    assert listing[0].startswith("-rwxr-xr-x") and listing[0].endswith(" init")
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="busybox not on this host")
+def test_busybox_applets_read_from_the_binary():
+    path = Path(shutil.which("busybox"))
+    listed = subprocess.run([str(path), "--list"], capture_output=True, text=True).stdout.split()
+    got = _busybox_applets(path)
+    if not got or got[0] != "[":
+        pytest.skip("this busybox build keeps no plain applet name table")
+    assert set(got) == set(listed)
+
+
+@pytest.mark.skipif(not shutil.which("readelf") or not shutil.which("ldd"), reason="binutils/ldd missing")
+def test_library_closure_matches_ldd():
+    binary = Path("/bin/ls").resolve()
+    dirs = [Path("/lib/x86_64-linux-gnu"), Path("/usr/lib/x86_64-linux-gnu"), Path("/lib64")]
+    if not dirs[0].is_dir():
+        pytest.skip("not a Debian x86_64 host")
+    found, missing = library_closure([binary], dirs)
+    ldd = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+    expect = set(re.findall(r"^\s*(\S+\.so[.\d]*) =>", ldd, flags=re.M))
+    # libc names the ELF interpreter too; ldd prints it by path, without "=>"
+    expect |= {Path(p).name for p in re.findall(r"^\s*(/\S+ld-linux\S+) \(", ldd, flags=re.M)}
+    assert set(found) == expect
+    assert missing == []
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="gcc not installed")
+def test_workload_builds_static_and_records_mm(monkeypatch, tmp_path):
+    monkeypatch.setenv("TRACEKIT_CACHE", str(tmp_path / "cache"))
+    try:
+        exe = build_workload(arch_info("x86_64"), tmp_path / "cache", Workload(forks=3, mb=4, loops=1))
+    except CaptureError as e:
+        pytest.skip(f"static libc not available: {e}")
+    assert not re.search(r"NEEDED", subprocess.run(["readelf", "-d", str(exe)], capture_output=True, text=True).stdout)
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    proc = subprocess.run([str(exe), "3", "4", "1", str(meta)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert re.match(r"pgtfree: page=\d+ forks=3 mb=4 loops=1 ", proc.stdout)
+    rows = read_workload_meta(meta / "workload.meta.txt")
+    assert [r["child"] for r in rows] == [0, 1, 2]
+    # 4 MiB mapped, the first half unmapped before exit: at least one PTE page is left
+    assert all(r["mapped_mb"] == 4 and r["VmPTE_kB"] >= 4 for r in rows)
+    assert (meta / "smaps.before_exit.txt").read_text().count("Rss:") >= 3
+    # a second build is the cached binary
+    assert build_workload(arch_info("x86_64"), tmp_path / "cache", Workload()) == exe
