@@ -20,13 +20,14 @@ over a whole chunk; pairing returns with entries is :mod:`tracekit.spans`' job.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import polars as pl
 
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.base import LineChunk, ParseContext
 from tracekit.schema import Kind, conform
-from tracekit.symbols import canonical_expr
+from tracekit.symbols import canonical_expr, canonicalize
 
 __all__ = ["FORMAT", "sniff", "parse", "duration_ns_expr", "abstime_ns_expr"]
 
@@ -117,21 +118,192 @@ def _header(lines: pl.Series, ctx: ParseContext) -> None:
         ctx.meta.setdefault("ncpus", int(ent["p"][0]))
 
 
+_OUT_COLUMNS = ["seq", "line", "cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "depth", "dur_ns", "flags", "body", "lost"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which prologue fields a trace prints (they are fixed by the trace options, so one
+    file has one layout).  ``bars`` is the number of ``|`` before the call tree."""
+
+    abstime: bool
+    reltime: bool
+    cpu: bool
+    proc: bool
+    lat: bool
+
+    @property
+    def bars(self) -> int:
+        return int(self.abstime) + int(self.reltime) + int(self.proc) + int(self.lat) + 1
+
+
+def detect_layout(lines: pl.Series) -> Layout | None:
+    """The layout of the ordinary call lines among ``lines`` (majority vote over up to 400
+    of them), or None when there are none."""
+    cand = lines.filter(
+        ~lines.str.starts_with("#")
+        & lines.str.contains(r"\|\s*(?:\S+\(.*\) \{|\S+\(.*\);|\})", literal=False)
+        & ~lines.str.contains("=>", literal=True)
+    ).head(400)
+    if cand.is_empty():
+        return None
+    g = cand.str.extract_groups(_LINE_RE).struct.unnest()
+    g = g.filter(pl.col("body").is_not_null())
+    if g.is_empty():
+        return None
+    have = {k: g[k].is_not_null().sum() * 2 > g.height for k in ("abs", "rel", "cpu", "proc", "lat")}
+    return Layout(have["abs"], have["rel"], have["cpu"], have["proc"], have["lat"])
+
+
+def _parse_fast(df: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The fast path for ordinary call lines of a known layout: split each line at the
+    prologue's ``|`` separators and read the fields with plain string kernels (no regex
+    captures).  Returns (parsed rows, rows it could not take)."""
+    k = lay.bars
+    # Materialise each intermediate once: eager polars does not share subexpressions.
+    df = df.with_columns(_parts=pl.col("text").str.splitn("|", k + 1)).unnest("_parts")
+    f = [pl.col(f"field_{i}") for i in range(k + 1)]
+    i = int(lay.abstime) + int(lay.reltime)
+    first = f[i]
+    if lay.cpu:
+        df = df.with_columns(_cpu_split=first.str.splitn(")", 2)).unnest("_cpu_split", separator="")
+        df = df.rename({"_cpu_splitfield_0": "_cpu", "_cpu_splitfield_1": "_after_cpu"}) if "_cpu_splitfield_0" in df.columns else df
+        cpu_txt, after_cpu = pl.col("_cpu").str.strip_chars(), pl.col("_after_cpu")
+    else:
+        cpu_txt, after_cpu = pl.lit(None, pl.String), first
+    proc = lat = pl.lit(None, pl.String)
+    if lay.proc:
+        proc = after_cpu.str.strip_chars()
+        i += 1
+        if lay.lat:
+            lat = f[i].str.strip_chars()
+            i += 1
+        dur_f = f[i]
+    elif lay.lat:
+        lat = after_cpu.str.strip_chars()
+        dur_f = f[i + 1]
+    else:
+        dur_f = after_cpu if lay.cpu else first
+    df = df.with_columns(
+        _abs=f[0].str.strip_chars() if lay.abstime else pl.lit(None, pl.String),
+        _cpu=cpu_txt,
+        _proc=proc,
+        _lat=lat,
+        _num=dur_f.str.strip_chars(" +!#*@$").str.strip_suffix("us").str.strip_chars(),
+        _b=f[k].str.strip_chars(),
+        _indent=f[k].str.len_bytes() - f[k].str.strip_chars_start(" ").str.len_bytes(),
+    )
+    b = pl.col("_b")
+    kind = (
+        pl.when(b.str.ends_with(") {"))
+        .then(pl.lit(Kind.ENTRY))
+        .when(b.str.ends_with(");"))
+        .then(pl.lit(Kind.LEAF))
+        .when(b.str.starts_with("}"))
+        .then(pl.lit(Kind.EXIT))
+        .when(b.str.starts_with("/*") & b.str.ends_with("*/"))
+        .then(pl.lit(Kind.COMMENT))
+    )
+    df = df.with_columns(kind=kind)
+    exit_name = (
+        b.str.strip_prefix("}").str.strip_chars().str.strip_prefix("/*").str.strip_suffix("*/")
+        .str.strip_chars().str.splitn(" ", 2).struct.field("field_0").str.strip_suffix("()")
+    )
+    is_exit = pl.col("kind") == Kind.EXIT
+    raw_func = (
+        pl.when(pl.col("kind").is_in([Kind.ENTRY, Kind.LEAF]))
+        .then(b.str.splitn("(", 2).struct.field("field_0"))
+        .when(is_exit & (b != "}"))
+        .then(exit_name)
+    )
+    out = df.with_columns(raw_func=raw_func).with_columns(
+        raw_func=pl.when(is_exit & ~pl.col("raw_func").str.contains(r"^[A-Za-z_.][\w.$]*$")).then(None).otherwise(pl.col("raw_func"))
+    )
+    dash = pl.col("_proc").str.find(r"-\d+$")
+    pid_txt = pl.col("_proc").str.slice(dash + 1)
+    out = out.with_columns(
+        cpu=pl.col("_cpu").cast(pl.Int32, strict=False),
+        pid=pid_txt.cast(pl.Int32, strict=False),
+        ts_ns=abstime_ns_expr(pl.col("_abs")),
+        dur_ns=pl.when(pl.col("_num") != "").then(duration_ns_expr(pl.col("_num"))),
+        raw_func=raw_func,
+    )
+    ok = pl.col("kind").is_not_null() & pl.col("_b").is_not_null() & (pl.col("_indent") >= 2)
+    if lay.cpu:
+        ok = ok & pl.col("cpu").is_not_null()
+    if lay.proc:
+        ok = ok & pl.col("pid").is_not_null()
+    if lay.abstime:
+        ok = ok & pl.col("ts_ns").is_not_null()
+    ok = ok & ((pl.col("_num") == "") | pl.col("dur_ns").is_not_null())
+    out = out.with_columns(_ok=ok.fill_null(False))
+    bad = out.filter(~pl.col("_ok")).select("line", "text")
+    good = out.filter(pl.col("_ok"))
+    good = good.select(
+        seq="line",
+        line="line",
+        cpu="cpu",
+        pid="pid",
+        comm=pl.col("_proc").str.slice(0, pl.col("_proc").str.find(r"-\d+$")) if lay.proc else pl.lit(None, pl.String),
+        ts_ns="ts_ns",
+        kind="kind",
+        raw_func="raw_func",
+        depth=((pl.col("_indent") - 2) // 2).cast(pl.Int32),
+        dur_ns="dur_ns",
+        flags="_lat",
+        body=pl.when(pl.col("kind") == Kind.COMMENT).then(pl.col("_b").str.slice(2, pl.col("_b").str.len_chars() - 4).str.strip_chars()),
+        lost=pl.lit(None, pl.Int64),
+    ).with_columns(
+        depth=pl.when(pl.col("kind") != Kind.COMMENT).then(pl.col("depth")),
+    )
+    return canonicalize(good).select(_OUT_COLUMNS), bad
+
+
+def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> pl.DataFrame:
+    _header(chunk.lines, ctx)
+    df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+    if layout is not None:
+        t = pl.col("text")
+        special = (
+            t.str.starts_with("#")
+            | t.str.contains("=>", literal=True)
+            | t.str.contains("==========", literal=True)
+            | t.str.contains("LOST", literal=True)
+            | t.str.contains("(Overruns", literal=True)
+            | t.str.contains("------", literal=True)
+            | (t.str.strip_chars() == "")
+        )
+        df = df.with_columns(_special=special)
+        good, bad = _parse_fast(df.filter(~pl.col("_special")).drop("_special"), layout)
+        rest = pl.concat([df.filter(pl.col("_special")).drop("_special"), bad])
+        parts = [good, _parse_general(rest, ctx)] if rest.height else [good]
+        out = pl.concat(parts).sort("seq")
+    else:
+        out = _parse_general(df, ctx)
+    nlost = out.filter(pl.col("kind") == Kind.LOST)["lost"].sum()
+    if nlost:
+        ctx.lost_events += int(nlost)
+    return conform(out)
+
+
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
     """Yield one event frame per chunk of function_graph text."""
     ctx.meta.setdefault("tracer", "function_graph")
     ctx.meta.setdefault("span_source", "function_graph")
+    layout: Layout | None = None
     for chunk in chunks:
         if len(chunk.lines) == 0:
             continue
-        df = _parse_chunk(chunk, ctx)
+        if layout is None:
+            layout = detect_layout(chunk.lines)
+        df = _parse_chunk(chunk, ctx, layout)
         if df.height:
             yield df
 
 
-def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
-    _header(chunk.lines, ctx)
-    df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """The general path: every field found by regular expression.  Used for the lines the
+    fast path cannot take (special lines, lines of an unexpected layout)."""
     stripped = pl.col("text").str.strip_chars()
     df = df.with_columns(
         is_blank=stripped == "",
@@ -242,7 +414,4 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
     ).with_columns(
         raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")).otherwise(None),
     )
-    nlost = out.filter(is_lost)["lost"].sum()
-    if nlost:
-        ctx.lost_events += int(nlost)
-    return conform(out)
+    return out.select(_OUT_COLUMNS)

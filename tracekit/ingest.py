@@ -25,7 +25,7 @@ import polars as pl
 
 from tracekit import __version__
 from tracekit import parsers
-from tracekit.arch import canonical_arch, infer_arch
+from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical_arch
 from tracekit.io import InputError, content_sha256, iter_line_chunks, read_head, spool_stdin
 from tracekit.parsers.base import ParseContext, ParseError
 from tracekit.schema import COUNT_FIELDS, WINDOW_SCHEMA, conform
@@ -274,7 +274,7 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
         trace_arch = meta.pop("arch", None)
         found_arch = canonical_arch(trace_arch) if trace_arch else None
         if found_arch is None:
-            found_arch = infer_arch(kernel=meta.get("kernel"), symbols=sym_sample)
+            found_arch = arch_from_kernel_release(meta.get("kernel")) or arch_from_symbols(pl.Series(sym_sample, dtype=pl.String))
         if found_arch and arch and found_arch != arch:
             raise ParseError(display, None, f"the trace says arch {found_arch}, but --arch says {arch}")
         final_arch = found_arch or arch
@@ -348,6 +348,46 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
     res.skipped = dict(ctx.skipped)
     res.warnings = list(ctx.warnings)
     res.bytes = nbytes
+
+
+def _prefetch(frames, depth: int = 2):
+    """Run the reader and parser one or two chunks ahead in a thread, so that parsing the
+    next chunk overlaps pairing and writing this one (polars releases the GIL).  The queue
+    is bounded, so memory stays a few chunks whatever the input size."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for f in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(f, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(e)
+
+    t = threading.Thread(target=work, name="tracekit-parse", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _convert_clock(df: pl.DataFrame, ctx: ParseContext, clock_hz: float | None) -> pl.DataFrame:

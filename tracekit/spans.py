@@ -86,6 +86,16 @@ class SpanBuilder:
     def _assign_tasks(self, df: pl.DataFrame) -> pl.DataFrame:
         """Add ``task`` (pid, or the task the CPU switched to, or -1-cpu) and ``irq_depth``."""
         kind = pl.col("kind")
+        kinds = set(df.get_column("kind").unique().to_list())
+        if (
+            Kind.SWITCH not in kinds
+            and Kind.IRQ_ENTRY not in kinds
+            and Kind.IRQ_EXIT not in kinds
+            and not self._irq_depth
+            and df.get_column("pid").null_count() == 0
+        ):
+            # Every row names its task (funcgraph-proc, or any format with a pid column).
+            return df.with_columns(task=pl.col("pid").cast(pl.Int64), irq_depth=pl.lit(0, pl.Int64))
         cpu_key = pl.col("cpu").fill_null(-1)
         switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
         df = df.with_columns(_cpu_key=cpu_key).with_columns(
@@ -159,13 +169,22 @@ class SpanBuilder:
         calls = pl.concat([self._pending, calls]).sort("seq")
 
         kind = pl.col("kind")
-        grp = ["task", "depth"]
+        # Sorted by (task, depth, seq), a row's neighbours in its group are the rows beside
+        # it whose task and depth match: no per-group window needed.
+        calls = calls.sort(["task", "depth", "seq"])
+        same_next = (pl.col("task").shift(-1) == pl.col("task")) & (pl.col("depth").shift(-1) == pl.col("depth"))
+        same_prev = (pl.col("task").shift(1) == pl.col("task")) & (pl.col("depth").shift(1) == pl.col("depth"))
+        calls = calls.with_columns(_sn=same_next.fill_null(False), _sp=same_prev.fill_null(False))
+        nxt = lambda c: pl.when(pl.col("_sn")).then(pl.col(c).shift(-1))  # noqa: E731
+        prv = lambda c: pl.when(pl.col("_sp")).then(pl.col(c).shift(1))  # noqa: E731
         calls = calls.with_columns(
-            _next_kind=kind.shift(-1).over(grp, order_by="seq"),
-            _next_func=pl.col("func").shift(-1).over(grp, order_by="seq"),
-            _next_seq=pl.col("seq").shift(-1).over(grp, order_by="seq"),
-            _prev_kind=kind.shift(1).over(grp, order_by="seq"),
-            _prev_func=pl.col("func").shift(1).over(grp, order_by="seq"),
+            _next_kind=nxt("kind"),
+            _next_func=nxt("func"),
+            _exit_ts=nxt("ts_ns"),
+            _exit_dur=nxt("dur_ns"),
+            _exit_comm=nxt("comm"),
+            _prev_kind=prv("kind"),
+            _prev_func=prv("func"),
         )
         opening = kind.is_in(_OPENING)
         closing = kind.is_in(_CLOSING)
@@ -179,22 +198,14 @@ class SpanBuilder:
         )
         pending_now = opening & pl.col("_next_kind").is_null()
         calls = calls.with_columns(
-            _paired=closes_next,
-            _closed=closed_by_prev,
-            _pending=pending_now if not last else pl.lit(False),
+            _paired=closes_next.fill_null(False),
+            _closed=closed_by_prev.fill_null(False),
+            _pending=pending_now.fill_null(False) if not last else pl.lit(False),
         )
 
         # Entries still open at the end of the chunk wait for the next one.
         self._pending = calls.filter(pl.col("_pending")).select(list(_WORK_SCHEMA))
-        exits = calls.filter(closing).select(
-            pl.col("seq").alias("_exit_seq"),
-            pl.col("ts_ns").alias("_exit_ts"),
-            pl.col("dur_ns").alias("_exit_dur"),
-            pl.col("comm").alias("_exit_comm"),
-        )
         body = calls.filter(~pl.col("_pending") & ~pl.col("_closed"))
-        body = body.join(exits, left_on="_next_seq", right_on="_exit_seq", how="left")
-        # an opening row only takes its exit's data when they pair
         paired = pl.col("_paired")
         is_entry = kind.is_in(_OPENING)
         is_exit = kind.is_in(_CLOSING)
@@ -211,7 +222,7 @@ class SpanBuilder:
             dur_ns=dur,
             start_ns=start,
             complete=(kind == Kind.LEAF) | (is_entry & paired),
-            comm=pl.coalesce(pl.col("comm"), pl.col("_exit_comm")),
+            comm=pl.coalesce(pl.col("comm"), pl.when(paired).then(pl.col("_exit_comm"))),
             span_id=pl.col("seq"),
         )
         spans = self._parents(spans, calls)

@@ -14,7 +14,7 @@ import re
 
 import polars as pl
 
-__all__ = ["canonical", "canonical_expr", "CLONE_SUFFIX_RE"]
+__all__ = ["canonical", "canonical_expr", "canonicalize", "CLONE_SUFFIX_RE"]
 
 #: GCC clone / split suffixes, possibly repeated (``foo.isra.0.cold``) and LLVM's ``.llvm.N``.
 CLONE_SUFFIX_RE = r"(?:\.(?:isra|constprop|part|cold|lto_priv|llvm|clone|localalias)(?:\.\d+)?)+$"
@@ -50,3 +50,15 @@ def canonical_expr(col: pl.Expr) -> pl.Expr:
         .str.replace(CLONE_SUFFIX_RE, "")
         .str.replace(r"^\.([A-Za-z_])", "$1")  # ppc64 ELFv1 dot
     )
+
+
+def canonicalize(df: pl.DataFrame, raw: str = "raw_func", out: str = "func") -> pl.DataFrame:
+    """Add column ``out``, the canonical names of ``raw``, and null ``raw`` where it equals
+    its canonical name.  Traces repeat a few hundred names millions of times, so the string
+    work runs once per distinct name and is mapped back with a hash lookup."""
+    uniq = df.get_column(raw).unique().drop_nulls()
+    canon = uniq.to_frame("s").select(canonical_expr(pl.col("s"))).to_series()
+    df = df.with_columns(
+        pl.col(raw).replace_strict(uniq, canon, default=None, return_dtype=pl.String).alias(out)
+    )
+    return df.with_columns(pl.when(pl.col(raw) != pl.col(out)).then(pl.col(raw)).alias(raw))

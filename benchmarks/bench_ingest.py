@@ -1,0 +1,72 @@
+"""Benchmark: ingest generated function_graph text and print MB/s, lines/s and peak RSS.
+
+Usage: python benchmarks/bench_ingest.py [--mib 200] [--keep DIR]
+
+The input is made by benchmarks/gen_fgraph.py (several CPUs, IRQ markers, task switches,
+nesting ten deep) and cached in the work directory; the ingest runs in this process through
+the same code as ``tracekit ingest``, into a fresh store.  Peak RSS is the process's
+high-water mark (ru_maxrss), measured after generation in a child so that the generator's
+memory does not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _child(path: str, store: str) -> None:
+    import tracekit
+
+    t0 = time.perf_counter()
+    res = tracekit.ingest([path], store=store)
+    dt = time.perf_counter() - t0
+    r = res[0]
+    size = os.path.getsize(path)
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({
+        "bytes": size, "seconds": dt, "lines": r.counts["lines"], "spans": r.counts["spans"],
+        "events": r.counts["events"], "skipped": r.counts["skipped_lines"], "peak_rss_mib": rss_mib,
+    }))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="ingest benchmark")
+    ap.add_argument("--mib", type=float, default=200)
+    ap.add_argument("--work", default=os.environ.get("TRACEKIT_BENCH_DIR", str(Path(tempfile.gettempdir()) / "tracekit-bench")))
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        _child(*a.child)
+        return
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"fgraph-{a.mib:g}MiB.txt"
+    if not src.exists():
+        print(f"generating {src} ...", file=sys.stderr)
+        subprocess.run([sys.executable, str(HERE / "gen_fgraph.py"), str(src), "--mib", str(a.mib)], check=True)
+    store = work / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    out = subprocess.run([sys.executable, __file__, "--child", str(src), str(store)], check=True,
+                         capture_output=True, text=True)
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    mb = m["bytes"] / 1e6
+    print(f"input        {m['bytes'] / (1 << 20):.1f} MiB, {m['lines']} lines ({src.name})")
+    print(f"ingest       {m['seconds']:.2f} s: {mb / m['seconds']:.1f} MB/s, {m['lines'] / m['seconds']:,.0f} lines/s")
+    print(f"output       {m['spans']} spans, {m['events']} events, {m['skipped']} lines skipped")
+    print(f"peak RSS     {m['peak_rss_mib']:.0f} MiB")
+    shutil.rmtree(store, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
