@@ -17,7 +17,7 @@ __all__ = ["__version__", "ingest", "open_store"]
 def __getattr__(name: str):
     # Imported lazily so that "tracekit --help" stays fast.
     if name == "ingest":
-        from tracekit.ingest import ingest
+        from tracekit.pipeline import ingest
 
         return ingest
     if name == "open_store":

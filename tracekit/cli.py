@@ -35,7 +35,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 #: Modules that add their own commands with ``register(app)``.
-EXTENSIONS: tuple[str, ...] = ("tracekit.capture.cli",)
+EXTENSIONS: tuple[str, ...] = ("tracekit.capture.cli", "tracekit.reports.cli")
 
 
 def die(message: str, code: int = 2) -> "typer.Exit":
@@ -83,7 +83,7 @@ def ingest(
     twice is one run (the second ingest says so; --replace re-ingests).  Exit status: 0 on
     success (warnings allowed), 2 on input that cannot be read.
     """
-    from tracekit.ingest import IngestError, ingest as do_ingest
+    from tracekit.pipeline import IngestError, ingest as do_ingest
     from tracekit.summary import print_summary
 
     progress = sys.stderr.isatty() and not json_out

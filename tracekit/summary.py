@@ -9,7 +9,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from tracekit.ingest import IngestResult
+from tracekit.pipeline import IngestResult
 
 __all__ = ["print_summary", "print_runs"]
 

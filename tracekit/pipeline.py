@@ -1,4 +1,4 @@
-"""Ingest: trace files in, runs in the store out (``tracekit ingest`` is this module).
+"""Ingest: trace files in, runs in the store out (``tracekit ingest`` and ``tracekit.ingest()`` are this module).
 
 For each input: hash its decompressed content (the run's identity), detect its format (or
 take ``--format``), stream it through the format's parser in bounded chunks, pair calls into

@@ -1,0 +1,82 @@
+"""Small helpers shared by the tests: an ingest into a throw-away store, and deliberately
+simple, line-by-line readers that derive expected values independently of the parsers."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+
+import tracekit
+
+_CLONE = re.compile(r"(\.(isra|constprop|part|cold|lto_priv|llvm)(\.\d+)?)+$")
+
+
+def ingest_text(tmp_path: Path, text: str, name: str = "t.txt", **kw) -> tuple[tracekit.ingest, object]:
+    """Write ``text`` to a file, ingest it into a fresh store; return (result, store)."""
+    p = tmp_path / name
+    p.write_text(text)
+    store = tracekit.open_store(tmp_path / f"store-{name}")
+    (res,) = tracekit.ingest([str(p)], store=store, on_error="collect", **kw)
+    return res, store
+
+
+def kernel_duration_ns(text: str) -> int:
+    """``1.382`` -> 1382, ``33998.59`` -> 33998590, ``3594274`` -> 3594274000 (us, the
+    fraction being the leading digits of the three-digit nanoseconds)."""
+    if "." in text:
+        us, frac = text.split(".")
+        return int(us) * 1000 + int((frac + "000")[:3])
+    return int(text) * 1000
+
+
+def simple_fgraph_sums(path: Path) -> dict[str, tuple[int, int]]:
+    """Per function: (number of calls with a stated duration, sum of those durations in ns),
+    read the naive way: one Python stack per task, a line at a time."""
+    stacks: dict[object, list[str]] = defaultdict(list)
+    current: dict[str, str] = {}
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("#") or not line.strip() or set(line.strip()) == {"-"}:
+            continue
+        m = re.match(r"^\s*(\d+)\)\s+(\S+)\s+=>\s+(\S+)\s*$", line)
+        if m:
+            current[m.group(1)] = m.group(3)
+            continue
+        if "|" not in line:
+            continue
+        cpu = re.match(r"^\s*(?:\d+\.\d+ \|\s*)?(\d+)\)", line).group(1)
+        procm = re.search(r"\)\s+(\S+-\d+)\s+\|", line)
+        task = procm.group(1) if procm else current.get(cpu, "cpu" + cpu)
+        body = line.rsplit("|  ", 1)[1].strip() if "|  " in line else ""
+        durm = re.search(r"(\d+(?:\.\d+)?) us", line)
+        if body.endswith(") {"):
+            stacks[task].append(body.split("(")[0])
+            continue
+        if body.endswith(");"):
+            name = body.split("(")[0]
+        elif body.startswith("}"):
+            tail = re.search(r"/\* (\S+?) \*/", body)
+            name = stacks[task].pop() if stacks[task] else None
+            if tail:
+                name = tail.group(1)
+        else:
+            continue
+        if durm and name:
+            name = _CLONE.sub("", name.lstrip("."))
+            out[name][0] += 1
+            out[name][1] += kernel_duration_ns(durm.group(1))
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def store_sums(store, run_id: str) -> dict[str, tuple[int, int]]:
+    df = (
+        store.spans()
+        .filter(pl.col("run_id") == run_id, pl.col("dur_ns").is_not_null())
+        .group_by("func")
+        .agg(pl.len().alias("n"), pl.col("dur_ns").sum().alias("s"))
+        .collect()
+    )
+    return {r["func"]: (r["n"], r["s"]) for r in df.iter_rows(named=True)}
