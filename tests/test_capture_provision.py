@@ -148,3 +148,16 @@ def test_workload_builds_static_and_records_mm(monkeypatch, tmp_path):
     assert (meta / "smaps.before_exit.txt").read_text().count("Rss:") >= 3
     # a second build is the cached binary
     assert build_workload(arch_info("x86_64"), tmp_path / "cache", Workload()) == exe
+
+
+def test_preempt_mode_from_debugfs_config_or_banner():
+    from tracekit.capture.runner import preempt_mode
+
+    # PREEMPT_DYNAMIC: debugfs wins over what was asked
+    assert preempt_mode({"preempt": "none voluntary (full) "}, "none") == "full"
+    # Debian ppc64el 6.1: no debugfs file, CONFIG_PREEMPT_VOLUNTARY=y in /boot/config-*
+    cfg = "# CONFIG_PREEMPT_NONE is not set\nCONFIG_PREEMPT_VOLUNTARY=y\n# CONFIG_PREEMPT is not set\n"
+    assert preempt_mode({"preempt": ""}, None, cfg) == "voluntary"
+    assert preempt_mode({"uname_v": "#1 SMP PREEMPT Tue Nov 26"}, None) == "full"
+    assert preempt_mode({"uname_v": "#1 SMP PREEMPT_RT Debian"}, None) == "rt"
+    assert preempt_mode({"uname_v": "#1 SMP Debian 6.1.176-1"}, "voluntary") == "voluntary"

@@ -16,6 +16,7 @@ order.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -25,6 +26,9 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +37,7 @@ from tracekit.capture.plan import ArchInfo, CaptureError, Workload, arch_info
 
 __all__ = [
     "cache_dir",
+    "machine_lock",
     "require_tool",
     "HOST_TOOLS",
     "kernel_package_name",
@@ -75,6 +80,24 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def machine_lock(cache: Path, what: str) -> Iterator[None]:
+    """Hold the cache's exclusive lock while building or booting: no kernel build runs
+    beside a capture, and two captures do not share the host's two cores."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "machine.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # someone else builds or captures: wait for them, saying so
+            print(f"tracekit: waiting for another build or capture to finish before {what}", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def require_tool(name: str) -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "read_workload_meta",
     "trace_files",
     "PREEMPT_FROM_DEBUGFS",
+    "preempt_mode",
 ]
 
 PhaseCallback = Callable[[str, str], None]
@@ -74,9 +75,31 @@ def read_capture_env(path: Path) -> dict[str, str]:
 PREEMPT_FROM_DEBUGFS = re.compile(r"\((none|voluntary|full)\)")
 
 
-def _preempt_mode(env: dict[str, str], requested: str | None) -> str | None:
+def preempt_mode(env: dict[str, str], requested: str | None, config: str = "") -> str | None:
+    """The preemption model the guest kernel ran with.
+
+    A PREEMPT_DYNAMIC kernel says it in debugfs ``sched/preempt`` (the active mode in
+    parentheses).  Otherwise the build decides: ``CONFIG_PREEMPT_RT``, ``CONFIG_PREEMPT``,
+    ``CONFIG_PREEMPT_VOLUNTARY`` or ``CONFIG_PREEMPT_NONE`` from the kernel's config when it
+    is known, else the ``uname -v`` banner (``PREEMPT_RT``, ``PREEMPT``).
+    """
     m = PREEMPT_FROM_DEBUGFS.search(env.get("preempt", ""))
-    return m.group(1) if m else requested
+    if m:
+        return m.group(1)
+    for option, mode in (
+        ("CONFIG_PREEMPT_RT", "rt"),
+        ("CONFIG_PREEMPT", "full"),
+        ("CONFIG_PREEMPT_VOLUNTARY", "voluntary"),
+        ("CONFIG_PREEMPT_NONE", "none"),
+    ):
+        if re.search(rf"^{option}=y$", config, flags=re.M):
+            return mode
+    banner = env.get("uname_v", "").split()
+    if "PREEMPT_RT" in banner:
+        return "rt"
+    if "PREEMPT" in banner:
+        return "full"
+    return requested
 
 
 def _trace_clock(env: dict[str, str]) -> str | None:
@@ -139,6 +162,7 @@ def capture(
     timeout_s: float = 900.0,
     ingest: bool = True,
     on_phase: PhaseCallback = _noop,
+    kernel_config: Path | None = None,
 ) -> CaptureResult:
     """Boot ``kernel`` under QEMU for ``plan``, record, bring the files back into
     ``out_dir/<tag>/`` and (when ``ingest``) ingest the traces into ``store``.
@@ -147,7 +171,8 @@ def capture(
     cache), ``default`` for the newest, or a kernel image path.  Metadata given to ingest:
     arch, kernel release from the guest's ``uname -r``, the preemption mode the kernel
     reports (debugfs ``sched/preempt``, else the requested one), ``patch`` and ``label``
-    (default: ``preempt-<mode>``).
+    (default: ``preempt-<mode>``).  ``kernel_config`` is the .config of a kernel image
+    given by path (to tell its preemption model).
     """
     arch = arch_info(plan.arch)
     cache = provision.cache_dir()
@@ -182,7 +207,8 @@ def capture(
 
     on_phase("boot", f"{arch.qemu} (TCG, timeout {timeout_s:.0f} s)")
     result = CaptureResult(tag=plan.tag, run_dir=run_dir, warnings=list(warnings))
-    qres = run_qemu(cmd, boot_dir, timeout_s, on_step=lambda s: on_phase("guest", s))
+    with provision.machine_lock(cache, "booting"):
+        qres = run_qemu(cmd, boot_dir, timeout_s, on_step=lambda s: on_phase("guest", s))
     result.qemu = qres
 
     on_phase("collect", str(run_dir))
@@ -204,7 +230,13 @@ def capture(
             + (f" (timed out after {timeout_s:.0f} s)" if qres.timed_out else "")
         )
     result.kernel_release = env.get("uname_r", release)
-    result.preempt = _preempt_mode(env, plan.preempt)
+    config = ""
+    if modules_root is not None and release:
+        cfg = modules_root / "boot" / f"config-{release}"
+        config = cfg.read_text(errors="replace") if cfg.exists() else ""
+    elif kernel_config is not None and kernel_config.exists():
+        config = kernel_config.read_text(errors="replace")
+    result.preempt = preempt_mode(env, plan.preempt, config)
     result.clock = _trace_clock(env)
     result.outmode = env.get("outmode", "")
     result.workload = read_workload_meta(run_dir / "workload.meta.txt")
@@ -232,7 +264,7 @@ def capture(
 
     if ingest and files:
         on_phase("ingest", f"{len(files)} files")
-        from tracekit.ingest import ingest as do_ingest
+        from tracekit.pipeline import ingest as do_ingest
 
         results = do_ingest(
             [str(p) for p in files],
