@@ -31,6 +31,7 @@ MODULES: tuple[str, ...] = (
     "function_graph",
     "ftrace_text",
     "latency",
+    "perf_script",
     "tracedat",
     "tracecmd_report",
 )

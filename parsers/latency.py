@@ -51,7 +51,7 @@ import polars as pl
 
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.base import LineChunk, ParseContext
-from tracekit.schema import WINDOW_SCHEMA, Kind, conform
+from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
 from tracekit.symbols import canonical_expr
 
 __all__ = [
@@ -402,7 +402,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         )
         b = b.filter(pl.col("form").is_not_null())
     if not b.height:
-        return conform(pl.DataFrame())
+        return empty(EVENT_SCHEMA)
 
     form = pl.col("form")
     rest = (
