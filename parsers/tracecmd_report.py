@@ -45,9 +45,10 @@ FORMAT = FormatInfo(
 RECORD_RE = (
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+"
     r"(?:\[(?P<cpu>\d+)\](?:\s+(?P<flags>[.\w]{4,6}))?|(?P<lcpu>\d+)(?P<lflags>[.\w]{4,6}))"
-    r"\s+(?P<ts>\d+(?:\.\d+)?):\s+(?P<event>[^\s:][^:\s]*(?::[^:\s]+)?):(?P<body>.*)$"
+    r"\s+(?P<ts>\d+(?:\.\d+)?)(?:\s+\(\+\d+\))?:\s+(?P<event>[^\s:][^:\s]*(?::[^:\s]+)?):(?P<body>.*)$"
 )
 LOST_RE = r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[(?:(?P<n>\d+) )?(?:EVENTS DROPPED|LOST (?P<k>\d+) EVENTS)\]\s*$"
+SUBBUF_RE = r"^\s*CPU:\s*(\d+)\s+\[SUBBUFFER START\]\s*$"
 HEADER_RE = r"^\s*(?:version = (?P<version>\d+)|cpus=(?P<cpus>\d+)|CPU (?P<empty>\d+) is empty)\s*$"
 # function_graph plugin body: [overhead mark] [duration] | indent then the call.
 GRAPH_RE = (
@@ -68,11 +69,16 @@ def sniff(head: str) -> int:
     if lines[0].startswith("#"):
         return 0
     rec = re.compile(RECORD_RE)
-    hits = sum(1 for ln in lines[:20] if rec.match(ln))
-    if hits and hits >= len(lines[:20]) // 2:
-        raw_graph = any("funcgraph_entry:" in ln or " <-- " in ln for ln in lines)
-        return 45 if raw_graph else 30
-    return 0
+    matched = [m for ln in lines[:20] if (m := rec.match(ln))]
+    if not matched or len(matched) < len(lines[:20]) // 2:
+        return 0
+    # trace-cmd pads the event name to 20 columns ("%-20s"); the kernel prints one space.
+    short = [m for m in matched if len(m["event"]) < 18]
+    padded = sum(1 for m in short if m["body"].startswith("  "))
+    if (short and padded * 2 > len(short)) or any("[FAILED TO PARSE]" in m["body"] for m in matched):
+        return 85
+    raw_graph = any("funcgraph_entry:" in ln or " <-- " in ln for ln in lines)
+    return 45 if raw_graph else 30
 
 
 def _ts_ns(ts: pl.Expr) -> pl.Expr:
@@ -103,8 +109,6 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
                  "(kept as events with their raw fields)")
     if counts["graph_raw"] or counts["graph_rendered"]:
         ctx.meta.setdefault("tracer", "function_graph")
-        ctx.meta["span_source"] = "funcgraph_raw" if counts["graph_raw"] >= counts["graph_rendered"] \
-            else "function_graph"
 
 
 def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFrame | None:
@@ -130,8 +134,9 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         if empty:
             ctx.meta["empty_cpus"] = sorted(set(ctx.meta.get("empty_cpus", [])) | set(empty))
 
+    df = df.with_columns(text.str.extract(SUBBUF_RE, 1).cast(pl.Int32).alias("subbuf_cpu"))
     is_rec = pl.col("pid").is_not_null()
-    is_lost = pl.col("lost_cpu").is_not_null()
+    is_lost = pl.col("lost_cpu").is_not_null() | pl.col("subbuf_cpu").is_not_null()
     is_hdr = pl.col("version").is_not_null() | pl.col("cpus").is_not_null() | pl.col("empty").is_not_null()
     is_blank = text.str.strip_chars() == ""
     other = df.filter(~is_rec & ~is_lost & ~is_hdr)
@@ -143,14 +148,14 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
     # -- lost events ------------------------------------------------------------------------
     lost = df.filter(is_lost).select(
         "line",
-        pl.col("lost_cpu").alias("cpu"),
-        pl.lit(Kind.LOST).alias("kind"),
+        pl.coalesce("lost_cpu", "subbuf_cpu").alias("cpu"),
+        pl.when(pl.col("lost_cpu").is_not_null()).then(pl.lit(Kind.LOST)).otherwise(pl.lit(Kind.MARKER)).alias("kind"),
         pl.coalesce(pl.col("l_n"), pl.col("l_k")).cast(pl.Int64).alias("lost"),
         text.str.strip_chars().alias("body"),
     )
     if lost.height:
         ctx.lost_events += int(lost["lost"].fill_null(0).sum())
-        unknown = int(lost["lost"].null_count())
+        unknown = int(lost.filter(pl.col("kind") == Kind.LOST)["lost"].null_count())
         if unknown:
             ctx.warn(f"{unknown} 'EVENTS DROPPED' marker(s) without a count")
 
@@ -189,8 +194,14 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
     raw_func = body.str.extract(r"\bfunc=(\S+)")
     calltime = _hexnum(body.str.extract(r"\bcalltime=(\S+)"))
     rettime = _hexnum(body.str.extract(r"\brettime=(\S+)"))
-    fn_body = body.str.extract_groups(r"^(?P<f_func>\S+)(?:\s+<--\s+(?P<f_parent>\S+))?\s*$")
-    rec = rec.with_columns(fn_body.alias("fb")).unnest("fb")
+    # "func <-- parent" (function plugin) or raw "ip=0x... parent_ip=0x..." (-R)
+    fn_body = body.str.extract_groups(
+        r"^(?:ip=(?P<f_func>\S+)(?:\s+parent_ip=(?P<f_parent>\S+))?"
+        r"|(?P<g_func>[^\s=]+)(?:\s+<--\s+(?P<g_parent>\S+))?)\s*$"
+    )
+    rec = rec.with_columns(fn_body.alias("fb")).unnest("fb").with_columns(
+        pl.coalesce("f_func", "g_func").alias("f_func"), pl.coalesce("f_parent", "g_parent").alias("f_parent")
+    )
     is_function = ev == "function"
 
     rec = rec.with_columns(
@@ -216,8 +227,13 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         pl.when(raw & (ev == "funcgraph_exit") & rettime.is_not_null()).then(rettime)
         .otherwise(pl.col("ts_ns")).alias("ts_ns"),
     )
-    counts["graph_rendered"] += int(rec.select(rendered.sum()).item() or 0)
-    counts["graph_raw"] += int(rec.select(raw.sum()).item() or 0)
+    n_rendered = int(rec.select(rendered.sum()).item() or 0)
+    n_raw = int(rec.select(raw.sum()).item() or 0)
+    counts["graph_rendered"] += n_rendered
+    counts["graph_raw"] += n_raw
+    if (n_rendered or n_raw) and "span_source" not in ctx.meta:
+        # read by the span builder when the first frame arrives
+        ctx.meta["span_source"] = "funcgraph_raw" if n_raw > n_rendered else "function_graph"
     rec = rec.with_columns(
         canonical_expr(pl.col("raw_func")).alias("func"),
         canonical_expr(pl.col("raw_parent")).alias("parent"),

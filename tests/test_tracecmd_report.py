@@ -143,9 +143,28 @@ def test_dropped_events_latency_format_and_function_lines() -> None:
     assert ctx.skipped == {"blank line": 1, "trace-cmd report: line not understood": 1}
 
 
+def test_raw_function_records_ts_diff_and_subbuffer_markers() -> None:
+    """``-R`` prints the function tracer's raw fields; ``--ts-diff`` adds ``(+delta)``
+    after the time; ``--subbuf-breaks`` prints ``CPU:N [SUBBUFFER START]`` (trace-read.c)."""
+    lines = [
+        "CPU:0 [SUBBUFFER START]",
+        "           bash-1234  [000]  5001.000100: function:             ip=0xffffffff811d9620 parent_ip=0xffffffff811da000",
+        "           bash-1234  [000]  5001.000180 (+80): function:       ip=free_pgtables parent_ip=exit_mmap",
+    ]
+    df, ctx = parse_lines(lines)
+    assert df["kind"].to_list() == ["marker", "function", "function"]
+    assert df["func"].to_list() == [None, "0xffffffff811d9620", "free_pgtables"]
+    assert df["parent"].to_list()[2] == "exit_mmap"
+    assert df["ts_ns"].to_list()[1:] == [5_001_000_100_000, 5_001_000_180_000]
+    assert ctx.lost_events == 0 and not ctx.skipped
+
+
 def test_detection(corpus: Path) -> None:
     head = (corpus / "kbuild-x86_64-6.1.192/A/tracecmd.report.txt").read_bytes()[:8192]
     assert detect(head) is tracecmd_report
     head = (corpus / "lisa/tests/assets/trace_txt/trace.txt").read_bytes()[:8192]
     assert detect(head) is tracecmd_report
     assert tracecmd_report.sniff("# tracer: function_graph\n#\n") == 0
+    # no header, but trace-cmd's event-name padding ("ext4_da_write_end:    dev 8,13")
+    for rel in ("trappy/tests/trace_filesystem.txt", "trappy/tests/trace_failed_to_parse.txt"):
+        assert detect((corpus / rel).read_bytes()[:8192]) is tracecmd_report, rel

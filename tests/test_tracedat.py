@@ -10,6 +10,7 @@ from events of a real little-endian trace, per the file-format spec.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import struct
@@ -49,12 +50,18 @@ REPORT_RE = re.compile(
 )
 
 
+@functools.cache
+def read_cached(path: Path) -> tuple[pl.DataFrame, ParseContext]:
+    return read(path)
+
+
 def read(path: Path) -> tuple[pl.DataFrame, ParseContext]:
     ctx = ParseContext(str(path))
     frames = list(tracedat.parse_file(str(path), ctx))
     return pl.concat(frames), ctx
 
 
+@functools.cache
 def trace_cmd_records(path: Path) -> list[re.Match]:
     out = subprocess.run([TRACE_CMD, "report", "-R", "-t", str(path)], capture_output=True,
                          text=True, check=True).stdout
@@ -74,7 +81,7 @@ def _hex(v: str) -> int:
 def test_records_match_trace_cmd(corpus: Path, rel: str) -> None:
     path = corpus / rel
     expect = trace_cmd_records(path)
-    df, ctx = read(path)
+    df, ctx = read_cached(path)
     assert df.height == len(expect)
     ev = [m["event"] for m in expect]
     assert df["event"].to_list() == ev
@@ -105,7 +112,7 @@ def test_funcgraph_spans_match_trace_cmd(corpus: Path, rel: str) -> None:
             rettimes.append(ret)
         elif m["event"] == "funcgraph_entry":
             entries[_field(m["body"], "func")] += 1
-    df, ctx = read(path)
+    df, ctx = read_cached(path)
     assert ctx.meta["span_source"] == "funcgraph_raw"
     exits = df.filter(pl.col("kind") == "exit").with_columns(
         pl.coalesce("raw_func", "func").alias("name"))
@@ -144,7 +151,7 @@ def test_against_guest_report(corpus: Path, rel: str) -> None:
             leaves[m["rest"].strip().rstrip(";").rstrip("()").strip()].append(ns)
         else:
             closes.append(ns)
-    df, _ = read(path)
+    df, _ = read_cached(path)
     rows = df.select("kind", "func", "raw_func", "depth", "dur_ns", "pid").with_columns(
         pl.coalesce("raw_func", "func").alias("name"))
     nxt = rows.shift(-1)
@@ -239,8 +246,17 @@ def _source_records(corpus: Path, n: int = 600):
     return recs
 
 
-def _write_tracedat(path: Path, recs, version: int, long: int, compress: str) -> dict[str, int]:
-    """Encode ``recs`` big-endian into a trace.dat; returns the symbol addresses used."""
+def _write_tracedat(path: Path, recs, version: int, long: int, compress: str, *,
+                    lost: dict[int, int | None] | None = None, stamp_pages: bool = False,
+                    tsc2nsec: tuple[int, int, int] | None = None,
+                    latency_text: bytes | None = None) -> dict[str, int]:
+    """Encode ``recs`` big-endian into a trace.dat; returns the symbol addresses used.
+
+    ``lost``: page index -> events lost before it (MISSING_EVENTS, with the count stored
+    after the data when not None); ``stamp_pages``: start every page after the first with
+    an absolute TIME_STAMP record; ``tsc2nsec``: write the clock as x86-tsc with a TSC2NSEC
+    option; ``latency_text``: a v6 "latency" file carrying that text instead of pages."""
+    lost = lost or {}
     be = ">"
     (entry_t, entry_l), (exit_t, exit_l), (sw_t, sw_l) = _events(long)
     funcs = sorted({_field(m["body"], "func") for m in recs if m["event"].startswith("funcgraph")})
@@ -275,18 +291,31 @@ def _write_tracedat(path: Path, recs, version: int, long: int, compress: str) ->
     def flush():
         if page_ts is None:
             return
-        body = struct.pack(be + "Q", page_ts) + struct.pack(be + ("I" if long == 4 else "Q"), len(page))
-        pages.append(bytes(body + page).ljust(page_size, b"\0"))
+        commit = len(page)
+        extra = b""
+        if len(pages) in lost:
+            commit |= 1 << 31  # MISSING_EVENTS
+            if lost[len(pages)] is not None:
+                commit |= 1 << 30  # MISSING_STORED: the count follows the data
+                extra = struct.pack(be + ("I" if long == 4 else "Q"), lost[len(pages)])
+        body = struct.pack(be + "Q", page_ts) + struct.pack(be + ("I" if long == 4 else "Q"), commit)
+        pages.append(bytes(body + page + extra).ljust(page_size, b"\0"))
 
     for m in recs:
         ts = int(m["ts"].replace(".", ""))
         data = payload(m)
         rec = bytearray()
-        if len(page) + 16 + len(data) > page_size - hdr:
+        if len(page) + 32 + len(data) > page_size - hdr:
             flush()
             page, page_ts, last_ts = bytearray(), None, None
         if page_ts is None:
-            page_ts, last_ts = ts, ts
+            if stamp_pages and pages:
+                # page time 0; a TIME_STAMP record (type_len 31) sets the absolute time
+                page_ts, last_ts = 0, ts
+                rec += struct.pack(be + "I", (31 << 27) | (ts & ((1 << 27) - 1)))
+                rec += struct.pack(be + "I", ts >> 27)
+            else:
+                page_ts, last_ts = ts, ts
         delta = ts - last_ts
         if delta >= 1 << 27:  # TIME_EXTEND: low 27 bits in the header, the rest after it
             rec += struct.pack(be + "I", (30 << 27) | (delta & ((1 << 27) - 1)))
@@ -308,13 +337,19 @@ def _write_tracedat(path: Path, recs, version: int, long: int, compress: str) ->
     ftrace = u32(2) + u64(len(entry_t)) + entry_t.encode() + u64(len(exit_t)) + exit_t.encode()
     events = u32(1) + b"sched\0" + u32(1) + u64(len(sw_t)) + sw_t.encode()
     uname = b"Linux be-host 6.1.0-test ppc64\0"
+    clock_opt = u16(4) + u32(8) + b"[local]\0"
+    if tsc2nsec:
+        clock_opt = u16(4) + u32(10) + b"[x86-tsc]\0" + u16(14) + u32(16) + struct.pack(be + "IIQ", *tsc2nsec)
     initial = b"\x17\x08Dtracing" + f"{version}\0".encode() + bytes([1, long]) + u32(page_size)
 
     if version == 6:
         head = (initial + header_info + ftrace + events + u32(len(kallsyms)) + kallsyms + u32(0)
                 + u64(len(cmdlines)) + cmdlines + u32(1)
-                + b"options  \0" + u16(5) + u32(len(uname)) + uname + u16(4) + u32(8) + b"[local]\0" + u16(0)
-                + b"flyrecord\0")
+                + b"options  \0" + u16(5) + u32(len(uname)) + uname + clock_opt + u16(0))
+        if latency_text is not None:
+            path.write_bytes(head + b"latency  \0" + latency_text)
+            return addr
+        head += b"flyrecord\0"
         data_off = (len(head) + 16 + page_size - 1) // page_size * page_size
         blob = head + u64(data_off) + u64(len(cpu_data))
         path.write_bytes(blob.ljust(data_off, b"\0") + cpu_data)
@@ -349,7 +384,9 @@ def _write_tracedat(path: Path, recs, version: int, long: int, compress: str) ->
     for sid in offs:
         opts += u16(sid) + u32(8) + u64(offs[sid])
     opts += u16(5) + u32(len(uname)) + uname + u16(8) + u32(4) + u32(1)
-    buffer = u64(buf_sec) + b"\0" + b"local\0" + u32(page_size) + u32(1) + u32(0) + u64(cpu_at) + u64(len(blob))
+    if tsc2nsec:
+        opts += u16(14) + u32(16) + struct.pack(be + "IIQ", *tsc2nsec)
+    buffer = u64(buf_sec) + b"\0" + (b"x86-tsc\0" if tsc2nsec else b"local\0") + u32(page_size) + u32(1) + u32(0) + u64(cpu_at) + u64(len(blob))
     opts += u16(3) + u32(len(buffer)) + buffer + u16(0) + u32(8) + u64(0)
     opt_at = len(out)
     out += section(0, opts, flag)
@@ -382,3 +419,82 @@ def test_big_endian_round_trip(corpus: Path, tmp_path: Path, version: int, long:
             assert row["ts_ns"] == ts
             assert f"prev_pid={_field(m['body'], 'prev_pid')}" in row["body"]
     assert df.filter(pl.col("comm") == "pgtfree2").height > 0
+
+
+@needs_trace_cmd
+@pytest.mark.parametrize("version", [6, 7])
+def test_lost_events_from_page_flags(corpus: Path, tmp_path: Path, version: int) -> None:
+    """Pages flagged MISSING_EVENTS give one "lost" row before their first record; a stored
+    count (MISSING_STORED) adds to ctx.lost_events, an unstored one is a lost row without a
+    count."""
+    recs = _source_records(corpus, 600)
+    path = tmp_path / "lost.dat"
+    _write_tracedat(path, recs, version, 8, "none", lost={1: 1234, 2: None})
+    df, ctx = read(path)
+    assert ctx.lost_events == 1234
+    lost = df.filter(pl.col("kind") == "lost")
+    assert lost["lost"].to_list() == [1234, None]
+    assert df.filter(pl.col("kind") != "lost").height == len(recs)
+    # each lost row comes right before the first record of its page, at the page's time
+    for row in lost.iter_rows(named=True):
+        after = df.filter(pl.col("seq") == row["seq"] + 1).row(0, named=True)
+        assert after["kind"] != "lost"
+        if after["kind"] != "exit":  # exit rows carry rettime, not the record time
+            assert row["ts_ns"] <= after["ts_ns"]
+    assert ctx.warnings  # the count-less loss is reported
+
+
+@needs_trace_cmd
+def test_absolute_time_stamps(corpus: Path, tmp_path: Path) -> None:
+    """TIME_STAMP records (type_len 31, newer kernels) set the clock instead of adding."""
+    recs = _source_records(corpus, 600)
+    path = tmp_path / "stamp.dat"
+    _write_tracedat(path, recs, 7, 8, "none", stamp_pages=True)
+    df, _ = read(path)
+    want = [int(m["ts"].replace(".", "")) for m in recs if m["event"] != "funcgraph_exit"]
+    assert df.filter(pl.col("kind") != "exit")["ts_ns"].to_list() == want
+
+
+@needs_trace_cmd
+def test_tsc_clock_converted_with_tsc2nsec(corpus: Path, tmp_path: Path) -> None:
+    """x86-tsc timestamps with a TSC2NSEC option: ns = (ticks * mult) >> shift, the
+    128-bit product done exactly (Python integers give the expectation)."""
+    recs = _source_records(corpus, 200)
+    mult, shift, offset = 3_435_973_837, 31, 0  # 1.6 ns per tick
+    path = tmp_path / "tsc.dat"
+    _write_tracedat(path, recs, 6, 8, "none", tsc2nsec=(mult, shift, offset))
+    df, ctx = read(path)
+    assert ctx.meta["clock"] == "x86-tsc" and ctx.meta["time_unit"] == "ns"
+    want = [(int(m["ts"].replace(".", "")) * mult) >> shift for m in recs if m["event"] != "funcgraph_exit"]
+    assert df.filter(pl.col("kind") != "exit")["ts_ns"].to_list() == want
+
+
+def test_latency_recording_is_read_as_text(corpus: Path, tmp_path: Path) -> None:
+    """``trace-cmd record -p preemptoff`` keeps the kernel's latency text after a "latency"
+    tag: it is read by the latency format.  Header of the real snapshot used:
+    "# latency: 11574 us, #4/4, CPU#0"."""
+    text = (corpus / "kbuild-x86_64-6.1.192/A/latency_preemptoff.run1.txt").read_bytes()
+    path = tmp_path / "lat.dat"
+    _write_tracedat(path, [], 6, 8, "none", latency_text=text)
+    df, ctx = read(path)
+    assert ctx.meta["embedded_text"] == "latency"
+    assert len(ctx.windows) == 1
+    assert ctx.windows[0]["latency_ns"] == 11574 * 1000
+
+
+def test_arch_from_kallsyms_without_uname(corpus: Path) -> None:
+    """trappy's trace.dat (trace-cmd 2.x, no UNAME option) comes from an arm32 board: its
+    kallsyms has the ARM-only vector_swi / __irq_svc entry points."""
+    _, ctx = read_cached(corpus / "trappy/tests/trace.dat")
+    assert "uname" not in ctx.meta
+    assert ctx.meta["arch"] == "arm"
+
+
+def test_decode_speed(corpus: Path) -> None:
+    """The largest corpus trace.dat (about 4 MB, 6 CPUs) decodes well under a few seconds."""
+    import time
+
+    t0 = time.perf_counter()
+    df, _ = read(corpus / "lisa/example_rtapp/trace.dat")
+    assert df.height > 0
+    assert time.perf_counter() - t0 < 3.0

@@ -89,6 +89,15 @@ def read_metadata(t: TraceDat, ctx: ParseContext) -> None:
         if len(parts) >= 4:
             meta["kernel"] = parts[2]
             meta["arch"] = parts[-1]
+    if "arch" not in meta and t.kallsyms:
+        # No UNAME (trace-cmd before 2.7): the kernel's own symbols say which arch it is.
+        from tracekit.arch import arch_from_symbols
+
+        names = pl.Series(t.kallsyms.decode("latin-1").splitlines(), dtype=pl.String)
+        arch = arch_from_symbols(names.str.extract(r"^\S+\s+[tTwW]\s+(\S+)"))
+        if arch:
+            meta["arch"] = arch
+            meta["arch_from"] = "kallsyms"
     if (v := t.option_text(Option.VERSION)):
         meta["tracecmd_version"] = v
     clock = t.buffers[0].clock if t.buffers else None
