@@ -456,11 +456,13 @@ def test_absolute_time_stamps(corpus: Path, tmp_path: Path) -> None:
 
 
 @needs_trace_cmd
-def test_tsc_clock_converted_with_tsc2nsec(corpus: Path, tmp_path: Path) -> None:
-    """x86-tsc timestamps with a TSC2NSEC option: ns = (ticks * mult) >> shift, the
-    128-bit product done exactly (Python integers give the expectation)."""
+@pytest.mark.parametrize("mult,shift", [(3_435_973_837, 31), (3_435_973_837 // 2, 36)])
+def test_tsc_clock_converted_with_tsc2nsec(corpus: Path, tmp_path: Path, mult: int, shift: int) -> None:
+    """x86-tsc timestamps with a TSC2NSEC option: ns = (ticks * mult) >> shift as trace-cmd's
+    timestamp_calc() computes it, the wide product done exactly (Python integers give the
+    expectation)."""
     recs = _source_records(corpus, 200)
-    mult, shift, offset = 3_435_973_837, 31, 0  # 1.6 ns per tick
+    offset = 0
     path = tmp_path / "tsc.dat"
     _write_tracedat(path, recs, 6, 8, "none", tsc2nsec=(mult, shift, offset))
     df, ctx = read(path)

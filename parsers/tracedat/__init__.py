@@ -98,6 +98,11 @@ def read_metadata(t: TraceDat, ctx: ParseContext) -> None:
         if arch:
             meta["arch"] = arch
             meta["arch_from"] = "kallsyms"
+    if (off := t.option_text(Option.OFFSET)):
+        try:
+            meta["ts_offset"] = int(off.strip(), 0)
+        except ValueError:
+            ctx.warn(f"trace.dat OFFSET option {off!r} is not a number: ignored")
     if (v := t.option_text(Option.VERSION)):
         meta["tracecmd_version"] = v
     clock = t.buffers[0].clock if t.buffers else None
@@ -183,6 +188,7 @@ class _Decoder:
         self.nosupport_is_lazy = _kernel_version(ctx.meta.get("kernel")) >= (6, 12)
         tsc = ctx.meta.get("tsc2nsec")
         self.tsc2nsec = (tsc["mult"], tsc["shift"], tsc["offset"]) if tsc else None
+        self.ts_offset = int(ctx.meta.get("ts_offset", 0))
         self.unknown: dict[int, int] = {}
         self.lost_pages_unknown = 0
 
@@ -218,14 +224,21 @@ class _Decoder:
             yield pl.concat(parts, how="diagonal_relaxed").sort(["rec", "sub"])
 
     def _ns(self, ts: np.ndarray) -> np.ndarray:
-        if self.tsc2nsec is None:
-            return ts
-        mult, shift, off = self.tsc2nsec
-        # ns = ticks * mult >> shift, in 128-bit-safe pieces
-        hi = (ts >> np.uint64(32)) * np.uint64(mult)
-        lo = (ts & np.uint64(0xFFFFFFFF)) * np.uint64(mult)
-        return ((hi << np.uint64(32 - shift)) if shift <= 32 else (hi >> np.uint64(shift - 32))) + (
-            lo >> np.uint64(shift)) + np.uint64(off)
+        """Ring-buffer clock values to the report's time: x86-tsc ticks scaled by the
+        TSC2NSEC option (``ticks * mult >> shift``, as trace-cmd's timestamp_calc() does),
+        then the OFFSET option's fixed offset added."""
+        if self.tsc2nsec is not None:
+            mult, shift, _ = self.tsc2nsec
+            # the 96-bit product, in two 64-bit halves
+            hi = (ts >> np.uint64(32)) * np.uint64(mult)
+            lo = (ts & np.uint64(0xFFFFFFFF)) * np.uint64(mult)
+            high = (hi << np.uint64(32 - shift)) if shift <= 32 else (hi >> np.uint64(shift - 32))
+            if shift > 32:  # the bits of hi below the shift carry into lo's part
+                lo = lo + ((hi & np.uint64((1 << (shift - 32)) - 1)) << np.uint64(32))
+            ts = high + (lo >> np.uint64(shift))
+        if self.ts_offset:
+            ts = (ts.astype(np.int64) + np.int64(self.ts_offset)).astype(np.uint64)
+        return ts
 
     def _lost_rows(self, recs, cpu: int) -> pl.DataFrame:
         count = recs.lost_count
