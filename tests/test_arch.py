@@ -85,3 +85,12 @@ def test_reconcile():
         reconcile("ppc64le", "x86_64")
     with pytest.raises(ArchConflict, match="unknown architecture"):
         reconcile(None, "vax")
+
+
+def test_infer_arch_and_plain_iterables():
+    assert arch_from_symbols([".free_pgtables", ".exit_mmap", ".mmput"]) == "ppc64"
+    from tracekit.arch import infer_arch
+
+    assert infer_arch("6.1.0-56-amd64") == "x86_64"
+    assert infer_arch("6.1.192-tkA", [".free_pgtables", ".unmap_vmas"]) == "ppc64"
+    assert infer_arch(None, ["exit_mmap"]) is None

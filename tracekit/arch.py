@@ -20,6 +20,7 @@ descriptors), ``ppc64le``, ``arm64``, ``arm``.  The evidence, strongest first:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 import polars as pl
 
@@ -31,10 +32,11 @@ __all__ = [
     "arch_from_kernel_release",
     "arch_from_symbols",
     "reconcile",
+    "infer_arch",
 ]
 
-#: The canonical architecture names.
-ARCHES = ("x86_64", "i386", "ia64", "ppc64", "ppc64le", "arm64", "arm")
+#: The canonical architecture names (the last two only as boards report them).
+ARCHES = ("x86_64", "i386", "ia64", "ppc64", "ppc64le", "arm64", "arm", "s390x", "riscv64")
 
 # uname -m values, perf's arch names, distribution and --arch spellings -> canonical.
 _ALIASES = {
@@ -42,10 +44,11 @@ _ALIASES = {
     "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386", "x86": "i386",
     "x86_32": "i386", "ia32": "i386",
     "ia64": "ia64", "itanium": "ia64",
-    "ppc64": "ppc64", "powerpc64": "ppc64",
+    "ppc64": "ppc64", "powerpc64": "ppc64", "ppc64be": "ppc64",
     "ppc64le": "ppc64le", "powerpc64le": "ppc64le", "ppc64el": "ppc64le",
     "arm64": "arm64", "aarch64": "arm64",
     "arm": "arm", "armhf": "arm", "armel": "arm",
+    "s390x": "s390x", "riscv64": "riscv64",
 }
 
 
@@ -117,13 +120,16 @@ _SYMBOL_RULES = (
 )
 
 
-def arch_from_symbols(symbols: pl.Series) -> str | None:
-    """Arch from the kernel symbols a trace prints (a String series, raw as printed).
+def arch_from_symbols(symbols: pl.Series | Iterable[str]) -> str | None:
+    """Arch from the kernel symbols a trace prints (a String series or any iterable of
+    names, raw as printed).
 
     ppc64 ELFv1 when most text symbols carry the leading dot of a function-descriptor ABI
     (``.free_pgtables``, ``.exit_mmap``); otherwise the arch whose arch-only entry points
     appear, when exactly one does.  None when the symbols do not say."""
-    s = symbols.drop_nulls().str.strip_chars()
+    if not isinstance(symbols, pl.Series):
+        symbols = pl.Series(list(symbols), dtype=pl.String)
+    s = symbols.cast(pl.String).drop_nulls().str.strip_chars()
     s = s.filter(s.str.len_chars() > 0)
     if s.len() == 0:
         return None
@@ -152,3 +158,9 @@ def reconcile(from_trace: str | None, given: str | None) -> str | None:
     if t and g and t != g:
         raise ArchConflict(f"the trace says arch {t} but --arch says {g}")
     return t or g
+
+
+def infer_arch(kernel: str | None = None, symbols: pl.Series | Iterable[str] = ()) -> str | None:
+    """The arch implied by what a trace says when it does not name one outright: the
+    kernel release first, then the symbols."""
+    return arch_from_kernel_release(kernel) or arch_from_symbols(symbols)
