@@ -1,0 +1,76 @@
+"""``tracekit report``: the before/after report of one patch, from the store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["register", "report"]
+
+
+def report(
+    patch: Annotated[str, typer.Option("--patch", help="The patch whose runs are compared (as given to tracekit ingest --patch).", show_default=False)],
+    store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
+    patch_file: Annotated[Optional[Path], typer.Option("--patch-file", help="The patch as git format-patch output or an mbox from the list: subject, author, Message-ID and the functions it touches.", show_default=False)] = None,
+    before: Annotated[str, typer.Option("--before", help="Label of the runs before the patch.")] = "before",
+    after: Annotated[str, typer.Option("--after", help="Label of the runs after the patch.")] = "after",
+    functions: Annotated[Optional[str], typer.Option("--functions", help="Comma-separated functions to compare, instead of those the patch touches plus the page-table teardown path.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", help="Directory the report files and plots are written to.")] = Path("tracekit-report"),
+    formats: Annotated[str, typer.Option("--format", help="Outputs: any of text,md,html,json.")] = "text,md,html,json",
+    fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression", help="Exit 1 when any function's verdict is a regression.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not print report.txt.")] = False,
+) -> None:
+    """Compare the before and after runs of a patch: per arch and function, latency
+    statistics with confidence intervals, a significance test and a verdict; the worst
+    latency windows; TLB-flush and page-free counts.  Writes report.txt (plain text for a
+    reply on the list, printed too), report.md, report.html, report.json and plots.
+
+    Example:
+
+        tracekit report --patch pgfree-lat --patch-file 0001-mm-foo.patch --out ./review
+
+    Exit status: 0; 1 with --fail-on-regression when a verdict is a regression; 2 when the
+    report cannot be made (unknown patch, empty store, unreadable patch file).
+    """
+    from tracekit.cli import die
+    from tracekit.reports.compare import ReportError
+    from tracekit.reports.patch import PatchError
+    from tracekit.reports.report import write_report
+
+    funcs = [f.strip() for f in functions.split(",") if f.strip()] if functions else None
+    try:
+        result = write_report(
+            patch,
+            store=store,
+            patch_file=patch_file,
+            before=before,
+            after=after,
+            functions=funcs,
+            out_dir=out,
+            formats=formats,
+        )
+    except (ReportError, PatchError) as e:
+        raise die(str(e))
+    if result.text is not None and not quiet:
+        sys.stdout.write(result.text)
+        sys.stdout.flush()
+    written = ", ".join(str(p) for p in result.files.values())
+    extra = f" and {len(result.plots)} plot files" if result.plots else ""
+    typer.echo(f"tracekit: wrote {written}{extra}", err=True)
+    if fail_on_regression and result.any_regression:
+        regressed = [
+            f"{g.key}: {f.function}"
+            for g in result.comparison.groups
+            for f in g.functions
+            if f.verdict == "regression"
+        ]
+        typer.echo(f"tracekit: regression in {', '.join(regressed)}", err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``report`` command to the tracekit CLI."""
+    app.command(name="report")(report)

@@ -1,0 +1,140 @@
+"""report.md: the comparison as Markdown (for a web page, a wiki or a pull request), with
+every statistic including mean and standard deviation, and links to the plots.
+
+Strings from traces and patches are escaped for Markdown tables and for the HTML that
+Markdown renderers pass through (``<script>`` shows as text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tracekit.reports import fmt
+from tracekit.reports import stats as _stats
+from tracekit.reports.compare import ArchGroup, Comparison
+
+__all__ = ["render_md", "md_escape"]
+
+
+def md_escape(s: object) -> str:
+    """Text safe inside a Markdown table cell: HTML special characters as entities,
+    Markdown emphasis / table / link characters backslash-escaped, no line breaks."""
+    t = str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\`*_[]|#":
+        t = t.replace(ch, "\\" + ch)
+    return " ".join(t.split())
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]], out_dir: Path | None) -> list[str]:
+    e = md_escape
+    lines = [f"## {e(g.key)}", ""]
+    lines.append(f"Runs: {len(g.runs_before)} {e(c.before_label)} "
+                 f"({e(', '.join(g.kernels('before')) or 'kernel unknown')}), "
+                 f"{len(g.runs_after)} {e(c.after_label)} "
+                 f"({e(', '.join(g.kernels('after')) or 'kernel unknown')}).")
+    for side, label in (("before", c.before_label), ("after", c.after_label)):
+        if g.sources(side):
+            lines.append(f"Traces {e(label)}: {e('; '.join(g.sources(side)))}.")
+    if g.config_note:
+        lines.append(f"Note: {e(g.config_note)}.")
+    lines.append("")
+    if g.functions:
+        lines.append("### Call latency")
+        lines.append("")
+        lines.append(_row(["function", "side", "n", "median", "p90", "p99", "p99.9", "max", "mean", "stddev"]))
+        lines.append(_row(["---"] * 2 + ["---:"] * 8))
+        for f in g.functions:
+            for label, s in ((c.before_label, f.before), (c.after_label, f.after)):
+                lines.append(_row([
+                    e(f.function) if label == c.before_label else "",
+                    e(label), str(s.n), fmt.ns(s.median_ns), fmt.ns(s.p90_ns), fmt.ns(s.p99_ns),
+                    fmt.ns(s.p999_ns), fmt.ns(s.max_ns), fmt.ns(s.mean_ns), fmt.ns(s.stddev_ns),
+                ]))
+        lines += ["", "### Change", ""]
+        lines.append(_row(["function", "median", "95% CI", "p99", "95% CI", "p", "verdict"]))
+        lines.append(_row(["---"] + ["---:"] * 5 + ["---"]))
+        for f in g.functions:
+            ch = f.change
+            med = fmt.pct(ch.median_pct) if ch.significant else f"~ ({fmt.pct(ch.median_pct)})"
+            verdict = f"**{ch.verdict}**" if ch.significant else ch.verdict
+            lines.append(_row([
+                e(f.function), med, fmt.ci(ch.median_ci), fmt.pct(ch.p99_pct),
+                fmt.ci(ch.p99_ci), fmt.pval(ch.p_value), verdict,
+            ]))
+        lines.append("")
+    if g.windows:
+        lines += ["### Worst latency windows", ""]
+        lines.append(_row(["tracer", "side", "worst", "task", "started at", "ended at", "run", "all windows"]))
+        lines.append(_row(["---"] * 2 + ["---:"] + ["---"] * 5))
+        for w in g.windows:
+            for label, s in ((c.before_label, w.before), (c.after_label, w.after)):
+                if s is None:
+                    lines.append(_row([e(w.tracer), e(label), "-", "", "", "", "", "none"]))
+                    continue
+                lines.append(_row([
+                    e(w.tracer), e(label), fmt.ns(s.worst_latency_ns), e(f"{s.comm}-{s.pid}"),
+                    e(s.started_at or "?"), e(s.ended_at or "?"), e(s.run_name),
+                    e(", ".join(fmt.ns(x) for x in s.latencies_ns)),
+                ]))
+            if w.change_pct is not None:
+                lines.append(_row([e(w.tracer), "change", fmt.pct(w.change_pct), "", "", "", "", ""]))
+        lines.append("")
+    if g.events:
+        lines += ["### Events per run", ""]
+        lines.append(_row(["event", f"{e(c.before_label)} (per run)", f"{e(c.after_label)} (per run)"]))
+        lines.append(_row(["---", "---:", "---:"]))
+        for ev in g.events:
+            lines.append(_row([e(ev.name), e(", ".join(map(str, ev.before)) or "-"), e(", ".join(map(str, ev.after)) or "-")]))
+        lines.append("")
+    if g.prediction:
+        p = g.prediction
+        lines += [f"### Model prediction ({e(p.get('model', 'tracekit.model'))})", "", e(p.get("note", "")), ""]
+        measured = {f.function: f.change.median_pct for f in g.functions}
+        lines.append(_row(["function", "predicted change", "measured median change"]))
+        lines.append(_row(["---", "---:", "---:"]))
+        for row in p.get("rows", []):
+            pc = _stats.percent_change(row.get("before_ns"), row.get("after_ns"))
+            lines.append(_row([e(row.get("function", "?")), fmt.pct(pc), fmt.pct(measured.get(row.get("function")))]))
+        lines.append("")
+    if plots:
+        lines += ["### Plots", ""]
+        for key, files in plots.items():
+            png = files.get("png")
+            if png is None:
+                continue
+            rel = Path(png).relative_to(out_dir) if out_dir and Path(png).is_relative_to(out_dir) else Path(png)
+            lines.append(f"![{e(key)}]({rel.as_posix()})")
+            lines.append("")
+    return lines
+
+
+def render_md(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None = None, out_dir: Path | None = None) -> str:
+    """The whole report.md; ``plots`` as returned by :func:`tracekit.reports.plots.make_plots`
+    (linked relative to ``out_dir``)."""
+    e = md_escape
+    lines = [f"# tracekit report: {e(c.patch)}, {e(c.before_label)} vs {e(c.after_label)}", ""]
+    p = c.patch_info
+    if p is not None:
+        lines.append(f"**{e(p.full_subject)}**  ")
+        if p.author:
+            lines.append(f"Author: {e(p.author)}  ")
+        if p.date:
+            lines.append(f"Date: {e(p.date)}  ")
+        if p.files:
+            lines.append(f"Files: {e(', '.join(p.files))}  ")
+        if p.functions:
+            lines.append(f"Touches: {e(', '.join(p.functions))}  ")
+        if p.link:
+            lines.append(f"Link: <{p.link.replace('>', '%3E').replace('<', '%3C')}>")
+        lines.append("")
+    lines.append(f"Functions ({e(c.functions_from)}): {e(', '.join(c.functions_requested))}.")
+    if c.functions_missing:
+        lines.append(f"Not in the data: {e(', '.join(c.functions_missing))}.")
+    lines.append("")
+    for g in c.groups:
+        lines += _group(g, c, (plots or {}).get(g.key, {}), out_dir)
+    lines += ["## Method", "", e(fmt.METHOD_NOTE), ""]
+    return "\n".join(lines)

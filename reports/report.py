@@ -1,0 +1,102 @@
+"""One call that makes the whole report: compare, render every requested format, draw the
+plots, write them into the output directory.  ``tracekit report`` is a thin layer over
+:func:`write_report`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracekit.reports.compare import Comparison, ReportError, ReportSource, compare, open_source
+from tracekit.reports.patch import PatchInfo, read_patch
+
+__all__ = ["FORMATS", "ReportResult", "write_report", "parse_formats"]
+
+#: Output formats and their file names.
+FORMATS = {"text": "report.txt", "md": "report.md", "html": "report.html", "json": "report.json"}
+
+
+@dataclass
+class ReportResult:
+    """What was written, and the comparison behind it."""
+
+    comparison: Comparison
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)  # format -> file
+    plots: list[Path] = field(default_factory=list)
+    text: str | None = None  # report.txt's content, when written
+
+    @property
+    def any_regression(self) -> bool:
+        return self.comparison.any_regression
+
+
+def parse_formats(spec: str | list[str] | None) -> list[str]:
+    """``"text,md"`` -> ["text", "md"]; ReportError naming the known formats otherwise."""
+    if spec is None:
+        return list(FORMATS)
+    items = spec.split(",") if isinstance(spec, str) else [x for s in spec for x in s.split(",")]
+    names = [x.strip().lower() for x in items if x.strip()]
+    aliases = {"txt": "text", "markdown": "md"}
+    names = [aliases.get(n, n) for n in names]
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise ReportError(f"unknown --format {', '.join(bad) or '(empty)'}; choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(names))
+
+
+def write_report(
+    patch: str,
+    *,
+    store: str | os.PathLike | ReportSource | None = None,
+    patch_file: str | os.PathLike | None = None,
+    patch_info: PatchInfo | None = None,
+    before: str = "before",
+    after: str = "after",
+    functions: list[str] | None = None,
+    out_dir: str | os.PathLike = "tracekit-report",
+    formats: str | list[str] | None = None,
+    plots: bool = True,
+) -> ReportResult:
+    """Compare the before/after runs of ``patch`` and write the report files into
+    ``out_dir``.  Raises ReportError (no such patch, empty store, bad format) or
+    PatchError (unreadable patch file)."""
+    fmts = parse_formats(formats)
+    src = store if hasattr(store, "spans") else open_source(store)
+    if patch_info is None and patch_file is not None:
+        patch_info = read_patch(patch_file)
+    comp = compare(src, patch, before=before, after=after, functions=functions, patch_info=patch_info)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = ReportResult(comparison=comp, out_dir=out)
+    plot_map = {}
+    if plots and ({"md", "html"} & set(fmts)):
+        from tracekit.reports.plots import make_plots
+
+        plot_map = make_plots(comp, out)
+        result.plots = [p for g in plot_map.values() for files in g.values() for p in files.values()]
+    for name in fmts:
+        if name == "text":
+            from tracekit.reports.render_text import render_text
+
+            content = render_text(comp)
+            result.text = content
+        elif name == "md":
+            from tracekit.reports.render_md import render_md
+
+            content = render_md(comp, plot_map, out)
+        elif name == "html":
+            from tracekit.reports.render_html import render_html
+
+            content = render_html(comp, plot_map)
+        else:
+            from tracekit.reports.render_json import render_json
+
+            content = render_json(comp)
+        path = out / FORMATS[name]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(content, encoding="ascii" if name == "text" else "utf-8")
+        tmp.replace(path)
+        result.files[name] = path
+    return result
