@@ -115,7 +115,8 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
 def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
     _header(chunk.lines, ctx)
     df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
-    df = df.filter(~(pl.col("text").str.starts_with("#") | (pl.col("text").str.strip_chars() == "")))
+    started = pl.col("text").str.contains(r"^#+ CPU \d+ buffer started #+$")
+    df = df.filter(started | ~(pl.col("text").str.starts_with("#") | (pl.col("text").str.strip_chars() == "")))
     g = df.select(
         "line",
         "text",

@@ -7,7 +7,6 @@ import json
 
 import polars as pl
 from rich.console import Console
-from rich.table import Table
 
 from tracekit.pipeline import IngestResult
 
@@ -65,18 +64,19 @@ def print_summary(results: list[IngestResult], out: Console, err: Console) -> No
 
 
 def print_runs(df: pl.DataFrame, out: Console) -> None:
-    """The runs of a store as a table."""
+    """The runs of a store as a plain table (never truncated, so it pipes and greps)."""
     if df.is_empty():
         out.print("no runs in the store", markup=False)
         return
-    t = Table(show_edge=False, header_style="bold", box=None, pad_edge=False)
-    for col in ("run_id", "patch", "label", "arch", "kernel", "format", "tracer", "spans", "events", "windows", "skipped", "file"):
-        t.add_column(col, no_wrap=True)
+    head = ("run_id", "patch", "label", "arch", "kernel", "format", "tracer", "spans", "events", "windows", "skipped", "file")
+    rows = []
     for r in df.sort(["patch", "arch", "label", "ingested_at"]).iter_rows(named=True):
         c = r["counts"] or {}
-        t.add_row(
-            r["run_id"], r["patch"], r["label"], r["arch"], r["kernel"], r["format"], r["tracer"] or "",
+        rows.append((
+            r["run_id"], r["patch"], r["label"], r["arch"], r["kernel"], r["format"], r["tracer"] or "-",
             str(c.get("spans", 0)), str(c.get("events", 0)), str(c.get("windows", 0)),
-            str(c.get("skipped_lines", 0)), r["path"].rsplit("/", 1)[-1],
-        )
-    out.print(t)
+            str(c.get("skipped_lines", 0)), (r["path"] or "").rsplit("/", 1)[-1],
+        ))
+    widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(head)]
+    for line in (head, *rows):
+        out.print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip(), markup=False, overflow="ignore", crop=False)

@@ -1,0 +1,119 @@
+"""``tracekit ingest`` / ``runs`` / ``formats`` as a user runs them: exit codes, messages,
+compressed inputs, standard input, help texts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zstandard
+
+FG = "qemu/x86_64-6.1.0-56-preempt-none/fgraph_default.txt"
+
+
+def tk(*args: str, input: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracekit", *args], capture_output=True, input=input, cwd=cwd)
+
+
+def test_missing_file_exit_2_no_traceback(tmp_path):
+    p = tk("ingest", str(tmp_path / "nope.txt"), "--store", str(tmp_path / "s"))
+    err = p.stderr.decode()
+    assert p.returncode == 2
+    assert "nope.txt: no such file" in err and "Traceback" not in err
+
+
+def test_unknown_format_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x00\x01garbage\xff\n" * 10)
+    p = tk("ingest", str(bad), "--store", str(tmp_path / "s"))
+    err = p.stderr.decode()
+    assert p.returncode == 2 and "bad.bin:1:" in err and "not a trace format" in err and "Traceback" not in err
+
+
+def test_empty_file(tmp_path):
+    e = tmp_path / "empty.txt"
+    e.write_bytes(b"")
+    p = tk("ingest", str(e), "--store", str(tmp_path / "s"))
+    assert p.returncode == 2 and "empty.txt:1: empty input" in p.stderr.decode()
+
+
+def test_bad_options(tmp_path, corpus):
+    p = tk("ingest", str(corpus / FG), "--store", str(tmp_path / "s"), "--arch", "vax")
+    assert p.returncode == 2 and "unknown architecture" in p.stderr.decode()
+    p = tk("ingest", str(corpus / FG), "--store", str(tmp_path / "s"), "--format", "nosuch")
+    assert p.returncode == 2 and "unknown format" in p.stderr.decode()
+
+
+def test_compressed_and_stdin_are_the_same_run(tmp_path, corpus):
+    raw = (corpus / FG).read_bytes()
+    (tmp_path / "t.gz").write_bytes(gzip.compress(raw))
+    (tmp_path / "t.xz").write_bytes(lzma.compress(raw))
+    (tmp_path / "t.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
+    s = str(tmp_path / "s")
+    p = tk("ingest", str(corpus / FG), "--store", s, "--json")
+    assert p.returncode == 0, p.stderr
+    first = json.loads(p.stdout)[0]
+    for name in ("t.gz", "t.xz", "t.zst"):
+        q = tk("ingest", str(tmp_path / name), "--store", s, "--json")
+        r = json.loads(q.stdout)[0]
+        assert q.returncode == 0 and r["status"] == "duplicate" and r["run_id"] == first["run_id"], name
+    q = tk("ingest", "-", "--store", s, "--json", input=raw)
+    assert json.loads(q.stdout)[0]["run_id"] == first["run_id"]
+    # a fresh store takes the compressed file as a new run with the same counts
+    q = tk("ingest", str(tmp_path / "t.zst"), "--store", str(tmp_path / "s2"), "--json")
+    assert json.loads(q.stdout)[0]["counts"] == first["counts"]
+
+
+def test_stdin_ingest_and_summary(tmp_path, corpus):
+    raw = (corpus / FG).read_bytes()
+    p = tk("ingest", "-", "--store", str(tmp_path / "s"), "--patch", "p", "--label", "before", input=raw)
+    out = p.stdout.decode()
+    assert p.returncode == 0
+    # 456 entries + 1940 leaves; 21 switch blocks + 3 comments as events
+    assert "<stdin>: ingested as run" in out and "2396 spans (function_graph 2396)" in out
+    assert "24 events" in out and "0 lost events" in out and "0 lines skipped" in out
+    assert "arch is 'unknown'" in p.stderr.decode()  # the warning, not an error
+    assert not list((tmp_path / "s" / ".tmp").iterdir())  # the spooled copy is gone
+
+
+def test_skipped_lines_reported(tmp_path, corpus):
+    text = (corpus / FG).read_text().splitlines()
+    text.insert(10, "garbage line one")
+    text.insert(20, "garbage line two")
+    f = tmp_path / "damaged.txt"
+    f.write_text("\n".join(text) + "\n")
+    p = tk("ingest", str(f), "--store", str(tmp_path / "s"), "--arch", "x86_64")
+    assert p.returncode == 0
+    assert "2 lines skipped (unrecognised function_graph line: 2)" in p.stdout.decode()
+    assert "first at line 11" in p.stderr.decode()
+
+
+def test_runs_json_and_table(tmp_path, corpus):
+    s = str(tmp_path / "s")
+    tk("ingest", str(corpus / FG), "--store", s, "--patch", "pgfree", "--label", "before", "--arch", "x86_64", "--kernel", "6.1.0-56-amd64")
+    p = tk("runs", "--store", s, "--json")
+    rows = json.loads(p.stdout)
+    assert p.returncode == 0 and len(rows) == 1
+    r = rows[0]
+    assert (r["patch"], r["label"], r["arch"], r["kernel"], r["format"], r["tracer"]) == (
+        "pgfree", "before", "x86_64", "6.1.0-56-amd64", "function_graph", "function_graph"
+    )
+    assert r["counts"]["spans"] == 2396 and r["skipped"] == {}
+    t = tk("runs", "--store", s).stdout.decode()
+    assert "pgfree" in t and r["run_id"] in t
+
+
+@pytest.mark.parametrize("cmd", ["ingest", "runs", "formats"])
+def test_help_has_an_example(cmd):
+    p = tk(cmd, "--help")
+    assert p.returncode == 0 and "Example" in p.stdout.decode() and "tracekit " + cmd in p.stdout.decode()
+
+
+def test_formats_lists_each_format_with_an_example():
+    out = tk("formats").stdout.decode()
+    assert "function_graph" in out and "ftrace" in out and out.count("e.g.") >= 2
