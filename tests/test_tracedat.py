@@ -207,6 +207,25 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, corpus: Path) -> None:
         read(cut)
 
 
+@needs_trace_cmd
+def test_file_cut_short_keeps_the_pages_present(corpus: Path, tmp_path: Path) -> None:
+    """trappy/tests/trace.dat (v6, 8 CPUs, 4 KiB pages): cut the file 3 pages before its end.
+    The records on the pages left are read; the missing pages are counted and warned."""
+    src = corpus / "trappy/tests/trace.dat"
+    data = src.read_bytes()
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(data[: len(data) - 3 * 4096])
+    df, ctx = read(cut)
+    assert ctx.skipped["trace.dat: ring-buffer page missing (file cut short)"] == 3
+    assert ctx.warnings
+    full = trace_cmd_records(src)
+    assert 0 < df.height < len(full)
+    # what is read is what trace-cmd reads from the same pages: a subset of its records
+    want = Counter((int(m["cpu"]), int(m["ts"].replace(".", ""))) for m in full)
+    got = Counter(zip(df["cpu"].to_list(), df["ts_ns"].to_list()))
+    assert not got - want
+
+
 # --------------------------------------------------------------------------------------------
 # Big-endian (and 32-bit long) files, written here per trace-cmd.dat.v6(5) / v7(5)
 # --------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ FORMAT = FormatInfo(
 )
 
 #: Bytes of ring-buffer pages decoded at a time per CPU (bounds memory on big traces).
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 2 << 20
 #: Rows per yielded frame, at most.
 FRAME_ROWS = 200_000
 #: Trace clocks that count ticks rather than nanoseconds.
@@ -315,6 +315,7 @@ def _flyrecord(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
     for other in t.buffers[1:]:
         ctx.warn(f"trace.dat instance {other.name!r} not read (only the top instance is)")
     ctx.meta["span_source"] = "funcgraph_raw"
+    _clamp_cut_short(t, buf, ctx)
     streams = [dec.cpu_frames(buf, cpu) for cpu in buf.cpus if cpu.size > 0]
     seq = 0
     kinds: set[str] = set()
@@ -334,14 +335,30 @@ def _flyrecord(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
     ctx.meta["records"] = seq
     if dec.unknown:
         n = sum(dec.unknown.values())
-        ctx.skip("trace.dat: record of an event id with no format", n)
-        ctx.warn(f"{n} record(s) of unknown event id(s) {sorted(dec.unknown)} kept as events")
+        ctx.meta["unknown_event_records"] = n
+        ctx.warn(f"{n} record(s) of event id(s) {sorted(dec.unknown)} with no format in the file, "
+                 "kept as events '[UNKNOWN TYPE N]'")
     if dec.lost_pages_unknown:
         ctx.warn(f"{dec.lost_pages_unknown} page(s) report lost events without a count")
     if Kind.ENTRY in kinds or Kind.EXIT in kinds:
         ctx.meta.setdefault("tracer", "function_graph")
     elif Kind.FUNCTION in kinds:
         ctx.meta.setdefault("tracer", "function")
+
+
+def _clamp_cut_short(t: TraceDat, buf: Buffer, ctx: ParseContext) -> None:
+    """A recording cut short (disk full, killed trace-cmd) keeps the pages that made it to
+    disk: read those, and count the pages the CPU table promises but the file lacks."""
+    size = t.file_size
+    for cpu in buf.cpus:
+        if cpu.compressed or cpu.offset + cpu.size <= size:
+            continue
+        have = max(0, size - cpu.offset) // buf.page_size * buf.page_size
+        missing = (cpu.size - have + buf.page_size - 1) // buf.page_size
+        ctx.skip("trace.dat: ring-buffer page missing (file cut short)", missing)
+        ctx.warn(f"CPU {cpu.cpu}: the file ends {missing} page(s) before the CPU's data does; "
+                 "the pages present were read")
+        cpu.size = have
 
 
 def _with_comm(frame: pl.DataFrame, cmdlines: pl.DataFrame) -> pl.DataFrame:

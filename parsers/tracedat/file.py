@@ -90,6 +90,10 @@ class TraceDat:
                              offset=offset)
         return memoryview(self._map)[offset:offset + size]
 
+    @property
+    def file_size(self) -> int:
+        return len(self._map) if self._map is not None else 0
+
     def close(self) -> None:
         if self._map is not None:
             try:
