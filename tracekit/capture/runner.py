@@ -29,6 +29,7 @@ __all__ = [
     "read_capture_env",
     "read_workload_meta",
     "trace_files",
+    "ingest_capture",
     "PREEMPT_FROM_DEBUGFS",
     "preempt_mode",
 ]
@@ -148,6 +149,30 @@ def trace_files(run_dir: Path) -> list[Path]:
     return out
 
 
+def ingest_capture(
+    run_dir: Path, store: Path | None = None, patch: str = "none", label: str | None = None
+) -> list[dict]:
+    """Ingest the traces of a captured run directory with the metadata its
+    ``capture.json`` records (arch, kernel release, preempt mode) and the workload's mm
+    record; one result dict per trace file."""
+    import tracekit
+
+    meta = json.loads((run_dir / "capture.json").read_text())
+    workload = read_workload_meta(run_dir / "workload.meta.txt")
+    results = tracekit.ingest(
+        [str(p) for p in trace_files(run_dir)],
+        store=store,
+        arch=meta["arch"],
+        kernel=meta.get("kernel_release") or None,
+        patch=patch,
+        label=label or f"preempt-{meta.get('preempt') or 'default'}",
+        preempt=meta.get("preempt"),
+        on_error="collect",
+        extra_meta={"capture": meta, "workload_mm": workload[:64]},
+    )
+    return [r.as_dict() for r in results]
+
+
 def _noop(name: str, detail: str) -> None:  # noqa: ARG001
     pass
 
@@ -264,21 +289,6 @@ def capture(
 
     if ingest and files:
         on_phase("ingest", f"{len(files)} files")
-        from tracekit.pipeline import ingest as do_ingest
-
-        results = do_ingest(
-            [str(p) for p in files],
-            store=store,
-            arch=arch.name,
-            kernel=result.kernel_release,
-            patch=patch,
-            label=label or f"preempt-{result.preempt or 'default'}",
-            preempt=result.preempt,
-            on_error="collect",
-            extra_meta={"capture": meta, "workload_mm": result.workload[:64]},
-        )
-        for r in results:
-            d = r.as_dict() if hasattr(r, "as_dict") else dict(r)
-            result.ingested.append(d)
+        result.ingested = ingest_capture(run_dir, store=store, patch=patch, label=label)
     on_phase("done", plan.tag)
     return result
