@@ -172,7 +172,9 @@ def sniff(head: str) -> int:
     lines = [ln for ln in head.splitlines()[:200] if ln.strip() and not ln.startswith("#")]
     if lines:
         rx = re.compile(_LAT_RE.replace(r"\x{FFFD}", "\ufffd"))
-        if sum(1 for ln in lines if rx.match(ln)) >= max(2, len(lines) // 2):
+        verbose = re.compile(_VERBOSE_RE)
+        hits = sum(1 for ln in lines if rx.match(ln) or verbose.match(ln))
+        if hits >= max(1, len(lines) // 2):
             return 40
     return 0
 
@@ -523,6 +525,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     )
     if b.filter(form == "graph").height:
         st.graph = True
+        ctx.meta["span_source"] = "function_graph"  # before the first frame is yielded
 
     # The capture tools' "max_latency_us=N" note: keep the number for cross-checking.
     notes = b.filter((form == "note") & pl.col("text").str.contains(r"max_latency_us=\d+"))

@@ -62,6 +62,7 @@ SAMPLE_RE = (
 )
 #: A callchain frame: address, symbol (with +off), and the DSO in parentheses.
 FRAME_RE = r"^\s*(?P<addr>[0-9a-fA-F]+)\s+(?P<sym>\S.*?)(?:\s+\((?P<dso>.*)\))?\s*$"
+_DSO_RE = r"\s+\((?:[^()]|\([^()]*\))*\)\s*$"
 _KPROBE_RE = r"^probe(?:_\w+)?:(?P<fn>.+?)(?P<ret>__return)?$"
 _HEADER_KEYS = {
     "os release": "kernel",
@@ -99,6 +100,8 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
     carry: pl.DataFrame | None = None
     n_kprobe = 0
     syms: list[pl.Series] = []  # a bounded sample of raw frame symbols, for the arch
+    # Set before the first frame: the span pairing reads it then.
+    ctx.meta["span_source"] = "kprobe"
     for chunk in chunks:
         df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
         if carry is not None:
@@ -120,8 +123,8 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
         if out.height:
             n_kprobe += out.filter(pl.col("kind").is_in([Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT])).height
             yield out
-    if n_kprobe:
-        ctx.meta["span_source"] = "kprobe"
+    if not n_kprobe:
+        del ctx.meta["span_source"]
     if "arch" not in ctx.meta and syms:
         # No "# arch :" header: ppc64 dot symbols or arch-only entry points may say it.
         arch = arch_from_symbols(pl.concat(syms))
@@ -201,7 +204,12 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, syms: list[pl.Series]) -> 
     orphans = frames.filter(pl.col("owner").is_null()).height
     if orphans:
         ctx.skip("callchain frame without a sample line", orphans)
-    frames = frames.drop_nulls("owner").with_columns(sym=pl.col("text").str.extract(FRAME_RE, 2))
+    # "<addr> <sym> (<dso>)": the symbol is what lies between the address and the DSO's
+    # parentheses (C++ symbols hold parentheses of their own).
+    frames = frames.drop_nulls("owner").with_columns(
+        sym=pl.col("text").str.strip_chars_start().str.splitn(" ", 2).struct.field("field_1")
+        .str.replace(_DSO_RE, "").str.strip_chars()
+    )
     if sum(x.len() for x in syms) < 20_000:
         syms.append(frames["sym"].head(20_000))
     chains = (

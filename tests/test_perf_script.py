@@ -124,6 +124,8 @@ def test_qemu_kprobe_pairs(corpus, guest):
     df, ctx = run(load(corpus / "qemu" / guest / "perf.script.txt"))
     exp = QEMU_COUNTS[guest]
     assert ctx.meta["span_source"] == "kprobe"
+    df_dd, ctx_dd = run(load(corpus / "flamegraph" / "perf-dd-stacks-01.txt"))
+    assert "span_source" not in ctx_dd.meta  # no probes, no span source
     for func in ("free_pgtables", "exit_mmap"):
         n_in = df.filter((pl.col("kind") == Kind.KPROBE_ENTRY) & (pl.col("func") == func)).height
         n_out = df.filter((pl.col("kind") == Kind.KPROBE_EXIT) & (pl.col("func") == func)).height
