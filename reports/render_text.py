@@ -144,7 +144,7 @@ def _windows(g: ArchGroup, c: Comparison) -> list[str]:
 
 
 def _events(g: ArchGroup, c: Comparison) -> list[str]:
-    lines = [f"  {'per run (mean, runs)':<40}{c.before_label[:14]:>15}{c.after_label[:14]:>15}"]
+    lines = [f"  {'count per run: mean (runs)':<40}{c.before_label[:14]:>15}{c.after_label[:14]:>15}"]
     for e in g.events:
         def cell(v: list[int]) -> str:
             return f"{_mean_text(v)} ({len(v)})" if v else "-"
