@@ -168,3 +168,36 @@ def test_detection(corpus: Path) -> None:
     # no header, but trace-cmd's event-name padding ("ext4_da_write_end:    dev 8,13")
     for rel in ("trappy/tests/trace_filesystem.txt", "trappy/tests/trace_failed_to_parse.txt"):
         assert detect((corpus / rel).read_bytes()[:8192]) is tracecmd_report, rel
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_comm = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="[]"), min_size=1, max_size=16)
+_line = st.tuples(
+    _comm,
+    st.integers(0, 4_194_304),  # pid (PID_MAX_LIMIT)
+    st.integers(0, 511),  # cpu
+    st.integers(0, 10**7),  # seconds
+    st.integers(0, 999_999),  # microseconds
+    st.from_regex(r"[a-z][a-z0-9_]{0,24}", fullmatch=True),  # event name
+    st.from_regex(r"[a-z_]{1,8}=[0-9a-z]{1,8}( [a-z_]{1,8}=[0-9a-z]{1,8}){0,4}", fullmatch=True),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_line, min_size=1, max_size=30))
+def test_report_line_property(rows) -> None:
+    """Lines printed in trace-cmd's formats ("%16s-%-5d [%03d] %d.%06d: %-20s %s",
+    trace-read.c) read back to the same comm, pid, cpu, time, event and body."""
+    lines = ["cpus=512"] + [
+        f"{comm:>16}-{pid:<5d} [{cpu:03d}] {s:6d}.{us:06d}: {event + ':':<20} {body}"
+        for comm, pid, cpu, s, us, event, body in rows
+    ]
+    df, ctx = parse_lines(lines)
+    assert df.height == len(rows) and not ctx.skipped
+    assert df["comm"].to_list() == [r[0] for r in rows]
+    assert df["pid"].to_list() == [r[1] for r in rows]
+    assert df["cpu"].to_list() == [r[2] for r in rows]
+    assert df["ts_ns"].to_list() == [r[3] * 10**9 + r[4] * 1000 for r in rows]
+    assert df["event"].to_list() == [r[5] for r in rows]
+    assert df["body"].to_list() == [r[6] for r in rows]
