@@ -126,6 +126,19 @@ def test_funcgraph_spans_match_trace_cmd(corpus: Path, rel: str) -> None:
     assert "exit_mmap" in entries
 
 
+@needs_trace_cmd
+@pytest.mark.parametrize("rel", ["lisa/example_rtapp/trace.dat", "trappy/tests/trace.dat", "trappy/tests/raw_trace.dat"])
+def test_bprint_text_matches_trace_cmd(corpus: Path, rel: str) -> None:
+    """trace_printk() records, formatted from printk_formats and the vbin_printf() argument
+    buffer, read as ``trace-cmd report`` (without -R) prints them (first line of each)."""
+    path = corpus / rel
+    out = subprocess.run([TRACE_CMD, "report", str(path)], capture_output=True, text=True, check=True).stdout
+    want = [m["body"].strip() for line in out.splitlines() if (m := REPORT_RE.match(line)) and m["event"] == "bprint"]
+    df, _ = read_cached(path)
+    got = [b.split("\n")[0].strip() for b in df.filter(pl.col("event") == "bprint")["body"].to_list()]
+    assert want and got == want
+
+
 DUR_RE = re.compile(r"funcgraph_(?P<ev>entry|exit):\s+[+!#@*$ ]?\s*(?P<us>\d+)\.(?P<ns>\d{3}) us\s+\|\s*(?P<rest>.*)$")
 
 

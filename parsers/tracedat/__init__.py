@@ -15,6 +15,7 @@ MISSING_EVENTS give ``lost`` rows.
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 import numpy as np
@@ -162,6 +163,26 @@ def _latency_text(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
     yield from mod.parse(iter([LineChunk(1, lines, is_last=True)]), ctx)
 
 
+class _Formats:
+    """Event formats by id, each parsed the first time a record of it is met (a trace.dat
+    carries hundreds of formats and usually uses a few)."""
+
+    _ID_RE = re.compile(r"^ID:\s*(\d+)", re.M)
+
+    def __init__(self, texts: list[tuple[str, str]]):
+        self.texts: dict[int, tuple[str, str]] = {}
+        for system, text in texts:
+            if (m := self._ID_RE.search(text)):
+                self.texts[int(m.group(1))] = (system, text)
+        self._parsed: dict[int, EventFormat | None] = {}
+
+    def get(self, eid: int) -> EventFormat | None:
+        if eid not in self._parsed:
+            found = self.texts.get(eid)
+            self._parsed[eid] = parse_format(found[1], found[0]) if found else None
+        return self._parsed[eid]
+
+
 class _Decoder:
     """What every block's decoding needs from the file, prepared once."""
 
@@ -171,16 +192,10 @@ class _Decoder:
         self.layout = t.layout
         kernel_long = None
         self.page_hdr = parse_page_header(t.header_page, kernel_long)
-        self.formats: dict[int, EventFormat] = {}
-        for text in t.ftrace_formats:
-            if (ev := parse_format(text, "ftrace")) is not None:
-                self.formats[ev.id] = ev
-        for system, text in t.event_formats:
-            if (ev := parse_format(text, system)) is not None:
-                self.formats[ev.id] = ev
-        if not self.formats:
+        self.formats = _Formats([("ftrace", x) for x in t.ftrace_formats] + list(t.event_formats))
+        if not self.formats.texts:
             raise ParseError(t.path, None, "no event formats in the file")
-        self.common = next(iter(self.formats.values()))
+        self.common = self.formats.get(next(iter(self.formats.texts)))
         self.symbols = parse_kallsyms(t.kallsyms)
         self.printk = parse_printk_formats(t.printk_formats)
         self.cmdlines = parse_cmdlines(t.cmdlines)

@@ -34,6 +34,7 @@ __all__ = [
     "parse_cmdlines",
     "decode_records",
     "irq_flags",
+    "vbin_printf_columns",
 ]
 
 
@@ -419,11 +420,7 @@ def _ftrace_record(df, fmt, vals, block, off, ln, layout, symbols, printk) -> pl
             fmt = printk.get(int(a))
             if fmt is None:
                 continue
-            fixed = bprint_fixed_layout(fmt, layout)
-            if fixed is not None:
-                texts[rows] = bprint_columns(fmt, fixed, m2[rows], layout, symbols)
-            else:  # a %s moves every later argument: one record at a time
-                texts[rows] = [bprint_format(fmt, bytes(m2[i, : size[i]]), layout, symbols) for i in rows]
+            texts[rows] = vbin_printf_columns(fmt, m2[rows], size[rows], layout, symbols)
         ipname = pl.Series(symbols.resolve(vals["ip"]), dtype=pl.String).fill_null(_hex(vals["ip"]))
         body = pl.select(pl.concat_str([ipname, pl.lit(": "), pl.Series(list(texts), dtype=pl.String).str.strip_suffix("\n")])).to_series()
         return df.with_columns(pl.when(body.is_not_null()).then(body).otherwise(df["body"]).alias("body"))
@@ -434,127 +431,81 @@ _CONV_RE = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\*|\d+)?(?:\.(?P<prec>\*|\
                       r"(?P<len>hh|h|ll|l|L|z|j|t)?(?P<conv>p[sSfFBKx]?|[diouxXcsfegEG%])")
 
 
-def bprint_format(fmt: str, args: bytes, layout: Layout, symbols: Symbols | None = None) -> str:
-    """Format a ``trace_printk()`` record: ``fmt`` from printk_formats, ``args`` packed by
-    the kernel's ``vbin_printf()`` (lib/vsprintf.c): integers and pointers each aligned to
-    their own size, ``%s`` strings copied inline with their NUL.  One record at a time:
-    bprint records are few and their layout depends on each format."""
-    out: list[str] = []
-    pos = 0
-    last = 0
-    lsz = layout.long_size
+def vbin_printf_columns(fmt: str, mat: np.ndarray, size: np.ndarray, layout: Layout,
+                        symbols: Symbols | None = None) -> list[str]:
+    """Format every ``trace_printk()`` record of one format at once.
 
-    def take(size: int, signed: bool) -> int:
-        nonlocal pos
-        pos = (pos + size - 1) // size * size
-        chunk = args[pos:pos + size]
-        pos += size
-        if len(chunk) < size:
-            return 0
-        return int.from_bytes(chunk, "big" if layout.big_endian else "little", signed=signed)
-
-    for m in _CONV_RE.finditer(fmt):
-        out.append(fmt[last:m.start()])
-        last = m.end()
-        conv, ln = m.group("conv"), m.group("len") or ""
-        if conv == "%":
-            out.append("%")
-            continue
-        width = m.group("width")
-        if width == "*":
-            width = str(take(4, True))
-        prec = m.group("prec")
-        if prec == "*":
-            prec = str(take(4, True))
-        spec = "%" + (m.group("flags") or "") + (width or "") + (f".{prec}" if prec else "")
-        if conv == "s":
-            end = args.find(b"\0", pos)
-            end = len(args) if end < 0 else end
-            s = args[pos:end].decode("latin-1")
-            pos = end + 1
-            out.append((spec + "s") % s)
-        elif conv[0] == "p":
-            v = take(lsz, False)
-            name = None
-            if conv[1:] in ("s", "S", "f", "F", "B") and symbols is not None:
-                name = symbols.resolve(np.array([v], dtype=np.uint64))[0]
-            out.append(name if name else f"0x{v:x}")
-        elif conv == "c":
-            out.append((spec + "c") % chr(take(4, False) & 0xFF))
-        elif conv in "diouxX":
-            size = 8 if ln in ("ll", "L", "j") else (lsz if ln in ("l", "z", "t") else 4)
-            v = take(size, conv in "di")
-            if ln == "h":
-                v &= 0xFFFF
-            elif ln == "hh":
-                v &= 0xFF
-            out.append((spec + ("d" if conv == "i" else conv)) % v)
-        else:
-            out.append(m.group(0))
-    out.append(fmt[last:])
-    return "".join(out)
-
-
-def bprint_fixed_layout(fmt: str, layout: Layout) -> list[tuple[re.Match, int, int, bool]] | None:
-    """For a format without ``%s`` or ``*``: each conversion with the byte offset, size and
-    signedness of its argument in the ``vbin_printf()`` buffer (None when the layout depends
-    on the record)."""
-    out = []
-    pos = 0
-    for m in _CONV_RE.finditer(fmt):
-        conv, ln = m.group("conv"), m.group("len") or ""
-        if conv == "%":
-            continue
-        if conv == "s" or m.group("width") == "*" or m.group("prec") == "*" or conv in "fegEG":
-            return None
-        if conv[0] == "p":
-            size, signed = layout.long_size, False
-        elif conv == "c":
-            size, signed = 4, False
-        else:
-            size = 8 if ln in ("ll", "L", "j") else (layout.long_size if ln in ("l", "z", "t") else 4)
-            signed = conv in "di"
-        pos = (pos + size - 1) // size * size
-        out.append((m, pos, size, signed))
-        pos += size
-    return out
-
-
-def bprint_columns(fmt: str, fixed, mat: np.ndarray, layout: Layout, symbols: Symbols) -> list[str]:
-    """Format every record of one fixed-layout ``trace_printk()`` format at once."""
-    k = len(mat)
+    ``fmt`` is from printk_formats; each row of ``mat`` holds a record's argument buffer
+    (``size`` bytes of it), packed by the kernel's ``vbin_printf()`` (lib/vsprintf.c):
+    integers and pointers each aligned to their own size, ``%s`` strings copied inline with
+    their NUL.  A string moves every later argument by its own length, so the read position
+    is an array with one entry per record and each conversion is a column operation."""
+    k, width = mat.shape
+    cols = np.arange(width)[None, :]
+    pos = np.zeros(k, dtype=np.int64)
     pieces: list[np.ndarray] = []
     last = 0
-    conv_at = {m.start(): (m, pos, size, signed) for m, pos, size, signed in fixed}
+
+    def take(nbytes: int, signed: bool) -> np.ndarray:
+        # save_arg(): 8-byte values go in as two u32s, so nothing aligns beyond 4 bytes
+        nonlocal pos
+        align = min(nbytes, 4)
+        pos = (pos + align - 1) // align * align
+        idx = np.minimum(pos[:, None] + np.arange(nbytes), max(width - 1, 0))
+        raw = np.take_along_axis(mat, idx, axis=1) if width else np.zeros((k, nbytes), np.uint8)
+        raw[pos + nbytes > size] = 0  # past the record's arguments
+        pos = pos + nbytes
+        return np.ascontiguousarray(raw).view(layout.dtype(nbytes, signed)).ravel()
+
     for m in _CONV_RE.finditer(fmt):
         lit = fmt[last:m.start()]
         last = m.end()
-        if m.group("conv") == "%":
+        conv, ln = m.group("conv"), m.group("len") or ""
+        if conv == "%":
             pieces.append(np.full(k, lit + "%", dtype=object))
             continue
         pieces.append(np.full(k, lit, dtype=object))
-        _, pos, size, signed = conv_at[m.start()]
-        need = pos + size
-        raw = mat[:, pos:need] if mat.shape[1] >= need else np.zeros((k, size), np.uint8)
-        v = np.ascontiguousarray(raw).view(layout.dtype(size, signed)).ravel()
-        conv, ln = m.group("conv"), m.group("len") or ""
-        spec = "%" + (m.group("flags") or "") + (m.group("width") or "") + (
-            f".{m.group('prec')}" if m.group("prec") else "")
-        if conv[0] == "p":
-            names = symbols.resolve(v) if conv[1:] in ("s", "S", "f", "F", "B") else np.full(k, None, object)
+        spec = "%" + (m.group("flags") or "")
+        if m.group("width") == "*":
+            take(4, True)  # a per-record width: consumed, not applied
+        else:
+            spec += m.group("width") or ""
+        if m.group("prec") == "*":
+            take(4, True)
+        elif m.group("prec"):
+            spec += "." + m.group("prec")
+        if conv == "s":
+            nul = (mat == 0) & (cols >= pos[:, None]) & (cols < size[:, None])
+            end = np.where(nul.any(axis=1), nul.argmax(axis=1), size)
+            n = np.maximum(end - pos, 0)
+            w = int(n.max(initial=0))
+            idx = np.minimum(pos[:, None] + np.arange(max(w, 1)), max(width - 1, 0))
+            sub = np.take_along_axis(mat, idx, axis=1) if width else np.zeros((k, 1), np.uint8)
+            sub[np.arange(sub.shape[1])[None, :] >= n[:, None]] = 0
+            strs = np.char.decode(np.ascontiguousarray(sub).view(f"S{sub.shape[1]}").ravel(), "latin-1")
+            pieces.append(np.char.mod(spec + "s", strs).astype(object))
+            pos = end + 1
+        elif conv[0] == "p":
+            v = take(layout.long_size, False)
             hexs = np.char.mod("0x%x", v.astype(np.uint64)).astype(object)
-            pieces.append(np.where(names == None, hexs, names))  # noqa: E711
-            continue
-        if conv == "c":
-            pieces.append(np.array([chr(x & 0xFF) for x in v.tolist()], dtype=object))
-            continue
-        if ln == "h":
-            v = v & 0xFFFF
-        elif ln == "hh":
-            v = v & 0xFF
-        pieces.append(np.char.mod(spec + ("d" if conv == "i" else conv), v.astype(np.int64 if signed else np.uint64)).astype(object))
+            if conv[1:] in ("s", "S", "f", "F", "B") and symbols is not None:
+                names = symbols.resolve(v)
+                hexs = np.where(names == None, hexs, names)  # noqa: E711
+            pieces.append(hexs)
+        elif conv == "c":  # save_arg(char)
+            v = take(1, False)
+            pieces.append(np.char.mod(spec + "c", v.astype(np.int64)).astype(object))
+        elif conv in "diouxX":
+            nbytes = {"ll": 8, "L": 8, "j": 8, "l": layout.long_size, "z": layout.long_size,
+                      "t": layout.long_size, "h": 2, "hh": 1}.get(ln, 4)
+            signed = conv in "di"
+            v = take(nbytes, signed)
+            out = v.astype(np.int64 if signed else np.uint64)
+            pieces.append(np.char.mod(spec + ("d" if conv == "i" else conv), out).astype(object))
+        else:  # floating point never reaches the kernel's printf
+            pieces.append(np.full(k, m.group(0), dtype=object))
     pieces.append(np.full(k, fmt[last:], dtype=object))
     out = pieces[0]
-    for p in pieces[1:]:
-        out = out + p
+    for piece in pieces[1:]:
+        out = out + piece
     return list(out)
