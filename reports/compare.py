@@ -295,7 +295,7 @@ class Comparison:
     patch_info: PatchInfo | None
     groups: list[ArchGroup]
     functions_requested: list[str]
-    functions_from: str  # "patch and teardown path", "teardown path" or "--functions"
+    functions_from: str  # where the list came from, as a phrase for the reader
     functions_missing: list[str]  # requested with --functions but absent from the data
 
     @property
@@ -353,18 +353,23 @@ def model_prediction(group: ArchGroup, comparison: Comparison) -> dict[str, Any]
     """
     try:
         mod = importlib.import_module("tracekit.model.report")
-    except ImportError:
-        return None
+    except ModuleNotFoundError as e:
+        if e.name in ("tracekit.model", "tracekit.model.report"):
+            return None  # no model hook yet
+        raise
     fn = getattr(mod, "predict_for_report", None)
     if fn is None:
         return None
-    return fn(
-        arch=group.arch,
-        functions=[f.function for f in group.functions],
-        runs_before=[r.as_dict() for r in group.runs_before],
-        runs_after=[r.as_dict() for r in group.runs_after],
-        patch_info=comparison.patch_info,
-    )
+    try:
+        return fn(
+            arch=group.arch,
+            functions=[f.function for f in group.functions],
+            runs_before=[r.as_dict() for r in group.runs_before],
+            runs_after=[r.as_dict() for r in group.runs_after],
+            patch_info=comparison.patch_info,
+        )
+    except Exception as e:  # the measurement stands without the model
+        return {"model": "tracekit.model", "note": f"no prediction: {type(e).__name__}: {e}", "rows": []}
 
 
 def _partition_values(runs: pl.DataFrame, col: str) -> list[str]:
@@ -601,11 +606,11 @@ def compare(
     runs = _select_runs(src, patch, before, after)
     if functions:
         wanted = list(dict.fromkeys(functions))
-        functions_from = "--functions"
+        functions_from = "given with --functions"
     else:
         touched = list(patch_info.functions) if patch_info else []
         wanted = list(dict.fromkeys(touched + list(TEARDOWN_FUNCTIONS)))
-        functions_from = "patch and teardown path" if touched else "teardown path"
+        functions_from = "touched by the patch, and the teardown path" if touched else "the teardown path"
     present = _functions_present(src, runs, wanted)
     if functions:
         funcs = wanted

@@ -102,7 +102,7 @@ def plot_cdf(
     ax.set_ylabel("fraction of calls <= duration")
     ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right", fontsize=9, title="dashed: median", title_fontsize=8)
+        ax.legend(loc="upper left", fontsize=9, title="dashed lines: medians", title_fontsize=8)
     fig.tight_layout()
     return _save(fig, stem)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import struct
 from pathlib import Path
 
 from tracekit.reports import fmt
@@ -38,7 +39,7 @@ code, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-
 .toofew { color: #8a6d00; }
 .note { color: #444; max-width: 80ch; }
 figure { display: inline-block; margin: .4em .8em .8em 0; }
-figure img { width: 560px; max-width: 100%; border: 1px solid #ddd; }
+figure img { width: 560px; max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #555; }
 """
 
@@ -60,8 +61,10 @@ def _td(text: str, cls: str | None = None) -> str:
 
 
 def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{h(alt)}" src="data:image/png;base64,{data}">'
+    raw = Path(path).read_bytes()
+    width, height = struct.unpack(">II", raw[16:24])  # the PNG's IHDR
+    data = base64.b64encode(raw).decode("ascii")
+    return f'<img alt="{h(alt)}" width="{width}" height="{height}" src="data:image/png;base64,{data}">'
 
 
 def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]]) -> list[str]:
@@ -178,7 +181,7 @@ def render_html(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | No
         if p.link:
             out.append(f'<tr><td>Link</td><td><a href="{h(p.link)}">{h(p.link)}</a></td></tr>')
     out.append(f"<tr><td>Functions</td><td>{h(', '.join(c.functions_requested))} "
-               f"(from the {h(c.functions_from)})</td></tr>")
+               f"({h(c.functions_from)}; shown where traced)</td></tr>")
     if c.functions_missing:
         out.append(f"<tr><td>Not in the data</td><td>{h(', '.join(c.functions_missing))}</td></tr>")
     out.append("</table>")

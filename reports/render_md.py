@@ -130,7 +130,7 @@ def render_md(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None
         if p.link:
             lines.append(f"Link: <{p.link.replace('>', '%3E').replace('<', '%3C')}>")
         lines.append("")
-    lines.append(f"Functions ({e(c.functions_from)}): {e(', '.join(c.functions_requested))}.")
+    lines.append(f"Functions ({e(c.functions_from)}; shown where traced): {e(', '.join(c.functions_requested))}.")
     if c.functions_missing:
         lines.append(f"Not in the data: {e(', '.join(c.functions_missing))}.")
     lines.append("")

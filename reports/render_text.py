@@ -61,7 +61,7 @@ def _header(c: Comparison) -> list[str]:
                 tag = f"{label} ({g.key})" if len(c.groups) > 1 else label
                 lines += _field("Traces", f"{tag}: {'; '.join(src)}")
     lines += _field("Functions", f"{', '.join(c.functions_requested)} "
-                                 f"(from the {c.functions_from}; shown where traced)")
+                                 f"({c.functions_from}; shown where traced)")
     if c.functions_missing:
         lines += _field("Missing", "not in the data: " + ", ".join(c.functions_missing))
     return lines
@@ -183,6 +183,12 @@ def _group(g: ArchGroup, c: Comparison) -> list[str]:
     if g.config_note:
         lines += fmt.wrap(g.config_note, WIDTH)
     if g.functions:
+        rb = max(f.runs_before for f in g.functions)
+        ra = max(f.runs_after for f in g.functions)
+        if (rb, ra) != (len(g.runs_before), len(g.runs_after)):
+            lines.append("")
+            lines += fmt.wrap(f"Calls come from the {rb} {c.before_label} and {ra} {c.after_label} "
+                              "run(s) that traced them (pooled).", WIDTH)
         lines.append("")
         lines += _latency_table(g, c)
         lines.append("")

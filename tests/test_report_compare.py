@@ -99,3 +99,32 @@ def test_functions_of_interest():
     c = compare(src, "p", functions=["exit_mmap", "zap_pte_range"])
     assert [f.function for f in c.groups[0].functions] == ["exit_mmap", "zap_pte_range"]
     assert c.functions_missing == ["zap_pte_range"]
+
+
+def test_model_prediction_hook(monkeypatch):
+    import sys
+    import types
+
+    from tracekit.reports.render_json import report_dict
+    from tracekit.reports.render_text import render_text
+
+    src = _synthetic([("a", "before", "x86_64", {}), ("b", "after", "x86_64", {})])
+    # Without tracekit.model.report the report has no prediction and says nothing of one.
+    monkeypatch.setitem(sys.modules, "tracekit.model.report", None)  # import fails
+    c = compare(src, "p")
+    assert c.groups[0].prediction is None and "Model prediction" not in render_text(c)
+
+    hook = types.ModuleType("tracekit.model.report")
+    seen = {}
+
+    def predict_for_report(arch, functions, runs_before, runs_after, patch_info):
+        seen.update(arch=arch, functions=functions, n=(len(runs_before), len(runs_after)))
+        return {"model": "replay", "note": "n", "rows": [{"function": "exit_mmap", "before_ns": 100.0, "after_ns": 50.0}]}
+
+    hook.predict_for_report = predict_for_report
+    monkeypatch.setitem(sys.modules, "tracekit.model.report", hook)
+    c = compare(src, "p")
+    assert seen == {"arch": "x86_64", "functions": ["exit_mmap"], "n": (1, 1)}
+    text = render_text(c)
+    assert "Model prediction (replay)" in text and "predicted   -50.0%" in text
+    assert report_dict(c)["groups"][0]["prediction"]["rows"][0]["after_ns"] == 50.0
