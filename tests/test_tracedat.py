@@ -93,6 +93,11 @@ def test_records_match_trace_cmd(corpus: Path, rel: str) -> None:
     assert df.filter(pl.col("kind") != "exit")["ts_ns"].to_list() == ts_expect
     assert df["seq"].is_sorted() and df["seq"].n_unique() == df.height
     assert ctx.meta["ncpus"] >= df["cpu"].max() + 1
+    # bodies: the raw fields as -R prints them (funcgraph records aside, whose times -R
+    # prints in hex; print/bprint are formatted text, checked elsewhere)
+    plain = [(m["body"].strip(), b) for m, b in zip(expect, df["body"].to_list())
+             if not m["event"].startswith("funcgraph_") and m["event"] not in ("print", "bprint")]
+    assert [a for a, _ in plain] == [(b or "").strip() for _, b in plain]
 
 
 @needs_trace_cmd

@@ -363,6 +363,10 @@ def _decode_type(block, off, ln, sel, fmt: EventFormat, layout, symbols: Symbols
                 s = pl.Series(names, dtype=pl.String).fill_null(hexs) if len(symbols.addr) else hexs
             elif f.is_pointer:
                 s = _hex(v)
+            elif re.fullmatch(r"(?:unsigned )?long", f.type) and f.size in (4, 8):
+                # a C long prints signed, as trace-cmd shows it (TLB_FLUSH_ALL pages=-1)
+                s = pl.Series(v.astype(np.uint64).view(np.int64) if f.size == 8
+                              else v.astype(np.uint32).view(np.int32)).cast(pl.String)
             else:
                 s = pl.Series(v)
                 s = s.cast(pl.String)
