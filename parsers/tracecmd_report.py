@@ -170,6 +170,10 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         pl.col("event"),
         pl.col("body").str.strip_chars().alias("body"),
     )
+    if "time_unit" not in ctx.meta and rec.height:
+        # counter clocks (x86-tsc, ppc-tb, counter) print bare integers, not secs.usecs
+        raw_ts = df.filter(is_rec)["ts"]
+        ctx.meta["time_unit"] = "ticks" if not raw_ts.str.contains(r"\.").any() else "ns"
     failed = rec["body"].str.starts_with("[FAILED TO PARSE]").sum()
     counts["failed_to_parse"] += int(failed or 0)
 

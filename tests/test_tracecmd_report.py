@@ -51,6 +51,7 @@ def test_rendered_function_graph(corpus: Path) -> None:
     assert (first_leaf["func"], first_leaf["depth"], first_leaf["dur_ns"], first_leaf["ts_ns"]) == (
         "preempt_count_add", 2, 1963, 117_611_230_000)
     assert ctx.meta["span_source"] == "function_graph"
+    assert ctx.meta["time_unit"] == "ns"
     assert sum(ctx.skipped.values()) == 0
 
 
@@ -157,6 +158,18 @@ def test_raw_function_records_ts_diff_and_subbuffer_markers() -> None:
     assert df["parent"].to_list()[2] == "exit_mmap"
     assert df["ts_ns"].to_list()[1:] == [5_001_000_100_000, 5_001_000_180_000]
     assert ctx.lost_events == 0 and not ctx.skipped
+
+
+def test_counter_clock_ticks() -> None:
+    """With a counter clock (``trace-cmd record -C x86-tsc``) the time is a bare integer
+    of ticks: kept as it is, and the run says its unit is ticks."""
+    lines = [
+        "cpus=1",
+        "        pgtfree2-563   [000] 2904471833761: sched_switch:         prev_comm=pgtfree2 prev_pid=563",
+    ]
+    df, ctx = parse_lines(lines)
+    assert df["ts_ns"].to_list() == [2904471833761]
+    assert ctx.meta["time_unit"] == "ticks"
 
 
 def test_detection(corpus: Path) -> None:
