@@ -114,7 +114,7 @@ _TAG = r"(?:\(T(?P<rtype>\d+)/#(?P<ridx>\d+)\)\s*)?"
 # lat_print_generic() + lat_print_timestamp(): "%8.8s-%-7d %3d" + flags + " %4lldus%c: "
 _LAT_RE = (
     r"^" + _TAG + r"(?P<comm>.*?)-(?P<pid>\d+)\s+(?P<cpu>\d+)(?P<flags>[^\s\d]\S*)\s+"
-    r"(?P<time>\d+)(?P<unit>" + _US + r")?(?P<mark>[ !+#*@$])?:?\s?(?P<rest>.*?)\s*$"
+    r"(?P<time>\d+)(?:(?P<unit>" + _US + r")(?P<mark>[ !+#*@$])?:?|:)\s?(?P<rest>.*?)\s*$"
 )
 # verbose: "%16s %7d %3d %d %08x %08lx " + "[%08llx] %ld.%03ldms (+%ld.%03ldms): "
 #                                     or "[%016llx] %lld (+%lld): " (counter clock)

@@ -267,3 +267,37 @@ def test_bad_lines_are_counted_not_fatal(corpus):
     assert ctx.skipped == {"unrecognised latency-trace line": 1}
     assert ctx.windows[0]["latency_ns"] == 4_045_000
     assert df.filter(pl.col("kind") == Kind.FUNCTION).height == 2
+
+
+# --- property: lat_print_generic() + lat_print_timestamp() lines of any comm --------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    comm=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=16),
+    pid=st.integers(0, 4_194_304),
+    cpu=st.integers(0, 511),
+    flags=st.text(alphabet="dDbX.NnpLlBhHsSzZ0123456789abcdef", min_size=4, max_size=7).filter(
+        lambda f: not f[0].isdigit()
+    ),
+    usecs=st.integers(0, 10**9),
+    mark=st.sampled_from(" !+#*@$"),
+)
+def test_lat_line_round_trip(comm, pid, cpu, flags, usecs, mark):
+    # The kernel's formats: "%8.8s-%-7d %3d" + flags + " %4lldus%c: " + "func <-parent"
+    # (the first flag column, irqs-off, is never a digit).
+    line = f"{comm[:8]:>8}-{pid:<7d} {cpu:3d}{flags} {usecs:4d}us{mark}: unmap_vmas <-exit_mmap\n"
+    df, ctx = run(line.encode())
+    assert not ctx.skipped
+    r = df.row(0, named=True)
+    assert (r["comm"], r["pid"], r["cpu"], r["flags"]) == (comm[:8].strip(), pid, cpu, flags)
+    assert r["ts_ns"] == usecs * 1000
+    assert (r["func"], r["parent"], r["kind"]) == ("unmap_vmas", "exit_mmap", Kind.FUNCTION)
+
+
+def test_comm_holding_dash_digits():
+    # A comm such as "a-1 2" (8 characters) must not end at its own "-1".
+    df, ctx = run(b"a-1 2-4711       3dN..   12us : unmap_vmas <-exit_mmap\n")
+    r = df.row(0, named=True)
+    assert (r["comm"], r["pid"], r["cpu"], r["flags"], r["ts_ns"]) == ("a-1 2", 4711, 3, "dN..", 12_000)

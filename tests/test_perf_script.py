@@ -184,3 +184,58 @@ def test_garbage_is_counted(corpus):
     df, ctx = run(data)
     assert df.height == 11
     assert ctx.skipped == {"unrecognised perf script line": 1}
+
+
+def test_cxx_symbols_keep_their_parentheses(corpus):
+    # example-perf-stacks.txt.gz: zcat | grep -c 'OopMapSet::all_do(frame const\*' -> frames
+    # whose symbol holds "(*)(oopDesc**, oopDesc**)" before the "(libjvm.so)" DSO.
+    df, _ = run(load(corpus / "flamegraph" / "example-perf-stacks.txt.gz"))
+    sym = ("OopMapSet::all_do(frame const*, RegisterMap const*, OopClosure*, "
+           "void (*)(oopDesc**, oopDesc**), OopClosure*)")
+    n = df["callchain"].explode().eq(sym).sum()
+    assert n == 1
+
+
+# --- property: any comm perf can print, with any of the optional fields -----------------
+import re  # noqa: E402
+
+from hypothesis import assume, given, settings, strategies as st  # noqa: E402
+
+_COMM = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="#"),
+    min_size=1, max_size=15,
+).flatmap(lambda a: st.sampled_from([a, a[:5] + " " + a[5:] if len(a) > 6 else a]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    comm=_COMM,
+    pid=st.integers(0, 4_194_304),
+    tid=st.one_of(st.none(), st.integers(0, 4_194_304)),
+    cpu=st.one_of(st.none(), st.integers(0, 1023)),
+    usecs=st.one_of(st.none(), st.integers(0, 10**15)),
+    period=st.one_of(st.none(), st.integers(1, 10**9)),
+    event=st.sampled_from(["cycles", "cpu-clock", "cycles:u", "tlb:tlb_flush", "probe:free_pgtables"]),
+)
+def test_sample_line_fields_round_trip(comm, pid, tid, cpu, usecs, period, event):
+    # Built the way builtin-script.c prints them: "%16s %5d/%-5d [%03d] %5lu.%06lu: ..."
+    # With neither cpu nor time, "comm 12 4711 cycles:" is ambiguous in perf's own output
+    # (a digits-only word of the comm reads as the pid): such comms are left out.
+    assume(not (cpu is None and usecs is None and re.search(r"\s\d", comm)))
+    line = f"{comm:>16} {pid:5d}" + (f"/{tid:<5d}" if tid is not None else "")
+    if cpu is not None:
+        line += f" [{cpu:03d}]"
+    if usecs is not None:
+        line += f" {usecs // 10**6:5d}.{usecs % 10**6:06d}:"
+    if period is not None:
+        line += f" {period:10d}"
+    line += f" {event}: \n\tffffffff81000000 do_exit+0x1 ([kernel.kallsyms])\n"
+    df, ctx = run(line.encode())
+    assert df.height == 1 and not ctx.skipped
+    r = df.row(0, named=True)
+    assert r["comm"] == comm.strip()
+    assert r["pid"] == (tid if tid is not None else pid)
+    assert r["cpu"] == cpu
+    assert r["ts_ns"] == (None if usecs is None else usecs * 1000)
+    assert r["event"] == event
+    assert r["callchain"] == ["do_exit"]
