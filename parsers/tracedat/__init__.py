@@ -190,8 +190,7 @@ class _Decoder:
         self.t = t
         self.ctx = ctx
         self.layout = t.layout
-        kernel_long = None
-        self.page_hdr = parse_page_header(t.header_page, kernel_long)
+        self.page_hdr = parse_page_header(t.header_page, t.layout.long_size)
         self.formats = _Formats([("ftrace", x) for x in t.ftrace_formats] + list(t.event_formats))
         if not self.formats.texts:
             raise ParseError(t.path, None, "no event formats in the file")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -250,6 +251,12 @@ def _array_text(mat: np.ndarray) -> pl.Series:
     return ("ARRAY[" + s.str.replace_all(r"(..)", "$1, ").str.strip_suffix(", ") + "]")
 
 
+class FormatLookup(Protocol):
+    """Event formats by id (``common_type``)."""
+
+    def get(self, eid: int) -> EventFormat | None: ...
+
+
 @dataclass
 class Decoded:
     """Per-record columns of one block, in record order (see :func:`decode_records`)."""
@@ -264,7 +271,7 @@ def decode_records(
     length: np.ndarray,
     ts: np.ndarray,
     cpu: int,
-    formats: dict[int, EventFormat],
+    formats: FormatLookup,
     common: EventFormat,
     layout: Layout,
     symbols: Symbols,
@@ -314,9 +321,12 @@ def decode_records(
     return Decoded(frame, unknown)
 
 
-def _decode_type(block, off, ln, sel, fmt: EventFormat, layout, symbols: Symbols, printk) -> pl.DataFrame:
-    """Every record of one event type: body text and, for the ftrace tracers' own records,
-    the call-graph columns."""
+def _decode_type(block: np.ndarray, off: np.ndarray, ln: np.ndarray, sel: np.ndarray,
+                 fmt: EventFormat, layout: Layout, symbols: Symbols,
+                 printk: dict[int, str]) -> pl.DataFrame:
+    """Every record of one event type (payloads at ``off``, ``ln`` bytes long; ``sel`` their
+    record indices): body text and, for the ftrace tracers' own records, the call-graph
+    columns."""
     k = len(sel)
     width = max(fmt.fixed_size, 1)
     mat = np.take(block, off[:, None] + np.arange(width), mode="clip")
@@ -385,7 +395,7 @@ def _decode_type(block, off, ln, sel, fmt: EventFormat, layout, symbols: Symbols
     df = df.with_columns(body.alias("body"), pl.lit(fmt.name).alias("event"), pl.lit(Kind.EVENT).alias("kind"))
 
     if fmt.system == "ftrace":
-        df = _ftrace_record(df, fmt, vals, block, off, ln, layout, symbols, printk)
+        df = _ftrace_record(df, fmt, vals, layout, symbols, printk)
     return df
 
 
@@ -396,8 +406,11 @@ def _sym_cols(values: np.ndarray, symbols: Symbols, name: str) -> list[pl.Series
     return [canon.alias(name), raw.alias("raw_" + name)]
 
 
-def _ftrace_record(df, fmt, vals, block, off, ln, layout, symbols, printk) -> pl.DataFrame:
-    """The meaning of the ftrace tracers' own records."""
+def _ftrace_record(df: pl.DataFrame, fmt: EventFormat, vals: dict[str, object], layout: Layout,
+                   symbols: Symbols, printk: dict[int, str]) -> pl.DataFrame:
+    """The meaning of the ftrace tracers' own records (kernel/trace/trace_entries.h):
+    ``function`` (ip, parent_ip), ``funcgraph_entry`` (func, depth), ``funcgraph_exit``
+    (func, depth, calltime, rettime), ``print`` (buf) and ``bprint`` (fmt, buf)."""
     name = fmt.name
     if name == "function" and "ip" in vals:
         cols = _sym_cols(vals["ip"], symbols, "func")
