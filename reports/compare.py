@@ -214,6 +214,7 @@ class WindowResult:
     tracer: str
     before: WindowSide | None
     after: WindowSide | None
+    change: _stats.Change | None = None  # of the window latencies, all windows of each side
 
     @property
     def change_pct(self) -> float | None:
@@ -542,13 +543,18 @@ def _windows(src: ReportSource, runs_df: pl.DataFrame, group: ArchGroup, before:
     out = []
     for tracer in sorted(set(wins["tracer"].fill_null("latency").to_list())):
         tw = wins.filter(pl.col("tracer").fill_null("latency") == tracer)
-        out.append(
-            WindowResult(
-                tracer=tracer,
-                before=_window_side(tw.filter(pl.col("label") == before), group.runs_before, src, runs_df),
-                after=_window_side(tw.filter(pl.col("label") == after), group.runs_after, src, runs_df),
+        wb = _window_side(tw.filter(pl.col("label") == before), group.runs_before, src, runs_df)
+        wa = _window_side(tw.filter(pl.col("label") == after), group.runs_after, src, runs_df)
+        change = None
+        if wb is not None and wa is not None:
+            # The windows' latencies compared as the calls are (each run usually keeps only
+            # its maximum, so this needs several runs a side to give a verdict).
+            _, _, change = _stats.compare_samples(
+                np.asarray(wb.latencies_ns, dtype=np.float64),
+                np.asarray(wa.latencies_ns, dtype=np.float64),
+                seed=_stats.row_seed(group.key, "window", tracer),
             )
-        )
+        out.append(WindowResult(tracer=tracer, before=wb, after=wa, change=change))
     return out
 
 

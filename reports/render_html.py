@@ -124,8 +124,11 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]]) -> li
                     + _td(h(", ".join(fmt.ns(x) for x in s.latencies_ns)), "l") + "</tr>"
                 )
             if w.change_pct is not None:
+                v = w.change
+                median = (f"median of all windows {fmt.pct(v.median_pct)} {fmt.ci(v.median_ci)}, "
+                          f"p {fmt.pval(v.p_value)}: {v.verdict}") if v else ""
                 out.append(f'<tr>{_td(h(w.tracer), "l")}{_td("change", "l")}{_td(h(fmt.pct(w.change_pct)))}'
-                           '<td colspan="5"></td></tr>')
+                           f'<td colspan="5" class="l">{h(median)}</td></tr>')
         out.append("</table>")
     if g.events:
         out.append("<h3>Events per run</h3><table>")

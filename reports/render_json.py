@@ -79,6 +79,7 @@ def _group(g: ArchGroup) -> dict:
                 "before": w.before.as_dict() if w.before else None,
                 "after": w.after.as_dict() if w.after else None,
                 "worst_change_pct": w.change_pct,
+                "change": w.change.as_dict() if w.change else None,
             }
             for w in g.windows
         ],

@@ -80,7 +80,10 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]], out_d
                     e(", ".join(fmt.ns(x) for x in s.latencies_ns)),
                 ]))
             if w.change_pct is not None:
-                lines.append(_row([e(w.tracer), "change", fmt.pct(w.change_pct), "", "", "", "", ""]))
+                v = w.change
+                median = (f"median of all windows {fmt.pct(v.median_pct)} {fmt.ci(v.median_ci)}, "
+                          f"p {fmt.pval(v.p_value)}: {v.verdict}") if v else ""
+                lines.append(_row([e(w.tracer), "change", fmt.pct(w.change_pct), "", "", "", "", e(median)]))
         lines.append("")
     if g.events:
         lines += ["### Events per run", ""]

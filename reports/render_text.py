@@ -140,6 +140,17 @@ def _windows(g: ArchGroup, c: Comparison) -> list[str]:
             lines += fmt.wrap(text, WIDTH, indent=" " * 6, first=f"    {fmt.ascii_text(label)}: ")
         if w.change_pct is not None:
             lines.append(f"    change of the worst window: {fmt.pct(w.change_pct)}")
+        ch = w.change
+        if ch is not None and w.before is not None and w.after is not None:
+            nb, na = len(w.before.latencies_ns), len(w.after.latencies_ns)
+            if ch.verdict == _stats.TOO_FEW:
+                text = (f"all windows: median {fmt.pct(ch.median_pct)}, {nb} vs {na} windows, "
+                        f"too few for a verdict ({_stats.MIN_SAMPLES} a side needed)")
+            else:
+                tag = ch.verdict if ch.significant else "~ no significant change"
+                text = (f"all windows: {tag}, median {fmt.pct(ch.median_pct)} {fmt.ci(ch.median_ci)} "
+                        f"({fmt.p_eq(ch.p_value)}, n={nb}+{na})")
+            lines += fmt.wrap(text, WIDTH, indent=" " * 6, first="    ")
     return lines
 
 

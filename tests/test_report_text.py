@@ -71,3 +71,11 @@ def test_benchstat_tilde_and_too_few():
     text = render_text(c)
     # 5 calls a side, below the minimum of 6
     assert "too few samples (before 5, after 5; 6 needed on each side)" in text
+
+
+def test_window_latencies_compared(real_text):
+    if not latency_format_available():
+        pytest.skip("the latency-tracer parser is not registered in tracekit.parsers yet")
+    # Medians of the three runs' maxima: 11203 us (A) and 749 us (B): (749 - 11203) / 11203
+    # = -93.3%; three windows a side are too few for a verdict.
+    assert "all windows: median -93.3%, 3 vs 3 windows, too few for a verdict" in real_text
