@@ -275,7 +275,9 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 @settings(max_examples=150, deadline=None)
 @given(
-    comm=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=16),
+    # (a comm starting with "#" in column 0 would read as a header line: left out)
+    comm=st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="#"),
+                 min_size=1, max_size=16),
     pid=st.integers(0, 4_194_304),
     cpu=st.integers(0, 511),
     flags=st.text(alphabet="dDbX.NnpLlBhHsSzZ0123456789abcdef", min_size=4, max_size=7).filter(
