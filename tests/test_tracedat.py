@@ -299,7 +299,12 @@ def _write_tracedat(path: Path, recs, version: int, long: int, compress: str, *,
     funcs = sorted({_field(m["body"], "func") for m in recs if m["event"].startswith("funcgraph")})
     base = 0xC0100000 if long == 4 else 0xFFFFFFFF81100000
     addr = {f: base + 0x100 * i for i, f in enumerate(funcs)}
-    kallsyms = "".join(f"{a:0{2 * long}x} T {f}\n" for f, a in addr.items()).encode()
+    if long == 8:
+        # ppc64 ELFv1: the code is the dot symbol; the plain name is the function descriptor
+        # (a data symbol in .opd), which must not be taken for the function.
+        kallsyms = "".join(f"{a:016x} T .{f}\n{a + 0x40000000:016x} D {f}\n" for f, a in addr.items()).encode()
+    else:
+        kallsyms = "".join(f"{a:08x} T {f}\n" for f, a in addr.items()).encode()
     cmdlines = b"563 pgtfree2\n13 rcu_preempt\n562 trace-cmd\n"
 
     def payload(m) -> bytes:
@@ -407,6 +412,18 @@ def _write_tracedat(path: Path, recs, version: int, long: int, compress: str, *,
                       (21, u64(len(cmdlines)) + cmdlines)):
         offs[sid] = len(out)
         out += section(sid, body, flag)
+    if latency_text is not None:  # BUFFER_TEXT option -> a section holding the text
+        text_at = len(out)
+        out += section(22, latency_text, flag)
+        opts = b"".join(u16(sid) + u32(8) + u64(o) for sid, o in offs.items())
+        opts += u16(5) + u32(len(uname)) + uname
+        opts += u16(22) + u32(8 + 1 + 6) + u64(text_at) + b"\0" + b"local\0"
+        opts += u16(0) + u32(8) + u64(0)
+        opt_at = len(out)
+        out += section(0, opts, flag)
+        struct.pack_into(be + "Q", out, first_opt_at, opt_at)
+        path.write_bytes(bytes(out))
+        return addr
     buf_sec = len(out)
     out += u16(3) + u16(flag) + u32(0) + u64(0)
     cpu_at = (len(out) + page_size - 1) // page_size * page_size
@@ -446,6 +463,9 @@ def test_big_endian_round_trip(corpus: Path, tmp_path: Path, version: int, long:
     assert df["pid"].to_list() == [int(m["pid"]) for m in recs]
     for row, m in zip(df.iter_rows(named=True), recs):
         ts = int(m["ts"].replace(".", ""))
+        if m["event"].startswith("funcgraph_"):
+            # 8-byte longs: ELFv1 dot symbols, stored canonical with the raw symbol beside
+            assert row["raw_func"] == ("." + row["func"] if long == 8 else None)
         if m["event"] == "funcgraph_entry":
             assert (row["kind"], row["func"], row["depth"], row["ts_ns"]) == (
                 "entry", _field(m["body"], "func"), int(_field(m["body"], "depth")), ts)
@@ -508,13 +528,14 @@ def test_tsc_clock_converted_with_tsc2nsec(corpus: Path, tmp_path: Path, mult: i
     assert df.filter(pl.col("kind") != "exit")["ts_ns"].to_list() == want
 
 
-def test_latency_recording_is_read_as_text(corpus: Path, tmp_path: Path) -> None:
-    """``trace-cmd record -p preemptoff`` keeps the kernel's latency text after a "latency"
-    tag: it is read by the latency format.  Header of the real snapshot used:
-    "# latency: 11574 us, #4/4, CPU#0"."""
+@pytest.mark.parametrize("version,compress", [(6, "none"), (7, "zlib")])
+def test_latency_recording_is_read_as_text(corpus: Path, tmp_path: Path, version: int, compress: str) -> None:
+    """``trace-cmd record -p preemptoff`` keeps the kernel's latency text (v6: after a
+    "latency" tag; v7: a BUFFER_TEXT section): it is read by the latency format.  Header of
+    the real snapshot used: "# latency: 11574 us, #4/4, CPU#0"."""
     text = (corpus / "kbuild-x86_64-6.1.192/A/latency_preemptoff.run1.txt").read_bytes()
     path = tmp_path / "lat.dat"
-    _write_tracedat(path, [], 6, 8, "none", latency_text=text)
+    _write_tracedat(path, [], version, 8, compress, latency_text=text)
     df, ctx = read(path)
     assert ctx.meta["embedded_text"] == "latency"
     assert len(ctx.windows) == 1
