@@ -49,6 +49,7 @@ from typing import Any
 
 import polars as pl
 
+from tracekit.arch import arch_from_symbols
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.base import LineChunk, ParseContext
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
@@ -230,6 +231,7 @@ class _State:
         self.headers: dict[int, dict[str, Any]] = {}
         self.graph = False
         self.counter_clock = False
+        self.syms: list[pl.Series] = []  # a bounded sample of symbols, for the arch
 
 
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
@@ -551,6 +553,13 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     if orphan:
         ctx.skip("stack frame without a <stack trace> line", orphan)
 
+    if sum(x.len() for x in st.syms) < 20_000:
+        names = pl.concat([
+            b.select(pl.coalesce("raw_func", "func")).to_series().drop_nulls(),
+            b["callchain"].explode().drop_nulls() if "callchain" in b.columns else pl.Series([], dtype=pl.String),
+        ])
+        st.syms.append(names.head(20_000))
+
     # --- the snapshot each line belongs to; a counter-clock's v1.0 lines take the window CPU.
     has_window = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
     win_cpu = pl.DataFrame(
@@ -622,3 +631,10 @@ def _finish(st: _State, ctx: ParseContext) -> None:
         ctx.meta["span_source"] = "function_graph"
     if ctx.windows:
         ctx.meta["windows_relative_time"] = True
+    if "arch" not in ctx.meta and st.syms:
+        # The headers never name the arch; stack traces through arch-only entry code
+        # (entry_SYSCALL_64, asm_exc_page_fault, ia64_leave_kernel) or ppc64 dot symbols do.
+        arch = arch_from_symbols(pl.concat(st.syms))
+        if arch:
+            ctx.meta["arch"] = arch
+            ctx.meta["arch_source"] = "symbols"

@@ -84,6 +84,8 @@ def test_corpus_snapshot_header(corpus, name, task, lat_us, shown, total, starte
     assert w["tracer"] == tracer
     assert ctx.meta["kernel"] == w["kernel"]
     assert ctx.meta["ncpus"] == 1  # "#P:1"
+    # PROVENANCE.md: x86_64 kernels; the stacks end in entry_SYSCALL_64* / asm_exc_page_fault.
+    assert ctx.meta["arch"] == "x86_64"
     # The capture script's own reading of tracing_max_latency equals the header.
     assert ctx.meta["tracing_max_latency_us"] == lat_us
     # The 4 entries the header announces (#4/4) are the 4 "pgtfree2-" lines.
