@@ -68,13 +68,18 @@ def _log_time_axis(ax: plt.Axes, values_us: np.ndarray) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _t(s: object) -> str:
+    """Text from a trace, safe for matplotlib: a '$' would start mathtext."""
+    return str(s).replace("$", r"\$")
+
+
 def _us(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64) / 1000.0
 
 
 def _legend(label: str, x: np.ndarray, kernels: list[str]) -> str:
     k = f", {', '.join(kernels)}" if kernels else ""
-    return f"{label} (n={x.size}{k})"
+    return _t(f"{label} (n={x.size}{k})")
 
 
 def plot_cdf(
@@ -100,7 +105,7 @@ def plot_cdf(
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("call duration (us, log scale)")
     ax.set_ylabel("fraction of calls <= duration")
-    ax.set_title(title)
+    ax.set_title(_t(title))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", fontsize=9, title="dashed lines: medians", title_fontsize=8)
     fig.tight_layout()
@@ -136,9 +141,9 @@ def plot_histogram(
     _log_time_axis(ax, allx)
     ax.set_xlabel("call duration (us, log scale)")
     ax.set_ylabel("fraction of calls")
-    ax.set_title(title)
+    ax.set_title(_t(title))
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=9)
+        ax.legend(loc="best", fontsize=9)
     fig.tight_layout()
     return _save(fig, stem)
 
@@ -148,7 +153,7 @@ def _window_lane(ax: plt.Axes, s: WindowSide, side: str, label: str, xmax_us: fl
     cpu_default = s.cpu if s.cpu is not None else 0
     title = (f"{label}: {fmt.ns(s.worst_latency_ns)} in {s.comm or '?'}-{s.pid}, "
              f"{s.started_at or '?'} -> {s.ended_at or '?'}")
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(_t(title), fontsize=10, loc="left")
     lanes = {int(cpu_default)}
     if ev is not None and ev.height and "ts_ns" in ev.columns:
         ev = ev.filter(ev["ts_ns"].is_not_null())
@@ -165,11 +170,11 @@ def _window_lane(ax: plt.Axes, s: WindowSide, side: str, label: str, xmax_us: fl
             # (the last function hit and tracer_preempt_on) stay readable.
             for i, (x, c, name) in enumerate(zip(t_us, cpus, names)):
                 dy = (12 + 10 * (i // 2 % 2)) * (1 if i % 2 == 0 else -1)
-                ax.annotate(f"{str(name)[:28]} @{x:.0f}us", (x, c), xytext=(2, dy), textcoords="offset points",
+                ax.annotate(_t(f"{str(name)[:28]} @{x:.0f}us"), (x, c), xytext=(2, dy), textcoords="offset points",
                             fontsize=7, color="#333333", va="center",
                             ha="right" if x > 0.6 * xmax_us else "left")
     ax.barh([cpu_default], [s.worst_latency_ns / 1000.0], left=0.0, height=0.35,
-            color=COLORS[side], alpha=0.3, label=f"{label}: latency {fmt.ns(s.worst_latency_ns)}")
+            color=COLORS[side], alpha=0.3, label=_t(f"{label}: latency {fmt.ns(s.worst_latency_ns)}"))
     ax.set_ylabel("CPU")
     ax.set_yticks(sorted(lanes))
 
@@ -184,7 +189,7 @@ def plot_window(title: str, w: WindowResult, stem: Path, labels: tuple[str, str]
         _window_lane(ax, s, side, lab, xmax_us)
         ax.margins(y=0.6)
     axes[-1, 0].set_xlabel("time since the window opened (us)")
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(_t(title), fontsize=11)
     fig.tight_layout()
     return _save(fig, stem)
 

@@ -49,3 +49,16 @@ def test_window_plot(plots):
     ET.fromstring(svg)
     assert "time since the window opened (us)" in svg
     assert "exit_mmap" in svg  # the before window started there
+
+
+def test_trace_strings_are_not_mathtext(tmp_path):
+    # A '$' in a task or function name would otherwise start matplotlib's mathtext (and
+    # an unbalanced one would fail to parse).
+    import numpy as np
+
+    from tracekit.reports.plots import plot_cdf
+
+    files = plot_cdf("x86_64: $weird_$func^ <b>", np.arange(1000, 2000), np.arange(1100, 2100),
+                     tmp_path / "w", labels=("before $", "after"))
+    svg = files["svg"].read_text()
+    assert "$weird_$func^ &lt;b&gt;" in svg
