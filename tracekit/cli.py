@@ -35,7 +35,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 #: Modules that add their own commands with ``register(app)``.
-EXTENSIONS: tuple[str, ...] = ("tracekit.capture.cli", "tracekit.reports.cli")
+EXTENSIONS: tuple[str, ...] = ("tracekit.capture.cli", "tracekit.reports.cli", "tracekit.model.cli")
 
 
 def die(message: str, code: int = 2) -> "typer.Exit":

@@ -1,0 +1,138 @@
+"""``tracekit model``: run the replay model from the command line (a thin layer over
+:func:`tracekit.model.simulate`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+__all__ = ["register", "model"]
+
+
+def _fmt_ns(ns: int) -> str:
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1_000:
+        return f"{ns / 1e3:.2f} us"
+    return f"{ns} ns"
+
+
+def _rows(results: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(metric, value per result) lines of the readable table."""
+    kind = "preempt-off" if results[0]["preempt"] else "resched gap"
+    causes: list[str] = []
+    comp_keys: list[str] = []
+    for d in results:
+        causes += [c for c in d["flushes_by_cause"] if c not in causes]
+        comp = (d.get("worst_window") or {}).get("composition") or {}
+        comp_keys += [k for k, v in comp.items() if v and k not in comp_keys]
+
+    def each(f) -> list[str]:
+        return [f(d) for d in results]
+
+    rows: list[tuple[str, list[str]]] = [("TLB flushes", each(lambda d: f"{d['tlb_flushes']:,}"))]
+    for c in causes:
+        rows.append((f"  {c}", each(lambda d: f"{d['flushes_by_cause'].get(c, 0):,}")))
+    rows += [
+        ("pages/flush (typ.)", each(lambda d: f"{d['typical_pages_per_flush']:,}")),
+        ("data pages freed", each(lambda d: f"{d['pages_freed']:,}")),
+        ("pt pages freed", each(lambda d: f"{d['pagetable_pages_freed']:,}")),
+        ("IPIs", each(lambda d: f"{d['ipis']:,}")),
+    ]
+    if any(d["hash_flushes"] for d in results):
+        rows.append(("hash flushes", each(lambda d: f"{d['hash_flushes']:,}")))
+    if any(d["batch_allocs"] or d["batch_alloc_failures"] for d in results):
+        rows.append(("batch allocs", each(lambda d: f"{d['batch_allocs']:,}")))
+        rows.append(("  failed", each(lambda d: f"{d['batch_alloc_failures']:,}")))
+    rows += [
+        (f"{kind} windows", each(lambda d: f"{d['windows']['count']:,}")),
+        (f"  max", each(lambda d: _fmt_ns(d["windows"]["max_ns"]))),
+        (f"  p50", each(lambda d: _fmt_ns(d["windows"]["p50_ns"]))),
+        (f"  p99", each(lambda d: _fmt_ns(d["windows"]["p99_ns"]))),
+        (f"  p99.9", each(lambda d: _fmt_ns(d["windows"]["p99.9_ns"]))),
+    ]
+    if comp_keys:
+        rows.append(("worst window holds", ["" for _ in results]))
+        for k in comp_keys:
+            rows.append((f"  {k}", each(lambda d: f"{((d.get('worst_window') or {}).get('composition') or {}).get(k, 0):,}")))
+    rows.append(("simulated time", each(lambda d: _fmt_ns(d["total_ns"]))))
+    return rows
+
+
+def model(
+    arch: Annotated[str, typer.Option("--arch", help="x86_64, i386, i386-pae, ia64, ia64-64k, ppc64, ppc64-64k.")] = "x86_64",
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="v2622, hugh2007, ben2007, merged30, v38, modern.", show_default=False)] = None,
+    preempt: Annotated[Optional[bool], typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT or not (required).", show_default=False)] = None,
+    workload: Annotated[str, typer.Option("--workload", help="VMAs, comma-separated: KIND:SIZE[:density=F][:dirty=F][:swap=F][:at=ADDR][:keep], KIND anon|file|filep.")] = "anon:1GiB",
+    op: Annotated[str, typer.Option("--op", help="exit_mmap or munmap (every VMA not marked keep).")] = "exit_mmap",
+    alloc_fail: Annotated[str, typer.Option("--alloc-fail", help="GFP_NOWAIT batch-page allocations: never, always, or a failure probability.")] = "never",
+    fallback_entries: Annotated[int, typer.Option("--fallback-entries", help="ben2007: entries of the on-stack fallback array.")] = 8,
+    costs: Annotated[Optional[Path], typer.Option("--costs", help="Cost profile (JSON or TOML, ns per operation).", show_default=False)] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Run every strategy and show them side by side.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    cpus: Annotated[int, typer.Option("--cpus", help="Online CPUs (1 selects 2.6.22's fast mode).")] = 4,
+    other_cpus: Annotated[int, typer.Option("--other-cpus", help="CPUs running other threads of the mm (munmap shootdowns).")] = 0,
+    lazy_cpus: Annotated[int, typer.Option("--lazy-cpus", help="CPUs holding the mm lazily (drop out after the first IPI).")] = 0,
+    flush_outside_ptl: Annotated[bool, typer.Option("--flush-outside-ptl", help="ben2007: break out and flush after the PTE lock, as 3.0 does.")] = False,
+    zap_block: Annotated[bool, typer.Option("--zap-block", help="ben2007: keep ZAP_BLOCK_SIZE's finish/re-gather.")] = False,
+) -> None:
+    """Simulate the page-table teardown (unmap_vmas, free_pgtables, tlb_finish_mmu) under
+    one mmu_gather strategy: TLB flushes by cause, pages per flush, IPIs, page-table pages
+    freed, and the preempt-off windows (--preempt) or resched gaps (--no-preempt) with the
+    worst one's contents.
+
+    Example:
+
+        tracekit model --arch x86_64 --strategy v2622 --no-preempt --workload anon:1GiB
+
+        tracekit model --arch ppc64 --preempt --compare --workload anon:64GiB:density=0.001
+
+    Exit status: 0, or 2 for a bad option or workload.
+    """
+    from rich.table import Table
+
+    from tracekit.cli import die, out
+    from tracekit.model import STRATEGIES, load_costs, simulate
+
+    if preempt is None:
+        raise die("say --preempt or --no-preempt (CONFIG_PREEMPT or not)")
+    if strategy is None and not compare:
+        raise die(f"give --strategy ({', '.join(STRATEGIES)}) or --compare")
+    strategies = list(STRATEGIES) if compare else [strategy]
+    try:
+        profile = load_costs(costs)
+        results = [
+            simulate(
+                arch, s, preempt=preempt, workload=workload, op=op, costs=profile,
+                alloc_fail=alloc_fail, fallback_entries=fallback_entries,
+                flush_under_ptl=not flush_outside_ptl, ben_zap_block=zap_block,
+                online_cpus=cpus, other_cpus=other_cpus, lazy_cpus=lazy_cpus,
+            ).as_dict()
+            for s in strategies
+        ]
+    except ValueError as e:
+        raise die(str(e))
+    if json_out:
+        obj: Any = results[0] if not compare else {
+            "arch": results[0]["arch"], "preempt": preempt, "op": op, "workload": workload,
+            "results": results,
+        }
+        out.print(json.dumps(obj, indent=2), markup=False)
+        return
+    title = (f"{results[0]['arch']} {op} {workload}, "
+             f"{'CONFIG_PREEMPT' if preempt else '!CONFIG_PREEMPT'}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("", no_wrap=True)
+    for d in results:
+        table.add_column(d["strategy"], justify="right")
+    for name, values in _rows(results):
+        table.add_row(name, *values)
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``model`` command to the tracekit CLI."""
+    app.command(name="model")(model)
