@@ -83,6 +83,14 @@ def _print_summary(res, json_out: bool) -> None:
             f"{windows} windows",
             markup=False,
         )
+    if res.summary:
+        out.print(f"  {'source':<15} {'function':<15} {'calls':>6} {'median us':>10} {'max us':>10}", markup=False)
+        for r in res.summary:
+            out.print(
+                f"  {r['source']:<15} {r['func']:<15} {r['calls']:>6} "
+                f"{r['median_ns'] / 1000:>10.1f} {r['max_ns'] / 1000:>10.1f}",
+                markup=False,
+            )
     for w in res.warnings:
         err.print(f"  warning: {w}", markup=False)
 

@@ -283,10 +283,10 @@ def capture_patch_pair(
     on_phase("source", source_package)
     tree, version = provision_source(source_package, cache)
     builds: dict[str, KernelBuild] = {}
+    check_patch(tree, patch_file)  # before any build: a patch that does not apply stops here
     with provision.machine_lock(cache, "building"):
         on_phase("build", f"before: {tree.name} {version} (about 2-3 min from scratch)")
         builds["before"] = build_kernel(tree, version, cache, None, localversion="-tk-before")
-        check_patch(tree, patch_file)
         on_phase("build", f"after: {tree.name} {version} + {patch_file.name}")
         builds["after"] = build_kernel(tree, version, cache, patch_file, localversion="-tk-after")
     for side, b in builds.items():

@@ -30,6 +30,7 @@ __all__ = [
     "read_workload_meta",
     "trace_files",
     "ingest_capture",
+    "summarise",
     "PREEMPT_FROM_DEBUGFS",
     "preempt_mode",
 ]
@@ -51,6 +52,7 @@ class CaptureResult:
     outmode: str = ""
     files: list[str] = field(default_factory=list)
     ingested: list[dict] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     workload: list[dict] = field(default_factory=list)
 
@@ -173,6 +175,36 @@ def ingest_capture(
     return [r.as_dict() for r in results]
 
 
+#: The teardown functions the capture summary reports.
+SUMMARY_FUNCS = ("exit_mmap", "unmap_region", "unmap_vmas", "free_pgtables", "tlb_finish_mmu")
+
+
+def summarise(store: Path | None, run_ids: list[str]) -> list[dict]:
+    """Per teardown function over the spans of ``run_ids``: source, calls, median and max
+    duration (ns).  Read lazily from the store."""
+    import polars as pl
+
+    import tracekit
+
+    ids = [r for r in run_ids if r]
+    if not ids:
+        return []
+    spans = tracekit.open_store(store, create=False).spans()
+    df = (
+        spans.filter(pl.col("run_id").is_in(ids) & pl.col("func").is_in(SUMMARY_FUNCS))
+        .filter(pl.col("dur_ns").is_not_null())
+        .group_by("source", "func")
+        .agg(
+            pl.len().alias("calls"),
+            pl.col("dur_ns").median().cast(pl.Int64).alias("median_ns"),
+            pl.col("dur_ns").max().alias("max_ns"),
+        )
+        .sort("source", "func")
+        .collect()
+    )
+    return df.to_dicts()
+
+
 def _noop(name: str, detail: str) -> None:  # noqa: ARG001
     pass
 
@@ -290,5 +322,6 @@ def capture(
     if ingest and files:
         on_phase("ingest", f"{len(files)} files")
         result.ingested = ingest_capture(run_dir, store=store, patch=patch, label=label)
+        result.summary = summarise(store, [d.get("run_id") for d in result.ingested])
     on_phase("done", plan.tag)
     return result
