@@ -596,13 +596,14 @@ class BatchedGather(MmuGather):
                 return True
         return False
 
-    def tlb_flush_mmu_tlbonly(self, cause: str, start: int = 0, end: int = 0) -> None:
+    def tlb_flush_mmu_tlbonly(self, cause: str, start: int = 0, end: int = 0, pages: int = 0) -> None:
         """Modern ``tlb_flush_mmu_tlbonly``: the TLB flush alone, only if something was
-        cleared since the last one; the pages are freed later."""
+        cleared since the last one.  ``pages``: how many gathered pages the caller frees
+        right after it (a forced or delayed-rmap flush); a vma-end flush frees none."""
         if not (self.need_flush and self.range_dirty):
             return
         self.sim.enter("tlb_flush_mmu_tlbonly")
-        self.mm.tlb_flush(cause, self.nr, self.fullmm, start, end, "modern")
+        self.mm.tlb_flush(cause, pages, self.fullmm, start, end, "modern")
         self.range_dirty = False
         self.start_addr = None
         self.sim.leave("tlb_flush_mmu_tlbonly")
@@ -641,7 +642,7 @@ class BatchedGather(MmuGather):
         if not self.need_flush:
             return
         self.sim.enter("tlb_flush_mmu")
-        self.tlb_flush_mmu_tlbonly(cause, start, end)
+        self.tlb_flush_mmu_tlbonly(cause, start, end, pages=self.nr)
         if self.mm.pt_batch_live and self.mm.pt_batch:
             self.mm.pte_free_submit()  # tlb_table_flush
         self.tlb_batch_pages_flush()

@@ -128,10 +128,10 @@ def _zap_pte_entries(mm: MM, tlb: MmuGather, vma: VMA, table: PteTable, idx: int
             tlb.delayed_rmap = True
             force_flush = True
         if modern:
-            sim.spend_polled(m, cost)
+            sim.spend_polled(m, cost, "ptes_zapped")
         else:
             sim.spend(m * cost)
-        sim.n["ptes_zapped"] += m
+            sim.n["ptes_zapped"] += m
         if kind == "file_dirty":
             sim.n["set_page_dirty"] += m
         lo = table.lo + idx * page
@@ -183,7 +183,7 @@ def zap_pte_range(mm: MM, tlbp: _TlbRef, vma: VMA, table: PteTable, addr: int, e
         idx, zap_work, force_flush = _zap_pte_entries(mm, tlb, vma, table, idx, end_idx, zap_work)
         sim.n["ptl_holds"] += 1
         if modern and force_flush:
-            tlb.tlb_flush_mmu_tlbonly("delayed_rmap" if not tlb.room() == 0 else "forced")
+            tlb.tlb_flush_mmu_tlbonly("delayed_rmap" if tlb.room() else "forced", pages=tlb.nr)
         mm.arch_leave_lazy_mmu_mode()
         sim.preempt_enable()  # pte_unmap_unlock
         if not force_flush:

@@ -168,18 +168,19 @@ class Sim:
         if not self.preempt:
             self.opportunity()
 
-    def spend_polled(self, count: int, each_ns: int) -> None:
+    def spend_polled(self, count: int, each_ns: int, counter: str | None = None) -> None:
         """``count`` units of ``each_ns`` each preceded by a ``need_resched()`` test that can
-        end the window (modern zap_pte_range's per-entry test)."""
+        end the window (modern zap_pte_range's per-entry test).  ``counter`` is incremented
+        once per unit, so that each window's composition holds its own unit."""
         if count <= 0:
             return
         if self.win_start is None or self.record:
-            if self.win_start is None:
-                self.clock += count * each_ns
-                return
             for _ in range(count):
-                self.opportunity()
+                if self.win_start is not None:
+                    self.opportunity()
                 self.clock += each_ns
+                if counter:
+                    self.n[counter] += 1
             return
         self.opportunity()
         if count > 1:
@@ -189,12 +190,16 @@ class Sim:
                     "dur_ns": each_ns,
                     "start_ns": self.clock,
                     "end_ns": self.clock + each_ns,
-                    "composition": {"ptes_zapped": 1},
+                    "composition": {k: int(k == counter) for k in COMPOSITION_KEYS},
                     "ended_in": self.stack[-1][0] if self.stack else None,
                 }
+            if counter:
+                self.n[counter] += count - 1
         self.clock += count * each_ns
         self.win_start = self.clock - each_ns
         self.win_base = self._snap()
+        if counter:
+            self.n[counter] += 1
 
     # -- exact repetition -------------------------------------------------------------
     def mark(self) -> Mark:
