@@ -4,6 +4,7 @@ says they are, and ingest into the teardown calls their workload made."""
 from __future__ import annotations
 
 import gzip
+import re
 
 import polars as pl
 import pytest
@@ -51,3 +52,21 @@ def test_fixture_ingests_into_the_workload_teardown_calls(fixtures_dir, tmp_path
     assert counts["exit_mmap"] == EXIT_MMAP
     assert counts["unmap_region"] == UNMAP_REGION
     assert spans.filter(pl.col("func") == "exit_mmap")["complete"].all()
+
+
+def test_capture_summary_of_a_fixture(fixtures_dir, tmp_path):
+    import tracekit
+    from tracekit.capture.runner import summarise
+
+    path = fixtures_dir / "x86_64" / "before" / "fgraph_procabs.txt.gz"
+    res = tracekit.ingest([str(path)], store=tmp_path / "s", arch="x86_64", on_error="collect")
+    rows = {r["func"]: r for r in summarise(tmp_path / "s", [res[0].run_id])}
+    assert rows["exit_mmap"]["calls"] == EXIT_MMAP and rows["unmap_region"]["calls"] == UNMAP_REGION
+    # the graph roots (exit_mmap, unmap_region) close at depth 0 ("|  }"): the largest
+    # duration stated on those lines is the longest of either
+    text = gzip.decompress(path.read_bytes()).decode()
+    closing = [ln for ln in text.splitlines() if ln.rstrip().endswith("|  }")]
+    durs = [float(m.group(1)) for ln in closing if (m := re.search(r"([\d.]+) us", ln))]
+    assert rows["unmap_region"]["max_ns"] <= round(max(durs) * 1000)
+    assert rows["exit_mmap"]["max_ns"] <= round(max(durs) * 1000)
+    assert round(max(durs) * 1000) in (rows["exit_mmap"]["max_ns"], rows["unmap_region"]["max_ns"])
