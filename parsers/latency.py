@@ -232,6 +232,8 @@ class _State:
         self.graph = False
         self.counter_clock = False
         self.syms: list[pl.Series] = []  # a bounded sample of symbols, for the arch
+        self.kernels: set[str] = set()
+        self.window_ids: set[int] = set()  # snapshots already turned into windows
 
 
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
@@ -321,9 +323,9 @@ def _parse_lines(
     _collect_headers(df.filter(pl.col("is_header")), st, ctx)
 
     body = df.filter(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank"))
-    if not body.height:
-        return None
-    return _parse_body(body, st, ctx)
+    out = _parse_body(body, st, ctx) if body.height else None
+    _finalize(st, ctx, before=st.snapshot)  # the earlier snapshots are complete
+    return out
 
 
 def _collect_headers(h: pl.DataFrame, st: _State, ctx: ParseContext) -> None:
@@ -371,30 +373,45 @@ def _flag_columns(legend: list[str]) -> list[str]:
     return [n for n in legend if not n.upper().startswith("CPU")]
 
 
+#: The body grammars, most specific first: (form, regex).  A line follows the first whose
+#: regex it matches; only that regex's groups are extracted for it.
+_BODY_FORMS = (
+    ("verbose", _VERBOSE_RE),
+    ("graph", _GRAPH_RE),
+    ("lat", _LAT_RE),
+    ("context", _CONTEXT_RE),
+    ("v10", _V10_RE),
+    ("switch", _SWITCH_RE),
+    ("frame", _FRAME_RE),
+)
+_BODY_GROUPS = [
+    g for _, rx in _BODY_FORMS for g in re.compile(rx.replace(r"\x{FFFD}", "\ufffd")).groupindex
+]
+
+
 def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     t = pl.col("text")
+    # Which grammar each line follows, with cheap matches first; then each line's fields
+    # are extracted with its own grammar only.
     b = b.with_columns(
-        t.str.extract_groups(_LAT_RE).alias("a"),
-        t.str.extract_groups(_VERBOSE_RE).alias("v"),
-        t.str.extract_groups(_V10_RE).alias("o"),
-        t.str.extract_groups(_SWITCH_RE).alias("s"),
-        t.str.extract_groups(_GRAPH_RE).alias("g"),
-        t.str.extract_groups(_CONTEXT_RE).alias("n"),
-        t.str.extract(_FRAME_RE, 1).alias("frame"),
+        *[t.str.contains(rx).alias(f"is_{name}") for name, rx in _BODY_FORMS if name != "frame"],
         t.str.contains(_NOTE_RE).alias("is_note"),
         t.str.contains(_ELIDED_RE).alias("is_elided"),
         t.str.contains(_MODELINE_RE).alias("is_modeline"),
-    ).unnest("a", "v", "o", "s", "g", "n")
-    # Which grammar each line follows (first that matches, most specific first).
+    )
+    form = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
+    for name, _ in _BODY_FORMS:
+        form = form.when(pl.col(f"is_{name}")).then(pl.lit(name))
+    b = b.with_columns(form=form.when(pl.col("is_note")).then(pl.lit("note")))
+    parts = []
+    for name, rx in _BODY_FORMS:
+        sub = b.filter(pl.col("form") == name)
+        if sub.height:
+            parts.append(sub.with_columns(t.str.extract_groups(rx).alias("x")).unnest("x"))
+    parts.append(b.filter(~pl.col("form").is_in([n for n, _ in _BODY_FORMS]) | pl.col("form").is_null()))
+    b = pl.concat(parts, how="diagonal_relaxed").sort("line")
     b = b.with_columns(
-        form=pl.when(pl.col("vcomm").is_not_null()).then(pl.lit("verbose"))
-        .when(pl.col("grel").is_not_null()).then(pl.lit("graph"))
-        .when(pl.col("comm").is_not_null()).then(pl.lit("lat"))
-        .when(pl.col("ncomm").is_not_null()).then(pl.lit("context"))
-        .when(pl.col("opreempt").is_not_null()).then(pl.lit("v10"))
-        .when(pl.col("scomm").is_not_null()).then(pl.lit("switch"))
-        .when(pl.col("is_frame")).then(pl.lit("frame"))
-        .when(pl.col("is_note")).then(pl.lit("note"))
+        [pl.lit(None, dtype=pl.String).alias(g) for g in _BODY_GROUPS if g not in b.columns]
     )
     unknown = b.filter(pl.col("form").is_null())
     if unknown.height:
@@ -588,11 +605,13 @@ def _int(v: Any) -> int | None:
     return None if v is None else int(v)
 
 
-def _finish(st: _State, ctx: ParseContext) -> None:
-    """Turn the collected headers into ``ctx.windows`` and run-level ``ctx.meta``."""
-    kernels: set[str] = set()
-    for snap in sorted(st.headers):
-        h = st.headers[snap]
+def _finalize(st: _State, ctx: ParseContext, before: int | None = None) -> None:
+    """Turn the headers of the snapshots numbered below ``before`` (all when None) into
+    ``ctx.windows`` and run-level ``ctx.meta``, and forget them: a file of many snapshots
+    keeps only the current one's header in memory."""
+    kernels = st.kernels
+    for snap in sorted(k for k in st.headers if before is None or k < before):
+        h = st.headers.pop(snap)
         tracer = h.get("tracer") or h.get("vtracer")
         if tracer and "tracer" not in ctx.meta:
             ctx.meta["tracer"] = tracer
@@ -624,6 +643,13 @@ def _finish(st: _State, ctx: ParseContext) -> None:
             "version": f"latency trace {h['version']}" if h.get("version") else None,
         }
         ctx.windows.append({k: win.get(k) for k in WINDOW_SCHEMA})
+        st.window_ids.add(snap)
+
+
+def _finish(st: _State, ctx: ParseContext) -> None:
+    """The last snapshots into ``ctx.windows``; run-level ``ctx.meta``."""
+    _finalize(st, ctx)
+    kernels = st.kernels
     if len(kernels) > 1:
         ctx.warn(f"snapshots from several kernels: {', '.join(sorted(kernels))}")
     ctx.meta.setdefault("time_unit", "ticks" if st.counter_clock else "ns")
