@@ -237,3 +237,45 @@ def test_clone_and_dot_symbols_are_canonical(tmp_path):
     assert s.select("func", "raw_func").rows() == [
         ("zap_pte_range", ".zap_pte_range.isra.0"), ("free_pgtables", "free_pgtables.constprop.0")
     ]
+
+
+def test_interrupt_recorded_at_the_interrupted_depth(tmp_path):
+    # As trace-cmd renders kbuild-x86_64-6.1.192/A/trace.dat: the timer interrupt's
+    # handlers are recorded at depth 1, the depth of the unmap_vmas() they interrupted;
+    # the last "}" at depth 1 is unmap_vmas' (56364.482 us).
+    text = HEADER + (
+        " 0)               |    unmap_vmas() {\n"
+        " 0)   8.612 us    |      unmap_page_range();\n"
+        " 0)               |    irq_enter_rcu() {\n"
+        " 0)   1.091 us    |      preempt_count_add();\n"
+        " 0)   3.806 us    |    }\n"
+        " 0)               |    __sysvec_apic_timer_interrupt() {\n"
+        " 0) + 24.737 us   |      tick_handle_periodic();\n"
+        " 0) + 26.750 us   |    }\n"
+        " 0)   0.841 us    |    raw_irqentry_exit_cond_resched();\n"
+        " 0) # 56364.482 us |    }\n"
+    )
+    r, st = ingest_text(tmp_path, text)
+    s = _spans(st)
+    got = {f: (d, c) for f, d, c in s.select("func", "dur_ns", "complete").iter_rows()}
+    assert got == {
+        "unmap_vmas": (56364482, True), "unmap_page_range": (8612, True),
+        "irq_enter_rcu": (3806, True), "preempt_count_add": (1091, True),
+        "__sysvec_apic_timer_interrupt": (26750, True), "tick_handle_periodic": (24737, True),
+        "raw_irqentry_exit_cond_resched": (841, True),
+    }
+
+
+def test_tracedat_and_its_report_text_give_the_same_spans(tmp_path, corpus):
+    # trace-cmd's own rendering of the same recording, made in the guest, must pair into
+    # exactly the calls the binary file holds
+    d = corpus / "kbuild-x86_64-6.1.192/A"
+    store = tracekit.open_store(tmp_path / "s")
+    a, b = tracekit.ingest([str(d / "trace.dat"), str(d / "tracecmd.report.txt")], store=store)
+    per = (
+        store.spans().group_by("run_id", "func").agg(pl.len().alias("n"), pl.col("dur_ns").sum().alias("s"), pl.col("complete").all())
+        .collect()
+    )
+    fa = per.filter(pl.col("run_id") == a.run_id).drop("run_id").sort("func")
+    fb = per.filter(pl.col("run_id") == b.run_id).drop("run_id").sort("func")
+    assert fa.equals(fb) and fa["complete"].all() and a.counts["spans"] == 7453

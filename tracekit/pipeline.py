@@ -259,7 +259,7 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
             df = _convert_clock(df, ctx, clock_hz)
             if len(sym_sample) < 2000:
                 sym_sample.extend(df["raw_func"].drop_nulls().head(2000).to_list())
-            out = builder.feed(df)
+            out = builder.feed(df, source=ctx.meta.get("span_source"))
             writer.write("spans", out.spans)
             writer.write("events", out.events)
         if builder is not None:

@@ -73,8 +73,11 @@ class SpanBuilder:
     _irq_depth: dict[int, int] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
 
-    def feed(self, events: pl.DataFrame) -> SpanChunk:
-        """Pair what can be paired in ``events`` (one parser chunk, EVENT_SCHEMA)."""
+    def feed(self, events: pl.DataFrame, source: str | None = None) -> SpanChunk:
+        """Pair what can be paired in ``events`` (one parser chunk, EVENT_SCHEMA); ``source``
+        updates the span source when the parser learnt it from this chunk."""
+        if source:
+            self.source = source
         return self._pair(events, last=False)
 
     def finish(self) -> SpanChunk:
@@ -169,11 +172,34 @@ class SpanBuilder:
         calls = pl.concat([self._pending, calls]).sort("seq")
 
         kind = pl.col("kind")
-        # Sorted by (task, depth, seq), a row's neighbours in its group are the rows beside
-        # it whose task and depth match: no per-group window needed.
-        calls = calls.sort(["task", "depth", "seq"])
-        same_next = (pl.col("task").shift(-1) == pl.col("task")) & (pl.col("depth").shift(-1) == pl.col("depth"))
-        same_prev = (pl.col("task").shift(1) == pl.col("task")) & (pl.col("depth").shift(1) == pl.col("depth"))
+        # When every return names its function (trace.dat and raw funcgraph records,
+        # kprobes, tracing_thresh traces), the function is part of the key: an interrupt
+        # recorded at the depth of the call it interrupted then cannot steal that call's
+        # return.  Plain "}" returns are matched by position alone.
+        exits = calls.filter(kind.is_in(_CLOSING))
+        named = exits.height > 0 and exits.get_column("func").null_count() == 0
+        calls = calls.with_columns(_key=pl.col("func") if named else pl.lit("", pl.String))
+        # Within one (task, depth, key), returns close entries last-in first-out: the kernel
+        # records an interrupt's handlers at the depth of the call it interrupted, so a
+        # call's return may follow other whole calls at its own depth.  The nesting level
+        # (entries minus returns so far) makes each entry and its return neighbours in
+        # (task, depth, key, level).
+        opening = kind.is_in(_OPENING)
+        closing = kind.is_in(_CLOSING)
+        step = pl.when(opening).then(1).when(closing).then(-1).otherwise(0)
+        calls = calls.sort(["task", "depth", "_key", "seq"]).with_columns(
+            _cum=step.cum_sum().over(["task", "depth", "_key"])
+        )
+        calls = calls.with_columns(
+            _level=pl.when(opening).then(pl.col("_cum") - 1).when(closing).then(pl.col("_cum"))
+        ).sort(["task", "depth", "_key", "_level", "seq"], nulls_last=True)
+        same = lambda k: (  # noqa: E731
+            (pl.col("task").shift(k) == pl.col("task"))
+            & (pl.col("depth").shift(k) == pl.col("depth"))
+            & (pl.col("_key").shift(k) == pl.col("_key"))
+            & (pl.col("_level").shift(k) == pl.col("_level"))
+        )
+        same_next, same_prev = same(-1), same(1)
         calls = calls.with_columns(_sn=same_next.fill_null(False), _sp=same_prev.fill_null(False))
         nxt = lambda c: pl.when(pl.col("_sn")).then(pl.col(c).shift(-1))  # noqa: E731
         prv = lambda c: pl.when(pl.col("_sp")).then(pl.col(c).shift(1))  # noqa: E731
