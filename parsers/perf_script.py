@@ -25,8 +25,12 @@ What a sample becomes:
 ``callchain`` holds the frames innermost first, as perf prints them, each reduced to its
 canonical kernel symbol (:func:`tracekit.symbols.canonical_expr`: ``+0x1a/0x40``
 offsets, GCC clone suffixes and ppc64 dots removed); addresses and DSOs are not kept.
-``pid`` is the thread id (``tid`` of ``pid/tid``, else the one number printed); ``body``
-is the tracepoint text, preceded by ``period=N`` when perf printed a period.
+``pid`` is the thread id (``tid`` of ``pid/tid``, else the one number printed; null for
+perf's unknown thread ``:-1 -1``); ``body`` is the tracepoint text, preceded by
+``period=N`` when perf printed a period.  A sample without a callchain whose line ends in
+the sampled ``ip sym+off (dso)`` gets that one symbol as its callchain.  Side-band records
+(``PERF_RECORD_COMM``, ``_FORK``, ``_EXIT``, ``_SWITCH_CPU_WIDE``...) are ``marker`` rows
+with the record name as ``event``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,17 @@ SAMPLE_RE = (
     r"(?:(?P<period>\d+)\s+)?"
     r"(?P<event>[A-Za-z_][\w.:/@=,-]*?):(?:\s+(?P<body>.*?))?\s*$"
 )
+#: A side-band record shown with --show-task-events / --show-switch-events / --show-mmap-events:
+#: ``forkit 11019 [001] 66663.271207092: PERF_RECORD_FORK(11020:11020):(11019:11019)``.
+RECORD_RE = (
+    r"^\s*(?P<comm>\S.*?)\s+(?P<pid>-?\d+)(?:/(?P<tid>-?\d+))?\s+"
+    r"(?:\[(?P<cpu>\d+)\]\s+)?"
+    r"(?:(?P<time>\d+\.\d+):\s+)?"
+    r"(?P<event>PERF_RECORD_[A-Z0-9_]+)(?P<body>.*?)\s*$"
+)
+#: The sampled ip on the sample line itself (no callchain): ``ffffffffb1d9f844 strnlen_user+0xb4
+#: ([kernel.kallsyms])``.
+_IP_SYM_RE = r"^[0-9a-fA-F]+\s+(?P<ipsym>\S.*?)\s+\((?:[^()]|\([^()]*\))*\)$"
 #: A callchain frame: address, symbol (with +off), and the DSO in parentheses.
 FRAME_RE = r"^\s*(?P<addr>[0-9a-fA-F]+)\s+(?P<sym>\S.*?)(?:\s+\((?P<dso>.*)\))?\s*$"
 _DSO_RE = r"\s+\((?:[^()]|\([^()]*\))*\)\s*$"
@@ -139,11 +154,15 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
     is_comment = t.str.starts_with("#")
     is_blank = t.str.contains(r"^\s*$")
     # perf indents frames with a tab; a tab-indented line is never a sample.
-    is_sample = ~is_comment & ~t.str.starts_with("\t") & t.str.contains(SAMPLE_RE)
+    not_frame = ~is_comment & ~t.str.starts_with("\t")
+    is_record = not_frame & t.str.contains(RECORD_RE)
+    is_sample = not_frame & ~is_record & t.str.contains(SAMPLE_RE)
     return df.with_columns(
         is_comment=is_comment,
         is_blank=is_blank,
-        is_sample=is_sample,
+        is_record=is_record,
+        # a record heads its own (frameless) block like a sample
+        is_sample=is_sample | is_record,
     ).with_columns(
         is_frame=~pl.col("is_comment") & ~pl.col("is_sample") & t.str.contains(FRAME_RE)
     )
@@ -216,9 +235,17 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, syms: list[pl.Series]) -> 
         frames.group_by("owner")
         .agg(callchain=canonical_expr(pl.col("sym")))
     )
-    s = rows.filter(pl.col("is_sample")).with_columns(
-        pl.col("text").str.extract_groups(SAMPLE_RE).alias("m")
-    ).unnest("m")
+    heads = rows.filter(pl.col("is_sample"))
+    s = pl.concat(
+        [
+            heads.filter(~pl.col("is_record"))
+            .with_columns(pl.col("text").str.extract_groups(SAMPLE_RE).alias("m")).unnest("m"),
+            heads.filter(pl.col("is_record"))
+            .with_columns(pl.col("text").str.extract_groups(RECORD_RE).alias("m")).unnest("m")
+            .with_columns(period=pl.lit(None, dtype=pl.String)),
+        ],
+        how="diagonal_relaxed",
+    ).sort("line")
     s = s.join(chains, left_on="line", right_on="owner", how="left", maintain_order="left")
 
     kp = pl.col("event").str.extract_groups(_KPROBE_RE)
@@ -228,7 +255,14 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, syms: list[pl.Series]) -> 
         parts.struct.field("field_0").cast(pl.Int64, strict=False) * 1_000_000_000
         + parts.struct.field("field_1").str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64, strict=False)
     )
-    s = s.with_columns(body=pl.when(pl.col("body") != "").then(pl.col("body")))
+    s = s.with_columns(body=pl.when(pl.col("body") != "").then(pl.col("body").str.strip_chars()))
+    # Without a callchain perf prints the sampled ip's symbol on the sample line itself.
+    ip_sym = canonical_expr(pl.col("body").str.extract(_IP_SYM_RE, 1))
+    s = s.with_columns(
+        callchain=pl.when(pl.col("callchain").is_null() & ~pl.col("is_record") & ip_sym.is_not_null())
+        .then(pl.concat_list(ip_sym))
+        .otherwise(pl.col("callchain"))
+    )
     body = (
         pl.when(pl.col("period").is_not_null() & pl.col("body").is_not_null())
         .then(pl.concat_str(pl.lit("period="), pl.col("period"), pl.lit(" "), pl.col("body")))
@@ -239,10 +273,12 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, syms: list[pl.Series]) -> 
     s = s.with_columns(
         seq=pl.col("line"),
         cpu=pl.col("cpu").cast(pl.Int32, strict=False),
-        pid=pl.coalesce(pl.col("tid"), pl.col("pid")).cast(pl.Int32, strict=False),
-        comm=pl.col("comm").str.strip_chars(),
+        # perf's unknown thread prints as ":-1    -1": no task, so no pid and no comm.
+        pid=pl.coalesce(pl.col("tid"), pl.col("pid")).cast(pl.Int32, strict=False).replace(-1, None),
+        comm=pl.when(~pl.col("comm").str.contains(r"^:-?\d+$")).then(pl.col("comm").str.strip_chars()),
         ts_ns=ts_ns,
-        kind=pl.when(raw_fn.is_null()).then(pl.lit(Kind.SAMPLE))
+        kind=pl.when(pl.col("is_record")).then(pl.lit(Kind.MARKER))
+        .when(raw_fn.is_null()).then(pl.lit(Kind.SAMPLE))
         .when(pl.col("ret").is_not_null()).then(pl.lit(Kind.KPROBE_EXIT))
         .otherwise(pl.lit(Kind.KPROBE_ENTRY)),
         func=canonical_expr(raw_fn),

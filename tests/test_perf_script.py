@@ -239,3 +239,24 @@ def test_sample_line_fields_round_trip(comm, pid, tid, cpu, usecs, period, event
     assert r["ts_ns"] == (None if usecs is None else usecs * 1000)
     assert r["event"] == event
     assert r["callchain"] == ["do_exit"]
+
+
+def test_side_band_records_and_unknown_thread(fixtures_dir):
+    # fixtures/perf_script/lkml_intel_pt_unknown_thread.txt (real output, see its README):
+    # grep -c 'instructions:k:' -> 9 samples; grep -o 'PERF_RECORD_[A-Z_]*' | sort | uniq -c
+    # -> 1 COMM, 2 EXIT, 1 FORK, 6 SWITCH_CPU_WIDE.
+    df, ctx = run((fixtures_dir / "perf_script" / "lkml_intel_pt_unknown_thread.txt").read_bytes())
+    assert not ctx.skipped
+    assert df.filter(pl.col("kind") == Kind.SAMPLE).height == 9
+    records = dict(df.filter(pl.col("kind") == Kind.MARKER).group_by("event").agg(pl.len()).iter_rows())
+    assert records == {"PERF_RECORD_COMM": 1, "PERF_RECORD_EXIT": 2, "PERF_RECORD_FORK": 1,
+                       "PERF_RECORD_SWITCH_CPU_WIDE": 6}
+    # "--ns": 9 fraction digits; the sampled ip's symbol is on the sample line itself.
+    first = df.row(0, named=True)
+    assert first["ts_ns"] == 66_663_270_045_029
+    assert first["callchain"] == ["strnlen_user"]
+    assert first["body"].startswith("period=1 ffffffffb1d9f844 strnlen_user+0xb4")
+    # ":-1    -1 [001] 66663.271707466: ... update_load_avg+0x306": perf's unknown thread.
+    last = df.row(-1, named=True)
+    assert (last["comm"], last["pid"], last["cpu"]) == (None, None, 1)
+    assert last["callchain"] == ["update_load_avg"]
