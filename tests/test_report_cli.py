@@ -70,8 +70,13 @@ def test_unknown_patch_lists_what_exists(tmp_path):
 
 
 def test_errors_exit_2(tmp_path):
-    r = runner.invoke(app, ["report", "--store", str(tmp_path / "empty"), "--patch", "p"])
+    import tracekit
+
+    r = runner.invoke(app, ["report", "--store", str(tmp_path / "none"), "--patch", "p"])
     assert r.exit_code == 2 and "no store here" in r.output
+    tracekit.open_store(tmp_path / "empty")  # a store with no runs yet
+    r = runner.invoke(app, ["report", "--store", str(tmp_path / "empty"), "--patch", "p"])
+    assert r.exit_code == 2 and "the store is empty" in r.output
     r = _run("--patch", "pgfree-lat", "--before", "nope", "--out", str(tmp_path))
     assert r.exit_code == 2 and "no runs labelled 'nope'" in r.output
     r = _run("--patch", "pgfree-lat", "--format", "pdf", "--out", str(tmp_path))
