@@ -34,6 +34,7 @@ MODULES: tuple[str, ...] = (
     "perf_script",
     "tracedat",
     "tracecmd_report",
+    "dmesg",
 )
 
 
