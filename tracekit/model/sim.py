@@ -70,7 +70,9 @@ class Sim:
     win_start: int | None = None
     win_base: tuple[int, ...] | None = None
     worst: dict[str, Any] | None = None
-    window_list: list[tuple[int, int]] = field(default_factory=list)  # (start, end) when record
+    #: (start_ns, end_ns, started_in, ended_in) of every window, when record
+    window_list: list[tuple[int, int, str | None, str | None]] = field(default_factory=list)
+    _win_func: str | None = None
 
     # -- time and calls ---------------------------------------------------------------
     def spend(self, ns: int) -> None:
@@ -78,9 +80,10 @@ class Sim:
         self.clock += ns
 
     def enter(self, func: str) -> None:
-        self.stack.append((func, self.clock))
         if self.record:
-            self.events.append(("entry", self.clock, func, len(self.stack) - 1))
+            parent = self.stack[-1][0] if self.stack else None
+            self.events.append(("entry", self.clock, func, len(self.stack), parent))
+        self.stack.append((func, self.clock))
 
     def leave(self, func: str) -> None:
         name, t0 = self.stack.pop()
@@ -88,7 +91,7 @@ class Sim:
         self.t_func[func] += self.clock - t0
         self.calls[func] += 1
         if self.record:
-            self.events.append(("exit", self.clock, func, len(self.stack)))
+            self.events.append(("exit", self.clock, func, len(self.stack), self.clock - t0))
 
     def leaf(self, func: str, ns: int) -> None:
         """A call with no modelled children that takes ``ns``."""
@@ -112,6 +115,8 @@ class Sim:
     def _open(self) -> None:
         self.win_start = self.clock
         self.win_base = self._snap()
+        if self.record:
+            self._win_func = self.stack[-1][0] if self.stack else None
 
     def _close(self) -> None:
         start = self.win_start
@@ -119,7 +124,8 @@ class Sim:
         dur = self.clock - start
         self.window_log.append((dur, 1))
         if self.record:
-            self.window_list.append((start, self.clock))
+            end_func = self.stack[-1][0] if self.stack else None
+            self.window_list.append((start, self.clock, self._win_func, end_func))
         if self.worst is None or dur > self.worst["dur_ns"]:
             now = self._snap()
             self.worst = {
