@@ -321,6 +321,16 @@ def _parse_lines(
     st.snapshot = int(df["snapshot"][-1])
 
     _collect_headers(df.filter(pl.col("is_header")), st, ctx)
+    # "# entries-in-buffer/entries-written: 13/13   #P:8" (print_event_info(), 2.6.37+)
+    ew = df.filter(pl.col("is_help")).select(
+        pl.col("text").str.extract_groups(
+            r"^#\s*entries-in-buffer/entries-written:\s*(?P<eib>\d+)/(?P<ew>\d+)\s+#P:(?P<np>\d+)"
+        ).alias("e")
+    ).unnest("e").drop_nulls()
+    if ew.height and "entries_written" not in ctx.meta:
+        eib, ewr, ncpu = (int(x) for x in ew.row(0))
+        ctx.meta.update(entries_in_buffer=eib, entries_written=ewr)
+        ctx.meta.setdefault("ncpus", ncpu)
 
     body = df.filter(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank"))
     out = _parse_body(body, st, ctx) if body.height else None

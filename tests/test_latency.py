@@ -305,3 +305,17 @@ def test_comm_holding_dash_digits():
     df, ctx = run(b"a-1 2-4711       3dN..   12us : unmap_vmas <-exit_mmap\n")
     r = df.row(0, named=True)
     assert (r["comm"], r["pid"], r["cpu"], r["flags"], r["ts_ns"]) == ("a-1 2", 4711, 3, "dN..", 12_000)
+
+
+def test_hwlat_kept_as_events(fixtures_dir):
+    # fixtures/latency/hwlat_4.13.txt: two "#N inner/outer(us)" lines (ftrace.rst).
+    df, ctx = run(fixtures_dir / "latency" / "hwlat_4.13.txt")
+    assert ctx.meta["tracer"] == "hwlat" and ctx.windows == [] and not ctx.skipped
+    assert df["event"].to_list() == ["hwlat", "hwlat"]
+    assert df["cpu"].to_list() == [1, 3]
+    assert df["ts_ns"].to_list() == [19_452_055_471_000, 19_454_071_354_000]
+    assert df["body"][0] == "#1     inner/outer(us):   12/14    ts:1499801089.066141940"
+    # hwlat_entries.txt: "# entries-in-buffer/entries-written: 1/1   #P:32"
+    df, ctx = run(fixtures_dir / "latency" / "hwlat_entries.txt")
+    assert (ctx.meta["entries_in_buffer"], ctx.meta["entries_written"], ctx.meta["ncpus"]) == (1, 1, 32)
+    assert df.height == 1 and df["cpu"][0] == 10
