@@ -59,3 +59,15 @@ def test_values_against_the_trace(report):
 def test_json_has_no_nan(report):
     text = json.dumps(report)
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_reports_are_reproducible(tmp_path):
+    # Seeded bootstrap, no timestamps: the same store gives the same bytes.
+    from tracekit.reports.report import write_report
+
+    outs = []
+    for name in ("one", "two"):
+        r = write_report("pgfree-lat", store=kbuild_store(), out_dir=tmp_path / name, formats="text,json",
+                         functions=["exit_mmap", "free_pgtables"])
+        outs.append((r.files["text"].read_bytes(), r.files["json"].read_bytes()))
+    assert outs[0] == outs[1]

@@ -145,3 +145,31 @@ def test_bootstrap_cost_does_not_grow_with_n():
     lo, hi = ci["median"]
     true = (np.exp(10.05) - np.exp(10)) / np.exp(10) * 100  # +5.13% between the medians
     assert lo < true < hi
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_durations = st.lists(st.integers(min_value=1, max_value=10**9), min_size=6, max_size=60)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(_durations, _durations, st.integers(min_value=2, max_value=1000))
+def test_properties(before, after, k):
+    sb, sa, ch = stats.compare_samples(before, after, seed=7)
+    # Quantiles are ordered and bounded by the extremes.
+    for s, x in ((sb, before), (sa, after)):
+        assert min(x) <= s.median_ns <= s.p90_ns <= s.p99_ns <= s.p999_ns <= s.max_ns == max(x)
+    lo, hi = ch.median_ci
+    assert lo <= hi
+    # Changes in per cent do not depend on the time unit: scale both sides by k.
+    _, _, scaled = stats.compare_samples([v * k for v in before], [v * k for v in after], seed=7)
+    assert scaled.median_pct == pytest.approx(ch.median_pct)
+    assert scaled.p_value == pytest.approx(ch.p_value)
+    assert scaled.median_ci == pytest.approx(ch.median_ci)  # same seed, same resamples
+    # Swapping the sides swaps improvement and regression.
+    _, _, swapped = stats.compare_samples(after, before, seed=7)
+    assert swapped.p_value == pytest.approx(ch.p_value)
+    flip = {stats.IMPROVEMENT: stats.REGRESSION, stats.REGRESSION: stats.IMPROVEMENT}
+    if ch.verdict in flip and swapped.significant:
+        assert swapped.verdict == flip[ch.verdict]
