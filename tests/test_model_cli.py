@@ -101,3 +101,21 @@ def test_help_has_an_example():
     r = invoke("--help")
     assert r.exit_code == 0
     assert "tracekit model --arch" in r.output
+
+
+def test_emit_writes_traces_and_ground_truth(tmp_path):
+    r = invoke("--arch", "ppc64", "--strategy", "v2622", "--preempt", "--workload", "anon:64KiB",
+               "--emit", str(tmp_path), "--emit-options", "abstime,tail", "--json")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(f"ppc64-v2622-preempt.{x}" for x in (
+        "function_graph.txt", "function.txt", "preemptoff.txt", "events.txt", "ground-truth.json"))
+    side = json.loads((tmp_path / "ppc64-v2622-preempt.ground-truth.json").read_text())
+    # 64 KiB = 16 PTEs in 8-page blocks: 2 block flushes + the final one
+    assert side["model"]["tlb_flushes"] == 3
+    assert "} /* .zap_pte_range */" in (tmp_path / "ppc64-v2622-preempt.function_graph.txt").read_text()
+
+
+def test_emit_errors(tmp_path):
+    assert invoke("--compare", "--preempt", "--emit", str(tmp_path)).exit_code == 2
+    assert invoke("--strategy", "v2622", "--preempt", "--emit", str(tmp_path), "--emit-options", "x").exit_code == 2

@@ -160,3 +160,15 @@ def test_exit_lazy_cpus_drop_after_first_flush():
     # exit: the first flush_tlb_mm does leave_mm + IPIs to the lazy holders, later ones none
     r = run("x86_64", "v2622", False, lazy_cpus=3)
     assert r.counters["shootdowns"] == 1 and r.counters["ipis"] == 3
+
+
+def test_64gib_exit_counts_and_speed():
+    import time
+
+    t = time.monotonic()
+    r = run("x86_64", "v2622", True, workload="anon:64GiB")
+    # 2^36 / 2^12 = 16,777,216 PTEs / 8 = 2,097,152 blocks; 32,768 PTE + 64 PMD + 1 PUD =
+    # 32,833 pt pages: 64 batch_full (506 each) + final
+    assert r.flushes_by_cause == {"block_end": 2_097_152, "batch_full": 64, "final": 1}
+    assert r.pagetable_pages_freed == 32_833
+    assert time.monotonic() - t < 30  # repeated blocks are multiplied, not walked

@@ -78,6 +78,8 @@ def model(
     lazy_cpus: Annotated[int, typer.Option("--lazy-cpus", help="CPUs holding the mm lazily (drop out after the first IPI).")] = 0,
     flush_outside_ptl: Annotated[bool, typer.Option("--flush-outside-ptl", help="ben2007: break out and flush after the PTE lock, as 3.0 does.")] = False,
     zap_block: Annotated[bool, typer.Option("--zap-block", help="ben2007: keep ZAP_BLOCK_SIZE's finish/re-gather.")] = False,
+    emit_dir: Annotated[Optional[Path], typer.Option("--emit", help="Also write synthetic traces (function_graph, function, preemptoff, tlb_flush events) and a ground-truth JSON into this directory; keep the workload small.", show_default=False)] = None,
+    emit_options: Annotated[str, typer.Option("--emit-options", help="function_graph options for --emit, comma-separated: abstime, proc, nocpu, nooverhead, tail, oldmarks.")] = "",
 ) -> None:
     """Simulate the page-table teardown (unmap_vmas, free_pgtables, tlb_finish_mmu) under
     one mmu_gather strategy: TLB flushes by cause, pages per flush, IPIs, page-table pages
@@ -89,6 +91,8 @@ def model(
         tracekit model --arch x86_64 --strategy v2622 --no-preempt --workload anon:1GiB
 
         tracekit model --arch ppc64 --preempt --compare --workload anon:64GiB:density=0.001
+
+        tracekit model --arch ia64 --strategy v2622 --preempt --workload anon:4MiB --emit ./fixtures-ia64
 
     Exit status: 0, or 2 for a bad option or workload.
     """
@@ -115,6 +119,29 @@ def model(
         ]
     except ValueError as e:
         raise die(str(e))
+    if emit_dir is not None:
+        if compare:
+            raise die("--emit writes the traces of one strategy: give --strategy, not --compare")
+        from tracekit.model.emit import EmitOptions, emit
+
+        flags = {f.strip() for f in emit_options.split(",") if f.strip()}
+        known = {"abstime", "proc", "nocpu", "nooverhead", "tail", "oldmarks"}
+        if flags - known:
+            raise die(f"--emit-options: unknown {sorted(flags - known)}; known: {', '.join(sorted(known))}")
+        opt = EmitOptions(abstime="abstime" in flags, proc="proc" in flags, cpu_column="nocpu" not in flags,
+                          overhead="nooverhead" not in flags, tail="tail" in flags, old_marks="oldmarks" in flags,
+                          ncpus=cpus)
+        try:
+            truth = emit(emit_dir, arch=arch, strategy=strategy, preempt=preempt, workload=workload, op=op,
+                         options=opt, alloc_fail=alloc_fail, fallback_entries=fallback_entries,
+                         flush_under_ptl=not flush_outside_ptl, ben_zap_block=zap_block,
+                         other_cpus=other_cpus, lazy_cpus=lazy_cpus)
+        except (ValueError, OSError) as e:
+            raise die(str(e))
+        from tracekit.cli import err
+
+        for name in truth["files"].values():
+            err.print(f"wrote {emit_dir / name}", markup=False)
     if json_out:
         obj: Any = results[0] if not compare else {
             "arch": results[0]["arch"], "preempt": preempt, "op": op, "workload": workload,
