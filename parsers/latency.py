@@ -146,7 +146,9 @@ _CONTEXT_RE = (
 )
 _FRAME_RE = r"^\s*=>\s*(?P<frame>\S.*?)\s*$"
 # What the capture scripts append: "max_latency_us=4045", "no preemptoff window >= ...".
-_NOTE_RE = r"^(?:\w+=\S.*|no \w+ window >= \d+ us.*)$"
+# trace-cmd report prints a recorded latency trace as it is, after its own "version = 6",
+# "CPU N is empty" and "cpus=N" lines.
+_NOTE_RE = r"^(?:\w+=\S.*|no \w+ window >= \d+ us.*|version = \d+|CPU \d+ is empty)\s*$"
 _ELIDED_RE = r"^\s*\[(?:\.\.\.|omitted[^\]]*)\]\s*$|^\s*\.\.\.\s*$"
 _MODELINE_RE = r"^\s*vim:.*$"
 

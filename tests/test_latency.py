@@ -319,3 +319,15 @@ def test_hwlat_kept_as_events(fixtures_dir):
     df, ctx = run(fixtures_dir / "latency" / "hwlat_entries.txt")
     assert (ctx.meta["entries_in_buffer"], ctx.meta["entries_written"], ctx.meta["ncpus"]) == (1, 1, 32)
     assert df.height == 1 and df["cpu"][0] == 10
+
+
+def test_trace_cmd_report_preamble(corpus):
+    # trace-cmd report of a latency recording prints the kernel's text after its own
+    # "version = 6" / "CPU N is empty" / "cpus=N" lines (FORMATS.md 5): kept as markers.
+    data = b"version = 6\nCPU 1 is empty\ncpus=2\n" + (corpus / KB / "A/latency_irqsoff.txt").read_bytes()
+    df, ctx = run(data)
+    assert not ctx.skipped
+    assert ctx.windows[0]["latency_ns"] == 4_045_000
+    assert df.filter(pl.col("kind") == Kind.MARKER)["body"].to_list()[:3] == [
+        "version = 6", "CPU 1 is empty", "cpus=2"
+    ]
