@@ -188,6 +188,9 @@ def render_html(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | No
     if c.functions_missing:
         out.append(f"<tr><td>Not in the data</td><td>{h(', '.join(c.functions_missing))}</td></tr>")
     out.append("</table>")
+    from tracekit.reports.render_text import summary_sentences
+
+    out.append("<h2>Summary</h2><ul>" + "".join(f"<li>{h(s)}</li>" for s in summary_sentences(c)) + "</ul>")
     for g in c.groups:
         out += _group(g, c, (plots or {}).get(g.key, {}))
     out.append(f'<h2>Method</h2><p class="note">{h(fmt.METHOD_NOTE)}</p>')

@@ -133,6 +133,9 @@ def render_md(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None
         if p.link:
             lines.append(f"Link: <{p.link.replace('>', '%3E').replace('<', '%3C')}>")
         lines.append("")
+    from tracekit.reports.render_text import summary_sentences
+
+    lines += ["Summary:", ""] + [f"- {e(s)}" for s in summary_sentences(c)] + [""]
     lines.append(f"Functions ({e(c.functions_from)}; shown where traced): {e(', '.join(c.functions_requested))}.")
     if c.functions_missing:
         lines.append(f"Not in the data: {e(', '.join(c.functions_missing))}.")

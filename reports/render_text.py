@@ -15,7 +15,7 @@ from tracekit.reports import fmt
 from tracekit.reports import stats as _stats
 from tracekit.reports.compare import ArchGroup, Comparison
 
-__all__ = ["render_text", "WIDTH"]
+__all__ = ["render_text", "summary_sentences", "WIDTH"]
 
 WIDTH = 72
 
@@ -221,9 +221,37 @@ def _group(g: ArchGroup, c: Comparison) -> list[str]:
     return lines
 
 
+def summary_sentences(c: Comparison) -> list[str]:
+    """One sentence per group: the verdicts counted, and the worst windows' change."""
+    out = []
+    for g in c.groups:
+        counts = {}
+        for f in g.functions:
+            counts[f.verdict] = counts.get(f.verdict, 0) + 1
+        plural = {_stats.REGRESSION: "regressions", _stats.IMPROVEMENT: "improvements"}
+        order = (_stats.REGRESSION, _stats.IMPROVEMENT, _stats.NO_CHANGE, _stats.TOO_FEW)
+        parts = [f"{counts[v]} {plural.get(v, v) if counts[v] > 1 else v}" for v in order if counts.get(v)]
+        text = f"{g.key}: " + (", ".join(parts) if parts else "no function of interest traced")
+        for w in g.windows:
+            if w.change_pct is not None:
+                text += (f"; worst {w.tracer} window {fmt.ns(w.before.worst_latency_ns)} -> "
+                         f"{fmt.ns(w.after.worst_latency_ns)} ({fmt.pct(w.change_pct)})")
+        out.append(text + ".")
+    return out
+
+
+def _summary(c: Comparison) -> list[str]:
+    lines = ["Summary:"]
+    for s in summary_sentences(c):
+        lines += fmt.wrap(s, WIDTH, indent="  ", first="  ")
+    return lines
+
+
 def render_text(c: Comparison) -> str:
     """The whole report.txt."""
     lines = _header(c)
+    lines.append("")
+    lines += _summary(c)
     for g in c.groups:
         lines.append("")
         lines += _group(g, c)

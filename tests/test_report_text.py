@@ -79,3 +79,11 @@ def test_window_latencies_compared(real_text):
     # Medians of the three runs' maxima: 11203 us (A) and 749 us (B): (749 - 11203) / 11203
     # = -93.3%; three windows a side are too few for a verdict.
     assert "all windows: median -93.3%, 3 vs 3 windows, too few for a verdict" in real_text
+
+
+def test_summary_counts_verdicts():
+    src, _ = hostile_source()
+    c = compare(src, "evil", functions=["exit_mmap", "absent_func"])
+    text = render_text(c)
+    # exit_mmap: after = 3 x before for every call, a regression; absent_func: no calls.
+    assert "Summary:\n  x86_64: 1 regression, 1 too few samples; worst preemptoff window" in text
