@@ -102,7 +102,8 @@ _NCPUS_RE = r"#(?:P|CPUS):(\d+)"
 _TASK_RE = _H + r"\|\s*task:\s*(?P<tcomm>.+?)[-/](?P<tpid>\d+)\s*[,(]"
 _STARTED_RE = _H + r"=>\s*started at:\s*(?P<started>\S.*?)\s*$"
 _ENDED_RE = _H + r"=>\s*ended at:\s*(?P<ended>\S.*?)\s*$"
-_LEGEND_RE = r"^#?\s*[|/ ]*_-*=>\s*(?P<legend>\S.*?)\s*$"
+# (the name is one word: osnoise prints column titles on the same lines, "preempt-depth  MAX")
+_LEGEND_RE = r"^#?\s*[|/ ]*_-*=>\s*(?P<legend>\S+)"
 # Column help and rulers: "#  cmd     pid ...", "#     \   /", "----", "=======>",
 # "#   REL TIME ...", a lone "#".
 _HELP_RE = (

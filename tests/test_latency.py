@@ -331,3 +331,14 @@ def test_trace_cmd_report_preamble(corpus):
     assert df.filter(pl.col("kind") == Kind.MARKER)["body"].to_list()[:3] == [
         "version = 6", "CPU 1 is empty", "cpus=2"
     ]
+
+
+def test_osnoise_kept_as_events(fixtures_dir):
+    # fixtures/latency/osnoise_5.14.txt: 8 per-CPU period lines (osnoise-tracer.rst).
+    df, ctx = run(fixtures_dir / "latency" / "osnoise_5.14.txt")
+    assert ctx.meta["tracer"] == "osnoise" and ctx.windows == [] and not ctx.skipped
+    assert df.height == 8 and df["cpu"].to_list() == list(range(8))
+    assert df["event"].unique().to_list() == ["osnoise"]
+    assert df["body"][2] == "1000000       5675  99.43250     202      6      0   1013     25     21"
+    # the legend's column titles ("MAX") are not flag names
+    assert ctx.meta["lat_flag_columns"] == ["irqs-off", "need-resched", "hardirq/softirq", "preempt-depth"]
