@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from tracekit.reports import fmt  # noqa: E402
-from tracekit.reports.compare import ArchGroup, Comparison, WindowResult, WindowSide  # noqa: E402
+from tracekit.reports.compare import Comparison, WindowResult, WindowSide  # noqa: E402
 
 __all__ = ["plot_cdf", "plot_histogram", "plot_window", "make_plots", "FIGSIZE", "DPI"]
 

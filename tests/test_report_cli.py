@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from _report_store import PATCH_0001, kbuild_store, latency_format_available
