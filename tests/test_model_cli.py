@@ -116,6 +116,14 @@ def test_emit_writes_traces_and_ground_truth(tmp_path):
     assert "} /* .zap_pte_range */" in (tmp_path / "ppc64-v2622-preempt.function_graph.txt").read_text()
 
 
+def test_emit_tracedat_option(tmp_path):
+    r = invoke("--arch", "x86_64", "--strategy", "v2622", "--preempt", "--workload", "anon:64KiB",
+               "--emit", str(tmp_path), "--emit-options", "tracedat")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "x86_64-v2622-preempt.le.trace.dat").read_bytes()[:10] == b"\x17\x08Dtracing"
+    assert (tmp_path / "x86_64-v2622-preempt.be.trace.dat").exists()
+
+
 def test_emit_errors(tmp_path):
     assert invoke("--compare", "--preempt", "--emit", str(tmp_path)).exit_code == 2
     assert invoke("--strategy", "v2622", "--preempt", "--emit", str(tmp_path), "--emit-options", "x").exit_code == 2

@@ -79,7 +79,7 @@ def model(
     flush_outside_ptl: Annotated[bool, typer.Option("--flush-outside-ptl", help="ben2007: break out and flush after the PTE lock, as 3.0 does.")] = False,
     zap_block: Annotated[bool, typer.Option("--zap-block", help="ben2007: keep ZAP_BLOCK_SIZE's finish/re-gather.")] = False,
     emit_dir: Annotated[Optional[Path], typer.Option("--emit", help="Also write synthetic traces (function_graph, function, preemptoff, tlb_flush events) and a ground-truth JSON into this directory; keep the workload small.", show_default=False)] = None,
-    emit_options: Annotated[str, typer.Option("--emit-options", help="function_graph options for --emit, comma-separated: abstime, proc, nocpu, nooverhead, tail, oldmarks.")] = "",
+    emit_options: Annotated[str, typer.Option("--emit-options", help="Options for --emit, comma-separated: abstime, proc, nocpu, nooverhead, tail, oldmarks (function_graph); tracedat (also trace.dat in both byte orders).")] = "",
 ) -> None:
     """Simulate the page-table teardown (unmap_vmas, free_pgtables, tlb_finish_mmu) under
     one mmu_gather strategy: TLB flushes by cause, pages per flush, IPIs, page-table pages
@@ -125,15 +125,18 @@ def model(
         from tracekit.model.emit import EmitOptions, emit
 
         flags = {f.strip() for f in emit_options.split(",") if f.strip()}
-        known = {"abstime", "proc", "nocpu", "nooverhead", "tail", "oldmarks"}
+        known = {"abstime", "proc", "nocpu", "nooverhead", "tail", "oldmarks", "tracedat"}
         if flags - known:
             raise die(f"--emit-options: unknown {sorted(flags - known)}; known: {', '.join(sorted(known))}")
         opt = EmitOptions(abstime="abstime" in flags, proc="proc" in flags, cpu_column="nocpu" not in flags,
                           overhead="nooverhead" not in flags, tail="tail" in flags, old_marks="oldmarks" in flags,
                           ncpus=cpus)
         try:
+            from tracekit.model.emit import TEXT_FORMATS
+
+            fmts = TEXT_FORMATS + (("tracedat", "tracedat_swapped") if "tracedat" in flags else ())
             truth = emit(emit_dir, arch=arch, strategy=strategy, preempt=preempt, workload=workload, op=op,
-                         options=opt, alloc_fail=alloc_fail, fallback_entries=fallback_entries,
+                         formats=fmts, options=opt, alloc_fail=alloc_fail, fallback_entries=fallback_entries,
                          flush_under_ptl=not flush_outside_ptl, ben_zap_block=zap_block,
                          other_cpus=other_cpus, lazy_cpus=lazy_cpus)
         except (ValueError, OSError) as e:

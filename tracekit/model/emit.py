@@ -39,9 +39,12 @@ __all__ = [
     "preemptoff_text",
     "tlb_flush_text",
     "FORMATS",
+    "TEXT_FORMATS",
 ]
 
-FORMATS = ("function_graph", "function", "preemptoff", "events")
+FORMATS = ("function_graph", "function", "preemptoff", "events", "tracedat", "tracedat_swapped")
+#: Text formats written by default (trace.dat on request).
+TEXT_FORMATS = ("function_graph", "function", "preemptoff", "events")
 
 #: x86 ``enum tlb_flush_reason`` as the tlb_flush event prints it.
 TLB_LOCAL_MM_SHOOTDOWN = ("local mm shootdown", 3)
@@ -322,7 +325,7 @@ def emit(
     preempt: bool = True,
     workload: str = "anon:8MiB",
     op: str = "exit_mmap",
-    formats: tuple[str, ...] = FORMATS,
+    formats: tuple[str, ...] = TEXT_FORMATS,
     options: EmitOptions | None = None,
     **model_kw: Any,
 ) -> dict[str, Any]:
@@ -356,6 +359,15 @@ def emit(
     }
     for fmt in formats:
         if fmt == "preemptoff" and not preempt:
+            continue
+        if fmt.startswith("tracedat"):
+            from tracekit.model.emit_tracedat import write_tracedat
+
+            be = a.big_endian if fmt == "tracedat" else not a.big_endian
+            name = f"{tag}.{'be' if be else 'le'}.trace.dat"
+            truth[fmt] = write_tracedat(out / name, result, a, comm=opt.comm, pid=opt.pid, cpu=opt.cpu,
+                                        ncpus=opt.ncpus, t0_ns=opt.t0_ns, kernel=opt.kernel, big_endian=be)
+            truth["files"][fmt] = name
             continue
         text, t = writers[fmt](result, a, opt)
         name = f"{tag}.{fmt}.txt"
