@@ -38,7 +38,11 @@ resolution; ticks for a counter clock, with ``ctx.meta["time_unit"] = "ticks"``)
 The flag columns are not hard-coded: the header legend (``_-----=> irqs-off`` ...) names
 them, and PREEMPT_RT or lazy-preemption kernels print more of them.  ``flags`` keeps them
 as printed; ``ctx.meta["lat_flag_columns"]`` lists their names in order and
-:func:`decode_lat_flags` decodes them by those names.
+:func:`decode_lat_flags` decodes them by those names.  (``verbose`` lines print
+``entry->flags`` as a decimal number instead; ``flags`` keeps that number, and the v1.0.x
+lines' ``%08x`` preempt count.)  Lines of the capture tools around a snapshot
+(``max_latency_us=N``, trace-cmd's ``version = 6``) are kept as ``marker`` rows;
+``ctx.meta["tracing_max_latency_us"]`` keeps the last ``max_latency_us=`` value.
 """
 
 from __future__ import annotations
