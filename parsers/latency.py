@@ -451,13 +451,12 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     )
     proc = pl.col("gproc").str.extract_groups(r"^(?P<pcomm>.*)-(?P<ppid>\d+)$")
     b = b.with_columns(rest=rest.str.strip_chars(), p=proc).unnest("p")
-    ms_ns = lambda ms, us: _num(ms) * 1_000_000 + pl.col(us).str.pad_end(3, "0").str.slice(0, 3).cast(pl.Int64, strict=False) * 1000  # noqa: E731
     ts = (
         pl.when(form == "lat").then(_num("time") * pl.when(pl.col("unit").is_not_null()).then(1000).otherwise(1))
-        .when((form == "verbose") & pl.col("vms").is_not_null()).then(ms_ns("vms", "vus"))
+        .when((form == "verbose") & pl.col("vms").is_not_null()).then(_ms_ns("vms", "vus"))
         .when(form == "verbose").then(_num("vticks"))
-        .when(form == "v10").then(ms_ns("oms", "ous"))
-        .when(form == "switch").then(ms_ns("sms", "sus"))
+        .when(form == "v10").then(_ms_ns("oms", "ous"))
+        .when(form == "switch").then(_ms_ns("sms", "sus"))
         .when(form == "graph").then(_num("grel") * 1000)
         .when(form == "context").then(_abs_ns(pl.col("nts")))
     )
@@ -534,9 +533,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         .when(form == "frame").then(pl.lit("frame"))
         .when(form == "note").then(pl.lit(Kind.MARKER))
         .when(form == "switch").then(pl.lit(Kind.MARKER))
-        .when(form == "context").then(
-            pl.when(pl.col("ev").is_not_null()).then(pl.lit(Kind.EVENT)).otherwise(pl.lit(Kind.EVENT))
-        )
+        .when(form == "context").then(pl.lit(Kind.EVENT))
         .otherwise(lat_kind)
     )
     b = b.with_columns(
@@ -606,6 +603,13 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         seq=pl.col("line"),
     )
     return conform(b)
+
+
+def _ms_ns(ms: str, frac: str) -> pl.Expr:
+    """``%ld.%03ldms`` (columns ``ms`` and ``frac``) as ns."""
+    return _num(ms) * 1_000_000 + pl.col(frac).str.pad_end(3, "0").str.slice(0, 3).cast(
+        pl.Int64, strict=False
+    ) * 1000
 
 
 def _abs_ns(ts: pl.Expr) -> pl.Expr:
