@@ -59,7 +59,15 @@ def _rows(results: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
         for k in comp_keys:
             rows.append((f"  {k}", each(lambda d: f"{((d.get('worst_window') or {}).get('composition') or {}).get(k, 0):,}")))
     rows.append(("simulated time", each(lambda d: _fmt_ns(d["total_ns"]))))
+    for f in _TIME_FUNCS:
+        if any(d["time_by_function_ns"].get(f) for d in results):
+            rows.append((f"  in {f}", each(lambda d: _fmt_ns(d["time_by_function_ns"].get(f, 0)))))
     return rows
+
+
+#: Functions whose (inclusive) simulated time the table shows.
+_TIME_FUNCS = ("unmap_vmas", "zap_pte_range", "free_pgtables", "tlb_flush_mmu", "tlb_finish_mmu",
+               "free_pages_and_swap_cache", "anon_vma_unlink", "unlink_file_vma")
 
 
 def model(
