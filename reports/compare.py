@@ -165,6 +165,9 @@ class FunctionResult:
     change: _stats.Change
     runs_before: int
     runs_after: int
+    #: the span source (tracer) the durations come from: one per function, never pooled
+    #: across tracers whose overheads differ (function_graph against kprobe)
+    source: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -487,15 +490,29 @@ def _functions_present(src: ReportSource, runs: pl.DataFrame, wanted: list[str])
 
 
 def _durations(src: ReportSource, runs: pl.DataFrame, funcs: list[str]) -> pl.DataFrame:
-    """run_id, func, dur_ns of the completed calls of ``funcs`` in ``runs``."""
+    """run_id, func, source, dur_ns of the completed calls of ``funcs`` in ``runs``."""
     if not funcs:
-        return pl.DataFrame(schema={"run_id": pl.String, "func": pl.String, "dur_ns": pl.Int64})
+        return pl.DataFrame(schema={"run_id": pl.String, "func": pl.String, "source": pl.String, "dur_ns": pl.Int64})
     return (
         _scan(src.spans(), runs)
         .filter(pl.col("func").is_in(funcs) & pl.col("complete").fill_null(False) & pl.col("dur_ns").is_not_null())
-        .select("run_id", "func", "dur_ns")
+        .select("run_id", "func", "source", "dur_ns")
         .collect()
     )
+
+
+def _one_source(fd: pl.DataFrame, ids_b: set[str], ids_a: set[str]) -> str | None:
+    """The tracer whose calls of one function are compared: of those that traced it on both
+    sides, the one with the most calls (function_graph before kprobe on a tie)."""
+    if fd.is_empty():
+        return None
+    per = fd.with_columns(side=pl.col("run_id").is_in(list(ids_b))).group_by("source").agg(
+        pl.len().alias("n"), pl.col("side").any().alias("b"), (~pl.col("side")).any().alias("a")
+    )
+    both = per.filter(pl.col("a") & pl.col("b"))
+    pick = both if both.height else per
+    pick = pick.with_columns(fg=pl.col("source") == "function_graph").sort(["n", "fg"], descending=True)
+    return pick["source"][0]
 
 
 def _window_side(wins: pl.DataFrame, runs: list[RunRef], src: ReportSource, runs_df: pl.DataFrame) -> WindowSide | None:
@@ -649,6 +666,9 @@ def compare(
         gd = durations.filter(pl.col("run_id").is_in(list(ids_b | ids_a)))
         for func in funcs:
             fd = gd.filter(pl.col("func") == func)
+            source = _one_source(fd, ids_b, ids_a)
+            if source is not None:
+                fd = fd.filter(pl.col("source") == source)
             in_b = fd.filter(pl.col("run_id").is_in(list(ids_b)))
             in_a = fd.filter(pl.col("run_id").is_in(list(ids_a)))
             if in_b.height == 0 and in_a.height == 0 and not functions:
@@ -657,7 +677,7 @@ def compare(
             xa = in_a["dur_ns"].to_numpy().astype(np.float64)
             sb, sa, ch = _stats.compare_samples(xb, xa, seed=_stats.row_seed(group.key, func, base=seed))
             group.functions.append(
-                FunctionResult(func, sb, sa, ch, in_b["run_id"].n_unique(), in_a["run_id"].n_unique())
+                FunctionResult(func, sb, sa, ch, in_b["run_id"].n_unique(), in_a["run_id"].n_unique(), source)
             )
             if keep_samples:
                 group.samples[func] = (xb, xa)

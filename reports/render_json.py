@@ -52,6 +52,7 @@ def _group(g: ArchGroup) -> dict:
         results.append(
             {
                 "function": f.function,
+                "source": f.source,
                 "before": _side(f.before, f.runs_before),
                 "after": _side(f.after, f.runs_after),
                 "median_change_pct": ch.median_pct,

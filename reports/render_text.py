@@ -200,6 +200,14 @@ def _group(g: ArchGroup, c: Comparison) -> list[str]:
             lines.append("")
             lines += fmt.wrap(f"Calls come from the {rb} {c.before_label} and {ra} {c.after_label} "
                               "run(s) that traced them (pooled).", WIDTH)
+        by_source: dict[str, list[str]] = {}
+        for f in g.functions:
+            if f.source:
+                by_source.setdefault(f.source, []).append(f.function)
+        if by_source:
+            lines += fmt.wrap("Tracer per function (never pooled across tracers): " + "; ".join(
+                f"{src} ({', '.join(fs)})" if len(by_source) > 1 else src for src, fs in by_source.items()
+            ) + ".", WIDTH)
         lines.append("")
         lines += _latency_table(g, c)
         lines.append("")
