@@ -117,3 +117,17 @@ def test_help_has_an_example(cmd):
 def test_formats_lists_each_format_with_an_example():
     out = tk("formats").stdout.decode()
     assert "function_graph" in out and "ftrace" in out and out.count("e.g.") >= 2
+
+
+@pytest.mark.parametrize(
+    "rel, says",
+    [
+        ("kbuild-x86_64-6.1.192/patches/0001-mm-reenact-non-preemptible-pagetable-freeing.patch", "a patch"),
+        ("kbuild-x86_64-6.1.192/tracekit.fragment", "a kernel configuration fragment"),
+        ("qemu/x86_64-6.1.0-56-preempt-none/events.enabled.txt", "a list of trace events"),
+    ],
+)
+def test_files_that_travel_with_traces_are_named(tmp_path, corpus, rel, says):
+    p = tk("ingest", str(corpus / rel), "--store", str(tmp_path / "s"))
+    err = p.stderr.decode()
+    assert p.returncode == 2 and f"{rel.rsplit('/', 1)[-1]}:1: not a trace: {says}" in err

@@ -186,6 +186,9 @@ def ingest_one(
                 if not head.strip():
                     raise ParseError(display, 1, "empty input: no trace in it")
                 first = head.split(b"\n", 1)[0][:80].decode("latin-1")
+                what = _known_non_trace(head)
+                if what:
+                    raise ParseError(display, 1, f"not a trace: {what}")
                 raise ParseError(
                     display, 1, f"not a trace format tracekit knows (first line: {first!r}); see 'tracekit formats', or give --format"
                 )
@@ -348,6 +351,22 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
     res.skipped = dict(ctx.skipped)
     res.warnings = list(ctx.warnings)
     res.bytes = nbytes
+
+
+def _known_non_trace(head: bytes) -> str | None:
+    """Name the files that travel with traces but are not traces, so that the message says
+    what to do with them instead of only that the format is unknown."""
+    import re
+
+    text = head.decode("latin-1")
+    if re.search(r"^(?:From [0-9a-f]{40} |diff --git |--- a/)", text, re.M) and re.search(r"^(?:Subject:|@@ )", text, re.M):
+        return "a patch (git format-patch or mbox): give it to 'tracekit report --patch-file'"
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if lines and all(re.match(r"^(?:CONFIG_\w+=|# CONFIG_\w+ is not set)", ln) for ln in lines[:50]):
+        return "a kernel configuration fragment (CONFIG_...= lines); ingest the traces of the kernel built with it"
+    if lines and all(re.match(r"^[\w-]+:[\w.-]+$", ln) for ln in lines[:50]):
+        return "a list of trace events (tracefs set_event), not their records"
+    return None
 
 
 def _prefetch(frames, depth: int = 2):
