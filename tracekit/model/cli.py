@@ -180,6 +180,123 @@ def model(
     out.print(table)
 
 
+def _run_spans(store: Optional[Path], run: str):
+    """(spans LazyFrame, arch) of the run whose id is ``run`` (or starts with it)."""
+    import polars as pl
+
+    from tracekit.cli import die
+    from tracekit.store import open_store
+
+    try:
+        st = open_store(store, create=False)
+        runs = st.runs().select("run_id", "arch").collect()
+    except Exception as e:  # noqa: BLE001 - an unreadable store is a user error here
+        raise die(f"cannot read the store: {e}")
+    hit = runs.filter(pl.col("run_id").str.starts_with(run))
+    if hit.height != 1:
+        raise die(f"run {run!r}: {'no such run' if hit.height == 0 else 'ambiguous prefix'} in the store (see tracekit runs)")
+    rid, arch = hit.row(0)
+    if arch in (None, "", "unknown"):
+        arch = None
+    return st.spans().filter(pl.col("run_id") == rid), arch
+
+
+def _need_arch(arch: Optional[str], run_arch: Optional[str]) -> str:
+    from tracekit.cli import die
+
+    if not (arch or run_arch):
+        raise die("the run does not say its arch: give --arch")
+    return arch or run_arch  # type: ignore[return-value]
+
+
+def calibrate_cmd(
+    run: Annotated[str, typer.Option("--run", help="Run id (or a unique prefix) whose spans to fit.", show_default=False)],
+    workload: Annotated[str, typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help).", show_default=False)],
+    out_file: Annotated[Path, typer.Option("--out", help="Cost profile to write (JSON).")] = Path("costs.json"),
+    store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Model arch (default: the run's).", show_default=False)] = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="The strategy of the measured kernel.")] = "modern",
+    preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT of the measured kernel.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False,
+) -> None:
+    """Fit a cost profile to a measured run: the model of the measured kernel on the stated
+    workload is scaled, per cost group (zap, pgtables, free), to the run's mean
+    unmap_vmas, free_pgtables and tlb_finish_mmu time per exit_mmap.
+
+    Example:
+
+        tracekit calibrate --run 2b6101f6 --workload anon:256MiB,anon:64GiB:density=0.001953125 --out costs.json
+    """
+    from tracekit.cli import die, out
+    from tracekit.model.calibrate import calibrate
+
+    spans, run_arch = _run_spans(store, run)
+    try:
+        cal = calibrate(spans, arch=_need_arch(arch, run_arch), workload=workload, strategy=strategy, preempt=preempt)
+        out_file.write_text(json.dumps(cal.profile.to_dict(), indent=1) + "\n")
+    except (ValueError, OSError) as e:
+        raise die(str(e))
+    if json_out:
+        out.print(json.dumps(cal.as_dict(), indent=2), markup=False)
+        return
+    for f, m in cal.measured_ns.items():
+        out.print(f"{f:<16} measured {_fmt_ns(int(m)):>10}  fitted {_fmt_ns(int(cal.fitted_ns[f])):>10}", markup=False)
+    out.print("scales: " + ", ".join(f"{g} x{s:.3g}" for g, s in cal.scales.items()) + f"; wrote {out_file}", markup=False)
+
+
+def replay_cmd(
+    run: Annotated[str, typer.Option("--run", help="Run id (or a unique prefix) to replay.", show_default=False)],
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy to replay the run's workload under.", show_default=False)],
+    workload: Annotated[str, typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help).", show_default=False)],
+    store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
+    costs: Annotated[Optional[Path], typer.Option("--costs", help="Cost profile (default: fitted to the run now).", show_default=False)] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="Model arch (default: the run's).", show_default=False)] = None,
+    measured_strategy: Annotated[str, typer.Option("--measured-strategy", help="The strategy of the measured kernel.")] = "modern",
+    preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT of the measured kernel.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Replay a measured run's workload under another strategy: the measured mean time per
+    exit_mmap of the teardown functions, the model of the measured kernel, and the model
+    of STRATEGY with the same costs; flushes and the worst preempt-off window of both.
+
+    Example:
+
+        tracekit replay --run 2b6101f6 --strategy v2622 --workload anon:256MiB,anon:64GiB:density=0.001953125
+    """
+    from rich.table import Table
+
+    from tracekit.cli import die, out
+    from tracekit.model import load_costs
+    from tracekit.model.calibrate import replay
+
+    spans, run_arch = _run_spans(store, run)
+    try:
+        profile = load_costs(costs) if costs else None
+        rp = replay(spans, arch=_need_arch(arch, run_arch), workload=workload, strategy=strategy,
+                    measured_strategy=measured_strategy, preempt=preempt, profile=profile)
+    except ValueError as e:
+        raise die(str(e))
+    if json_out:
+        out.print(json.dumps(rp, indent=2), markup=False)
+        return
+    t = Table(title=f"replay of {rp['exits']} exit_mmap calls, {rp['arch']} {workload}", title_justify="left")
+    t.add_column("per exit_mmap", no_wrap=True)
+    t.add_column("measured", justify="right")
+    t.add_column(f"model {measured_strategy}", justify="right")
+    t.add_column(f"model {strategy}", justify="right")
+    for r in rp["rows"]:
+        m = r["measured_ns"]
+        t.add_row(r["function"], _fmt_ns(int(m)) if m is not None else "-",
+                  _fmt_ns(r["model_measured_strategy_ns"]), _fmt_ns(r["model_strategy_ns"]))
+    a, b = rp["model_measured_strategy"], rp["model_strategy"]
+    t.add_row("TLB flushes", "", f"{a['tlb_flushes']:,}", f"{b['tlb_flushes']:,}")
+    kind = "max preempt-off" if preempt else "max resched gap"
+    t.add_row(kind, "", _fmt_ns(a["windows"]["max_ns"]), _fmt_ns(b["windows"]["max_ns"]))
+    out.print(t)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``model`` command to the tracekit CLI."""
+    """Add the ``model``, ``calibrate`` and ``replay`` commands to the tracekit CLI."""
     app.command(name="model")(model)
+    app.command(name="calibrate")(calibrate_cmd)
+    app.command(name="replay")(replay_cmd)

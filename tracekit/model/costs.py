@@ -48,6 +48,7 @@ class CostProfile:
     tlbie: int = 90  # ... per hash entry, global
     tlbiel: int = 25  # ... per hash entry, local (tlbiel)
     pt_free: int = 200  # a page-table page freed (quicklist or free_page)
+    pt_unlink: int = 40  # free_p?d_range clearing one entry: p?d_clear, pgtable dtor, nr_ptes--
     rcu_submit: int = 300  # call_rcu of a page-table batch
     sync_ipi: int = 6000  # smp_call_function(..., wait=1) fallback (pgtable_free_now)
     unlink_anon: int = 150  # anon_vma_unlink (anon_vma->lock)

@@ -612,6 +612,7 @@ def _free_upper(mm: MM, tlb: MmuGather, start: int, end: int, floor: int, ceilin
     if start not in mm.pt.levels[level]:
         return
     mm.pt.levels[level].discard(start)
+    mm.sim.spend(mm.costs.pt_unlink)
     tlb.need_flush = True
     if level == "pmd" and not arch.frees_pmd_pages:
         return  # i386 PAE: __pmd_free_tlb is a no-op, PMDs go with the PGD
@@ -624,6 +625,7 @@ def _free_upper(mm: MM, tlb: MmuGather, start: int, end: int, floor: int, ceilin
 def free_pte_range(mm: MM, tlb: MmuGather, base: int, freed: list[tuple[str, int]]) -> None:
     """free_pte_range [K22:mm/memory.c:L125-131]: pmd_clear, pte_free_tlb, nr_ptes--."""
     mm.pt.levels["pte"].discard(base)
+    mm.sim.spend(mm.costs.pt_unlink)
     mm.sim.enter("pte_free_tlb")
     tlb.free_pt_page("pte")
     mm.sim.leave("pte_free_tlb")
