@@ -26,6 +26,9 @@ CASES = [
     ("ia64", "v2622", True, "anon:512KiB", EmitOptions(abstime=True, overhead=False)),
     ("ppc64", "hugh2007", True, "anon:128KiB,anon:64KiB", EmitOptions(proc=True, tail=True, cpu=3)),
     ("ppc64-64k", "merged30", True, "anon:1MiB", EmitOptions(abstime=True)),
+    # task-switch blocks where the PREEMPT kernel would preempt at window ends
+    ("x86_64", "v2622", True, "anon:128KiB", EmitOptions(switch_every=1, proc=True)),
+    ("ppc64", "v2622", True, "anon:256KiB", EmitOptions(switch_every=3, abstime=True, tail=True, proc=True)),
 ]
 ARCH_OF = {"x86_64": "x86_64", "i386": "i386", "ia64": "ia64", "ppc64": "ppc64", "ppc64-64k": "ppc64"}
 
@@ -90,6 +93,13 @@ def test_tlb_flush_events_round_trip(emitted, i):
     t = truths[i]["events"]
     assert ev.height == t["total"]
     assert ev.filter(pl.col("body").str.contains("remote ipi send")).height == t["by_reason"]["remote ipi send"]
+
+
+def test_switch_blocks_are_printed(emitted):
+    _, truths = emitted
+    # x86_64 v2622 PREEMPT, 128 KiB = 32 PTEs: 4 block windows + the free_pgtables one;
+    # one block out and one back after each
+    assert len(truths[6]["windows"]) == 5
 
 
 def test_ground_truth_matches_the_model(tmp_path):

@@ -68,6 +68,10 @@ class EmitOptions:
     old_marks: bool = False  # kernels before ~4.x: only '!' and '+'
     kernel: str = "6.1.0-tracekit"
     root_parent: str = "mmput"
+    #: function_graph: print a task-switch block (``memhog-4242 => kworker-77`` and back)
+    #: after every Nth preempt-off window end, where a PREEMPT kernel would preempt (0: none)
+    switch_every: int = 0
+    switch_to: tuple[str, int] = ("kworker/1:1", 77)
 
 
 def _events_frame(result: ModelResult) -> pl.DataFrame:
@@ -172,6 +176,17 @@ def function_graph_text(result: ModelResult, arch: Arch, opt: EmitOptions) -> tu
         parts.append(pl.lit(_proc(opt.comm, opt.pid) + " | "))
     parts += [durcol, indent, body]
     out = ev.with_columns(line=pl.concat_str(parts), stated=stated)
+    if opt.switch_every and result.sim is not None and result.sim.window_list:
+        # verif_pid's block, after the line that ends every Nth window, and back again
+        ends = [w[1] for w in result.sim.window_list][opt.switch_every - 1 :: opt.switch_every]
+        cpu = f" {opt.cpu:>{len(str(max(opt.ncpus - 1, 0)))}d}) "
+        me, other = _proc(opt.comm, opt.pid), _proc(*opt.switch_to)
+        rule = " ------------------------------------------"
+        block = (f"\n{rule}\n{cpu}{me} => {other}\n{rule}\n"
+                 f"\n{rule}\n{cpu}{other} => {me}\n{rule}\n")
+        last_at_end = (pl.col("ts").is_in(ends) & (pl.col("ts").shift(-1) != pl.col("ts")).fill_null(True))
+        out = out.with_columns(line=pl.when(last_at_end).then(pl.concat_str(pl.col("line"), pl.lit(block)))
+                               .otherwise(pl.col("line")))
     header = ["# tracer: function_graph", "#"]
     h1, h2 = "#", "#"
     if opt.abstime:
@@ -193,7 +208,7 @@ def function_graph_text(result: ModelResult, arch: Arch, opt: EmitOptions) -> tu
         r["func"]: {"calls": int(r["calls"]), "dur_ns_sum": int(r["dur_ns_sum"])}
         for r in stated_calls.iter_rows(named=True)
     }
-    return text, {"functions": truth, "lines": len(header) + out.height}
+    return text, {"functions": truth, "lines": text.count("\n")}
 
 
 def _context(opt: EmitOptions, ts_abs: pl.Expr, flags: pl.Expr | str) -> pl.Expr:
