@@ -125,3 +125,15 @@ def test_ppc64_prints_dot_symbols(tmp_path):
     t = emit(tmp_path, arch="ppc64", strategy="v2622", preempt=True, workload="anon:64KiB")
     text = (tmp_path / t["files"]["function_graph"]).read_text()
     assert ".free_pgtables() {" in text and " free_pgtables" not in text
+
+
+def test_function_tracer_lost_events_round_trip(tmp_path):
+    t = emit(tmp_path, arch="ia64", strategy="v2622", preempt=True, workload="anon:1MiB", formats=("function",),
+             options=EmitOptions(lost_every=7, lost_run=2))
+    text = (tmp_path / t["files"]["function"]).read_text()
+    lost_lines = text.count("[LOST 2 EVENTS]")
+    assert lost_lines > 0 and t["function"]["lost_events"] == 2 * lost_lines
+    res = tracekit.ingest([str(tmp_path / t["files"]["function"])], store=str(tmp_path / "s"), arch="ia64")
+    assert res[0].counts["lost_events"] == t["function"]["lost_events"]
+    ev = tracekit.open_store(str(tmp_path / "s")).events().filter(pl.col("func").is_not_null()).collect()
+    assert dict(ev.group_by("func").agg(pl.len()).iter_rows()) == t["function"]["calls"]

@@ -72,6 +72,10 @@ class EmitOptions:
     #: after every Nth preempt-off window end, where a PREEMPT kernel would preempt (0: none)
     switch_every: int = 0
     switch_to: tuple[str, int] = ("kworker/1:1", 77)
+    #: function tracer: drop ``lost_run`` lines out of every ``lost_every`` and print the
+    #: kernel's ``CPU:N [LOST k EVENTS]`` line in their place (0: nothing lost)
+    lost_every: int = 0
+    lost_run: int = 3
 
 
 def _events_frame(result: ModelResult) -> pl.DataFrame:
@@ -232,18 +236,32 @@ _FUNC_HEADER = [
 
 def function_text(result: ModelResult, arch: Arch, opt: EmitOptions) -> tuple[str, dict[str, Any]]:
     """The function tracer's ``trace`` file: one ``func <-parent`` line per call."""
-    ev = _events_frame(result).filter(pl.col("type") == "entry")
+    ev = _events_frame(result).filter(pl.col("type") == "entry").with_row_index("i")
     p = arch.symbol_prefix
-    lines = ev.select(pl.concat_str(
+    ev = ev.with_columns(line=pl.concat_str(
         _context(opt, pl.col("ts") + opt.t0_ns, "...."),
         pl.lit(p) + pl.col("func"), pl.lit(" <-"), pl.lit(p) + pl.col("parent").fill_null(opt.root_parent),
-    ).alias("l"))["l"]
+    ))
+    written = ev.height
+    lost = 0
+    if opt.lost_every and opt.lost_run:
+        # overwritten events: the reader sees a LOST line before the next event of the CPU
+        pos = pl.col("i") % opt.lost_every
+        ev = ev.with_columns(dropped=(pos >= 1) & (pos <= opt.lost_run))
+        ev = ev.with_columns(
+            line=pl.when(pos == opt.lost_run + 1)
+            .then(pl.concat_str(pl.lit(f"CPU:{opt.cpu} [LOST {opt.lost_run} EVENTS]\n"), pl.col("line")))
+            .otherwise(pl.col("line")))
+        # a run that reaches the end of the trace has no next event to report it
+        ev = ev.with_columns(dropped=pl.col("dropped") & (pl.col("i") - pos + opt.lost_run + 1 < written))
+        lost = int(ev["dropped"].sum())
+        ev = ev.filter(~pl.col("dropped"))
     n = ev.height
-    header = ["# tracer: function", "#", f"# entries-in-buffer/entries-written: {n}/{n}   #P:{opt.ncpus}", "#"]
+    header = ["# tracer: function", "#", f"# entries-in-buffer/entries-written: {n}/{written}   #P:{opt.ncpus}", "#"]
     header += _FUNC_HEADER
     counts = ev.group_by("func").agg(pl.len().alias("n")).sort("func")
-    truth = {"calls": dict(zip(counts["func"].to_list(), (int(x) for x in counts["n"])))}
-    return "\n".join(header + lines.to_list()) + "\n", truth
+    truth = {"calls": dict(zip(counts["func"].to_list(), (int(x) for x in counts["n"]))), "lost_events": lost}
+    return "\n".join(header + ev["line"].to_list()) + "\n", truth
 
 
 def tlb_flush_text(result: ModelResult, arch: Arch, opt: EmitOptions) -> tuple[str, dict[str, Any]]:
