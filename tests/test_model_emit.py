@@ -137,3 +137,22 @@ def test_function_tracer_lost_events_round_trip(tmp_path):
     assert res[0].counts["lost_events"] == t["function"]["lost_events"]
     ev = tracekit.open_store(str(tmp_path / "s")).events().filter(pl.col("func").is_not_null()).collect()
     assert dict(ev.group_by("func").agg(pl.len()).iter_rows()) == t["function"]["calls"]
+
+
+@pytest.mark.parametrize("abstime", [True, False])
+def test_interleaved_cpus_round_trip(tmp_path, abstime):
+    # the same teardown on CPUs 0, 1 and 2 at once, lines merged by time as the kernel does
+    opt = EmitOptions(copies=3, cpu=0, abstime=abstime, proc=True)
+    t = emit(tmp_path, arch="x86_64", strategy="v2622", preempt=True, workload="anon:64KiB",
+             formats=("function_graph",), options=opt)
+    text = (tmp_path / t["files"]["function_graph"]).read_text()
+    assert " 0) " in text and " 1) " in text and " 2) " in text
+    res = tracekit.ingest([str(tmp_path / t["files"]["function_graph"])], store=str(tmp_path / "s"), arch="x86_64")
+    assert res[0].counts["skipped_lines"] == 0
+    spans = tracekit.open_store(str(tmp_path / "s")).spans().collect()
+    assert spans["complete"].all()
+    assert sorted(set(spans["cpu"].to_list())) == [0, 1, 2]
+    got = spans.group_by("func").agg(calls=pl.len(), dur_ns_sum=pl.col("dur_ns").sum())
+    assert {r["func"]: {"calls": r["calls"], "dur_ns_sum": r["dur_ns_sum"]} for r in got.iter_rows(named=True)} \
+        == t["function_graph"]["functions"]
+    assert t["function_graph"]["functions"]["exit_mmap"]["calls"] == 3

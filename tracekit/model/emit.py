@@ -76,6 +76,10 @@ class EmitOptions:
     #: kernel's ``CPU:N [LOST k EVENTS]`` line in their place (0: nothing lost)
     lost_every: int = 0
     lost_run: int = 3
+    #: function_graph: the same teardown on this many CPUs at once (cpu, cpu+1, ... with
+    #: pids pid, pid+1, ...), started ``stagger_ns`` apart; lines interleave by time
+    copies: int = 1
+    stagger_ns: int = 333
 
 
 def _events_frame(result: ModelResult) -> pl.DataFrame:
@@ -170,27 +174,34 @@ def function_graph_text(result: ModelResult, arch: Arch, opt: EmitOptions) -> tu
         pl.when(pl.col("kind") == "entry").then(pl.lit(" " * 14 + "|  "))
         .otherwise(pl.concat_str(mark, pl.lit(" "), dtext, pl.lit("|  ")))
     )
-    parts: list[pl.Expr] = []
-    if opt.abstime:
-        parts.append(pl.concat_str(_abstime(pl.col("ts") + opt.t0_ns), pl.lit(" |  ")))
-    if opt.cpu_column:
-        width = len(str(max(opt.ncpus - 1, 0)))
-        parts.append(pl.lit(f" {opt.cpu:>{width}d}) "))
-    if opt.proc:
-        parts.append(pl.lit(_proc(opt.comm, opt.pid) + " | "))
-    parts += [durcol, indent, body]
-    out = ev.with_columns(line=pl.concat_str(parts), stated=stated)
-    if opt.switch_every and result.sim is not None and result.sim.window_list:
-        # verif_pid's block, after the line that ends every Nth window, and back again
-        ends = [w[1] for w in result.sim.window_list][opt.switch_every - 1 :: opt.switch_every]
-        cpu = f" {opt.cpu:>{len(str(max(opt.ncpus - 1, 0)))}d}) "
-        me, other = _proc(opt.comm, opt.pid), _proc(*opt.switch_to)
-        rule = " ------------------------------------------"
-        block = (f"\n{rule}\n{cpu}{me} => {other}\n{rule}\n"
-                 f"\n{rule}\n{cpu}{other} => {me}\n{rule}\n")
-        last_at_end = (pl.col("ts").is_in(ends) & (pl.col("ts").shift(-1) != pl.col("ts")).fill_null(True))
-        out = out.with_columns(line=pl.when(last_at_end).then(pl.concat_str(pl.col("line"), pl.lit(block)))
-                               .otherwise(pl.col("line")))
+    width = len(str(max(opt.ncpus - 1, opt.cpu + opt.copies - 1, 0)))
+    copies = []
+    for k in range(max(1, opt.copies)):
+        cpu_k, pid_k, shift = opt.cpu + k, opt.pid + k, k * opt.stagger_ns
+        parts: list[pl.Expr] = []
+        if opt.abstime:
+            parts.append(pl.concat_str(_abstime(pl.col("ts") + opt.t0_ns + shift), pl.lit(" |  ")))
+        if opt.cpu_column:
+            parts.append(pl.lit(f" {cpu_k:>{width}d}) "))
+        if opt.proc:
+            parts.append(pl.lit(_proc(opt.comm, pid_k) + " | "))
+        parts += [durcol, indent, body]
+        one = ev.with_columns(line=pl.concat_str(parts), stated=stated, copy=pl.lit(k),
+                              order=pl.int_range(pl.len()), t=pl.col("ts") + shift)
+        if opt.switch_every and result.sim is not None and result.sim.window_list:
+            # verif_pid's block, after the line that ends every Nth window, and back again
+            ends = [w[1] for w in result.sim.window_list][opt.switch_every - 1 :: opt.switch_every]
+            cpu = f" {cpu_k:>{width}d}) "
+            me, other = _proc(opt.comm, pid_k), _proc(opt.switch_to[0], opt.switch_to[1] + k)
+            rule = " ------------------------------------------"
+            block = (f"\n{rule}\n{cpu}{me} => {other}\n{rule}\n"
+                     f"\n{rule}\n{cpu}{other} => {me}\n{rule}\n")
+            last_at_end = (pl.col("ts").is_in(ends) & (pl.col("ts").shift(-1) != pl.col("ts")).fill_null(True))
+            one = one.with_columns(line=pl.when(last_at_end).then(pl.concat_str(pl.col("line"), pl.lit(block)))
+                                   .otherwise(pl.col("line")))
+        copies.append(one)
+    # the trace iterator merges the per-CPU buffers by timestamp
+    out = pl.concat(copies).sort(["t", "copy", "order"])
     header = ["# tracer: function_graph", "#"]
     h1, h2 = "#", "#"
     if opt.abstime:
