@@ -83,7 +83,7 @@ def model(
     arch: Annotated[str, typer.Option("--arch", help="x86_64, i386, i386-pae, ia64, ia64-64k, ppc64, ppc64-64k.")] = "x86_64",
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="v2622, hugh2007, ben2007, merged30, v38, modern.", show_default=False)] = None,
     preempt: Annotated[Optional[bool], typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT or not (required).", show_default=False)] = None,
-    workload: Annotated[str, typer.Option("--workload", help="VMAs, comma-separated: KIND:SIZE[:density=F][:dirty=F][:swap=F][:at=ADDR][:keep], KIND anon|file|filep.")] = "anon:1GiB",
+    workload: Annotated[str, typer.Option("--workload", help="VMAs, comma-separated: KIND:SIZE[:density=F][:dirty=F][:swap=F][:at=ADDR][:keep], KIND anon|file|filep|huge.")] = "anon:1GiB",
     op: Annotated[str, typer.Option("--op", help="exit_mmap or munmap (every VMA not marked keep).")] = "exit_mmap",
     alloc_fail: Annotated[str, typer.Option("--alloc-fail", help="GFP_NOWAIT batch-page allocations: never, always, or a failure probability.")] = "never",
     fallback_entries: Annotated[int, typer.Option("--fallback-entries", help="ben2007: entries of the on-stack fallback array.")] = 8,

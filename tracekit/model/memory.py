@@ -24,6 +24,7 @@ from tracekit.model.workload import PRESENT_KINDS, VMA, PteTable
 
 __all__ = [
     "exit_mmap",
+    "unmap_hugepage_range",
     "unmap_region",
     "unmap_vmas",
     "unmap_page_range",
@@ -360,6 +361,26 @@ def _blocks_align(mm: MM, a0: int, L: int) -> bool:
     return L % pmd == 0 and a0 % pmd == 0
 
 
+def unmap_hugepage_range(mm: MM, vma: VMA, start: int, end: int) -> None:
+    """unmap_hugepage_range [K22:mm/hugetlb.c:L379-438]: the whole range in one call under
+    ``mm->page_table_lock``: clear every huge PTE, one flush_tlb_range, unlock, then
+    put_page each huge page.  Modelled this way for every strategy (the gather-based
+    hugetlb unmap of later kernels is not modelled)."""
+    sim, c = mm.sim, mm.costs
+    pmd = mm.arch.pmd_size
+    n = sum(1 for b in vma.huge_spans(mm.arch) if start <= b < end)
+    sim.enter("unmap_hugepage_range")
+    sim.preempt_disable()  # spin_lock(&mm->page_table_lock)
+    sim.spend(c.ptl + n * c.pte_anon)
+    sim.n["huge_ptes_zapped"] += n
+    if n:
+        mm.tlb_flush("hugetlb_range", 0, False, start & ~(pmd - 1), end, mm.cfg.strategy)
+    sim.preempt_enable()
+    sim.spend(n * c.page_free)
+    sim.n["huge_pages_freed"] += n
+    sim.leave("unmap_hugepage_range")
+
+
 def unmap_vmas(mm: MM, tlbp: _TlbRef, vmas: list[VMA], start_addr: int, end_addr: int) -> int:
     """unmap_vmas [K22:mm/memory.c:L778-874]: with a ZAP_BLOCK_SIZE (2.6.22 strategies),
     every spent block ends with tlb_finish_mmu (flush, free, preempt_enable), a
@@ -385,6 +406,10 @@ def unmap_vmas(mm: MM, tlbp: _TlbRef, vmas: list[VMA], start_addr: int, end_addr
         if vma.accounted:
             sim.n["nr_accounted"] += (end - start) >> mm.arch.page_shift
         if zap_block_size is None:
+            if vma.hugetlb:
+                unmap_hugepage_range(mm, vma, start, end)
+                start = end
+                continue
             start, _ = unmap_page_range(mm, tlbp, vma, start, end, None)
             if mm.cfg.strategy == "modern" and not tlbp.tlb.fullmm:
                 # tlb_end_vma: flush the range of this vma before moving on
@@ -394,6 +419,19 @@ def unmap_vmas(mm: MM, tlbp: _TlbRef, vmas: list[VMA], start_addr: int, end_addr
             if not tlb_start_valid:
                 tlb_start = start
                 tlb_start_valid = True
+            if vma.hugetlb:
+                # one call for the whole vma, no block break; PAGE_SIZE of zap_work per huge page
+                unmap_hugepage_range(mm, vma, start, end)
+                zap_work -= (end - start) // (mm.arch.pmd_size // page)
+                start = end
+                if zap_work > 0:
+                    break
+                tlbp.tlb.tlb_finish_mmu(tlb_start, start, "block_end")
+                sim.cond_resched(c.cond_resched)
+                tlbp.tlb.tlb_gather_mmu()
+                tlb_start_valid = False
+                zap_work = zap_block_size
+                continue
             rep = None
             if not sim.record and zap_work == zap_block_size:
                 rb = _run_bounds(mm, vma, start)
@@ -476,8 +514,13 @@ def free_pgtables(mm: MM, tlbp: _TlbRef, vmas: list[VMA], floor: int, ceiling: i
         sim.spend(c.vma_walk)
         if not unlinked:
             _unlink(mm, vma, sleeping)
+        if vma.hugetlb:
+            # hugetlb_free_pgd_range: the generic free_pgd_range on x86
+            free_pgd_range(mm, tlbp.tlb, addr, vma.end, floor, nxt.start if nxt is not None else ceiling)
+            i += 1
+            continue
         # "Optimization: gather nearby vmas into one call down"
-        while nxt is not None and nxt.start <= vma.end + arch.pmd_size:
+        while nxt is not None and nxt.start <= vma.end + arch.pmd_size and not nxt.hugetlb:
             i += 1
             vma = nxt
             nxt = vmas[i + 1] if i + 1 < len(vmas) else None

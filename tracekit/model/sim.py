@@ -35,6 +35,7 @@ COMPOSITION_KEYS = (
     "hash_flushes",
     "unlinks",
     "vmas",
+    "huge_pages_freed",
 )
 
 

@@ -11,6 +11,7 @@ SPEC grammar (comma-separated VMAs, in address order)::
 
     KIND:SIZE[:key=value|:flag]...
     KIND   anon | file (shared file mapping) | filep (private file mapping)
+           | huge (hugetlbfs mapping of PMD-sized pages; x86 arches)
     SIZE   4096, 2MiB, 1GiB, 64GiB, 1TiB (K/M/G/T with or without "iB")
     keys   density=F  fraction of pages present (default 1)
            dirty=F    fraction of present file pages that are dirty (file only)
@@ -72,7 +73,8 @@ class VMA:
     """A ``struct vm_area_struct``: [start, end), page aligned.
 
     ``kind``: "anon" (private anonymous, has an anon_vma), "file" (shared file mapping: a
-    dirty PTE means set_page_dirty), "filep" (private file mapping: an anon_vma and a file).
+    dirty PTE means set_page_dirty), "filep" (private file mapping: an anon_vma and a file),
+    "huge" (a hugetlbfs mapping: PMD entries map huge pages, no PTE tables).
     """
 
     start: int
@@ -91,7 +93,22 @@ class VMA:
 
     @property
     def file_backed(self) -> bool:
-        return self.kind in ("file", "filep")
+        return self.kind in ("file", "filep", "huge")
+
+    @property
+    def hugetlb(self) -> bool:
+        """``is_vm_hugetlb_page(vma)``."""
+        return self.kind == "huge"
+
+    def huge_pages(self, arch: Arch) -> int:
+        """Present huge pages (one per PMD_SIZE span, spread with ``density``)."""
+        return _cum(self.size // arch.pmd_size, self.density)
+
+    def huge_spans(self, arch: Arch) -> list[int]:
+        """PMD-aligned bases of the huge pages present (the first k spans hold floor(k*density))."""
+        n = self.size // arch.pmd_size
+        return [self.start + i * arch.pmd_size for i in range(n)
+                if _cum(i + 1, self.density) > _cum(i, self.density)]
 
     @property
     def size(self) -> int:
@@ -101,6 +118,9 @@ class VMA:
         """The PTE tables under this VMA that hold at least one non-none entry, in address
         order.  Present pages are spread evenly: the first k pages hold floor(k*density)."""
         if self._tables is not None:
+            return self._tables
+        if self.hugetlb:
+            self._tables = []
             return self._tables
         shift = arch.page_shift
         pmd = arch.pmd_size
@@ -183,13 +203,16 @@ class PageTables:
     def __init__(self, arch: Arch, vmas: list[VMA]):
         self.arch = arch
         pte: set[int] = set()
+        huge: set[int] = set()  # PMD entries that map a huge page directly
         for v in vmas:
             pte.update(t.base for t in v.tables(arch))
+            if v.hugetlb:
+                huge.update(v.huge_spans(arch))
         self.levels: dict[str, set[int]] = {"pte": pte}
         pud_mask = ~(arch.pud_size - 1)
         pgd_mask = ~(arch.pgdir_size - 1)
-        self.levels["pmd"] = {b & pud_mask for b in pte} if not arch.pmd_folded else set()
-        self.levels["pud"] = {b & pgd_mask for b in pte} if not arch.pud_folded else set()
+        self.levels["pmd"] = {b & pud_mask for b in pte | huge} if not arch.pmd_folded else set()
+        self.levels["pud"] = {b & pgd_mask for b in pte | huge} if not arch.pud_folded else set()
         self._sorted = {k: sorted(v) for k, v in self.levels.items()}
 
     def present_in(self, level: str, lo: int, hi: int) -> list[int]:
@@ -278,8 +301,11 @@ def parse_workload(
     for item in items:
         parts = item.split(":")
         kind = parts[0].strip().lower()
-        if kind not in ("anon", "file", "filep"):
-            raise SpecError(f"{item!r}: unknown VMA kind {parts[0]!r} (anon, file, filep)")
+        if kind not in ("anon", "file", "filep", "huge"):
+            raise SpecError(f"{item!r}: unknown VMA kind {parts[0]!r} (anon, file, filep, huge)")
+        if kind == "huge" and arch.flush_model != "x86_mm":
+            raise SpecError(f"{item!r}: huge VMAs are modelled on x86 only (ia64 and ppc64 keep huge "
+                            "pages in their own regions and tables)")
         if len(parts) < 2:
             raise SpecError(f"{item!r}: missing size, e.g. {kind}:1GiB")
         try:
@@ -317,6 +343,11 @@ def parse_workload(
                     raise SpecError(f"{item!r}: at= must be page aligned")
             else:
                 raise SpecError(f"{item!r}: unknown option {key!r} (density, dirty, swap, at, keep)")
+        if kind == "huge":
+            if size % arch.pmd_size or (start is not None and start % arch.pmd_size):
+                raise SpecError(f"{item!r}: a huge VMA is a whole number of {arch.pmd_size >> 20} MiB pages, aligned")
+            if start is None:
+                cursor = -(-cursor // arch.pmd_size) * arch.pmd_size
         if v.density + v.swap > 1.0 + 1e-12:
             raise SpecError(f"{item!r}: density + swap cannot exceed 1")
         v.start = cursor if start is None else start
