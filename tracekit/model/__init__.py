@@ -12,8 +12,15 @@ cause, pages per flush, IPIs, page-table pages freed and simulated time by funct
 
 Modules, each named for what it mirrors: :mod:`.arch` (arch hooks), :mod:`.gather`
 (``struct mmu_gather`` per strategy, ``include/asm-generic/tlb.h``, ``mm/mmu_gather.c``),
-:mod:`.memory` (``mm/memory.c`` / ``mm/mmap.c`` walk), :mod:`.workload`, :mod:`.costs`,
-:mod:`.sim` (clock, windows), :mod:`.emit` (synthetic traces).
+:mod:`.memory` (``mm/memory.c`` / ``mm/mmap.c`` / ``mm/hugetlb.c`` walk), :mod:`.workload`
+(VMAs and the SPEC grammar), :mod:`.costs` (cost profile), :mod:`.sim` (clock, windows,
+exact repetition), :mod:`.emit` and :mod:`.emit_tracedat` (synthetic traces with ground
+truth), :mod:`.calibrate` (fit costs to a measured run, replay it), :mod:`.report` (the
+prediction ``tracekit report`` prints), :mod:`.cli` (``tracekit model``, ``calibrate``,
+``replay``).
+
+Latency is measured as a waking task would see it: every ``cond_resched()`` and every
+``need_resched()`` test that bails out is taken to find a reschedule due (worst case).
 """
 
 from __future__ import annotations
