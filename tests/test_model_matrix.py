@@ -14,7 +14,7 @@ WL = "anon:4MiB:keep,anon:3MiB,file:2MiB:dirty=0.5,anon:1GiB:density=0.002"
 
 
 @pytest.mark.parametrize("arch", list(ARCHES))
-@pytest.mark.parametrize("op", ["exit_mmap", "munmap"])
+@pytest.mark.parametrize("op", ["exit_mmap", "munmap", "truncate"])
 def test_invariants_across_strategies(arch, op):
     seen = {}
     for strategy in STRATEGIES:

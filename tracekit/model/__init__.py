@@ -32,7 +32,7 @@ from typing import Any
 from tracekit.model.arch import ARCHES, Arch, get_arch
 from tracekit.model.costs import CostProfile, load_costs
 from tracekit.model.gather import MM, STRATEGIES, KernelCfg
-from tracekit.model.memory import exit_mmap, free_pgd_range, unmap_region
+from tracekit.model.memory import exit_mmap, free_pgd_range, unmap_mapping_range, unmap_region
 from tracekit.model.sim import Sim
 from tracekit.model.workload import SpecError, Workload, parse_workload
 
@@ -190,6 +190,8 @@ def simulate(
     mm = MM(a, wl, costs or CostProfile(), cfg, sim)
     if wl.fullmm:
         exit_mmap(mm)
+    elif wl.op == "truncate":
+        unmap_mapping_range(mm)
     else:
         unmap_region(mm)
     n = dict(sim.n)

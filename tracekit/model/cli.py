@@ -84,7 +84,7 @@ def model(
     strategy: Annotated[Optional[str], typer.Option("--strategy", help="v2622, hugh2007, ben2007, merged30, v38, modern.", show_default=False)] = None,
     preempt: Annotated[Optional[bool], typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT or not (required).", show_default=False)] = None,
     workload: Annotated[str, typer.Option("--workload", help="VMAs, comma-separated: KIND:SIZE[:density=F][:dirty=F][:swap=F][:at=ADDR][:keep], KIND anon|file|filep|huge.")] = "anon:1GiB",
-    op: Annotated[str, typer.Option("--op", help="exit_mmap or munmap (every VMA not marked keep).")] = "exit_mmap",
+    op: Annotated[str, typer.Option("--op", help="exit_mmap, munmap (every VMA not marked keep) or truncate (the shared file VMAs' file, to 0).")] = "exit_mmap",
     alloc_fail: Annotated[str, typer.Option("--alloc-fail", help="GFP_NOWAIT batch-page allocations: never, always, or a failure probability.")] = "never",
     fallback_entries: Annotated[int, typer.Option("--fallback-entries", help="ben2007: entries of the on-stack fallback array.")] = 8,
     costs: Annotated[Optional[Path], typer.Option("--costs", help="Cost profile (JSON or TOML, ns per operation).", show_default=False)] = None,

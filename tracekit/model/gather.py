@@ -135,6 +135,8 @@ class MM:
         self.hash_active = False
         self.pt_batch = 0  # ppc64 pte_freelist_cur->index (0 = no batch page)
         self.pt_batch_live = False
+        self.truncating = False  # zap with details->i_mmap_lock (2.6.22 lockbreak)
+        self.truncating_details = False  # zap_details set: swap/nonlinear ptes left alone
 
     @property
     def others_in_mask(self) -> int:

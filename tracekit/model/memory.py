@@ -24,6 +24,7 @@ from tracekit.model.workload import PRESENT_KINDS, VMA, PteTable
 
 __all__ = [
     "exit_mmap",
+    "unmap_mapping_range",
     "unmap_hugepage_range",
     "unmap_region",
     "unmap_vmas",
@@ -106,6 +107,13 @@ def _zap_pte_entries(mm: MM, tlb: MmuGather, vma: VMA, table: PteTable, idx: int
         m = k
         if zap_work is not None:
             m = min(m, -(-zap_work // page))
+        if kind == "swap" and mm.truncating_details:
+            # "if (details) continue;": truncation leaves swap and nonlinear file ptes
+            sim.spend(m * c.pte_none)
+            if zap_work is not None:
+                zap_work -= m * page
+            idx += m
+            continue
         if kind == "swap":
             if modern:
                 sim.spend_polled(m, cost)
@@ -381,6 +389,21 @@ def unmap_hugepage_range(mm: MM, vma: VMA, start: int, end: int) -> None:
     sim.leave("unmap_hugepage_range")
 
 
+def _block_resched(mm: MM) -> None:
+    """After a spent ZAP_BLOCK: ``cond_resched()``, or, truncating under i_mmap_lock, the
+    lockbreak (``*tlbp = NULL``; unmap_mapping_range_vma drops i_mmap_lock, cond_resched,
+    retakes it and restarts at the address reached) [K22:mm/memory.c:L850-866].
+    need_resched() is assumed due at every block end (the worst case)."""
+    sim, c = mm.sim, mm.costs
+    if mm.truncating:
+        sim.n["i_mmap_lockbreaks"] += 1
+        sim.preempt_enable()  # spin_unlock(details->i_mmap_lock)
+        sim.cond_resched(c.cond_resched)
+        sim.preempt_disable()  # spin_lock(details->i_mmap_lock)
+    else:
+        sim.cond_resched(c.cond_resched)
+
+
 def unmap_vmas(mm: MM, tlbp: _TlbRef, vmas: list[VMA], start_addr: int, end_addr: int) -> int:
     """unmap_vmas [K22:mm/memory.c:L778-874]: with a ZAP_BLOCK_SIZE (2.6.22 strategies),
     every spent block ends with tlb_finish_mmu (flush, free, preempt_enable), a
@@ -427,7 +450,7 @@ def unmap_vmas(mm: MM, tlbp: _TlbRef, vmas: list[VMA], start_addr: int, end_addr
                 if zap_work > 0:
                     break
                 tlbp.tlb.tlb_finish_mmu(tlb_start, start, "block_end")
-                sim.cond_resched(c.cond_resched)
+                _block_resched(mm)
                 tlbp.tlb.tlb_gather_mmu()
                 tlb_start_valid = False
                 zap_work = zap_block_size
@@ -444,7 +467,7 @@ def unmap_vmas(mm: MM, tlbp: _TlbRef, vmas: list[VMA], start_addr: int, end_addr
             if zap_work > 0:
                 break
             tlbp.tlb.tlb_finish_mmu(tlb_start, start, "block_end")
-            sim.cond_resched(c.cond_resched)  # need_resched() assumed due: worst case
+            _block_resched(mm)
             tlbp.tlb.tlb_gather_mmu()
             tlb_start_valid = False
             zap_work = zap_block_size
@@ -722,4 +745,30 @@ def unmap_region(mm: MM) -> None:
                   nxt.start if nxt else 0)
     tlbp.tlb.tlb_finish_mmu(start, end, "final")
     sim.leave("unmap_region")
+    sim.end_op()
+
+
+def unmap_mapping_range(mm: MM) -> None:
+    """unmap_mapping_range [K22:mm/memory.c] truncating the shared file to 0: under
+    ``mapping->i_mmap_lock`` (a spinlock until 3.0, i_mmap_mutex after), each vma mapping the
+    file is zapped by zap_page_range with details: its own gather and tlb_finish_mmu, swap
+    and nonlinear ptes left alone, page tables kept (no free_pgtables)."""
+    sim = mm.sim
+    spin = mm.cfg.strategy in ("v2622", "hugh2007", "ben2007")
+    sim.begin_op()
+    sim.enter("unmap_mapping_range")
+    mm.truncating = spin  # the lockbreak exists only with the spinlock
+    if spin:
+        sim.preempt_disable()  # spin_lock(&mapping->i_mmap_lock)
+    for vma in mm.workload.targets():
+        sim.enter("zap_page_range")
+        tlbp = _TlbRef(make_gather(mm, fullmm=False))
+        tlbp.tlb.tlb_gather_mmu()
+        mm.truncating_details = True
+        unmap_vmas(mm, tlbp, [vma], vma.start, vma.end)
+        tlbp.tlb.tlb_finish_mmu(vma.start, vma.end, "final")
+        sim.leave("zap_page_range")
+    if spin:
+        sim.preempt_enable()
+    sim.leave("unmap_mapping_range")
     sim.end_op()

@@ -167,8 +167,9 @@ def _cum(k: int, fraction: float) -> int:
 class Workload:
     """What to tear down and in which machine state (MODEL.md 4.1 ``Workload``).
 
-    ``op``: "exit_mmap" (the whole mm, fullmm) or "munmap" (every VMA not marked ``keep``,
-    as one unmap_region).  ``online_cpus`` == 1 selects the generic "fast mode";
+    ``op``: "exit_mmap" (the whole mm, fullmm), "munmap" (every VMA not marked ``keep``,
+    as one unmap_region) or "truncate" (the file of the shared file VMAs truncated to 0:
+    unmap_mapping_range).  ``online_cpus`` == 1 selects the generic "fast mode";
     ``other_cpus`` CPUs run other threads of the mm (they stay in cpu_vm_mask and take every
     shootdown); ``lazy_cpus`` CPUs hold the mm lazily and drop out after the first IPI.
     """
@@ -192,6 +193,8 @@ class Workload:
     def targets(self) -> list[VMA]:
         if self.fullmm:
             return list(self.vmas)
+        if self.op == "truncate":
+            return [v for v in self.vmas if v.kind == "file"]
         return [v for v in self.vmas if not v.keep]
 
 
@@ -286,8 +289,8 @@ def parse_workload(
 
     Raises :class:`SpecError` with the offending item and the reason.
     """
-    if op not in ("exit_mmap", "munmap"):
-        raise SpecError(f"unknown op {op!r}; use exit_mmap or munmap")
+    if op not in ("exit_mmap", "munmap", "truncate"):
+        raise SpecError(f"unknown op {op!r}; use exit_mmap, munmap or truncate")
     if online_cpus < 1:
         raise SpecError("--cpus must be at least 1")
     if other_cpus < 0 or lazy_cpus < 0 or other_cpus + lazy_cpus > online_cpus - 1:
@@ -360,6 +363,8 @@ def parse_workload(
         vmas.append(v)
         cursor = v.end
     wl = Workload(vmas, op, online_cpus, other_cpus, lazy_cpus)
+    if op == "truncate" and not wl.targets():
+        raise SpecError("truncate needs a shared file mapping (file:SIZE) to truncate")
     if not wl.targets():
         raise SpecError("munmap needs at least one VMA not marked keep")
     if op == "munmap":
