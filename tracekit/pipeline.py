@@ -369,46 +369,6 @@ def _known_non_trace(head: bytes) -> str | None:
     return None
 
 
-def _prefetch(frames, depth: int = 2):
-    """Run the reader and parser one or two chunks ahead in a thread, so that parsing the
-    next chunk overlaps pairing and writing this one (polars releases the GIL).  The queue
-    is bounded, so memory stays a few chunks whatever the input size."""
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for f in frames:
-                while not stop.is_set():
-                    try:
-                        q.put(f, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(done)
-        except BaseException as e:  # handed to the consumer, raised there
-            q.put(e)
-
-    t = threading.Thread(target=work, name="tracekit-parse", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 def _convert_clock(df: pl.DataFrame, ctx: ParseContext, clock_hz: float | None) -> pl.DataFrame:
     """Counter clocks (x86-tsc, ppc-tb, counter) print ticks: convert them to ns when the
     frequency is known (from the trace, or --clock-hz); otherwise keep ticks and say so."""

@@ -169,9 +169,15 @@ class SpanBuilder:
         stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
         calls = events.filter(is_call).select(list(_WORK_SCHEMA))
         calls = self._kprobe_depths(calls)
-        calls = pl.concat([self._pending, calls]).sort("seq")
-
+        calls = pl.concat([self._pending, calls])
         kind = pl.col("kind")
+        # Leaves (most rows of a function_graph trace) are whole calls already: only
+        # entries and returns need pairing.
+        leaves = calls.filter(kind == Kind.LEAF).with_columns(
+            start_ns=pl.col("ts_ns"), complete=pl.lit(True), span_id=pl.col("seq")
+        )
+        calls = calls.filter(kind != Kind.LEAF)
+
         # When every return names its function (trace.dat and raw funcgraph records,
         # kprobes, tracing_thresh traces), the function is part of the key: an interrupt
         # recorded at the depth of the call it interrupted then cannot steal that call's
@@ -236,9 +242,7 @@ class SpanBuilder:
         is_entry = kind.is_in(_OPENING)
         is_exit = kind.is_in(_CLOSING)
         dur = (
-            pl.when(kind == Kind.LEAF)
-            .then(pl.col("dur_ns"))
-            .when(is_entry & paired)
+            pl.when(is_entry & paired)
             .then(pl.coalesce(pl.col("_exit_dur"), pl.col("_exit_ts") - pl.col("ts_ns")))
             .when(is_exit)
             .then(pl.col("dur_ns"))
@@ -247,21 +251,27 @@ class SpanBuilder:
         spans = body.with_columns(
             dur_ns=dur,
             start_ns=start,
-            complete=(kind == Kind.LEAF) | (is_entry & paired),
+            complete=is_entry & paired,
             comm=pl.coalesce(pl.col("comm"), pl.when(paired).then(pl.col("_exit_comm"))),
             span_id=pl.col("seq"),
         )
+        cols = [*_WORK_SCHEMA, "start_ns", "complete", "span_id"]
+        spans = pl.concat([spans.select(cols), leaves.select(cols)])
         spans = self._parents(spans, calls)
-        flags = pl.col("flags").fill_null("")
-        context = (
-            pl.when(flags.str.contains("[zZ]"))
-            .then(pl.lit("nmi"))
-            .when(flags.str.contains("[hH]") | (pl.col("irq_depth") > 0))
-            .then(pl.lit("hardirq"))
-            .when(flags.str.contains("s"))
-            .then(pl.lit("softirq"))
-            .otherwise(pl.lit("task"))
-        )
+        if spans.get_column("flags").null_count() == spans.height:
+            hard = pl.col("irq_depth") > 0
+            context = pl.when(hard).then(pl.lit("hardirq")).otherwise(pl.lit("task"))
+        else:
+            flags = pl.col("flags").fill_null("")
+            context = (
+                pl.when(flags.str.contains("[zZ]"))
+                .then(pl.lit("nmi"))
+                .when(flags.str.contains("[hH]") | (pl.col("irq_depth") > 0))
+                .then(pl.lit("hardirq"))
+                .when(flags.str.contains("s"))
+                .then(pl.lit("softirq"))
+                .otherwise(pl.lit("task"))
+            )
         source = (
             pl.when(kind.is_in(_KPROBE_KINDS)).then(pl.lit("kprobe")).otherwise(pl.lit(self.source))
         )
