@@ -155,10 +155,24 @@ def detect_layout(lines: pl.Series) -> Layout | None:
     return Layout(have["abs"], have["rel"], have["cpu"], have["proc"], have["lat"])
 
 
+def _scaled_decimal(text: pl.Expr, digits: int) -> tuple[pl.Expr, pl.Expr]:
+    """``text`` (``123``, ``123.4``, ``123.456789``) times 10**digits as an exact integer,
+    with the number of fraction digits (the caller rejects more than ``digits``).  Two
+    string kernels and integer arithmetic: no struct splitting."""
+    dot = text.str.find(".", literal=True)
+    frac_len = pl.when(dot.is_null()).then(0).otherwise(text.str.len_bytes().cast(pl.Int64) - dot - 1)
+    whole = text.str.replace(".", "", literal=True).cast(pl.Int64, strict=False)
+    return whole * pl.lit(10, pl.Int64).pow(pl.lit(digits, pl.Int64) - frac_len.clip(0, digits)), frac_len
+
+
+_EXIT_NAME_RE = r"^\}\s*/\*\s*([A-Za-z_.][\w.$]*?)(?:\(\))?\s*\*/$"
+
+
 def _parse_fast(df: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The fast path for ordinary call lines of a known layout: split each line at the
-    prologue's ``|`` separators and read the fields with plain string kernels (no regex
-    captures).  Returns (parsed rows, rows it could not take)."""
+    prologue's ``|`` separators and read the fields with plain string kernels.  Lines it
+    cannot take (task switches, IRQ markers, headers, odd shapes) are returned for the
+    general path.  Returns (parsed rows, rows it could not take)."""
     k = lay.bars
     # Materialise each intermediate once: eager polars does not share subexpressions.
     df = df.with_columns(_parts=pl.col("text").str.splitn("|", k + 1)).unnest("_parts")
@@ -167,7 +181,7 @@ def _parse_fast(df: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFra
     first = f[i]
     if lay.cpu:
         df = df.with_columns(_cpu_split=first.str.splitn(")", 2)).unnest("_cpu_split", separator="")
-        df = df.rename({"_cpu_splitfield_0": "_cpu", "_cpu_splitfield_1": "_after_cpu"}) if "_cpu_splitfield_0" in df.columns else df
+        df = df.rename({"_cpu_splitfield_0": "_cpu", "_cpu_splitfield_1": "_after_cpu"})
         cpu_txt, after_cpu = pl.col("_cpu").str.strip_chars(), pl.col("_after_cpu")
     else:
         cpu_txt, after_cpu = pl.lit(None, pl.String), first
@@ -184,77 +198,67 @@ def _parse_fast(df: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFra
         dur_f = f[i + 1]
     else:
         dur_f = after_cpu if lay.cpu else first
+    body = f[k]
     df = df.with_columns(
         _abs=f[0].str.strip_chars() if lay.abstime else pl.lit(None, pl.String),
-        _cpu=cpu_txt,
+        cpu=cpu_txt.cast(pl.Int32, strict=False),
         _proc=proc,
-        _lat=lat,
+        flags=lat,
         _num=dur_f.str.strip_chars(" +!#*@$").str.strip_suffix("us").str.strip_chars(),
-        _b=f[k].str.strip_chars(),
-        _indent=f[k].str.len_bytes() - f[k].str.strip_chars_start(" ").str.len_bytes(),
+        _b=body.str.strip_chars(),
+        _indent=body.str.len_bytes().cast(pl.Int32) - body.str.strip_chars_start(" ").str.len_bytes().cast(pl.Int32),
     )
     b = pl.col("_b")
-    kind = (
-        pl.when(b.str.ends_with(") {"))
+    ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
+    dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
+    df = df.with_columns(
+        kind=pl.when(b.str.ends_with(") {"))
         .then(pl.lit(Kind.ENTRY))
         .when(b.str.ends_with(");"))
         .then(pl.lit(Kind.LEAF))
         .when(b.str.starts_with("}"))
         .then(pl.lit(Kind.EXIT))
         .when(b.str.starts_with("/*") & b.str.ends_with("*/"))
-        .then(pl.lit(Kind.COMMENT))
+        .then(pl.lit(Kind.COMMENT)),
+        _dash=pl.col("_proc").str.find(r"-\d+$") if lay.proc else pl.lit(None, pl.UInt32),
+        ts_ns=ts_ns,
+        _ts_frac=ts_frac,
+        dur_ns=pl.when(pl.col("_num") != "").then(dur_ns),
+        _dur_frac=dur_frac,
+        # "} /* name */" names its function; "}" alone, or a tail holding a return value,
+        # names none here (the general path reads return values)
+        _exit_name=b.str.extract(_EXIT_NAME_RE, 1),
+        _entry_name=b.str.splitn("(", 2).struct.field("field_0"),
     )
-    df = df.with_columns(kind=kind)
-    exit_name = (
-        b.str.strip_prefix("}").str.strip_chars().str.strip_prefix("/*").str.strip_suffix("*/")
-        .str.strip_chars().str.splitn(" ", 2).struct.field("field_0").str.strip_suffix("()")
-    )
-    is_exit = pl.col("kind") == Kind.EXIT
-    raw_func = (
-        pl.when(pl.col("kind").is_in([Kind.ENTRY, Kind.LEAF]))
-        .then(b.str.splitn("(", 2).struct.field("field_0"))
-        .when(is_exit & (b != "}"))
-        .then(exit_name)
-    )
-    out = df.with_columns(raw_func=raw_func).with_columns(
-        raw_func=pl.when(is_exit & ~pl.col("raw_func").str.contains(r"^[A-Za-z_.][\w.$]*$")).then(None).otherwise(pl.col("raw_func"))
-    )
-    dash = pl.col("_proc").str.find(r"-\d+$")
-    pid_txt = pl.col("_proc").str.slice(dash + 1)
-    out = out.with_columns(
-        cpu=pl.col("_cpu").cast(pl.Int32, strict=False),
-        pid=pid_txt.cast(pl.Int32, strict=False),
-        ts_ns=abstime_ns_expr(pl.col("_abs")),
-        dur_ns=pl.when(pl.col("_num") != "").then(duration_ns_expr(pl.col("_num"))),
-        raw_func=raw_func,
-    )
-    ok = pl.col("kind").is_not_null() & pl.col("_b").is_not_null() & (pl.col("_indent") >= 2)
+    kind = pl.col("kind")
+    ok = kind.is_not_null() & (pl.col("_indent") >= 2)
+    ok = ok & ((kind != Kind.EXIT) | (b == "}") | pl.col("_exit_name").is_not_null())
     if lay.cpu:
         ok = ok & pl.col("cpu").is_not_null()
     if lay.proc:
-        ok = ok & pl.col("pid").is_not_null()
+        ok = ok & pl.col("_dash").is_not_null()
     if lay.abstime:
-        ok = ok & pl.col("ts_ns").is_not_null()
-    ok = ok & ((pl.col("_num") == "") | pl.col("dur_ns").is_not_null())
-    out = out.with_columns(_ok=ok.fill_null(False))
-    bad = out.filter(~pl.col("_ok")).select("line", "text")
-    good = out.filter(pl.col("_ok"))
+        ok = ok & pl.col("ts_ns").is_not_null() & (pl.col("_ts_frac") <= 9)
+    ok = ok & ((pl.col("_num") == "") | (pl.col("dur_ns").is_not_null() & (pl.col("_dur_frac") <= 3)))
+    df = df.with_columns(_ok=ok.fill_null(False))
+    bad = df.filter(~pl.col("_ok")).select("line", "text")
+    good = df.filter(pl.col("_ok"))
+    dash = pl.col("_dash")
     good = good.select(
         seq="line",
         line="line",
         cpu="cpu",
-        pid="pid",
-        comm=pl.col("_proc").str.slice(0, pl.col("_proc").str.find(r"-\d+$")) if lay.proc else pl.lit(None, pl.String),
-        ts_ns="ts_ns",
+        pid=pl.col("_proc").str.slice(dash + 1).cast(pl.Int32, strict=False) if lay.proc else pl.lit(None, pl.Int32),
+        comm=pl.col("_proc").str.slice(0, dash) if lay.proc else pl.lit(None, pl.String),
+        ts_ns=pl.col("ts_ns") if lay.abstime else pl.lit(None, pl.Int64),
         kind="kind",
-        raw_func="raw_func",
-        depth=((pl.col("_indent") - 2) // 2).cast(pl.Int32),
+        raw_func=pl.when(kind == Kind.EXIT).then(pl.col("_exit_name"))
+        .when(kind != Kind.COMMENT).then(pl.col("_entry_name")),
+        depth=pl.when(kind != Kind.COMMENT).then((pl.col("_indent") - 2) // 2),
         dur_ns="dur_ns",
-        flags="_lat",
-        body=pl.when(pl.col("kind") == Kind.COMMENT).then(pl.col("_b").str.slice(2, pl.col("_b").str.len_chars() - 4).str.strip_chars()),
+        flags="flags",
+        body=pl.when(kind == Kind.COMMENT).then(b.str.slice(2, b.str.len_chars() - 4).str.strip_chars()),
         lost=pl.lit(None, pl.Int64),
-    ).with_columns(
-        depth=pl.when(pl.col("kind") != Kind.COMMENT).then(pl.col("depth")),
     )
     return canonicalize(good).select(_OUT_COLUMNS), bad
 
@@ -263,21 +267,10 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> 
     _header(chunk.lines, ctx)
     df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
     if layout is not None:
-        t = pl.col("text")
-        special = (
-            t.str.starts_with("#")
-            | t.str.contains("=>", literal=True)
-            | t.str.contains("==========", literal=True)
-            | t.str.contains("LOST", literal=True)
-            | t.str.contains("(Overruns", literal=True)
-            | t.str.contains("------", literal=True)
-            | (t.str.strip_chars() == "")
-        )
-        df = df.with_columns(_special=special)
-        good, bad = _parse_fast(df.filter(~pl.col("_special")).drop("_special"), layout)
-        rest = pl.concat([df.filter(pl.col("_special")).drop("_special"), bad])
-        parts = [good, _parse_general(rest, ctx)] if rest.height else [good]
-        out = pl.concat(parts).sort("seq")
+        # The fast path takes the ordinary call lines and hands back everything else
+        # (task switches, IRQ markers, lost-event lines, headers, blank lines).
+        good, rest = _parse_fast(df, layout)
+        out = pl.concat([good, _parse_general(rest, ctx)]).sort("seq") if rest.height else good
     else:
         out = _parse_general(df, ctx)
     nlost = out.filter(pl.col("kind") == Kind.LOST)["lost"].sum()
