@@ -131,3 +131,13 @@ def test_files_that_travel_with_traces_are_named(tmp_path, corpus, rel, says):
     p = tk("ingest", str(corpus / rel), "--store", str(tmp_path / "s"))
     err = p.stderr.decode()
     assert p.returncode == 2 and f"{rel.rsplit('/', 1)[-1]}:1: not a trace: {says}" in err
+
+
+def test_jobs_ingest_in_parallel(tmp_path, corpus):
+    files = [str(corpus / "qemu/x86_64-6.1.0-56-preempt-none" / f) for f in ("fgraph_default.txt", "function.txt", "events.txt")]
+    p = tk("ingest", *files, "--store", str(tmp_path / "s"), "--jobs", "2", "--json")
+    rows = json.loads(p.stdout)
+    assert p.returncode == 0 and [r["status"] for r in rows] == ["ingested"] * 3
+    assert [r["path"] for r in rows] == files  # results in the order given
+    serial = tk("ingest", *files, "--store", str(tmp_path / "s2"), "--json")
+    assert [r["counts"] for r in json.loads(serial.stdout)] == [r["counts"] for r in rows]
