@@ -141,3 +141,13 @@ def test_jobs_ingest_in_parallel(tmp_path, corpus):
     assert [r["path"] for r in rows] == files  # results in the order given
     serial = tk("ingest", *files, "--store", str(tmp_path / "s2"), "--json")
     assert [r["counts"] for r in json.loads(serial.stdout)] == [r["counts"] for r in rows]
+
+
+def test_arch_conflict_names_both(tmp_path, corpus):
+    # perf-cycles-instructions-01.txt says "# arch : x86_64" in its --header block
+    p = tk("ingest", str(corpus / "flamegraph/perf-cycles-instructions-01.txt"), "--store", str(tmp_path / "s"), "--arch", "ppc64")
+    err = p.stderr.decode()
+    assert p.returncode == 2 and "x86_64" in err and "ppc64" in err and "Traceback" not in err
+    assert not list((tmp_path / "s" / "runs").glob("*.parquet"))
+    q = tk("ingest", str(corpus / "flamegraph/perf-cycles-instructions-01.txt"), "--store", str(tmp_path / "s"), "--arch", "amd64", "--json")
+    assert q.returncode == 0 and json.loads(q.stdout)[0]["arch"] == "x86_64"
