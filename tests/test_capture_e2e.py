@@ -21,12 +21,15 @@ pytestmark = pytest.mark.slow
 KERNEL = os.environ.get("TRACEKIT_E2E_KERNEL", "linux-image-6.1.0-56-amd64")
 
 
-def _qemu_pids() -> list[int]:
+def _qemu_pids(mentioning: str) -> list[int]:
+    """QEMU processes whose command line mentions ``mentioning`` (this test's directory:
+    another capture may run beside the test)."""
     pids = []
     for p in Path("/proc").iterdir():
         if p.name.isdigit():
             try:
-                if b"qemu-system" in (p / "cmdline").read_bytes():
+                cmdline = (p / "cmdline").read_bytes()
+                if b"qemu-system" in cmdline and mentioning.encode() in cmdline:
                     pids.append(int(p.name))
             except OSError:
                 pass
@@ -38,7 +41,6 @@ def test_capture_x86_64_end_to_end(tmp_path):
     from tracekit import open_store
     from tracekit.capture.runner import capture
 
-    before = set(_qemu_pids())
     forks = 3
     plan = CapturePlan(
         arch="x86_64",
@@ -60,7 +62,7 @@ def test_capture_x86_64_end_to_end(tmp_path):
         on_phase=lambda name, detail: phases.append(name),
     )
     # no emulator outlives the capture
-    assert set(_qemu_pids()) <= before
+    assert _qemu_pids(str(tmp_path)) == []
     assert res.qemu.guest_done and not res.qemu.timed_out
     assert phases[:4] == ["kernel", "tools", "workload", "initramfs"] and phases[-1] == "done"
     # the kernel says who it is: the package's ABI release, and the mode it was booted in

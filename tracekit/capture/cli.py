@@ -137,8 +137,7 @@ def capture_command(
 
     Example:
 
-        tracekit capture --arch x86_64 --kernel linux-image-6.1.0-56-amd64 --preempt full
-        --thp never --workload pgtfree:forks=10,mb=16,loops=3 --patch demo --label after
+        tracekit capture --kernel 6.1.0-56 --preempt full --thp never --label after
 
     Kernel packages, busybox, trace-cmd and perf are fetched with apt-get download and
     unpacked in the cache ($TRACEKIT_CACHE, else ~/.cache/tracekit), never installed.  With
@@ -147,6 +146,7 @@ def capture_command(
     labels before and after.  QEMU never outlives the command, Ctrl-C included.
     """
     from tracekit.capture.plan import CaptureError, CapturePlan, parse_tracers, parse_workload
+    from tracekit.capture.qemu import Terminated
     from tracekit.capture.runner import capture
 
     try:
@@ -199,6 +199,9 @@ def capture_command(
     except KeyboardInterrupt:
         err.print("tracekit: capture interrupted (QEMU stopped)", markup=False)
         raise typer.Exit(130)
+    except Terminated:
+        err.print("tracekit: capture terminated (QEMU stopped)", markup=False)
+        raise typer.Exit(143)
     _print_summary(res, json_out)
 
 

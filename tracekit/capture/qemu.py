@@ -35,6 +35,7 @@ __all__ = [
     "run_qemu",
     "unpack_serial_results",
     "guest_progress",
+    "Terminated",
 ]
 
 
@@ -129,17 +130,18 @@ def guest_progress(console_text: str) -> tuple[str | None, bool]:
     return step, done
 
 
-class _Terminated(BaseException):
-    """Raised from the SIGTERM/SIGHUP handler so that ``finally`` blocks run."""
+class Terminated(BaseException):
+    """Raised from the SIGTERM/SIGHUP handler so that ``finally`` blocks run (and QEMU's
+    process group is killed); like KeyboardInterrupt, it is not an Exception."""
 
 
 @contextmanager
 def _terminate_raises():
-    """While inside, SIGTERM and SIGHUP raise :class:`_Terminated` (SIGINT already raises
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` (SIGINT already raises
     KeyboardInterrupt), so the QEMU process group is killed on those too."""
 
     def handler(signum, frame):  # noqa: ARG001
-        raise _Terminated(signum)
+        raise Terminated(signum)
 
     old = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -178,12 +180,15 @@ def run_qemu(
     timeout_s: float,
     on_step: Callable[[str], None] | None = None,
     poll_s: float = 0.5,
+    done_grace_s: float = 30.0,
 ) -> QemuResult:
     """Run QEMU (``cmd``) until it exits or ``timeout_s`` passes, never leaving it behind.
 
     QEMU runs in a new session (its own process group); whatever happens here (timeout,
     exception, KeyboardInterrupt, SIGTERM, SIGHUP), the group is killed before this returns
     or raises.  ``on_step`` is called with each guest step name as the console shows it.
+    A guest that has printed ``TK-DONE`` but is still running ``done_grace_s`` later (a
+    kernel that halts instead of rebooting) is stopped too: its results are complete.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     console = run_dir / "console.log"
@@ -192,6 +197,7 @@ def run_qemu(
     proc: subprocess.Popen | None = None
     timed_out = False
     last_step = None
+    done_at: float | None = None
     try:
         with _terminate_raises():
             try:
@@ -210,11 +216,15 @@ def run_qemu(
                     break
                 except subprocess.TimeoutExpired:
                     pass
-                if on_step is not None and console.exists():
-                    step, _ = guest_progress(console.read_text(errors="replace"))
-                    if step and step != last_step:
+                if console.exists():
+                    step, done = guest_progress(console.read_text(errors="replace"))
+                    if on_step is not None and step and step != last_step:
                         last_step = step
                         on_step(step)
+                    if done and done_at is None:
+                        done_at = time.monotonic()
+                if done_at is not None and time.monotonic() - done_at > done_grace_s:
+                    break
                 if time.monotonic() - t0 > timeout_s:
                     timed_out = True
                     break
@@ -225,7 +235,7 @@ def run_qemu(
     text = console.read_text(errors="replace") if console.exists() else ""
     _, done = guest_progress(text)
     return QemuResult(
-        returncode=None if timed_out else proc.returncode,
+        returncode=None if timed_out or done_at is not None and proc.returncode < 0 else proc.returncode,
         timed_out=timed_out,
         guest_done=done,
         wall_s=time.monotonic() - t0,
