@@ -54,9 +54,10 @@ def test_corpus_counts_by_hand(corpus_store):
     uv = spans.filter(pl.col("func") == "unmap_vmas")
     assert set(uv["parent_id"].to_list()) <= set(em["span_id"].to_list())
     # the pid of each call comes from the task-switch block before it (the first one is at
-    # line 123, grep -n '=>'); calls before it belong to a task the trace does not name
+    # line 123, grep -n '=>': "pgtfree-263 => pgtfree-264")
     assert spans.filter(pl.col("seq") > 123)["pid"].null_count() == 0
-    assert spans.filter(pl.col("seq") < 123)["pid"].null_count() == spans.filter(pl.col("seq") < 123).height > 0
+    # and those before it ran as the block's "prev" task, pgtfree-263
+    assert set(spans.filter(pl.col("seq") < 123)["pid"]) == {263}
 
 
 def test_thresh_trace_returns_only(corpus_store):
@@ -181,9 +182,10 @@ def test_task_switch_mid_call_pairs_per_task(tmp_path):
     )
     r, st = ingest_text(tmp_path, text)
     s = _spans(st)
-    # the first exit_mmap ran before any switch on CPU 0: its task is unknown until the
-    # block names it; the pairing keys on the CPU and then on the named task.
+    # the first exit_mmap ran before any switch on CPU 0: the block names it as "prev",
+    # so it pairs with the return printed after 377 is switched back in
     assert s.filter(pl.col("pid") == 378)["dur_ns"].to_list() == [20000]
+    assert s.filter(pl.col("pid") == 377).select("dur_ns", "complete").rows() == [(99000, True)]
     assert r.counts["skipped_lines"] == 0
 
 

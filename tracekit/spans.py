@@ -101,8 +101,13 @@ class SpanBuilder:
             return df.with_columns(task=pl.col("pid").cast(pl.Int64), irq_depth=pl.lit(0, pl.Int64))
         cpu_key = pl.col("cpu").fill_null(-1)
         switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
+        # The task a CPU ran before its first switch block is that block's "prev".
+        before_first = pl.when(kind == Kind.SWITCH).then(
+            pl.col("body").str.extract(r"-(\d+)\s+=>", 1).cast(pl.Int64, strict=False)
+        )
         df = df.with_columns(_cpu_key=cpu_key).with_columns(
             _switched=switched.forward_fill().over("_cpu_key"),
+            _prev_task=before_first.backward_fill().over("_cpu_key"),
             _irq=pl.when(kind == Kind.IRQ_ENTRY)
             .then(1)
             .when(kind == Kind.IRQ_EXIT)
@@ -124,6 +129,7 @@ class SpanBuilder:
                 pl.when(kind != Kind.SWITCH).then(pl.col("pid").cast(pl.Int64)),
                 pl.col("_switched"),
                 prev,
+                pl.col("_prev_task") if not self._cpu_task else pl.lit(None, pl.Int64),
                 -1 - pl.col("_cpu_key").cast(pl.Int64),
             ),
             irq_depth=(pl.col("_irq") + prev_irq).clip(0),
@@ -136,7 +142,7 @@ class SpanBuilder:
             if t is not None:
                 self._cpu_task[cpu] = t
             self._irq_depth[cpu] = self._irq_depth.get(cpu, 0) + (i or 0)
-        return df.drop("_cpu_key", "_switched", "_irq")
+        return df.drop("_cpu_key", "_switched", "_prev_task", "_irq")
 
     def _kprobe_depths(self, calls: pl.DataFrame) -> pl.DataFrame:
         """Depth of kprobe hits: entries minus returns so far, per task."""
