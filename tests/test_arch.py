@@ -94,3 +94,10 @@ def test_infer_arch_and_plain_iterables():
     assert infer_arch("6.1.0-56-amd64") == "x86_64"
     assert infer_arch("6.1.192-tkA", [".free_pgtables", ".unmap_vmas"]) == "ppc64"
     assert infer_arch(None, ["exit_mmap"]) is None
+
+
+def test_arm64_before_5x_has_ret_fast_syscall_too():
+    from tracekit.arch import arch_from_symbols
+
+    assert arch_from_symbols(["ret_fast_syscall", "el0_svc_naked", "do_page_fault"]) == "arm64"
+    assert arch_from_symbols(["ret_fast_syscall", "vector_swi"]) == "arm"

@@ -141,6 +141,9 @@ def arch_from_symbols(symbols: pl.Series | Iterable[str]) -> str | None:
     found = [
         arch for arch, pattern in _SYMBOL_RULES if names.str.contains(pattern).any()
     ]
+    if set(found) == {"arm", "arm64"}:
+        # arm64 kernels before 5.x also have ret_fast_syscall; el0_svc & co. are arm64's own
+        found = ["arm64"]
     if len(found) == 1:
         if found[0] == "ppc64le" and dotted:
             return "ppc64"
