@@ -156,13 +156,14 @@ def detect_layout(lines: pl.Series) -> Layout | None:
 
 
 def _scaled_decimal(text: pl.Expr, digits: int) -> tuple[pl.Expr, pl.Expr]:
-    """``text`` (``123``, ``123.4``, ``123.456789``) times 10**digits as an exact integer,
-    with the number of fraction digits (the caller rejects more than ``digits``).  Two
-    string kernels and integer arithmetic: no struct splitting."""
+    """``text`` (``123``, ``123.4``, ``123.456789``) times 10**digits as an exact integer
+    (through polars' fixed-point Decimal), with the number of fraction digits: a decimal
+    cast rounds extra digits, so the caller sends texts with more than ``digits`` to the
+    general path, which truncates them as the kernel's own printing does."""
     dot = text.str.find(".", literal=True)
     frac_len = pl.when(dot.is_null()).then(0).otherwise(text.str.len_bytes().cast(pl.Int64) - dot - 1)
-    whole = text.str.replace(".", "", literal=True).cast(pl.Int64, strict=False)
-    return whole * pl.lit(10, pl.Int64).pow(pl.lit(digits, pl.Int64) - frac_len.clip(0, digits)), frac_len
+    value = (text.cast(pl.Decimal(38, digits), strict=False) * (10**digits)).cast(pl.Int64, strict=False)
+    return value, frac_len
 
 
 _EXIT_NAME_RE = r"^\}\s*/\*\s*([A-Za-z_.][\w.$]*?)(?:\(\))?\s*\*/$"
