@@ -2,31 +2,55 @@
 ``tracekit report`` calls (``reports/compare.py``, ``model_prediction``).
 
 A prediction needs to know what the patch changes in model terms and what the traced
-process tore down, which no trace says.  Both come from a *report profile*, a JSON file
-named by ``$TRACEKIT_MODEL_PROFILE``, one entry per arch::
+process tore down, which no trace says.  Both come from a *report profile* entry::
 
-    {"x86_64": {"before": "v2622", "after": "modern", "preempt": true,
-                "workload": "anon:256MiB,anon:64GiB:density=0.001953125",
-                "costs": "costs.json"}}
+    {"before": "v2622", "after": "modern", "preempt": true,
+     "workload": "anon:256MiB,anon:64GiB:density=0.001953125",
+     "model_arch": "x86_64", "costs": {"pte_anon": 45, ...}}
 
-``costs`` is a cost profile file (``tracekit calibrate --out``, relative to the report
-profile) or an inline table; omitted, the defaults.  Without a report profile for the arch
-there is no prediction, and the report says nothing of one.
+``costs`` is an inline table or a cost profile file (relative to the profile); omitted, the
+defaults.  ``model_arch`` is the model's arch when the runs' arch is not one (``ppc64le``
+runs replayed as ``ppc64-64k``); omitted, the runs' arch.  ``op``, ``online_cpus``,
+``other_cpus`` and ``lazy_cpus`` are passed to the model when present.
+
+Where the hook finds one, first match wins:
+
+1. ``$TRACEKIT_MODEL_PROFILE``, a JSON file of entries keyed by arch
+   (``{"x86_64": {...}}``): an override for any store;
+2. the store the report reads, written by ``tracekit calibrate``::
+
+       <store>/model/<patch>/<arch>.json    one entry (as above) plus where it came from:
+                                            "patch", "arch", "calibrated_from" {run_id,
+                                            label, strategy, exits, scales, measured_ns,
+                                            fitted_ns}, "workload_from", "written_at"
+
+   ``<patch>`` and ``<arch>`` are the runs' partition values (``tracekit.store``'s
+   sanitised names).  The file is replaced atomically (written beside, fsync'd, renamed),
+   so a report never reads half a profile.
+
+The store is the one given to the hook, else ``$TRACEKIT_STORE``, else ``./tracekit-store``,
+and is used only when it holds the compared runs.  Without a profile for the arch there is
+no prediction, and the report says nothing of one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from tracekit.model import simulate
 from tracekit.model.costs import CostProfile, load_costs
 
-__all__ = ["PROFILE_ENV", "load_report_profile", "predict_for_report"]
+__all__ = ["PROFILE_ENV", "PROFILE_DIR", "load_report_profile", "store_profile_path", "save_store_profile",
+           "find_store_profile", "predict_for_report"]
 
 PROFILE_ENV = "TRACEKIT_MODEL_PROFILE"
+#: The store's directory of report profiles.
+PROFILE_DIR = "model"
 
 
 def load_report_profile(arch: str, path: str | os.PathLike | None = None) -> tuple[dict[str, Any], CostProfile, Path] | None:
@@ -43,6 +67,12 @@ def load_report_profile(arch: str, path: str | os.PathLike | None = None) -> tup
     entry = data.get(arch) if isinstance(data, dict) else None
     if not isinstance(entry, dict):
         return None
+    return _checked_entry(entry, arch, f)
+
+
+def _checked_entry(entry: dict[str, Any], arch: str, f: Path) -> tuple[dict[str, Any], CostProfile, Path]:
+    """(entry, costs, file) of a profile entry read from ``f``; ValueError when it lacks a
+    key the prediction needs or its costs cannot be read."""
     for key in ("before", "after", "workload"):
         if key not in entry:
             raise ValueError(f"{f}: {arch}: the model report profile needs {key!r}")
@@ -59,23 +89,112 @@ def load_report_profile(arch: str, path: str | os.PathLike | None = None) -> tup
     return entry, profile, f
 
 
+def store_profile_path(store: str | os.PathLike, patch: str, arch: str) -> Path:
+    """``<store>/model/<patch>/<arch>.json``, with the store's partition spelling of both."""
+    from tracekit.store import sanitize_partition
+
+    return Path(store) / PROFILE_DIR / sanitize_partition(patch) / f"{sanitize_partition(arch)}.json"
+
+
+def save_store_profile(store: str | os.PathLike, patch: str, arch: str, entry: dict[str, Any]) -> Path:
+    """Write the report profile ``entry`` of (patch, arch) into the store, atomically; the
+    path written.  Raises OSError when the store cannot be written."""
+    for key in ("before", "after", "workload"):
+        if key not in entry:
+            raise ValueError(f"a report profile needs {key!r}")
+    path = store_profile_path(store, patch, arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {**entry, "patch": patch, "arch": arch,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(body, indent=1) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _run_patches(store: Path, run_ids: list[str]) -> list[str] | None:
+    """The patch partition values of ``run_ids`` in the store at ``store``; None when the
+    store does not hold every one of them (it is not the store the report reads)."""
+    import polars as pl
+
+    from tracekit.store import open_store
+
+    if not (store / "runs").is_dir():
+        return None
+    try:
+        runs = (open_store(store, create=False).runs().filter(pl.col("run_id").is_in(run_ids))
+                .select("run_id", "patch", "partition").collect())
+    except Exception:  # noqa: BLE001 - an unreadable store has no profile to offer
+        return None
+    if runs.height != len(set(run_ids)):
+        return None
+    parts = runs["partition"].struct.field("patch") if runs.schema["partition"] != pl.Null else runs["patch"]
+    return sorted(set(parts.fill_null(runs["patch"]).to_list()))
+
+
+def find_store_profile(arch: str, run_ids: list[str], store: str | os.PathLike | None = None
+                       ) -> tuple[dict[str, Any], CostProfile, Path] | None:
+    """(entry, costs, file) of the store profile for the runs' patch and ``arch``, or None.
+    ``store`` defaults to ``$TRACEKIT_STORE``, else ``./tracekit-store``."""
+    from tracekit.store import default_store_path
+
+    if not run_ids:
+        return None
+    root = Path(store) if store is not None else default_store_path()
+    patches = _run_patches(root, run_ids)
+    for patch in patches or []:
+        f = store_profile_path(root, patch, arch)
+        if f.is_file():
+            try:
+                entry = json.loads(f.read_text())
+            except (OSError, ValueError) as e:
+                raise ValueError(f"{f}: cannot read the model report profile: {e}") from None
+            if not isinstance(entry, dict):
+                raise ValueError(f"{f}: a model report profile is a JSON object")
+            return _checked_entry(entry, arch, f)
+    return None
+
+
+def _costs_origin(entry: dict[str, Any], f: Path) -> str:
+    """Where a profile's costs came from, for the report's note."""
+    cal = entry.get("calibrated_from")
+    if isinstance(cal, dict) and cal.get("run_id"):
+        label = f" ({cal['label']})" if cal.get("label") else ""
+        return f"fitted to run {str(cal['run_id'])[:8]}{label}, {f.parent.name}/{f.name}"
+    return f"from {f.name}"
+
+
 def predict_for_report(arch: str, functions: list[str], runs_before: list[dict], runs_after: list[dict],
-                       patch_info: Any) -> dict[str, Any] | None:
+                       patch_info: Any, store: str | os.PathLike | None = None) -> dict[str, Any] | None:
     """The model's before/after prediction for ``arch``: per function the mean simulated
     time per call under the profile's before and after strategies, and the longest
-    preempt-off window (PREEMPT) or resched gap (!PREEMPT).
+    preempt-off window (PREEMPT) or resched gap (!PREEMPT).  The profile is
+    ``$TRACEKIT_MODEL_PROFILE``'s entry for ``arch``, else the one ``tracekit calibrate``
+    stored for the runs' patch and ``arch`` in ``store`` (default ``$TRACEKIT_STORE``, else
+    ``./tracekit-store``); None when there is neither.
 
     Only functions called as often under both strategies are predicted: a per-call mean of
     tlb_finish_mmu, called once per ZAP_BLOCK in 2.6.22 and once per teardown from 3.0,
     compares different things."""
     found = load_report_profile(arch)
     if found is None:
+        ids = [r["run_id"] for r in runs_before + runs_after if r.get("run_id")]
+        found = find_store_profile(arch, ids, store)
+    if found is None:
         return None
     entry, costs, f = found
     preempt = bool(entry.get("preempt", True))
+    model_arch = entry.get("model_arch") or arch
     kw = {k: entry[k] for k in ("op", "online_cpus", "other_cpus", "lazy_cpus") if k in entry}
-    before = simulate(arch, entry["before"], preempt=preempt, workload=entry["workload"], costs=costs, **kw)
-    after = simulate(arch, entry["after"], preempt=preempt, workload=entry["workload"], costs=costs, **kw)
+    before = simulate(model_arch, entry["before"], preempt=preempt, workload=entry["workload"], costs=costs, **kw)
+    after = simulate(model_arch, entry["after"], preempt=preempt, workload=entry["workload"], costs=costs, **kw)
     rows = []
     for fn in functions:
         nb, na = before.calls_by_function.get(fn, 0), after.calls_by_function.get(fn, 0)
@@ -88,9 +207,10 @@ def predict_for_report(arch: str, functions: list[str], runs_before: list[dict],
         })
     tracer = "preemptoff" if preempt else "resched_gap"
     return {
-        "model": f"tracekit.model {entry['before']} -> {entry['after']}",
+        "model": f"tracekit.model {entry['before']} -> {entry['after']}"
+                 + (f" ({model_arch})" if model_arch != arch else ""),
         "note": (f"replay of {entry['workload']} ({'CONFIG_PREEMPT' if preempt else '!CONFIG_PREEMPT'}), "
-                 f"costs from {f.name}; TLB flushes {before.tlb_flushes:,} -> {after.tlb_flushes:,}"),
+                 f"costs {_costs_origin(entry, f)}; TLB flushes {before.tlb_flushes:,} -> {after.tlb_flushes:,}"),
         "rows": rows,
         "windows": [{"tracer": tracer, "before_ns": before.max_window_ns, "after_ns": after.max_window_ns}],
     }
