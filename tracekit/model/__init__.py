@@ -15,8 +15,9 @@ Modules, each named for what it mirrors: :mod:`.arch` (arch hooks), :mod:`.gathe
 :mod:`.memory` (``mm/memory.c`` / ``mm/mmap.c`` / ``mm/hugetlb.c`` walk), :mod:`.workload`
 (VMAs and the SPEC grammar), :mod:`.costs` (cost profile), :mod:`.sim` (clock, windows,
 exact repetition), :mod:`.emit` and :mod:`.emit_tracedat` (synthetic traces with ground
-truth), :mod:`.calibrate` (fit costs to a measured run, replay it), :mod:`.report` (the
-prediction ``tracekit report`` prints), :mod:`.cli` (``tracekit model``, ``calibrate``,
+truth), :mod:`.calibrate` (fit costs to a measured run, replay it), :mod:`.captured` (the workload
+a ``tracekit capture`` run recorded), :mod:`.report` (the prediction ``tracekit report``
+prints, and the report profiles ``tracekit calibrate`` stores under ``<store>/model/``), :mod:`.cli` (``tracekit model``, ``calibrate``,
 ``replay``).
 
 Latency is measured as a waking task would see it: every ``cond_resched()`` and every

@@ -12,7 +12,11 @@ those parts (scipy ``nnls``), one scale per group:
 * ``free``: TLB flushes, IPIs and page freeing (tlb_finish_mmu, forced flushes).
 
 Fitted against unmap_vmas, free_pgtables and tlb_finish_mmu, with the workload stated by the
-caller (the trace does not say how many PTEs each call cleared).  Counts (flushes, pages,
+caller or, for a run of ``tracekit capture``, derived from the metadata it recorded
+(:mod:`.captured`; the trace does not say how many PTEs each call cleared).  A captured run
+also says which ``exit_mmap`` calls are the workload's: ``ExitSelection`` keeps those (the
+children's) and the calls nested directly in them, so the parent's and the shell's exits,
+which tear down other address spaces, stay out of the means.  Counts (flushes, pages,
 windows' contents) never depend on the costs; the fit only makes the times comparable.
 """
 
@@ -27,7 +31,7 @@ import polars as pl
 from tracekit.model import ModelResult, simulate
 from tracekit.model.costs import CostProfile
 
-__all__ = ["GROUPS", "FIT_FUNCTIONS", "Calibration", "measured_means", "calibrate", "replay"]
+__all__ = ["GROUPS", "FIT_FUNCTIONS", "Calibration", "ExitSelection", "measured_means", "calibrate", "replay"]
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "zap": ("pte_none", "pte_anon", "pte_file_clean", "pte_file_dirty", "pte_swap", "ptl", "call",
@@ -65,10 +69,47 @@ class Calibration:
                 "exits": self.exits, "costs": self.profile.to_dict()}
 
 
-def measured_means(spans: pl.DataFrame | pl.LazyFrame, root: str = "exit_mmap") -> tuple[dict[str, float], int]:
+@dataclass(frozen=True)
+class ExitSelection:
+    """Which ``exit_mmap`` calls of a run are the workload's children's: calls by tasks
+    called ``comm``, one per child, the first ``exits`` of them in time.
+
+    The workload's parent is not a child: its pid tears down two address spaces, the
+    shell's copy when it execs the workload (the trace prints the pid's last comm) and its
+    own when it exits, after every child.  So a pid with more than one call is left out and,
+    when more pids remain than children, so is the pid of the last call."""
+
+    comm: str
+    exits: int
+
+
+def _select(lf: pl.LazyFrame, root: str, select: ExitSelection | None) -> pl.LazyFrame:
+    """The spans of the selected ``root`` calls and of the calls made directly in them;
+    all spans when nothing is selected or the selection matches no call (no comm column
+    in the trace)."""
+    if select is None:
+        return lf
+    roots = (lf.filter((pl.col("func") == root) & pl.col("complete") & (pl.col("comm") == select.comm))
+             .select("span_id", "pid", "start_ns", "seq").sort("start_ns", "seq", nulls_last=True).collect())
+    if not roots.height:
+        return lf
+    calls = roots.group_by("pid").agg(n=pl.len())
+    roots = roots.join(calls.filter(pl.col("n") == 1).select("pid"), on="pid", how="semi")
+    if roots.height > select.exits:
+        roots = roots.filter(pl.col("pid") != roots["pid"][-1])
+    ids = roots.head(select.exits)["span_id"].implode()
+    if not ids.list.len()[0]:
+        return lf
+    return lf.filter(pl.col("span_id").is_in(ids) | pl.col("parent_id").is_in(ids))
+
+
+def measured_means(spans: pl.DataFrame | pl.LazyFrame, root: str = "exit_mmap",
+                   select: ExitSelection | None = None) -> tuple[dict[str, float], int]:
     """Mean time per ``root`` call of each function in the spans (complete spans only), and
-    the number of ``root`` calls."""
+    the number of ``root`` calls; with ``select``, of the selected calls only (and the
+    functions they call directly)."""
     lf = spans.lazy() if isinstance(spans, pl.DataFrame) else spans
+    lf = _select(lf, root, select)
     df = (lf.filter(pl.col("complete") & pl.col("dur_ns").is_not_null())
           .with_columns(pl.col("func").replace(_ALIASES))
           .group_by("func").agg(total=pl.col("dur_ns").sum(), calls=pl.len()).collect())
@@ -80,12 +121,13 @@ def measured_means(spans: pl.DataFrame | pl.LazyFrame, root: str = "exit_mmap") 
 
 
 def calibrate(spans: pl.DataFrame | pl.LazyFrame, *, arch: str, workload: str, strategy: str = "modern",
-              preempt: bool = True, **model_kw: Any) -> Calibration:
+              preempt: bool = True, select: ExitSelection | None = None, **model_kw: Any) -> Calibration:
     """Fit a :class:`CostProfile` so that ``strategy`` on ``workload`` reproduces the mean
-    times of unmap_vmas, free_pgtables and tlb_finish_mmu per exit_mmap in ``spans``."""
+    times of unmap_vmas, free_pgtables and tlb_finish_mmu per exit_mmap in ``spans`` (the
+    ``select``-ed exits only, when given)."""
     from scipy.optimize import nnls
 
-    measured, exits = measured_means(spans)
+    measured, exits = measured_means(spans, select=select)
     funcs = [f for f in FIT_FUNCTIONS if f in measured]
     if not funcs:
         raise ValueError(f"the run has none of {', '.join(FIT_FUNCTIONS)}: nothing to calibrate against")
@@ -115,15 +157,16 @@ def calibrate(spans: pl.DataFrame | pl.LazyFrame, *, arch: str, workload: str, s
 
 def replay(spans: pl.DataFrame | pl.LazyFrame, *, arch: str, workload: str, strategy: str,
            measured_strategy: str = "modern", preempt: bool = True, profile: CostProfile | None = None,
-           **model_kw: Any) -> dict[str, Any]:
+           select: ExitSelection | None = None, **model_kw: Any) -> dict[str, Any]:
     """Predict the run's teardown under ``strategy``: the measured run's mean times per
     exit_mmap beside the model of the measured kernel (``measured_strategy``, fitted) and
     the model of ``strategy`` with the same costs."""
     cal = None
     if profile is None:
-        cal = calibrate(spans, arch=arch, workload=workload, strategy=measured_strategy, preempt=preempt, **model_kw)
+        cal = calibrate(spans, arch=arch, workload=workload, strategy=measured_strategy, preempt=preempt,
+                        select=select, **model_kw)
         profile = cal.profile
-    measured, exits = measured_means(spans)
+    measured, exits = measured_means(spans, select=select)
     own: ModelResult = simulate(arch, measured_strategy, preempt=preempt, workload=workload, costs=profile, **model_kw)
     other: ModelResult = simulate(arch, strategy, preempt=preempt, workload=workload, costs=profile, **model_kw)
     rows = []

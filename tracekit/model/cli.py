@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -180,8 +181,20 @@ def model(
     out.print(table)
 
 
-def _run_spans(store: Optional[Path], run: str):
-    """(spans LazyFrame, arch) of the run whose id is ``run`` (or starts with it)."""
+@dataclass
+class _Run:
+    """A run of the store as calibrate and replay need it."""
+
+    run_id: str
+    arch: Optional[str]
+    patch: str
+    label: Optional[str]
+    meta: Optional[str]
+    spans: Any
+
+
+def _run(store: Optional[Path], run: str) -> _Run:
+    """The run whose id is ``run`` (or starts with it), with its spans (a LazyFrame)."""
     import polars as pl
 
     from tracekit.cli import die
@@ -189,16 +202,19 @@ def _run_spans(store: Optional[Path], run: str):
 
     try:
         st = open_store(store, create=False)
-        runs = st.runs().select("run_id", "arch").collect()
+        runs = st.runs().select("run_id", "arch", "patch", "label", "partition", "meta").collect()
     except Exception as e:  # noqa: BLE001 - an unreadable store is a user error here
         raise die(f"cannot read the store: {e}")
     hit = runs.filter(pl.col("run_id").str.starts_with(run))
     if hit.height != 1:
         raise die(f"run {run!r}: {'no such run' if hit.height == 0 else 'ambiguous prefix'} in the store (see tracekit runs)")
-    rid, arch = hit.row(0)
+    row = hit.row(0, named=True)
+    arch = row["arch"]
     if arch in (None, "", "unknown"):
         arch = None
-    return st.spans().filter(pl.col("run_id") == rid), arch
+    patch = (row["partition"] or {}).get("patch") or row["patch"] or "none"
+    return _Run(row["run_id"], arch, patch, row["label"], row["meta"],
+                st.spans().filter(pl.col("run_id") == row["run_id"]))
 
 
 def _need_arch(arch: Optional[str], run_arch: Optional[str]) -> str:
@@ -209,59 +225,151 @@ def _need_arch(arch: Optional[str], run_arch: Optional[str]) -> str:
     return arch or run_arch  # type: ignore[return-value]
 
 
+def _capture_arch(meta: Optional[str]) -> Optional[str]:
+    """The arch a tracekit capture recorded in runs.meta, if any."""
+    try:
+        cap = json.loads(meta or "{}").get("capture")
+    except (ValueError, AttributeError):
+        return None
+    return cap.get("arch") if isinstance(cap, dict) and isinstance(cap.get("arch"), str) else None
+
+
+def _resolve(r: _Run, arch: Optional[str], workload: Optional[str], preempt: Optional[bool]):
+    """(model arch, workload SPEC, preempt, exit selection, captured workload or None): the
+    options given, else what the run's capture recorded, else preempt on."""
+    from tracekit.cli import die
+    from tracekit.model import get_arch
+    from tracekit.model.calibrate import ExitSelection
+    from tracekit.model.captured import captured_workload
+
+    model_arch = _need_arch(arch, r.arch or _capture_arch(r.meta))
+    try:
+        get_arch(model_arch)
+    except ValueError as e:
+        raise die(f"{e}: give --arch with the model arch closest to the run's {model_arch}")
+    if workload is not None:
+        return model_arch, workload, True if preempt is None else preempt, None, None
+    try:
+        cw = captured_workload(r.meta, model_arch)
+    except ValueError as e:
+        raise die(f"run {r.run_id[:8]}: {e}")
+    if preempt is None:
+        preempt = True if cw.preempt is None else cw.preempt
+    return model_arch, cw.spec, preempt, ExitSelection(cw.comm, cw.exits), cw
+
+
+def _say_captured(cw) -> None:
+    from tracekit.cli import err
+
+    if cw is None:
+        return
+    err.print(f"workload from the capture: {cw.spec}", markup=False)
+    for n in cw.notes:
+        err.print(f"  {n}", markup=False)
+    for w in cw.warnings:
+        err.print(f"  warning: {w}", markup=False)
+
+
 def calibrate_cmd(
     run: Annotated[str, typer.Option("--run", help="Run id (or a unique prefix) whose spans to fit.", show_default=False)],
-    workload: Annotated[str, typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help).", show_default=False)],
-    out_file: Annotated[Path, typer.Option("--out", help="Cost profile to write (JSON).")] = Path("costs.json"),
+    workload: Annotated[Optional[str], typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help); default: from the run's tracekit capture metadata.", show_default=False)] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the cost profile alone to this file (JSON), for --costs.", show_default=False)] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="Model arch (default: the run's).", show_default=False)] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="The strategy of the measured kernel.")] = "modern",
-    preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT of the measured kernel.")] = True,
+    preempt: Annotated[Optional[bool], typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT of the measured kernel (default: the capture's preempt mode, else --preempt).", show_default=False)] = None,
+    before: Annotated[Optional[str], typer.Option("--before", help="Strategy the report predicts for the patch's before side (default: --strategy).", show_default=False)] = None,
+    after: Annotated[Optional[str], typer.Option("--after", help="Strategy the report predicts for the after side (default: --strategy).", show_default=False)] = None,
+    save: Annotated[bool, typer.Option("--save/--no-save", help="Store the profile as the report profile of the run's patch and arch: <store>/model/<patch>/<arch>.json.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the fit as JSON.")] = False,
 ) -> None:
-    """Fit a cost profile to a measured run: the model of the measured kernel on the stated
+    """Fit a cost profile to a measured run: the model of the measured kernel on the run's
     workload is scaled, per cost group (zap, pgtables, free), to the run's mean
     unmap_vmas, free_pgtables and tlb_finish_mmu time per exit_mmap.
 
+    The workload is --workload, else the one the run's tracekit capture recorded (its
+    pgtfree children and their mm figures; only their exit_mmap calls are fitted).  The
+    profile, with the --before and --after strategies, goes into the store, where
+    tracekit report finds it and prints the model's prediction beside the measurement.
+
     Example:
 
+        tracekit calibrate --run 5e1c0a77 --before v2622 --after modern
+
         tracekit calibrate --run 2b6101f6 --workload anon:256MiB,anon:64GiB:density=0.001953125 --out costs.json
+
+    Exit status: 0, or 2 when the run, its workload or the store cannot be used.
     """
     from tracekit.cli import die, out
+    from tracekit.model import STRATEGIES
     from tracekit.model.calibrate import calibrate
+    from tracekit.model.report import save_store_profile
 
-    spans, run_arch = _run_spans(store, run)
+    for name, s in (("--strategy", strategy), ("--before", before), ("--after", after)):
+        if s is not None and s not in STRATEGIES:
+            raise die(f"{name} {s!r}: unknown strategy; known: {', '.join(STRATEGIES)}")
+    r = _run(store, run)
+    model_arch, spec, pre, select, cw = _resolve(r, arch, workload, preempt)
+    if not json_out:
+        _say_captured(cw)
+    saved = None
     try:
-        cal = calibrate(spans, arch=_need_arch(arch, run_arch), workload=workload, strategy=strategy, preempt=preempt)
-        out_file.write_text(json.dumps(cal.profile.to_dict(), indent=1) + "\n")
+        cal = calibrate(r.spans, arch=model_arch, workload=spec, strategy=strategy, preempt=pre, select=select)
+        if out_file is not None:
+            out_file.write_text(json.dumps(cal.profile.to_dict(), indent=1) + "\n")
+        if save:
+            from tracekit.store import default_store_path
+
+            entry = {
+                "before": before or strategy, "after": after or strategy, "preempt": pre, "workload": spec,
+                "model_arch": model_arch, "op": "exit_mmap", "costs": cal.profile.to_dict(),
+                "workload_from": "--workload" if cw is None else f"capture {cw.source}",
+                "calibrated_from": {"run_id": r.run_id, "label": r.label, "strategy": strategy,
+                                    **{k: v for k, v in cal.as_dict().items() if k != "costs"}},
+            }
+            saved = save_store_profile(store if store is not None else default_store_path(), r.patch,
+                                       r.arch or model_arch, entry)
     except (ValueError, OSError) as e:
         raise die(str(e))
     if json_out:
-        out.print(json.dumps(cal.as_dict(), indent=2), markup=False)
+        d = cal.as_dict()
+        d.update({"arch": model_arch, "workload": spec, "preempt": pre, "saved": str(saved) if saved else None,
+                  "captured": cw.as_dict() if cw else None})
+        out.print(json.dumps(d, indent=2), markup=False)
         return
     for f, m in cal.measured_ns.items():
         out.print(f"{f:<16} measured {_fmt_ns(int(m)):>10}  fitted {_fmt_ns(int(cal.fitted_ns[f])):>10}", markup=False)
-    out.print("scales: " + ", ".join(f"{g} x{s:.3g}" for g, s in cal.scales.items()) + f"; wrote {out_file}", markup=False)
+    wrote = [str(p) for p in (out_file, saved) if p is not None]
+    out.print("scales: " + ", ".join(f"{g} x{s:.3g}" for g, s in cal.scales.items())
+              + f" ({cal.exits} exit_mmap calls)" + (f"; wrote {', '.join(wrote)}" if wrote else ""), markup=False)
+    if saved and (before or strategy) == (after or strategy):
+        out.print(f"note: before and after are both {before or strategy}: the report will predict no change "
+                  "(give --before and --after)", markup=False)
 
 
 def replay_cmd(
     run: Annotated[str, typer.Option("--run", help="Run id (or a unique prefix) to replay.", show_default=False)],
     strategy: Annotated[str, typer.Option("--strategy", help="Strategy to replay the run's workload under.", show_default=False)],
-    workload: Annotated[str, typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help).", show_default=False)],
+    workload: Annotated[Optional[str], typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help); default: from the run's tracekit capture metadata.", show_default=False)] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
     costs: Annotated[Optional[Path], typer.Option("--costs", help="Cost profile (default: fitted to the run now).", show_default=False)] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="Model arch (default: the run's).", show_default=False)] = None,
     measured_strategy: Annotated[str, typer.Option("--measured-strategy", help="The strategy of the measured kernel.")] = "modern",
-    preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT of the measured kernel.")] = True,
+    preempt: Annotated[Optional[bool], typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT of the measured kernel (default: the capture's preempt mode, else --preempt).", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Replay a measured run's workload under another strategy: the measured mean time per
     exit_mmap of the teardown functions, the model of the measured kernel, and the model
     of STRATEGY with the same costs; flushes and the worst preempt-off window of both.
+    The workload is --workload, else the one the run's tracekit capture recorded.
 
     Example:
 
+        tracekit replay --run 5e1c0a77 --strategy v2622
+
         tracekit replay --run 2b6101f6 --strategy v2622 --workload anon:256MiB,anon:64GiB:density=0.001953125
+
+    Exit status: 0, or 2 when the run, its workload or the store cannot be used.
     """
     from rich.table import Table
 
@@ -269,28 +377,32 @@ def replay_cmd(
     from tracekit.model import load_costs
     from tracekit.model.calibrate import replay
 
-    spans, run_arch = _run_spans(store, run)
+    r = _run(store, run)
+    model_arch, spec, pre, select, cw = _resolve(r, arch, workload, preempt)
+    if not json_out:
+        _say_captured(cw)
     try:
         profile = load_costs(costs) if costs else None
-        rp = replay(spans, arch=_need_arch(arch, run_arch), workload=workload, strategy=strategy,
-                    measured_strategy=measured_strategy, preempt=preempt, profile=profile)
+        rp = replay(r.spans, arch=model_arch, workload=spec, strategy=strategy,
+                    measured_strategy=measured_strategy, preempt=pre, profile=profile, select=select)
     except ValueError as e:
         raise die(str(e))
     if json_out:
+        rp["captured"] = cw.as_dict() if cw else None
         out.print(json.dumps(rp, indent=2), markup=False)
         return
-    t = Table(title=f"replay of {rp['exits']} exit_mmap calls, {rp['arch']} {workload}", title_justify="left")
+    t = Table(title=f"replay of {rp['exits']} exit_mmap calls, {rp['arch']} {spec}", title_justify="left")
     t.add_column("per exit_mmap", no_wrap=True)
     t.add_column("measured", justify="right")
     t.add_column(f"model {measured_strategy}", justify="right")
     t.add_column(f"model {strategy}", justify="right")
-    for r in rp["rows"]:
-        m = r["measured_ns"]
-        t.add_row(r["function"], _fmt_ns(int(m)) if m is not None else "-",
-                  _fmt_ns(r["model_measured_strategy_ns"]), _fmt_ns(r["model_strategy_ns"]))
+    for row in rp["rows"]:
+        m = row["measured_ns"]
+        t.add_row(row["function"], _fmt_ns(int(m)) if m is not None else "-",
+                  _fmt_ns(row["model_measured_strategy_ns"]), _fmt_ns(row["model_strategy_ns"]))
     a, b = rp["model_measured_strategy"], rp["model_strategy"]
     t.add_row("TLB flushes", "", f"{a['tlb_flushes']:,}", f"{b['tlb_flushes']:,}")
-    kind = "max preempt-off" if preempt else "max resched gap"
+    kind = "max preempt-off" if pre else "max resched gap"
     t.add_row(kind, "", _fmt_ns(a["windows"]["max_ns"]), _fmt_ns(b["windows"]["max_ns"]))
     out.print(t)
 

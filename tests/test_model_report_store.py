@@ -1,0 +1,134 @@
+"""Report profiles in the store: tracekit calibrate writes <store>/model/<patch>/<arch>.json
+and tracekit report prints the model's prediction from it, with no environment variable;
+$TRACEKIT_MODEL_PROFILE still overrides."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+import tracekit
+from tracekit.cli import app
+from tracekit.model.report import (
+    PROFILE_ENV,
+    find_store_profile,
+    predict_for_report,
+    save_store_profile,
+    store_profile_path,
+)
+
+FUNCS = ["exit_mmap", "unmap_vmas", "free_pgtables", "tlb_finish_mmu"]
+# small enough to keep the test fast; the kbuild children hold far more (PROVENANCE.md)
+WL = "anon:16MiB"
+
+
+@pytest.fixture(scope="module")
+def seed_store(corpus, tmp_path_factory):
+    """kbuild-x86_64-6.1.192: A (free_pgtables non-preemptible) before, B (6.1 as is) after,
+    both under patch "seed"."""
+    store = tmp_path_factory.mktemp("seed") / "store"
+    ids = {}
+    for side, label in (("A", "before"), ("B", "after")):
+        path = corpus / "kbuild-x86_64-6.1.192" / side / "fgraph_exit_mmap.txt"
+        ids[label] = tracekit.ingest([str(path)], store=str(store), patch="seed", label=label,
+                                     arch="x86_64")[0].run_id
+    return store, ids
+
+
+def test_save_is_atomic_and_named_by_patch_and_arch(tmp_path):
+    entry = {"before": "v2622", "after": "modern", "preempt": True, "workload": WL}
+    p = save_store_profile(tmp_path, "mm/fix: a b", "x86_64", entry)
+    # the store's partition spelling: '/', ':' and ' ' become '_'
+    assert p == tmp_path / "model" / "mm_fix__a_b" / "x86_64.json" == store_profile_path(tmp_path, "mm/fix: a b", "x86_64")
+    assert json.loads(p.read_text())["before"] == "v2622"
+    save_store_profile(tmp_path, "mm/fix: a b", "x86_64", {**entry, "before": "hugh2007"})
+    assert json.loads(p.read_text())["before"] == "hugh2007"
+    assert [q.name for q in p.parent.iterdir()] == ["x86_64.json"]  # no temporary left behind
+    with pytest.raises(ValueError, match="needs 'workload'"):
+        save_store_profile(tmp_path, "p", "x86_64", {"before": "v2622", "after": "modern"})
+
+
+def test_calibrate_then_report(seed_store, tmp_path, monkeypatch):
+    store, ids = seed_store
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["calibrate", "--store", str(store), "--run", ids["after"][:8], "--workload", WL,
+                            "--before", "v2622", "--after", "modern"])
+    assert r.exit_code == 0, r.output
+    prof = store / "model" / "seed" / "x86_64.json"
+    assert str(prof) in r.output
+    entry = json.loads(prof.read_text())
+    assert (entry["before"], entry["after"], entry["preempt"], entry["workload"]) == ("v2622", "modern", True, WL)
+    assert entry["calibrated_from"]["run_id"] == ids["after"]
+    assert entry["calibrated_from"]["exits"] == 52  # grep -c 'exit_mmap() {' B/fgraph_exit_mmap.txt
+    assert set(entry["costs"]) >= {"pte_anon", "page_free", "pt_free"}
+
+    out = tmp_path / "rep"
+    r = runner.invoke(app, ["report", "--patch", "seed", "--out", str(out), "--format", "text,json", "-q"],
+                      env={"TRACEKIT_STORE": str(store)})
+    assert r.exit_code == 0, r.output
+    text = (out / "report.txt").read_text()
+    assert "Model prediction (tracekit.model v2622 -> modern)" in text
+    # 16 MiB = 4096 PTEs: v2622 PREEMPT flushes at every 8-PTE ZAP_BLOCK end (512) and once more at the end
+    assert "TLB flushes 513 -> " in text
+    assert f"fitted to run {ids['after'][:8]} (after)" in text
+    pred = json.loads((out / "report.json").read_text())["groups"][0]["prediction"]
+    assert pred["model"] == "tracekit.model v2622 -> modern"
+    assert {row["function"] for row in pred["rows"]} >= {"exit_mmap", "unmap_vmas", "free_pgtables"}
+    w = pred["windows"][0]
+    # v2622 PREEMPT: all of free_pgtables in one preempt-off window; modern: never more than a PTE's work
+    assert w["tracer"] == "preemptoff" and w["before_ns"] > 10 * w["after_ns"]
+
+
+def test_hook_is_given_the_store(seed_store, monkeypatch, tmp_path):
+    store, ids = seed_store
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    monkeypatch.setenv("TRACEKIT_STORE", str(tmp_path / "elsewhere"))
+    save_store_profile(store, "seed", "x86_64", {"before": "v2622", "after": "modern", "preempt": True,
+                                                 "workload": WL})
+    runs = [{"run_id": ids["before"]}], [{"run_id": ids["after"]}]
+    # not in $TRACEKIT_STORE: the runs are not there, so neither is a profile
+    assert predict_for_report("x86_64", FUNCS, *runs, None) is None
+    p = predict_for_report("x86_64", FUNCS, *runs, None, store=store)
+    assert p["model"] == "tracekit.model v2622 -> modern" and "from x86_64.json" in p["note"]
+    # a store that does not hold the runs offers no profile
+    assert find_store_profile("x86_64", ["0123456789abcdef"], store) is None
+    assert find_store_profile("ppc64", [ids["before"]], store) is None  # no profile for the arch
+
+
+def test_environment_overrides_the_store(seed_store, monkeypatch, tmp_path):
+    store, ids = seed_store
+    save_store_profile(store, "seed", "x86_64", {"before": "v2622", "after": "modern", "workload": WL})
+    env_prof = tmp_path / "model.json"
+    env_prof.write_text(json.dumps({"x86_64": {"before": "hugh2007", "after": "ben2007", "workload": WL}}))
+    monkeypatch.setenv(PROFILE_ENV, str(env_prof))
+    p = predict_for_report("x86_64", FUNCS, [{"run_id": ids["before"]}], [], None, store=store)
+    assert p["model"] == "tracekit.model hugh2007 -> ben2007"
+
+
+def test_broken_store_profile_is_an_error(seed_store, monkeypatch):
+    store, ids = seed_store
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    f = store_profile_path(store, "seed", "x86_64")
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text('{"before": "v2622", "after": "modern"}')
+    with pytest.raises(ValueError, match="needs 'workload'"):
+        predict_for_report("x86_64", FUNCS, [{"run_id": ids["before"]}], [], None, store=store)
+    f.write_text("{not json")
+    with pytest.raises(ValueError, match="cannot read the model report profile"):
+        predict_for_report("x86_64", FUNCS, [{"run_id": ids["before"]}], [], None, store=store)
+    f.unlink()
+
+
+def test_no_save(seed_store, tmp_path):
+    store, ids = seed_store
+    st = tmp_path / "copy"
+    rid = tracekit.ingest([str(tracekit.open_store(str(store)).runs().filter(pl.col("run_id") == ids["after"])
+                               .select("path").collect().item())], store=str(st), patch="p", label="after",
+                          arch="x86_64")[0].run_id
+    r = CliRunner().invoke(app, ["calibrate", "--store", str(st), "--run", rid[:8], "--workload", WL, "--no-save"])
+    assert r.exit_code == 0, r.output
+    assert not (st / "model").exists()
