@@ -132,3 +132,36 @@ def test_no_save(seed_store, tmp_path):
     r = CliRunner().invoke(app, ["calibrate", "--store", str(st), "--run", rid[:8], "--workload", WL, "--no-save"])
     assert r.exit_code == 0, r.output
     assert not (st / "model").exists()
+
+
+def test_captured_pair_predicts_with_the_model_arch(tmp_path, monkeypatch):
+    """fixtures/ppc64le before/after were made by tracekit capture: calibrate needs no
+    --workload, and the report's ppc64le group is replayed as the model's ppc64-64k."""
+    from pathlib import Path
+
+    from tracekit.capture.runner import read_workload_meta
+
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures" / "ppc64le"
+    store = tmp_path / "s"
+    ids = {}
+    for label in ("before", "after"):
+        d = fixtures / label
+        cap = json.loads((d / "capture.json").read_text())
+        ids[label] = tracekit.ingest([str(d / "fgraph_exit_mmap.txt.gz")], store=str(store), patch="ppc-update",
+                                     label=label, arch=cap["arch"], kernel=cap["kernel_release"],
+                                     preempt=cap["preempt"],
+                                     extra_meta={"capture": cap,
+                                                 "workload_mm": read_workload_meta(d / "workload.meta.txt")}
+                                     )[0].run_id
+    r = CliRunner().invoke(app, ["calibrate", "--store", str(store), "--run", ids["after"][:8], "--arch", "ppc64-64k",
+                                 "--before", "v2622", "--after", "modern"])
+    assert r.exit_code == 0, r.output
+    entry = json.loads((store / "model" / "ppc-update" / "ppc64le.json").read_text())
+    # pgtfree:forks=10,mb=64 -> the upper 32 MiB; "voluntary" is !CONFIG_PREEMPT
+    assert entry["workload"] == "anon:32768KiB:at=0x40010000" and entry["preempt"] is False
+    assert entry["model_arch"] == "ppc64-64k" and entry["workload_from"] == "capture pgtfree:forks=10,mb=64,loops=3"
+    p = predict_for_report("ppc64le", FUNCS, [{"run_id": ids["before"]}], [{"run_id": ids["after"]}], None,
+                           store=store)
+    assert p["model"] == "tracekit.model v2622 -> modern (ppc64-64k)"
+    assert p["windows"][0]["tracer"] == "resched_gap"
