@@ -182,3 +182,20 @@ def test_real_capture_ppc64le(tmp_path):
     assert cal["measured_ns"]["free_pgtables"] == pytest.approx(889109.2)
     assert cal["measured_ns"]["tlb_finish_mmu"] == pytest.approx(16050958.2)
     assert any("VmPTE (25-25 kB) not checked" in n for n in cal["captured"]["notes"])
+    # --workload restates the VMAs; the children and the preemption mode still come from the capture
+    r = runner.invoke(app, ["calibrate", "--store", str(store), "--run", rid[:8], "--arch", "ppc64-64k",
+                            "--workload", "anon:32MiB", "--no-save", "--json"])
+    assert r.exit_code == 0, r.output
+    cal = json.loads(r.stdout)
+    assert (cal["workload"], cal["exits"], cal["preempt"]) == ("anon:32MiB", 10, False)
+
+
+def test_workload_option_overrides_the_spec_not_the_selection(synthetic_capture):
+    store, rid, _ = synthetic_capture
+    r = CliRunner().invoke(app, ["calibrate", "--store", str(store), "--run", rid[:8], "--workload", "anon:4MiB",
+                                 "--no-save", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    # the stated VMAs, the capture's children (2 of the 3 pgtfree exits) and preempt "full"
+    assert d["workload"] == "anon:4MiB" and d["exits"] == 2 and d["preempt"] is True
+    assert d["captured"] is None

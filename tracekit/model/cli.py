@@ -236,7 +236,8 @@ def _capture_arch(meta: Optional[str]) -> Optional[str]:
 
 def _resolve(r: _Run, arch: Optional[str], workload: Optional[str], preempt: Optional[bool]):
     """(model arch, workload SPEC, preempt, exit selection, captured workload or None): the
-    options given, else what the run's capture recorded, else preempt on."""
+    options given, else what the run's capture recorded, else preempt on.  A captured run's
+    children's exits are the ones fitted even when --workload restates their VMAs."""
     from tracekit.cli import die
     from tracekit.model import get_arch
     from tracekit.model.calibrate import ExitSelection
@@ -247,12 +248,16 @@ def _resolve(r: _Run, arch: Optional[str], workload: Optional[str], preempt: Opt
         get_arch(model_arch)
     except ValueError as e:
         raise die(f"{e}: give --arch with the model arch closest to the run's {model_arch}")
-    if workload is not None:
-        return model_arch, workload, True if preempt is None else preempt, None, None
     try:
         cw = captured_workload(r.meta, model_arch)
     except ValueError as e:
-        raise die(f"run {r.run_id[:8]}: {e}")
+        if workload is None:
+            raise die(f"run {r.run_id[:8]}: {e}")
+        cw = None
+    if workload is not None:
+        if preempt is None:
+            preempt = True if cw is None or cw.preempt is None else cw.preempt
+        return model_arch, workload, preempt, ExitSelection(cw.comm, cw.exits) if cw else None, None
     if preempt is None:
         preempt = True if cw.preempt is None else cw.preempt
     return model_arch, cw.spec, preempt, ExitSelection(cw.comm, cw.exits), cw
