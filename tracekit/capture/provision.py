@@ -251,11 +251,20 @@ def provision_tools(arch: ArchInfo, cache: Path, want_tracing_tools: bool) -> Pa
     """Unpack busybox-static (and, when asked, trace-cmd, perf and their libraries) for the
     guest into ``root/<debian-arch>/tools``; returns that root."""
     root = cache / "root" / arch.debian_arch / "tools"
-    stamp = root / (".done-full" if want_tracing_tools else ".done-busybox")
-    if stamp.exists() or (root / ".done-full").exists():
-        return root
+    if not want_tracing_tools:
+        if (root / ".done-busybox").exists() or any(root.glob(".done-full-*")):
+            return root
+        pkgs = ["busybox-static"]
+        stamp = root / ".done-busybox"
+    else:
+        ensure_foreign_arch(arch)
+        pkgs = _tool_packages(arch)
+        # the stamp names the package set: a changed dependency list unpacks again
+        digest = hashlib.sha256("\n".join(pkgs).encode()).hexdigest()[:12]
+        stamp = root / f".done-full-{digest}"
+        if stamp.exists():
+            return root
     ensure_foreign_arch(arch)
-    pkgs = _tool_packages(arch) if want_tracing_tools else ["busybox-static"]
     debs = apt_download(pkgs, arch, cache / "debs" / arch.debian_arch)
     if "busybox-static" not in debs:
         raise CaptureError(f"cannot download busybox-static:{arch.debian_arch}")
@@ -399,11 +408,6 @@ def build_initramfs(
             for ext in (".ko", ".ko.xz"):
                 if (kdir / (m + ext)).is_file():
                     modules.append((f"lib/modules/{release}/kernel/{m}.ko", kdir / (m + ext)))
-    key = hashlib.sha256()
-    for p in [busybox, workload_bin, *tools, *plugins, *(m[1] for m in modules)]:
-        st = p.stat()
-        key.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    out = cache / "initramfs" / f"{arch.name}-{key.hexdigest()[:16]}.cpio.gz"
     warnings: list[str] = []
     lib_dirs = [
         tools_root / "lib" / arch.triplet,
@@ -415,6 +419,12 @@ def build_initramfs(
     libs, missing = library_closure([*tools, *plugins], lib_dirs) if tools else ({}, [])
     if missing:
         warnings.append(f"shared libraries not found for the guest tools: {' '.join(missing)}")
+    # cached by what goes in: a newly unpacked library makes a new initramfs
+    key = hashlib.sha256()
+    for p in [busybox, workload_bin, *tools, *plugins, *(m[1] for m in modules), *libs.values()]:
+        st = p.stat()
+        key.update(f"{p}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    out = cache / "initramfs" / f"{arch.name}-{key.hexdigest()[:16]}.cpio.gz"
     if out.is_file():
         return out, warnings
     out.parent.mkdir(parents=True, exist_ok=True)

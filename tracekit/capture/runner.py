@@ -297,6 +297,15 @@ def capture(
     result.clock = _trace_clock(env)
     result.outmode = env.get("outmode", "")
     result.workload = read_workload_meta(run_dir / "workload.meta.txt")
+    # a guest tool that could not run leaves its log and an empty (or no) output file
+    for tool, out_name, log_name in (
+        ("perf", "perf.script.txt", "perf.record.log"),
+        ("trace-cmd", "trace.dat", "tracecmd.record.log"),
+    ):
+        log, produced = run_dir / log_name, run_dir / out_name
+        if log.exists() and (not produced.exists() or produced.stat().st_size == 0):
+            first = log.read_text(errors="replace").strip().splitlines()[:1]
+            result.warnings.append(f"{tool} recorded nothing: {first[0] if first else '(empty log)'}")
     errors = run_dir / "errors.txt"
     if errors.exists() and errors.read_text().strip():
         result.warnings += [f"guest: {ln}" for ln in errors.read_text().splitlines()[:5]]
