@@ -119,10 +119,7 @@ def open_source(store: str | os.PathLike | None) -> ReportSource:
         raise ReportError(f"{path}: no store here (no runs ingested); run 'tracekit ingest' first")
     from tracekit.store import open_store
 
-    try:
-        return open_store(path, create=False)
-    except TypeError:
-        return open_store(path)
+    return open_store(path, create=False)
 
 
 @dataclass
@@ -344,7 +341,7 @@ def _describe_runs(runs: list[RunRef]) -> list[str]:
     return out
 
 
-def model_prediction(group: ArchGroup, comparison: Comparison) -> dict[str, Any] | None:
+def model_prediction(group: ArchGroup, comparison: Comparison, store: Path | None = None) -> dict[str, Any] | None:
     """The replay model's prediction for a group, when tracekit.model provides one.
 
     The hook: a module ``tracekit.model.report`` with a function
@@ -371,6 +368,7 @@ def model_prediction(group: ArchGroup, comparison: Comparison) -> dict[str, Any]
             runs_before=[r.as_dict() for r in group.runs_before],
             runs_after=[r.as_dict() for r in group.runs_after],
             patch_info=comparison.patch_info,
+            store=store,
         )
     except Exception as e:  # the measurement stands without the model
         return {"model": "tracekit.model", "note": f"no prediction: {type(e).__name__}: {e}", "rows": []}
@@ -683,6 +681,6 @@ def compare(
                 group.samples[func] = (xb, xa)
         group.windows = _windows(src, gruns, group, before, after)
         group.events = _event_counts(src, gruns, before, after)
-        group.prediction = model_prediction(group, comp)
+        group.prediction = model_prediction(group, comp, store=getattr(src, "root", None))
         comp.groups.append(group)
     return comp

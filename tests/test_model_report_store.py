@@ -67,8 +67,7 @@ def test_calibrate_then_report(seed_store, tmp_path, monkeypatch):
     assert set(entry["costs"]) >= {"pte_anon", "page_free", "pt_free"}
 
     out = tmp_path / "rep"
-    r = runner.invoke(app, ["report", "--patch", "seed", "--out", str(out), "--format", "text,json", "-q"],
-                      env={"TRACEKIT_STORE": str(store)})
+    r = runner.invoke(app, ["report", "--store", str(store), "--patch", "seed", "--out", str(out), "--format", "text,json", "-q"])
     assert r.exit_code == 0, r.output
     text = (out / "report.txt").read_text()
     assert "Model prediction (tracekit.model v2622 -> modern)" in text
