@@ -345,7 +345,7 @@ def model_prediction(group: ArchGroup, comparison: Comparison, store: Path | Non
     """The replay model's prediction for a group, when tracekit.model provides one.
 
     The hook: a module ``tracekit.model.report`` with a function
-    ``predict_for_report(arch, functions, runs_before, runs_after, patch_info)`` returning
+    ``predict_for_report(arch, functions, runs_before, runs_after, patch_info, store)`` returning
     None (no cost profile for this arch) or a dict with ``model`` (a name), ``note`` (one
     sentence), and ``rows``: a list of ``{"function", "before_ns", "after_ns"}`` (predicted
     durations) and, optionally, ``windows``: ``{"tracer", "before_ns", "after_ns"}``.  The

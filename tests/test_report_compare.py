@@ -117,7 +117,7 @@ def test_model_prediction_hook(monkeypatch):
     hook = types.ModuleType("tracekit.model.report")
     seen = {}
 
-    def predict_for_report(arch, functions, runs_before, runs_after, patch_info):
+    def predict_for_report(arch, functions, runs_before, runs_after, patch_info, store=None):
         seen.update(arch=arch, functions=functions, n=(len(runs_before), len(runs_after)))
         return {"model": "replay", "note": "n", "rows": [{"function": "exit_mmap", "before_ns": 100.0, "after_ns": 50.0}]}
 
