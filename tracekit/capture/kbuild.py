@@ -23,6 +23,8 @@ import tarfile
 import time
 from dataclasses import dataclass
 from importlib import resources
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tracekit.capture import provision
@@ -193,6 +195,46 @@ def _patched_tree(tree: Path, patch: Path, key: str, cache: Path) -> Path:
     return dest
 
 
+_APPLIED = ".tracekit-applied.patch"
+
+
+def _undo_stale_patch(tree: Path) -> None:
+    """A build that died with a patch applied in place left it recorded in the tree: take it
+    out, so the pristine tree is pristine again."""
+    stale = tree / _APPLIED
+    if stale.exists():
+        subprocess.run(
+            ["patch", "-p1", "-R", "--batch", "--no-backup-if-mismatch", "-i", str(stale)],
+            cwd=tree, capture_output=True,
+        )  # fmt: skip
+        stale.unlink()
+
+
+@contextmanager
+def _patched_in_place(tree: Path, patch: Path) -> Iterator[None]:
+    """``patch`` applied to ``tree`` itself for the length of the block, then reversed.
+
+    Building the patched kernel from the same source path as the unpatched one lets make
+    reuse every object the patch does not touch (the build directory records source paths).
+    The applied patch is recorded in the tree until it is reversed, so an interrupted build
+    is undone by the next one (:func:`_undo_stale_patch`).  Callers hold the machine lock.
+    """
+    _undo_stale_patch(tree)
+    check_patch(tree, patch)
+    shutil.copyfile(patch, tree / _APPLIED)
+    proc = subprocess.run(
+        ["patch", "-p1", "--batch", "--forward", "--no-backup-if-mismatch", "-i", str(tree / _APPLIED)],
+        cwd=tree, capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        _undo_stale_patch(tree)
+        raise CaptureError(f"{patch.name} does not apply:\n  " + first_error_lines(proc.stdout + proc.stderr))
+    try:
+        yield
+    finally:
+        _undo_stale_patch(tree)
+
+
 def build_kernel(
     tree: Path,
     source_version: str,
@@ -200,10 +242,15 @@ def build_kernel(
     patch: Path | None = None,
     localversion: str = "",
     jobs: int = 2,
+    base: KernelBuild | None = None,
 ) -> KernelBuild:
     """Build an x86_64 ``bzImage`` from ``tree`` (with ``patch`` applied to a copy): make
     tinyconfig, merge ``tracekit.fragment``, olddefconfig, ``make -jN bzImage``.  Cached by
-    :func:`build_key`; a failed build raises with the first error lines and the log path."""
+    :func:`build_key`; a failed build raises with the first error lines and the log path.
+
+    With ``base`` (the unpatched build of the same tree) and a ``patch``, the patched kernel
+    is built incrementally: ``base``'s build directory is copied and the patch applied to
+    the tree in place for the build, so only what the patch touches is recompiled."""
     _check_build_host()
     fragment = fragment_text()
     patch_bytes = patch.read_bytes() if patch else None
@@ -214,7 +261,17 @@ def build_kernel(
     if done.exists() and image.exists():
         release = (out / "include" / "config" / "kernel.release").read_text().strip()
         return KernelBuild(image, out / ".config", release, float(done.read_text() or 0), True)
-    src = _patched_tree(tree, patch, key, cache) if patch else tree
+    incremental = patch is not None and base is not None
+    if incremental:
+        if out.exists():
+            shutil.rmtree(out)
+        base_dir = base.image.parents[3]  # <out>/arch/x86/boot/bzImage
+        subprocess.run(["cp", "-a", str(base_dir), str(out)], check=True)
+        for stale in (out / ".tracekit-built", out / "build.log"):
+            stale.unlink(missing_ok=True)
+        src = tree
+    else:
+        src = _patched_tree(tree, patch, key, cache) if patch else tree
     out.mkdir(parents=True, exist_ok=True)
     log = out / "build.log"
     env = {**os.environ, "ARCH": "x86_64"}
@@ -236,6 +293,25 @@ def build_kernel(
 
     log.write_text("")
     t0 = time.monotonic()
+    with _patched_in_place(tree, patch) if incremental else nullcontext():
+        _configure_and_make(src, out, fragment, localversion, jobs, make, log, env)
+    build_s = time.monotonic() - t0
+    release = (out / "include" / "config" / "kernel.release").read_text().strip()
+    done.write_text(f"{build_s:.1f}")
+    return KernelBuild(image, out / ".config", release, build_s, False)
+
+
+def _configure_and_make(
+    src: Path,
+    out: Path,
+    fragment: str,
+    localversion: str,
+    jobs: int,
+    make: Callable[..., None],
+    log: Path,
+    env: dict[str, str],
+) -> None:
+    """tinyconfig, the fragment merged in, olddefconfig, ``make -jN bzImage``."""
     make("tinyconfig", what="configuration (tinyconfig)")
     frag = out / "tracekit.fragment"
     frag.write_text(fragment + (f'CONFIG_LOCALVERSION="{localversion}"\n' if localversion else ""))
@@ -249,10 +325,6 @@ def build_kernel(
         raise CaptureError(f"merging tracekit.fragment failed (full log: {log})")
     make("olddefconfig", what="configuration (olddefconfig)")
     make(f"-j{jobs}", "bzImage", what="build")
-    build_s = time.monotonic() - t0
-    release = (out / "include" / "config" / "kernel.release").read_text().strip()
-    done.write_text(f"{build_s:.1f}")
-    return KernelBuild(image, out / ".config", release, build_s, False)
 
 
 def capture_patch_pair(
@@ -288,7 +360,9 @@ def capture_patch_pair(
         on_phase("build", f"before: {tree.name} {version} (about 2-3 min from scratch)")
         builds["before"] = build_kernel(tree, version, cache, None, localversion="-tk-before")
         on_phase("build", f"after: {tree.name} {version} + {patch_file.name}")
-        builds["after"] = build_kernel(tree, version, cache, patch_file, localversion="-tk-after")
+        builds["after"] = build_kernel(
+            tree, version, cache, patch_file, localversion="-tk-after", base=builds["before"]
+        )
     for side, b in builds.items():
         on_phase("build", f"{side}: {b.release} {'(cached)' if b.cached else f'built in {b.build_s:.0f} s'}")
     tsc = host_tsc_khz()

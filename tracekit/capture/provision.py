@@ -164,10 +164,24 @@ def apt_download(packages: list[str], arch: ArchInfo, dest: Path) -> dict[str, P
     the archive does not have are left out."""
     dest.mkdir(parents=True, exist_ok=True)
     found: dict[str, Path] = {}
-    for pkg in packages:
-        hits = sorted(dest.glob(f"{pkg}_*_{arch.debian_arch}.deb")) + sorted(
+
+    def have(pkg: str) -> list[Path]:
+        return sorted(dest.glob(f"{pkg}_*_{arch.debian_arch}.deb")) + sorted(
             dest.glob(f"{pkg}_*_all.deb")
         )
+
+    # one apt-get call for everything missing (apt resolves the archive once, which is
+    # what takes the time); if any one package is unknown the call fails as a whole, and the
+    # packages are fetched one by one below
+    missing = [p for p in packages if not have(p)]
+    if len(missing) > 1:
+        subprocess.run(
+            ["apt-get", "download", "-q", *[f"{p}:{arch.debian_arch}" for p in missing]],
+            cwd=dest,
+            capture_output=True,
+        )
+    for pkg in packages:
+        hits = have(pkg)
         if not hits:
             proc = subprocess.run(
                 ["apt-get", "download", "-q", f"{pkg}:{arch.debian_arch}"],
@@ -177,9 +191,7 @@ def apt_download(packages: list[str], arch: ArchInfo, dest: Path) -> dict[str, P
             )
             if proc.returncode != 0:
                 continue
-            hits = sorted(dest.glob(f"{pkg}_*_{arch.debian_arch}.deb")) + sorted(
-                dest.glob(f"{pkg}_*_all.deb")
-            )
+            hits = have(pkg)
         if hits:
             found[pkg] = hits[-1]
     return found
