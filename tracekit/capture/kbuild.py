@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import time
@@ -195,6 +196,38 @@ def _patched_tree(tree: Path, patch: Path, key: str, cache: Path) -> Path:
     return dest
 
 
+def _run_in_own_group(cmd: list[str], log, env: dict[str, str]) -> int:
+    """Run ``cmd`` (make and its compilers) in its own process group and kill the whole
+    group if this process is interrupted (Ctrl-C, SIGTERM): no compiler outlives tracekit."""
+    from tracekit.capture.qemu import _terminate_raises
+
+    proc = None
+    try:
+        with _terminate_raises():
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            return proc.wait()
+    finally:
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def _rebase_commands(out: Path, base_dir: Path) -> None:
+    """In a copied build directory, rewrite the recorded commands (``.*.cmd``) that name the
+    old directory (objtool's do).  Otherwise make sees changed commands, rebuilds objtool,
+    and then every object, which all depend on the objtool binary."""
+    old, new = str(base_dir).encode(), str(out).encode()
+    for cmd in out.rglob(".*.cmd"):
+        data = cmd.read_bytes()
+        if old in data:
+            cmd.write_bytes(data.replace(old, new))
+
+
 _APPLIED = ".tracekit-applied.patch"
 
 
@@ -269,6 +302,7 @@ def build_kernel(
         subprocess.run(["cp", "-a", str(base_dir), str(out)], check=True)
         for stale in (out / ".tracekit-built", out / "build.log"):
             stale.unlink(missing_ok=True)
+        _rebase_commands(out, base_dir)
         src = tree
     else:
         src = _patched_tree(tree, patch, key, cache) if patch else tree
@@ -278,13 +312,10 @@ def build_kernel(
 
     def make(*args: str, what: str) -> None:
         with open(log, "a") as f:
-            proc = subprocess.run(
-                ["make", "-C", str(src), f"O={out}", "ARCH=x86_64", *args],
-                stdout=f,
-                stderr=subprocess.STDOUT,
-                env=env,
+            returncode = _run_in_own_group(
+                ["make", "-C", str(src), f"O={out}", "ARCH=x86_64", *args], f, env
             )
-        if proc.returncode != 0:
+        if returncode != 0:
             text = log.read_text(errors="replace")
             raise CaptureError(
                 f"kernel {what} failed (full log: {log}):\n  "
