@@ -1,8 +1,10 @@
 """Before/after kernels built from Debian's kernel source and a patch under test.
 
 ``tracekit capture --kernel-source linux-source-6.1 --patch-file P.patch`` builds two x86_64
-kernels from the same source: the pristine tree ("before") and a copy with the patch applied
-("after"), each from ``make tinyconfig`` plus ``tracekit.fragment`` (CONFIG_PREEMPT, the
+kernels from the same source: the pristine tree ("before"), then the tree with the patch
+applied in place ("after", built incrementally in a copy of the "before" build directory, so
+only what the patch touches is recompiled; the patch is reversed afterwards, even on
+Ctrl-C), each from ``make tinyconfig`` plus ``tracekit.fragment`` (CONFIG_PREEMPT, the
 preemptoff/irqsoff tracers, function_graph, kprobes, no THP).  Only ``bzImage`` is built: no
 modules, so results come back over the serial fallback.  Builds are cached by source
 version, configuration and patch content.  A patch that does not apply, or a build that
