@@ -26,20 +26,28 @@ setup() {
 demo() {
   setup
   local tk=.venv/bin/tracekit store=${TRACEKIT_STORE:-./tracekit-store}
-  local patch=preempt-none-to-full
-  # The bundled real captures (fixtures/README.md): one Debian 6.1 kernel booted
-  # preempt=none ("before") and preempt=full ("after"), THP off.
+  # The bundled real captures (fixtures/README.md says how each was made):
+  #  x86_64:  one Debian 6.1 kernel booted preempt=none ("before") and preempt=full ("after")
+  #  ppc64le: Debian 6.1.0-47 ("before") against 6.1.0-50 ("after"), a kernel update
+  local d
   for side in before after; do
-    local d=fixtures/x86_64/$side preempt
-    if [ $side = before ]; then preempt=none; else preempt=full; fi
+    d=fixtures/x86_64/$side
     "$tk" ingest "$d"/fgraph_procabs.txt.gz "$d"/fgraph_filter.txt.gz "$d"/function.txt.gz "$d"/events.txt.gz \
-      --store "$store" --patch "$patch" --label "$side" --arch x86_64 --kernel 6.1.0-56-amd64 --preempt "$preempt"
+      --store "$store" --patch preempt-none-to-full --label "$side" --arch x86_64 --kernel 6.1.0-56-amd64 \
+      --preempt "$([ $side = before ] && echo none || echo full)"
+    d=fixtures/ppc64le/$side
+    "$tk" ingest "$d"/fgraph_exit_mmap.txt.gz "$d"/fgraph_teardown.txt.gz "$d"/function.txt.gz "$d"/events.txt.gz \
+      "$d"/kprobes.txt.gz --store "$store" --patch ppc-kernel-update --label "$side" --arch ppc64le \
+      --kernel "$([ $side = before ] && echo 6.1.0-47-powerpc64le || echo 6.1.0-50-powerpc64le)" --preempt voluntary
   done
   "$tk" runs --store "$store"
-  if "$tk" report --help >/dev/null 2>&1; then
-    "$tk" report --store "$store" --patch "$patch" --out ./tracekit-report
-    cat ./tracekit-report/report.txt
-  fi
+  for patch in preempt-none-to-full ppc-kernel-update; do
+    "$tk" report --store "$store" --patch "$patch" --out "./tracekit-report/$patch" --quiet
+  done
+  for patch in preempt-none-to-full ppc-kernel-update; do
+    echo
+    cat "./tracekit-report/$patch/report.txt"
+  done
 }
 
 case "${1:-}" in
