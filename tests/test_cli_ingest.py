@@ -151,3 +151,17 @@ def test_arch_conflict_names_both(tmp_path, corpus):
     assert not list((tmp_path / "s" / "runs").glob("*.parquet"))
     q = tk("ingest", str(corpus / "flamegraph/perf-cycles-instructions-01.txt"), "--store", str(tmp_path / "s"), "--arch", "amd64", "--json")
     assert q.returncode == 0 and json.loads(q.stdout)[0]["arch"] == "x86_64"
+
+
+def test_extra_meta_applies_to_every_path_and_fills_the_clock(tmp_path, corpus):
+    import tracekit
+
+    store = tracekit.open_store(tmp_path / "s")
+    files = [str(corpus / "qemu/x86_64-6.1.0-56-preempt-none" / f) for f in ("fgraph_default.txt", "function.txt")]
+    extra = {"config": {"thp": "never"}, "clock": "local", "capture": {"tag": "t"}}
+    res = tracekit.ingest(files, store=store, extra_meta=extra)
+    assert extra == {"config": {"thp": "never"}, "clock": "local", "capture": {"tag": "t"}}  # not consumed
+    runs = store.runs().collect()
+    assert runs.height == 2 and all(r.status == "ingested" for r in res)
+    assert runs["clock"].to_list() == ["local", "local"]
+    assert all('"thp": "never"' in c for c in runs["config"]) and all('"capture"' in m for m in runs["meta"])

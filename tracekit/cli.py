@@ -177,3 +177,10 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as e:  # a bug: say so in one line; TRACEKIT_DEBUG=1 shows the traceback
+        import os
+
+        if os.environ.get("TRACEKIT_DEBUG"):
+            raise
+        err.print(f"tracekit: internal error: {type(e).__name__}: {e} (TRACEKIT_DEBUG=1 shows where)", markup=False)
+        sys.exit(1)

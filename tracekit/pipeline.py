@@ -89,6 +89,9 @@ def ingest(
 
     ``on_error="raise"`` raises :class:`ParseError` / :class:`InputError` for the first input
     that cannot be read; ``"collect"`` records it in that input's result and goes on.
+    ``extra_meta`` is what the caller knows of every input and the traces may not say
+    (``config``: a dict merged into the run's configuration, ``clock``: the trace clock,
+    anything else: kept in the run's ``meta``).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [str(paths)]
@@ -204,7 +207,7 @@ def ingest_one(
                 return res
             _run(mod, real, display, store, run_id, sha, res, existing is not None,
                  arch=arch, kernel=kernel, patch=patch, label=label, clock_hz=clock_hz,
-                 preempt=preempt, progress=progress, extra_meta=extra_meta or {})
+                 preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}))
     except (ParseError, InputError) as e:
         res.status = "failed"
         res.error = str(e)
@@ -291,7 +294,9 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
         config = {k: meta.pop(k) for k in ("preempt_model", "page_size") if k in meta}
         if preempt:
             config.setdefault("preempt_model", preempt)
-        config.update(extra_meta.pop("config", {}) if "config" in extra_meta else {})
+        config.update(extra_meta.pop("config", None) or {})
+        # what the caller knows and the trace does not say (tracekit capture: the clock)
+        given_clock = extra_meta.pop("clock", None)
         if ctx.skipped:
             first = meta.get("first_skipped_line")
             where = f" (first at line {first})" if first else ""
@@ -307,7 +312,7 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
         assert set(counts) == set(COUNT_FIELDS)
         spans_by_source = dict(builder.counts) if builder else {}
         tracer = meta.pop("tracer", None)
-        clock = meta.pop("clock", None)
+        clock = meta.pop("clock", None) or given_clock
         hz = meta.pop("clock_hz", None) or clock_hz
         time_unit = "ns" if meta.pop("time_unit_converted_from", None) else meta.pop("time_unit", "ns")
         meta.pop("time_unit", None)

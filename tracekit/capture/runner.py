@@ -161,30 +161,27 @@ def ingest_capture(
 
     meta = json.loads((run_dir / "capture.json").read_text())
     workload = read_workload_meta(run_dir / "workload.meta.txt")
-    config = {"thp": meta.get("thp"), "trace_clock": meta.get("clock")}
+    config = {"thp": meta.get("thp")}
     page = re.search(r"page=(\d+)", _read(run_dir / "workload_meta.workload.txt"))
     if page:
         config["page_size"] = int(page.group(1))
-    out: list[dict] = []
-    # one call per file: ingest takes the "config" entry out of the extra_meta it is given
-    for path in trace_files(run_dir):
-        results = tracekit.ingest(
-            [str(path)],
-            store=store,
-            arch=meta["arch"],
-            kernel=meta.get("kernel_release") or None,
-            patch=patch,
-            label=label or f"preempt-{meta.get('preempt') or 'default'}",
-            preempt=meta.get("preempt"),
-            on_error="collect",
-            extra_meta={
-                "config": {k: v for k, v in config.items() if v is not None},
-                "capture": meta,
-                "workload_mm": workload[:64],
-            },
-        )
-        out += [r.as_dict() for r in results]
-    return out
+    results = tracekit.ingest(
+        [str(p) for p in trace_files(run_dir)],
+        store=store,
+        arch=meta["arch"],
+        kernel=meta.get("kernel_release") or None,
+        patch=patch,
+        label=label or f"preempt-{meta.get('preempt') or 'default'}",
+        preempt=meta.get("preempt"),
+        on_error="collect",
+        extra_meta={
+            "config": {k: v for k, v in config.items() if v is not None},
+            "clock": meta.get("clock"),
+            "capture": meta,
+            "workload_mm": workload[:64],
+        },
+    )
+    return [r.as_dict() for r in results]
 
 
 def _read(path: Path) -> str:
