@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["LineChunk", "ParseContext", "ParseError"]
+__all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header"]
 
 
 class ParseError(Exception):
@@ -84,3 +84,25 @@ class ParseContext:
 
     def error(self, line: int | None, reason: str) -> ParseError:
         return ParseError(self.path, line, reason)
+
+
+def read_trace_header(lines: pl.Series, ctx: ParseContext) -> pl.Series:
+    """Read the ``#`` header the kernel's ``trace`` file starts with (``print_event_info()``
+    and the tracer's ``print_header``, kernel/trace/trace.c) into ``ctx.meta``: the tracer,
+    ``entries-in-buffer/entries-written: %lu/%lu   #P:%d`` (written beyond in-buffer means
+    events were overwritten), the CPU count.  Returns the header lines, for the caller's own
+    fields."""
+    hdr = lines.filter(lines.str.starts_with("#"))
+    if hdr.is_empty():
+        return hdr
+    tracer = hdr.str.extract(r"^#\s*tracer:\s*(\S+)", 1).drop_nulls()
+    if len(tracer):
+        ctx.meta.setdefault("tracer", tracer[0])
+    ent = hdr.str.extract_groups(
+        r"entries-in-buffer/entries-written:\s*(?P<a>\d+)/(?P<b>\d+)\s+#P:(?P<p>\d+)"
+    ).struct.unnest().drop_nulls()
+    if len(ent):
+        ctx.meta.setdefault("entries_in_buffer", int(ent["a"][0]))
+        ctx.meta.setdefault("entries_written", int(ent["b"][0]))
+        ctx.meta.setdefault("ncpus", int(ent["p"][0]))
+    return hdr

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import polars as pl
 
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.base import LineChunk, ParseContext
+from tracekit.parsers.base import LineChunk, ParseContext, read_trace_header
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr
 
@@ -83,19 +83,9 @@ def timestamp_expr(ts: pl.Expr) -> pl.Expr:
 
 
 def _header(lines: pl.Series, ctx: ParseContext) -> None:
-    hdr = lines.filter(lines.str.starts_with("#"))
+    hdr = read_trace_header(lines, ctx)
     if hdr.is_empty():
         return
-    tracer = hdr.str.extract(r"^#\s*tracer:\s*(\S+)", 1).drop_nulls()
-    if len(tracer):
-        ctx.meta.setdefault("tracer", tracer[0])
-    ent = hdr.str.extract_groups(
-        r"entries-in-buffer/entries-written:\s*(?P<a>\d+)/(?P<b>\d+)\s+#P:(?P<p>\d+)"
-    ).struct.unnest().drop_nulls()
-    if len(ent):
-        ctx.meta.setdefault("entries_in_buffer", int(ent["a"][0]))
-        ctx.meta.setdefault("entries_written", int(ent["b"][0]))
-        ctx.meta.setdefault("ncpus", int(ent["p"][0]))
     legend = hdr.str.extract(r"=>\s*(\S.*?)\s*$", 1).drop_nulls()
     if len(legend) and "flag_legend" not in ctx.meta:
         ctx.meta["flag_legend"] = legend.to_list()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.base import LineChunk, ParseContext
+from tracekit.parsers.base import LineChunk, ParseContext, read_trace_header
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
 
@@ -103,19 +103,7 @@ def abstime_ns_expr(ts: pl.Expr) -> pl.Expr:
 
 def _header(lines: pl.Series, ctx: ParseContext) -> None:
     """Read what the ``#`` header says (tracer, CPUs, entries) into ctx.meta."""
-    hdr = lines.filter(lines.str.starts_with("#"))
-    if hdr.is_empty():
-        return
-    tracer = hdr.str.extract(r"^#\s*tracer:\s*(\S+)", 1).drop_nulls()
-    if len(tracer):
-        ctx.meta.setdefault("tracer", tracer[0])
-    ent = hdr.str.extract_groups(
-        r"entries-in-buffer/entries-written:\s*(?P<a>\d+)/(?P<b>\d+)\s+#P:(?P<p>\d+)"
-    ).struct.unnest().drop_nulls()
-    if len(ent):
-        ctx.meta.setdefault("entries_in_buffer", int(ent["a"][0]))
-        ctx.meta.setdefault("entries_written", int(ent["b"][0]))
-        ctx.meta.setdefault("ncpus", int(ent["p"][0]))
+    read_trace_header(lines, ctx)
 
 
 _OUT_COLUMNS = ["seq", "line", "cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "depth", "dur_ns", "flags", "body", "lost"]
