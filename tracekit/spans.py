@@ -165,7 +165,7 @@ class SpanBuilder:
         for task, cum in kp.group_by("task").agg(pl.col("_cum").last()).iter_rows():
             self._kprobe_depth[task] = cum
         kp = kp.drop("_cum")
-        return pl.concat([calls.filter(~pl.col("kind").is_in(_KPROBE_KINDS)), kp])
+        return pl.concat([calls.filter(~pl.col("kind").is_in(_KPROBE_KINDS)), kp]).sort("seq")
 
     def _pair(self, events: pl.DataFrame, last: bool) -> SpanChunk:
         events = self._assign_tasks(events) if events.height else events.with_columns(
@@ -199,9 +199,8 @@ class SpanBuilder:
         opening = kind.is_in(_OPENING)
         closing = kind.is_in(_CLOSING)
         step = pl.when(opening).then(1).when(closing).then(-1).otherwise(0)
-        calls = calls.sort(["task", "depth", "_key", "seq"]).with_columns(
-            _cum=step.cum_sum().over(["task", "depth", "_key"])
-        )
+        # (rows are in source order: pending entries first, then this chunk's rows)
+        calls = calls.with_columns(_cum=step.cum_sum().over(["task", "depth", "_key"]))
         calls = calls.with_columns(
             _level=pl.when(opening).then(pl.col("_cum") - 1).when(closing).then(pl.col("_cum"))
         ).sort(["task", "depth", "_key", "_level", "seq"], nulls_last=True)
@@ -242,7 +241,7 @@ class SpanBuilder:
         )
 
         # Entries still open at the end of the chunk wait for the next one.
-        self._pending = calls.filter(pl.col("_pending")).select(list(_WORK_SCHEMA))
+        self._pending = calls.filter(pl.col("_pending")).select(list(_WORK_SCHEMA)).sort("seq")
         body = calls.filter(~pl.col("_pending") & ~pl.col("_closed"))
         paired = pl.col("_paired")
         is_entry = kind.is_in(_OPENING)
