@@ -129,11 +129,24 @@ class SpanBuilder:
                 pl.when(kind != Kind.SWITCH).then(pl.col("pid").cast(pl.Int64)),
                 pl.col("_switched"),
                 prev,
-                pl.col("_prev_task") if not self._cpu_task else pl.lit(None, pl.Int64),
+                pl.when(~pl.col("_cpu_key").is_in(list(self._cpu_task))).then(pl.col("_prev_task")),
                 -1 - pl.col("_cpu_key").cast(pl.Int64),
             ),
             irq_depth=(pl.col("_irq") + prev_irq).clip(0),
         )
+        # Calls still open from earlier chunks, on a CPU whose task was unknown until this
+        # chunk's first switch block, belong to that block's "prev" task.
+        firsts = (
+            df.filter((kind == Kind.SWITCH) & ~pl.col("_cpu_key").is_in(list(self._cpu_task)))
+            .group_by("_cpu_key")
+            .agg(pl.col("_prev_task").first())
+            .drop_nulls()
+        )
+        if firsts.height and self._pending.height:
+            rekey = {-1 - cpu: t for cpu, t in firsts.iter_rows()}
+            self._pending = self._pending.with_columns(
+                task=pl.col("task").replace_strict(rekey, default=pl.col("task"), return_dtype=pl.Int64)
+            )
         # Remember per-CPU state for the next chunk.
         last = df.group_by("_cpu_key").agg(
             pl.col("_switched").drop_nulls().last().alias("t"), pl.col("_irq").last().alias("i")
