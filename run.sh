@@ -32,9 +32,9 @@ demo() {
   local d
   for side in before after; do
     d=fixtures/x86_64/$side
-    "$tk" ingest "$d"/fgraph_procabs.txt.gz "$d"/fgraph_filter.txt.gz "$d"/function.txt.gz "$d"/events.txt.gz \
-      --store "$store" --patch preempt-none-to-full --label "$side" --arch x86_64 --kernel 6.1.0-56-amd64 \
-      --preempt "$([ $side = before ] && echo none || echo full)"
+    "$tk" ingest "$d"/fgraph_exit_mmap.txt.gz "$d"/fgraph_teardown.txt.gz "$d"/function.txt.gz "$d"/events.txt.gz \
+      "$d"/kprobes.txt.gz --store "$store" --patch preempt-none-to-full --label "$side" --arch x86_64 \
+      --kernel 6.1.0-56-amd64 --preempt "$([ $side = before ] && echo none || echo full)"
     d=fixtures/ppc64le/$side
     "$tk" ingest "$d"/fgraph_exit_mmap.txt.gz "$d"/fgraph_teardown.txt.gz "$d"/function.txt.gz "$d"/events.txt.gz \
       "$d"/kprobes.txt.gz --store "$store" --patch ppc-kernel-update --label "$side" --arch ppc64le \

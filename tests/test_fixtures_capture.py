@@ -12,13 +12,15 @@ import pytest
 # pgtfree 10 16 3 (x86_64) and pgtfree 10 64 3 (ppc64le): 10 children each munmap half their
 # mapping (10 unmap_region) and the parent unmaps 3 times (3 more): 13 unmap_region.  The
 # exit_mmap calls: the shell child's mm torn down when it execs pgtfree, 10 children exiting,
-# pgtfree itself exiting: 12.  (Counted by hand too: zgrep -cE '\|\s+exit_mmap\(\) \{'.)
+# pgtfree itself exiting: 12.  Counted by hand too, in each of the four
+# fgraph_exit_mmap.txt.gz (all written by tracekit capture):
+# zgrep -cE '\|\s+exit_mmap\(\) \{' -> 12 and zgrep -cE '\|\s+unmap_region\(\) \{' -> 13.
 EXIT_MMAP = 12
 UNMAP_REGION = 13
 
 SIDES = {
-    ("x86_64", "before"): ("fgraph_procabs", "6.1.0-56-amd64", "(none) voluntary full"),
-    ("x86_64", "after"): ("fgraph_procabs", "6.1.0-56-amd64", "none voluntary (full)"),
+    ("x86_64", "before"): ("fgraph_exit_mmap", "6.1.0-56-amd64", "(none) voluntary full"),
+    ("x86_64", "after"): ("fgraph_exit_mmap", "6.1.0-56-amd64", "none voluntary (full)"),
     ("ppc64le", "before"): ("fgraph_exit_mmap", "6.1.0-47-powerpc64le", None),
     ("ppc64le", "after"): ("fgraph_exit_mmap", "6.1.0-50-powerpc64le", None),
 }
@@ -58,7 +60,7 @@ def test_capture_summary_of_a_fixture(fixtures_dir, tmp_path):
     import tracekit
     from tracekit.capture.runner import summarise
 
-    path = fixtures_dir / "x86_64" / "before" / "fgraph_procabs.txt.gz"
+    path = fixtures_dir / "x86_64" / "before" / "fgraph_exit_mmap.txt.gz"
     res = tracekit.ingest([str(path)], store=tmp_path / "s", arch="x86_64", on_error="collect")
     rows = {r["func"]: r for r in summarise(tmp_path / "s", [res[0].run_id])}
     assert rows["exit_mmap"]["calls"] == EXIT_MMAP and rows["unmap_region"]["calls"] == UNMAP_REGION

@@ -18,7 +18,7 @@ def test_one_tracer_per_function(tmp_path):
     store = tracekit.open_store(tmp_path / "s")
     for side in ("before", "after"):
         tracekit.ingest(
-            [str(FIX / side / "fgraph_procabs.txt.gz"), str(FIX / side / "events.txt.gz")],
+            [str(FIX / side / "fgraph_exit_mmap.txt.gz"), str(FIX / side / "kprobes.txt.gz")],
             store=store, patch="p", label=side, arch="x86_64",
         )
     sp = store.spans().filter(pl.col("func") == "exit_mmap", pl.col("complete")).collect()
