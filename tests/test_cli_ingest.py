@@ -108,7 +108,7 @@ def test_runs_json_and_table(tmp_path, corpus):
     assert "pgfree" in t and r["run_id"] in t
 
 
-@pytest.mark.parametrize("cmd", ["ingest", "runs", "formats"])
+@pytest.mark.parametrize("cmd", ["ingest", "runs", "formats", "report", "model", "calibrate", "replay", "capture"])
 def test_help_has_an_example(cmd):
     p = tk(cmd, "--help")
     assert p.returncode == 0 and "Example" in p.stdout.decode() and "tracekit " + cmd in p.stdout.decode()
