@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header"]
+__all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header", "LOST_EVENTS_RE", "timestamp_ns_expr"]
 
 
 class ParseError(Exception):
@@ -84,6 +84,25 @@ class ParseContext:
 
     def error(self, line: int | None, reason: str) -> ParseError:
         return ParseError(self.path, line, reason)
+
+
+#: ``CPU:%d [LOST %lu EVENTS]``, printed by ``print_trace_line()`` (kernel/trace/trace.c)
+#: before the next event of a CPU whose buffer overwrote events, whatever the tracer.
+LOST_EVENTS_RE = r"^\s*CPU:(?P<cpu>\d+) \[LOST (?P<n>\d+) EVENTS\]\s*$"
+
+
+def timestamp_ns_expr(ts: pl.Expr) -> pl.Expr:
+    """A trace timestamp as an integer: ``secs.usecs`` (``%5lu.%06lu``, or any number of
+    fraction digits) in ns; a bare integer (the ``%12llu`` of counter clocks such as x86-tsc)
+    is kept as it is, in clock ticks."""
+    parts = ts.str.split_exact(".", 1)
+    secs = parts.struct.field("field_0").cast(pl.Int64, strict=False)
+    frac = parts.struct.field("field_1")
+    return (
+        pl.when(frac.is_null())
+        .then(secs)
+        .otherwise(secs * 1_000_000_000 + frac.str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64, strict=False))
+    )
 
 
 def read_trace_header(lines: pl.Series, ctx: ParseContext) -> pl.Series:

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 import polars as pl
 
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.base import LineChunk, ParseContext, read_trace_header
+from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr
 
-__all__ = ["FORMAT", "sniff", "parse", "CONTEXT_RE", "timestamp_expr"]
+__all__ = ["FORMAT", "sniff", "parse", "CONTEXT_RE"]
 
 FORMAT = FormatInfo(
     name="ftrace",
@@ -50,7 +50,6 @@ _SYSCALL_RE = r"^(?P<ev>sys_\w+)(?P<rest>\(.*\)| -> \S+)$"
 # 8 or 0xc on ppc64le (the local entry point, after the TOC set-up).
 _KPROBE_ENTRY_RE = r"^\((?P<f>[^\s+()<]+)\+0x(?:[0-9a-f])/0x[0-9a-f]+\)"
 _KRETPROBE_RE = r"^\((?P<caller>[^\s()]+) <- (?P<f>[^\s()]+)\)"
-_LOST_RE = r"^\s*CPU:(?P<cpu>\d+) \[LOST (?P<n>\d+) EVENTS\]\s*$"
 _STACK_FRAME_RE = r"^\s*=> (?P<f>\S+.*?)\s*$"
 
 
@@ -67,19 +66,6 @@ def sniff(head: str) -> int:
     if hits >= max(1, len(lines) // 2):
         return 60
     return 0
-
-
-def timestamp_expr(ts: pl.Expr) -> pl.Expr:
-    """``secs.usecs`` (any number of fraction digits) as ns; a bare integer (the
-    ``%12llu`` of counter clocks) is kept as it is, in clock ticks."""
-    parts = ts.str.split_exact(".", 1)
-    secs = parts.struct.field("field_0").cast(pl.Int64, strict=False)
-    frac = parts.struct.field("field_1")
-    return (
-        pl.when(frac.is_null())
-        .then(secs)
-        .otherwise(secs * 1_000_000_000 + frac.str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64, strict=False))
-    )
 
 
 def _header(lines: pl.Series, ctx: ParseContext) -> None:
@@ -111,7 +97,7 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         "line",
         "text",
         c=pl.col("text").str.extract_groups(CONTEXT_RE),
-        lost=pl.col("text").str.extract_groups(_LOST_RE),
+        lost=pl.col("text").str.extract_groups(LOST_EVENTS_RE),
         frame=pl.col("text").str.extract(_STACK_FRAME_RE, 1),
         started=pl.col("text").str.contains(r"^#+ CPU \d+ buffer started #+$"),
     ).unnest("c")
@@ -167,7 +153,7 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .cast(pl.Int32, strict=False),
         pid=pl.col("pid").cast(pl.Int32, strict=False),
         comm=pl.col("comm").str.strip_chars(),
-        ts_ns=timestamp_expr(pl.col("ts")),
+        ts_ns=timestamp_ns_expr(pl.col("ts")),
         kind=kind,
         raw_func=raw_func,
         parent=pl.when(kind == Kind.FUNCTION).then(canonical_expr(body.str.extract(_FUNC_RE, 2))),

@@ -19,17 +19,18 @@ over a whole chunk; pairing returns with entries is :mod:`tracekit.spans`' job.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
 
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.base import LineChunk, ParseContext, read_trace_header
+from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
 
-__all__ = ["FORMAT", "sniff", "parse", "duration_ns_expr", "abstime_ns_expr"]
+__all__ = ["FORMAT", "sniff", "parse", "duration_ns_expr"]
 
 FORMAT = FormatInfo(
     name="function_graph",
@@ -58,7 +59,6 @@ _SWITCH_RE = (
     r"(?P<prev>\S.*?-\d+)\s+=>\s+(?P<next>\S.*?-(?P<next_pid>\d+))\s*$"
 )
 _IRQ_RE = r"^\s*(?:(?P<abs>\d+\.\d+)\s+\|\s+)?(?:(?P<cpu>\d+)\)\s+)?(?:(?P<proc>[^|]*?-\d+)\s+\|\s*)?(?:(?P<lat>[.A-Za-z0-9]{4,8})\s+\|)?\s*(?P<arrow>==========>|<==========)"
-_LOST_RE = r"^\s*CPU:(?P<cpu>\d+) \[LOST (?P<n>\d+) EVENTS\]\s*$"
 
 # Bodies of the call tree.
 _ENTRY_RE = r"^(?P<f>[^\s(){};/]+)\(.*\) \{(?:\s*/\*.*\*/)?$"
@@ -74,8 +74,6 @@ def sniff(head: str) -> int:
     lines = [ln for ln in head.splitlines()[:200] if ln.strip() and not ln.startswith("#")]
     if not lines:
         return 0
-    import re
-
     hits = sum(
         1
         for ln in lines
@@ -91,14 +89,6 @@ def duration_ns_expr(dur: pl.Expr) -> pl.Expr:
     usecs = parts.struct.field("field_0").cast(pl.Int64, strict=False)
     frac = parts.struct.field("field_1").fill_null("").str.pad_end(3, "0").str.slice(0, 3)
     return usecs * 1000 + frac.cast(pl.Int64, strict=False).fill_null(0)
-
-
-def abstime_ns_expr(ts: pl.Expr) -> pl.Expr:
-    """``secs.usecs`` (or any number of fraction digits) as integer ns."""
-    parts = ts.str.split_exact(".", 1)
-    secs = parts.struct.field("field_0").cast(pl.Int64, strict=False)
-    frac = parts.struct.field("field_1").fill_null("").str.pad_end(9, "0").str.slice(0, 9)
-    return secs * 1_000_000_000 + frac.cast(pl.Int64, strict=False).fill_null(0)
 
 
 def _header(lines: pl.Series, ctx: ParseContext) -> None:
@@ -302,7 +292,7 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         m=pl.col("text").str.extract_groups(_LINE_RE),
         sw=pl.col("text").str.extract_groups(_SWITCH_RE),
         irq=pl.col("text").str.extract_groups(_IRQ_RE),
-        lost=pl.col("text").str.extract_groups(_LOST_RE),
+        lost=pl.col("text").str.extract_groups(LOST_EVENTS_RE),
         is_overrun="is_overrun",
     ).unnest("m")
     b = pl.col("body")
@@ -379,7 +369,7 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         cpu=cpu.cast(pl.Int32, strict=False),
         pid=proc.str.extract(r"-(\d+)$", 1).cast(pl.Int32, strict=False),
         comm=proc.str.extract(r"^(.*)-\d+$", 1),
-        ts_ns=abstime_ns_expr(abs_ts),
+        ts_ns=timestamp_ns_expr(abs_ts),
         kind="kind",
         raw_func=raw_func,
         depth=(pl.col("indent").str.len_chars().cast(pl.Int32) - 2) // 2,

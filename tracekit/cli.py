@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-__all__ = ["app", "main", "EXTENSIONS", "STORE_OPTION", "die"]
+__all__ = ["app", "main", "EXTENSIONS", "die"]
 
 app = typer.Typer(
     name="tracekit",
@@ -52,7 +52,6 @@ StoreOpt = Annotated[
         show_default=False,
     ),
 ]
-STORE_OPTION = StoreOpt
 
 
 @app.command()

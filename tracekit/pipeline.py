@@ -64,10 +64,6 @@ class IngestResult:
         return asdict(self)
 
 
-def _span_source_for(mod) -> str:
-    return mod.FORMAT.name
-
-
 def ingest(
     paths: list[str] | str,
     store: str | os.PathLike | Store | None = None,
@@ -261,7 +257,7 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
         sym_sample: list[str] = []
         for df in frames:
             if builder is None:
-                builder = SpanBuilder(source=ctx.meta.get("span_source", _span_source_for(mod)))
+                builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name))
             df = _convert_clock(df, ctx, clock_hz)
             if len(sym_sample) < 2000:
                 sym_sample.extend(df["raw_func"].drop_nulls().head(2000).to_list())

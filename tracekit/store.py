@@ -258,13 +258,6 @@ class Store:
         for d in self._run_dirs(run_id):
             shutil.rmtree(d, ignore_errors=True)
 
-    def delete_run(self, run_id: str) -> bool:
-        """Remove run ``run_id``; False when there is no such run."""
-        with self.lock(run_id):
-            existed = self.has_run(run_id)
-            self._delete_run(run_id)
-            return existed
-
     def recover(self) -> int:
         """Remove what interrupted writers left: work directories of dead processes, and
         partition directories of runs that never got their runs row (and that no live
