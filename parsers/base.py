@@ -48,6 +48,9 @@ class LineChunk:
     first_line: int
     lines: pl.Series
     is_last: bool = False
+    #: the chunk's bytes, when they are UTF-8 text whose lines are exactly ``lines``: a
+    #: parser may hand them to polars' CSV reader to split fields natively (None otherwise)
+    raw: bytes | None = None
 
     @property
     def line_numbers(self) -> pl.Series:

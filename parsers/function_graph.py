@@ -147,50 +147,88 @@ def _scaled_decimal(text: pl.Expr, digits: int) -> tuple[pl.Expr, pl.Expr]:
 _EXIT_NAME_RE = r"^\}\s*/\*\s*([A-Za-z_.][\w.$]*?)(?:\(\))?\s*\*/$"
 
 
-def _parse_fast(df: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The fast path for ordinary call lines of a known layout: split each line at the
-    prologue's ``|`` separators and read the fields with plain string kernels.  Lines it
-    cannot take (task switches, IRQ markers, headers, odd shapes) are returned for the
-    general path.  Returns (parsed rows, rows it could not take)."""
+def _fields(chunk: LineChunk, lay: Layout) -> pl.DataFrame:
+    """The chunk's lines cut at the prologue's ``|`` separators: columns ``f0`` .. ``fK``
+    (K = ``lay.bars``), "" where a line has fewer fields.  From the chunk's bytes through
+    polars' CSV reader when it has them (a line with more separators is cut short: the
+    length check in :func:`_parse_fast` sends it to the general path), else by splitting
+    the text (the last field keeps any further ``|``)."""
     k = lay.bars
-    # Materialise each intermediate once: eager polars does not share subexpressions.
-    df = df.with_columns(_parts=pl.col("text").str.splitn("|", k + 1)).unnest("_parts")
-    f = [pl.col(f"field_{i}") for i in range(k + 1)]
-    i = int(lay.abstime) + int(lay.reltime)
-    first = f[i]
-    if lay.cpu:
-        df = df.with_columns(_cpu_split=first.str.splitn(")", 2)).unnest("_cpu_split", separator="")
-        df = df.rename({"_cpu_splitfield_0": "_cpu", "_cpu_splitfield_1": "_after_cpu"})
-        cpu_txt, after_cpu = pl.col("_cpu").str.strip_chars(), pl.col("_after_cpu")
-    else:
-        cpu_txt, after_cpu = pl.lit(None, pl.String), first
-    proc = lat = pl.lit(None, pl.String)
+    if chunk.raw is not None:
+        try:
+            f = pl.read_csv(
+                chunk.raw,
+                has_header=False,
+                separator="|",
+                quote_char=None,
+                comment_prefix=None,
+                schema={f"f{i}": pl.String for i in range(k + 1)},
+                missing_columns="insert",
+                extra_columns="ignore",
+                truncate_ragged_lines=True,
+                empty_string_is_null=False,
+                raise_if_empty=False,
+            )
+            if f.height == len(chunk.lines):
+                return f
+        except pl.exceptions.PolarsError:
+            pass
+    parts = chunk.lines.str.splitn("|", k + 1).struct.unnest()
+    return parts.rename({f"field_{i}": f"f{i}" for i in range(k + 1)})
+
+
+def _by_value(s: pl.Series, parse) -> pl.DataFrame:
+    """``parse`` (a function of a one-column frame ``s`` to a frame of as many rows) run
+    once per distinct value of ``s`` and gathered back to every row: the prologue's task
+    column and the call tree's text repeat a few thousand values over millions of lines."""
+    uniq = s.unique().drop_nulls()
+    codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.UInt32, eager=True), default=None)
+    table = parse(uniq.to_frame("s"))
+    return table.select(pl.all().gather(codes))
+
+
+def _split_cpu(first: pl.Expr, lay: Layout) -> tuple[pl.Expr, pl.Expr]:
+    """The ``%*d) `` CPU at the head of the first prologue field, and the text after it."""
+    if not lay.cpu:
+        return pl.lit(None, pl.Int32), first
+    parts = first.str.splitn(")", 2)
+    cpu = parts.struct.field("field_0").str.strip_chars().cast(pl.Int32, strict=False)
+    return cpu, parts.struct.field("field_1")
+
+
+def _parse_task_field(u: pl.DataFrame, lay: Layout) -> pl.DataFrame:
+    """Distinct values of the first prologue field when it holds the task (``  0)
+    pgtfree-1000  ``) or the latency flags: the CPU, comm, pid and flags, and whether the
+    field reads cleanly (``_pok``)."""
+    cpu, after = _split_cpu(pl.col("s"), lay)
+    u = u.with_columns(cpu=cpu, _after=after.str.strip_chars())
     if lay.proc:
-        proc = after_cpu.str.strip_chars()
-        i += 1
-        if lay.lat:
-            lat = f[i].str.strip_chars()
-            i += 1
-        dur_f = f[i]
-    elif lay.lat:
-        lat = after_cpu.str.strip_chars()
-        dur_f = f[i + 1]
-    else:
-        dur_f = after_cpu if lay.cpu else first
-    body = f[k]
-    df = df.with_columns(
-        _abs=f[0].str.strip_chars() if lay.abstime else pl.lit(None, pl.String),
-        cpu=cpu_txt.cast(pl.Int32, strict=False),
-        _proc=proc,
-        flags=lat,
-        _num=dur_f.str.strip_chars(" +!#*@$").str.strip_suffix("us").str.strip_chars(),
-        _b=body.str.strip_chars(),
-        _indent=body.str.len_bytes().cast(pl.Int32) - body.str.strip_chars_start(" ").str.len_bytes().cast(pl.Int32),
-    )
+        dash = pl.col("_after").str.find(r"-\d+$")
+        u = u.with_columns(_dash=dash).with_columns(
+            pid=pl.col("_after").str.slice(pl.col("_dash") + 1).cast(pl.Int32, strict=False),
+            comm=pl.col("_after").str.slice(0, pl.col("_dash")),
+            flags=pl.lit(None, pl.String),
+        )
+        ok = pl.col("_dash").is_not_null()
+    else:  # latency flags without funcgraph-proc
+        u = u.with_columns(pid=pl.lit(None, pl.Int32), comm=pl.lit(None, pl.String), flags=pl.col("_after"))
+        ok = pl.lit(True)
+    if lay.cpu:
+        ok = ok & pl.col("cpu").is_not_null()
+    return u.select("cpu", "pid", "comm", "flags", _pok=ok.fill_null(False))
+
+
+def _parse_call_tree(u: pl.DataFrame) -> pl.DataFrame:
+    """Distinct values of the call-tree column (indent and ``func() {`` / ``func();`` /
+    ``}`` / ``} /* func */`` / ``/* comment */``): kind, names, depth, comment text, and
+    whether the fast path may take the line (``_bok``)."""
+    raw = pl.col("s")
     b = pl.col("_b")
-    ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
-    dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
-    df = df.with_columns(
+    u = u.with_columns(
+        _b=raw.str.strip_chars(),
+        _indent=raw.str.len_bytes().cast(pl.Int32) - raw.str.strip_chars_start(" ").str.len_bytes().cast(pl.Int32),
+    )
+    u = u.with_columns(
         kind=pl.when(b.str.ends_with(") {"))
         .then(pl.lit(Kind.ENTRY))
         .when(b.str.ends_with(");"))
@@ -199,11 +237,6 @@ def _parse_fast(df: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFra
         .then(pl.lit(Kind.EXIT))
         .when(b.str.starts_with("/*") & b.str.ends_with("*/"))
         .then(pl.lit(Kind.COMMENT)),
-        _dash=pl.col("_proc").str.find(r"-\d+$") if lay.proc else pl.lit(None, pl.UInt32),
-        ts_ns=ts_ns,
-        _ts_frac=ts_frac,
-        dur_ns=pl.when(pl.col("_num") != "").then(dur_ns),
-        _dur_frac=dur_frac,
         # "} /* name */" names its function; "}" alone, or a tail holding a return value,
         # names none here (the general path reads return values)
         _exit_name=b.str.extract(_EXIT_NAME_RE, 1),
@@ -212,34 +245,80 @@ def _parse_fast(df: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFra
     kind = pl.col("kind")
     ok = kind.is_not_null() & (pl.col("_indent") >= 2)
     ok = ok & ((kind != Kind.EXIT) | (b == "}") | pl.col("_exit_name").is_not_null())
-    if lay.cpu:
-        ok = ok & pl.col("cpu").is_not_null()
-    if lay.proc:
-        ok = ok & pl.col("_dash").is_not_null()
+    u = u.select(
+        kind="kind",
+        raw_func=pl.when(kind == Kind.EXIT).then(pl.col("_exit_name")).when(kind != Kind.COMMENT).then(pl.col("_entry_name")),
+        depth=pl.when(kind != Kind.COMMENT).then((pl.col("_indent") - 2) // 2),
+        body=pl.when(kind == Kind.COMMENT).then(b.str.slice(2, b.str.len_chars() - 4).str.strip_chars()),
+        _bok=ok.fill_null(False),
+    )
+    return canonicalize(u)
+
+
+def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The fast path for ordinary call lines of a known layout, over the lines cut at the
+    prologue's ``|`` separators (:func:`_fields`).  The task and call-tree columns are read
+    once per distinct value (:func:`_by_value`); times and durations are exact decimal
+    casts.  Lines it cannot take (task switches, IRQ markers, headers, odd shapes) are
+    returned for the general path.  Returns (parsed rows, rows it could not take)."""
+    k = lay.bars
+    f = [fields.get_column(f"f{i}") for i in range(k + 1)]
+    text = df.get_column("text")
+    # exactly k separators, and not a header line
+    nbytes = f[0].str.len_bytes().cast(pl.Int64)
+    for c in f[1:]:
+        nbytes = nbytes + c.str.len_bytes().cast(pl.Int64)
+    exact = ((nbytes + k) == text.str.len_bytes().cast(pl.Int64)).fill_null(False) & ~text.str.starts_with("#")
+    i = int(lay.abstime) + int(lay.reltime)
+    first = f[i]
+    cols: dict[str, pl.Series] = {"line": df.get_column("line"), "_exact": exact}
+    if lay.proc or lay.lat:
+        task = _by_value(first, lambda u: _parse_task_field(u, lay))
+        if lay.proc and lay.lat:
+            lat = _by_value(f[i + 1], lambda u: u.select(flags=pl.col("s").str.strip_chars()))
+            task = task.with_columns(flags=lat.get_column("flags"))
+        dur_f = f[i + 1 + int(lay.proc and lay.lat)]
+    else:
+        cpu, after = _split_cpu(pl.col("s"), lay)
+        task = first.to_frame("s").select(
+            cpu=cpu, pid=pl.lit(None, pl.Int32), comm=pl.lit(None, pl.String), flags=pl.lit(None, pl.String),
+            _pok=cpu.is_not_null() if lay.cpu else pl.lit(True),
+        )
+        dur_f = first.to_frame("s").select(after).to_series() if lay.cpu else first
+    tree = _by_value(f[k], _parse_call_tree)
+    frame = pl.DataFrame(cols).hstack(task).hstack(tree)
+    frame = frame.with_columns(
+        _abs=f[0].str.strip_chars() if lay.abstime else pl.lit(None, pl.String),
+        _num=dur_f.str.strip_chars(" +!#*@$").str.strip_suffix(" us"),
+    )
+    ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
+    dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
+    frame = frame.with_columns(ts_ns=ts_ns, _ts_frac=ts_frac, dur_ns=pl.when(pl.col("_num") != "").then(dur_ns), _dur_frac=dur_frac)
+    ok = pl.col("_exact") & pl.col("_pok") & pl.col("_bok")
     if lay.abstime:
         ok = ok & pl.col("ts_ns").is_not_null() & (pl.col("_ts_frac") <= 9)
     ok = ok & ((pl.col("_num") == "") | (pl.col("dur_ns").is_not_null() & (pl.col("_dur_frac") <= 3)))
-    df = df.with_columns(_ok=ok.fill_null(False))
-    bad = df.filter(~pl.col("_ok")).select("line", "text")
-    good = df.filter(pl.col("_ok"))
-    dash = pl.col("_dash")
-    good = good.select(
+    ok = ok.fill_null(False)
+    frame = frame.with_columns(_ok=ok)
+    okm = frame.get_column("_ok")
+    bad = df.filter(~okm)
+    good = frame.filter(okm).select(
         seq="line",
         line="line",
         cpu="cpu",
-        pid=pl.col("_proc").str.slice(dash + 1).cast(pl.Int32, strict=False) if lay.proc else pl.lit(None, pl.Int32),
-        comm=pl.col("_proc").str.slice(0, dash) if lay.proc else pl.lit(None, pl.String),
+        pid="pid",
+        comm="comm",
         ts_ns=pl.col("ts_ns") if lay.abstime else pl.lit(None, pl.Int64),
         kind="kind",
-        raw_func=pl.when(kind == Kind.EXIT).then(pl.col("_exit_name"))
-        .when(kind != Kind.COMMENT).then(pl.col("_entry_name")),
-        depth=pl.when(kind != Kind.COMMENT).then((pl.col("_indent") - 2) // 2),
+        func="func",
+        raw_func="raw_func",
+        depth="depth",
         dur_ns="dur_ns",
         flags="flags",
-        body=pl.when(kind == Kind.COMMENT).then(b.str.slice(2, b.str.len_chars() - 4).str.strip_chars()),
+        body="body",
         lost=pl.lit(None, pl.Int64),
     )
-    return canonicalize(good).select(_OUT_COLUMNS), bad
+    return good, bad
 
 
 def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> pl.DataFrame:
@@ -248,7 +327,7 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> 
     if layout is not None:
         # The fast path takes the ordinary call lines and hands back everything else
         # (task switches, IRQ markers, lost-event lines, headers, blank lines).
-        good, rest = _parse_fast(df, layout)
+        good, rest = _parse_fast(df, _fields(chunk, layout), layout)
         out = pl.concat([good, _parse_general(rest, ctx)]).sort("seq") if rest.height else good
     else:
         out = _parse_general(df, ctx)

@@ -137,15 +137,21 @@ def _decode(data: bytes) -> str:
 
 
 def split_lines(piece: bytes) -> pl.Series:
-    """The lines of ``piece`` (whole lines, the last newline optional) as a String series.
+    """The lines of ``piece`` (whole lines, the last newline optional) as a String series."""
+    return _split_lines(piece)[0]
+
+
+def _split_lines(piece: bytes) -> tuple[pl.Series, bool]:
+    """:func:`split_lines`, and whether polars' CSV reader split them (the text is UTF-8 and
+    one CSV row is one line: a parser may then read fields from the same bytes).
 
     Polars' multi-threaded CSV reader splits lines fastest: it is used with a one-column
     layout (a separator byte the text does not contain, no quoting), blank lines read as "".
-    Text with that byte, or that is not UTF-8, takes the plain path."""
-    if b"\x1f" not in piece:
+    Text with that byte, with carriage returns, or that is not UTF-8, takes the plain path."""
+    if b"\x1f" not in piece and b"\r" not in piece:
         try:
             df = pl.read_csv(
-                io.BytesIO(piece),
+                piece,
                 has_header=False,
                 separator="\x1f",
                 quote_char=None,
@@ -153,10 +159,11 @@ def split_lines(piece: bytes) -> pl.Series:
                 schema={"text": pl.String},
                 comment_prefix=None,
                 raise_if_empty=False,
+                empty_string_is_null=False,
             )
-            lines = df.get_column("text").fill_null("")
+            lines = df.get_column("text")
             if len(lines) == piece.count(b"\n") + (0 if piece.endswith(b"\n") else 1):
-                return lines
+                return lines, True
         except pl.exceptions.PolarsError:
             pass
     if piece.endswith(b"\n"):
@@ -165,7 +172,7 @@ def split_lines(piece: bytes) -> pl.Series:
     lines = pl.Series("text", [text], dtype=pl.String).str.split("\n").explode()
     if "\r" in text:
         lines = lines.str.strip_chars_end("\r")
-    return lines
+    return lines, False
 
 
 def iter_line_chunks(
@@ -198,8 +205,8 @@ def iter_line_chunks(
             piece, rest = buf[:cut], buf[cut:]
             consumed += len(piece)
             if piece:
-                lines = split_lines(piece)
-                yield LineChunk(line_no, lines, is_last=eof)
+                lines, native = _split_lines(piece)
+                yield LineChunk(line_no, lines, is_last=eof, raw=piece if native else None)
                 line_no += len(lines)
                 if on_progress:
                     on_progress(consumed)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from tracekit.schema import EVENT_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, Kind, conform
@@ -100,6 +101,10 @@ class SpanBuilder:
             # Every row names its task (funcgraph-proc, or any format with a pid column).
             return df.with_columns(task=pl.col("pid").cast(pl.Int64), irq_depth=pl.lit(0, pl.Int64))
         cpu_key = pl.col("cpu").fill_null(-1)
+        no_pid = df.select(((kind != Kind.SWITCH) & pl.col("pid").is_null()).any()).item()
+        cpu_less = self._pending.height > 0 and bool((self._pending.get_column("task") < 0).any())
+        if not no_pid and not cpu_less:
+            return self._assign_tasks_by_pid(df, kinds)
         switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
         # The task a CPU ran before its first switch block is that block's "prev".
         before_first = pl.when(kind == Kind.SWITCH).then(
@@ -157,6 +162,31 @@ class SpanBuilder:
             self._irq_depth[cpu] = self._irq_depth.get(cpu, 0) + (i or 0)
         return df.drop("_cpu_key", "_switched", "_prev_task", "_irq")
 
+    def _assign_tasks_by_pid(self, df: pl.DataFrame, kinds: set[str]) -> pl.DataFrame:
+        """:meth:`_assign_tasks` when every row names its task (switch blocks name the next
+        task): the task is the pid; only IRQ nesting and per-CPU state need work."""
+        kind = pl.col("kind")
+        cpu_key = pl.col("cpu").fill_null(-1)
+        out = df.with_columns(task=pl.col("pid").cast(pl.Int64))
+        if Kind.SWITCH in kinds:
+            sw = df.filter(kind == Kind.SWITCH).group_by(cpu_key.alias("_cpu_key")).agg(pl.col("pid").last())
+            for cpu, t in sw.iter_rows():
+                if t is not None:
+                    self._cpu_task[cpu] = int(t)
+        if Kind.IRQ_ENTRY in kinds or Kind.IRQ_EXIT in kinds or any(self._irq_depth.values()):
+            step = pl.when(kind == Kind.IRQ_ENTRY).then(1).when(kind == Kind.IRQ_EXIT).then(-1).otherwise(0)
+            if self._irq_depth:
+                prev_irq = cpu_key.replace_strict(self._irq_depth, default=0, return_dtype=pl.Int64)
+            else:
+                prev_irq = pl.lit(0, dtype=pl.Int64)
+            out = out.with_columns(_irq=step.cum_sum().over(cpu_key), _cpu_key=cpu_key)
+            last = out.group_by("_cpu_key").agg(pl.col("_irq").last())
+            out = out.with_columns(irq_depth=(pl.col("_irq") + prev_irq).clip(0)).drop("_irq", "_cpu_key")
+            for cpu, i in last.iter_rows():
+                self._irq_depth[cpu] = self._irq_depth.get(cpu, 0) + (i or 0)
+            return out
+        return out.with_columns(irq_depth=pl.lit(0, pl.Int64))
+
     def _kprobe_depths(self, calls: pl.DataFrame) -> pl.DataFrame:
         """Depth of kprobe hits: entries minus returns so far, per task."""
         kp = calls.filter(pl.col("kind").is_in(_KPROBE_KINDS))
@@ -184,101 +214,56 @@ class SpanBuilder:
         events = self._assign_tasks(events) if events.height else events.with_columns(
             task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
         )
-        is_call = pl.col("kind").is_in(_CALL_KINDS)
-        stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
-        calls = events.filter(is_call).select(list(_WORK_SCHEMA))
+        is_call = events.get_column("kind").is_in(_CALL_KINDS)
+        ncalls = int(is_call.sum())
+        if ncalls == events.height:
+            stored = pl.DataFrame(schema=STORED_EVENT_SCHEMA)
+            calls = events.select(list(_WORK_SCHEMA))
+        else:
+            stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
+            calls = events.filter(is_call).select(list(_WORK_SCHEMA))
         calls = self._kprobe_depths(calls)
-        calls = pl.concat([self._pending, calls])
+        # (rows in source order: entries still open from earlier chunks first)
+        calls = pl.concat([self._pending, calls]) if self._pending.height else calls
+        n = calls.height
+        kind_s = calls.get_column("kind")
+        opening = kind_s.is_in(_OPENING).to_numpy()
+        closing = kind_s.is_in(_CLOSING).to_numpy()
+        partner, pending = _match(calls, opening, closing, last)
+
+        # Rows that become spans: everything but the returns that closed an entry and the
+        # entries still waiting for theirs.
+        closed = np.zeros(n, dtype=bool)
+        closed[partner[partner >= 0]] = True
+        keep = ~(closed | pending)
+        self._pending = calls.filter(pl.Series("_m", pending, dtype=pl.Boolean)) if pending.any() else calls.clear()
+        parent = _parents(calls, opening, keep)[keep]
+        partner = partner[keep]
+        paired = partner >= 0
+        pidx = pl.Series("_p", np.where(paired, partner, 0), dtype=pl.UInt32)
+        exits = calls.select("ts_ns", "dur_ns", "comm")[pidx] if paired.any() else None
+        body = calls.filter(pl.Series("_m", keep, dtype=pl.Boolean)) if not keep.all() else calls
+
         kind = pl.col("kind")
-        # Leaves (most rows of a function_graph trace) are whole calls already: only
-        # entries and returns need pairing.
-        leaves = calls.filter(kind == Kind.LEAF).with_columns(
-            start_ns=pl.col("ts_ns"), complete=pl.lit(True), span_id=pl.col("seq")
-        )
-        calls = calls.filter(kind != Kind.LEAF)
-
-        # When every return names its function (trace.dat and raw funcgraph records,
-        # kprobes, tracing_thresh traces), the function is part of the key: an interrupt
-        # recorded at the depth of the call it interrupted then cannot steal that call's
-        # return.  Plain "}" returns are matched by position alone.
-        exits = calls.filter(kind.is_in(_CLOSING))
-        named = exits.height > 0 and exits.get_column("func").null_count() == 0
-        calls = calls.with_columns(_key=pl.col("func") if named else pl.lit("", pl.String))
-        # Within one (task, depth, key), returns close entries last-in first-out: the kernel
-        # records an interrupt's handlers at the depth of the call it interrupted, so a
-        # call's return may follow other whole calls at its own depth.  The nesting level
-        # (entries minus returns so far) makes each entry and its return neighbours in
-        # (task, depth, key, level).
-        opening = kind.is_in(_OPENING)
-        closing = kind.is_in(_CLOSING)
-        step = pl.when(opening).then(1).when(closing).then(-1).otherwise(0)
-        # (rows are in source order: pending entries first, then this chunk's rows)
-        calls = calls.with_columns(_cum=step.cum_sum().over(["task", "depth", "_key"]))
-        calls = calls.with_columns(
-            _level=pl.when(opening).then(pl.col("_cum") - 1).when(closing).then(pl.col("_cum"))
-        ).sort(["task", "depth", "_key", "_level", "seq"], nulls_last=True)
-        same = lambda k: (  # noqa: E731
-            (pl.col("task").shift(k) == pl.col("task"))
-            & (pl.col("depth").shift(k) == pl.col("depth"))
-            & (pl.col("_key").shift(k) == pl.col("_key"))
-            & (pl.col("_level").shift(k) == pl.col("_level"))
-        )
-        same_next, same_prev = same(-1), same(1)
-        calls = calls.with_columns(_sn=same_next.fill_null(False), _sp=same_prev.fill_null(False))
-        nxt = lambda c: pl.when(pl.col("_sn")).then(pl.col(c).shift(-1))  # noqa: E731
-        prv = lambda c: pl.when(pl.col("_sp")).then(pl.col(c).shift(1))  # noqa: E731
-        calls = calls.with_columns(
-            _next_kind=nxt("kind"),
-            _next_func=nxt("func"),
-            _exit_ts=nxt("ts_ns"),
-            _exit_dur=nxt("dur_ns"),
-            _exit_comm=nxt("comm"),
-            _prev_kind=prv("kind"),
-            _prev_func=prv("func"),
-        )
-        opening = kind.is_in(_OPENING)
-        closing = kind.is_in(_CLOSING)
-        # An exit that names its function must name the entry's.
-        names_agree = lambda a, b: a.is_null() | b.is_null() | (a == b)  # noqa: E731
-        closes_next = opening & pl.col("_next_kind").is_in(_CLOSING) & names_agree(
-            pl.col("func"), pl.col("_next_func")
-        )
-        closed_by_prev = closing & pl.col("_prev_kind").is_in(_OPENING) & names_agree(
-            pl.col("_prev_func"), pl.col("func")
-        )
-        pending_now = opening & pl.col("_next_kind").is_null()
-        calls = calls.with_columns(
-            _paired=closes_next.fill_null(False),
-            _closed=closed_by_prev.fill_null(False),
-            _pending=pending_now.fill_null(False) if not last else pl.lit(False),
-        )
-
-        # Entries still open at the end of the chunk wait for the next one.
-        self._pending = calls.filter(pl.col("_pending")).select(list(_WORK_SCHEMA)).sort("seq")
-        body = calls.filter(~pl.col("_pending") & ~pl.col("_closed"))
-        paired = pl.col("_paired")
+        paired_e = pl.lit(pl.Series("_paired", paired, dtype=pl.Boolean))
         is_entry = kind.is_in(_OPENING)
         is_exit = kind.is_in(_CLOSING)
+        if exits is not None:
+            exit_dur = pl.coalesce(pl.lit(exits.get_column("dur_ns")), pl.lit(exits.get_column("ts_ns")) - pl.col("ts_ns"))
+            exit_comm = pl.lit(exits.get_column("comm"))
+        else:
+            exit_dur = pl.lit(None, pl.Int64)
+            exit_comm = pl.lit(None, pl.String)
+        complete = (is_entry & paired_e) | (kind == Kind.LEAF)
         dur = (
-            pl.when(is_entry & paired)
-            .then(pl.coalesce(pl.col("_exit_dur"), pl.col("_exit_ts") - pl.col("ts_ns")))
-            .when(is_exit)
+            pl.when(is_entry & paired_e)
+            .then(exit_dur)
+            .when(is_exit | (kind == Kind.LEAF))
             .then(pl.col("dur_ns"))
         )
         start = pl.when(is_exit).then(pl.col("ts_ns") - pl.col("dur_ns")).otherwise(pl.col("ts_ns"))
-        spans = body.with_columns(
-            dur_ns=dur,
-            start_ns=start,
-            complete=is_entry & paired,
-            comm=pl.coalesce(pl.col("comm"), pl.when(paired).then(pl.col("_exit_comm"))),
-            span_id=pl.col("seq"),
-        )
-        cols = [*_WORK_SCHEMA, "start_ns", "complete", "span_id"]
-        spans = pl.concat([spans.select(cols), leaves.select(cols)])
-        spans = self._parents(spans, calls)
-        if spans.get_column("flags").null_count() == spans.height:
-            hard = pl.col("irq_depth") > 0
-            context = pl.when(hard).then(pl.lit("hardirq")).otherwise(pl.lit("task"))
+        if body.get_column("flags").null_count() == body.height:
+            context = pl.when(pl.col("irq_depth") > 0).then(pl.lit("hardirq")).otherwise(pl.lit("task"))
         else:
             flags = pl.col("flags").fill_null("")
             context = (
@@ -290,42 +275,164 @@ class SpanBuilder:
                 .then(pl.lit("softirq"))
                 .otherwise(pl.lit("task"))
             )
-        source = (
-            pl.when(kind.is_in(_KPROBE_KINDS)).then(pl.lit("kprobe")).otherwise(pl.lit(self.source))
-        )
-        spans = spans.with_columns(
-            context=context,
-            source=source,
-            pid=pl.when(pl.col("task") >= 0).then(pl.col("task")).otherwise(pl.col("pid")),
-        )
-        spans = conform(spans, SPAN_SCHEMA)
+        kprobe = body.get_column("kind").is_in(_KPROBE_KINDS).any()
+        source = pl.when(kind.is_in(_KPROBE_KINDS)).then(pl.lit("kprobe")).otherwise(pl.lit(self.source)) if kprobe else pl.lit(self.source)
+        cols = {
+            "span_id": pl.col("seq"),
+            "parent_id": pl.lit(pl.Series("parent_id", parent, dtype=pl.Int64)).replace(-1, None),
+            "cpu": pl.col("cpu"),
+            "pid": pl.when(pl.col("task") >= 0).then(pl.col("task")).otherwise(pl.col("pid")),
+            "comm": pl.coalesce(pl.col("comm"), pl.when(paired_e).then(exit_comm)),
+            "func": pl.col("func"),
+            "raw_func": pl.col("raw_func"),
+            "depth": pl.col("depth"),
+            "start_ns": start,
+            "dur_ns": dur,
+            "seq": pl.col("seq"),
+            "context": context,
+            "complete": complete,
+            "source": source,
+        }
+        assert list(cols) == list(SPAN_SCHEMA)
+        spans = body.select([e.cast(SPAN_SCHEMA[c]).alias(c) for c, e in cols.items()])
         if spans.height:
-            for src, n in spans.group_by("source").len().iter_rows():
-                self.counts[src] += n
+            if kprobe:
+                for src, c in spans.group_by("source").len().iter_rows():
+                    self.counts[src] += c
+            else:
+                self.counts[self.source] += spans.height
         return SpanChunk(spans=spans, events=stored)
 
-    @staticmethod
-    def _parents(spans: pl.DataFrame, calls: pl.DataFrame) -> pl.DataFrame:
-        """parent_id: the last opening row one level up in the same task, before the span."""
-        opens = (
-            calls.filter(pl.col("kind").is_in(_OPENING))
-            .select(
-                pl.col("task"),
-                (pl.col("depth") + 1).alias("_cdepth"),
-                pl.col("seq").alias("_pseq"),
-            )
-            .sort("_pseq")
-        )
-        if opens.is_empty() or spans.is_empty():
-            return spans.with_columns(parent_id=pl.lit(None, dtype=pl.Int64))
-        left = spans.with_columns(_cdepth=pl.col("depth").cast(pl.Int32)).sort("seq")
-        joined = left.join_asof(
-            opens.with_columns(pl.col("_cdepth").cast(pl.Int32)),
-            left_on="seq",
-            right_on="_pseq",
-            by=["task", "_cdepth"],
-            strategy="backward",
-            allow_exact_matches=False,
-            check_sortedness=False,
-        )
-        return joined.with_columns(parent_id=pl.col("_pseq")).drop("_cdepth", "_pseq")
+
+def _codes(s: pl.Series) -> np.ndarray:
+    """Dense integer codes of the values of ``s`` (equal values, equal codes); -1 for null."""
+    uniq = s.unique().drop_nulls()
+    codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True), default=None)
+    return codes.fill_null(-1).to_numpy()
+
+
+def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows sorted by ``keys``: the segment number of each row (runs of equal keys) and
+    the position of each segment's first row."""
+    m = len(keys[0])
+    start = np.zeros(m, dtype=bool)
+    if m:
+        start[0] = True
+        for k in keys:
+            start[1:] |= k[1:] != k[:-1]
+    first = np.flatnonzero(start)
+    return np.cumsum(start) - 1, first
+
+
+def _argsort(*keys: np.ndarray) -> np.ndarray:
+    """The stable order of rows sorted by ``keys`` (the first is the primary key).
+
+    Integer keys of small ranges are folded into one int64 with the row number as the last
+    digit, whose unstable sort is then stable and several times faster than a lexsort;
+    keys whose ranges do not fit fall back to ``np.lexsort``."""
+    m = len(keys[0])
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    comp = np.zeros(m, dtype=np.int64)
+    span = 1
+    for k in keys:
+        lo, hi = int(k.min()), int(k.max())
+        width = hi - lo + 1
+        span *= width
+        if span * m >= 1 << 62:
+            return np.lexsort(tuple(reversed(keys)))
+        comp = comp * width + (k - lo)
+    comp = comp * m + np.arange(m, dtype=np.int64)
+    return np.argsort(comp)
+
+
+def _match(calls: pl.DataFrame, opening: np.ndarray, closing: np.ndarray, last: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pair returns with entries.  Returns ``partner`` (for each entry that its return
+    closes, the row of that return; -1 elsewhere) and ``pending`` (entries with nothing
+    after them in their nesting slot: their return may be in the next chunk; none when
+    ``last``).
+
+    Within one (task, depth, key), returns close entries last-in first-out: the kernel
+    records an interrupt's handlers at the depth of the call it interrupted, so a call's
+    return may follow other whole calls at its own depth.  The nesting level (entries minus
+    returns so far) makes each entry and its return neighbours once rows are sorted by
+    (task, depth, key, level) with source order kept within.  The key is the function when
+    every return names it (trace.dat and raw funcgraph records, kprobes, tracing_thresh
+    traces): an interrupt recorded at the depth of the call it interrupted then cannot
+    steal that call's return.  Plain ``}`` returns are matched by position alone, and a
+    return that names a different function than the entry before it closes nothing."""
+    n = calls.height
+    partner = np.full(n, -1, dtype=np.int64)
+    pending = np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(opening | closing)
+    if len(rows) == 0:
+        return partner, pending
+    mask = pl.Series("_m", opening | closing, dtype=pl.Boolean)
+    task = calls.get_column("task").filter(mask).fill_null(-(1 << 40)).to_numpy()
+    depth = calls.get_column("depth").filter(mask).cast(pl.Int64).fill_null(-1 << 20).to_numpy()
+    func_s = calls.get_column("func").filter(mask)
+    named = func_s.is_not_null().to_numpy()
+    named_all = bool(closing[rows].any()) and bool(named[closing[rows]].all())
+    key = _codes(func_s) if named_all else np.zeros(len(rows), dtype=np.int64)
+    op = opening[rows]
+    step = np.where(op, 1, -1)
+    # group rows by (task, depth, key), source order within (lexsort is stable)
+    o1 = _argsort(task, depth, key)
+    seg, first = _segments(task[o1], depth[o1], key[o1])
+    cum = np.cumsum(step[o1])
+    before = (cum - step[o1])[first][seg]
+    run = cum - before
+    level = np.where(op[o1], run - 1, run)
+    o2 = _argsort(seg, level)
+    order = o1[o2]
+    seg2, lev2 = seg[o2], level[o2]
+    same_next = np.zeros(len(order), dtype=bool)
+    same_next[:-1] = (seg2[1:] == seg2[:-1]) & (lev2[1:] == lev2[:-1])
+    op_s = op[order]
+    nxt_close = np.zeros(len(order), dtype=bool)
+    nxt_close[:-1] = ~op_s[1:]
+    at = np.flatnonzero(op_s & same_next & nxt_close)
+    entry, ret = order[at], order[at + 1]
+    if not named_all:
+        # a return that names its function must name the entry's (with the function in
+        # the key, they agree already)
+        check = named[entry] & named[ret]
+        if check.any():
+            e, r = entry[check], ret[check]
+            agree = (func_s.gather(pl.Series("_i", e, dtype=pl.UInt32)) == func_s.gather(pl.Series("_i", r, dtype=pl.UInt32))).to_numpy()
+            keep = np.ones(len(entry), dtype=bool)
+            keep[np.flatnonzero(check)[~agree]] = False
+            entry, ret = entry[keep], ret[keep]
+    partner[rows[entry]] = rows[ret]
+    if not last:
+        pending[rows[order[op_s & ~same_next]]] = True
+    return partner, pending
+
+
+def _parents(calls: pl.DataFrame, opening: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """parent_id of each row: the seq of the last entry one level up in the same task before
+    it (-1 for none; only rows in ``keep`` are looked up)."""
+    n = calls.height
+    parent = np.full(n, -1, dtype=np.int64)
+    opens = np.flatnonzero(opening)
+    depth_s = calls.get_column("depth")
+    queries = np.flatnonzero(keep & depth_s.is_not_null().to_numpy())
+    if len(opens) == 0 or len(queries) == 0:
+        return parent
+    task = calls.get_column("task").fill_null(-(1 << 40)).to_numpy()
+    depth = depth_s.cast(pl.Int64).fill_null(0).to_numpy()
+    seq = calls.get_column("seq").to_numpy()
+    # the entries under the depth of their children, beside the rows that look them up
+    idx = np.concatenate([opens, queries])
+    t = task[idx]
+    d = np.concatenate([depth[opens] + 1, depth[queries]])
+    q = np.concatenate([np.zeros(len(opens), dtype=bool), np.ones(len(queries), dtype=bool)])
+    sq = seq[idx]
+    o = _argsort(t, d, sq)
+    seg, first = _segments(t[o], d[o])
+    pos = np.where(~q[o], np.arange(len(o)), -1)
+    last_open = np.maximum.accumulate(pos)
+    found = last_open >= first[seg]
+    hit = q[o] & found
+    parent[idx[o][hit]] = sq[o][last_open[hit]]
+    return parent
