@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: bump when gen_fgraph.py changes what it writes
+GENERATOR_VERSION = 2
 
 
 def _child(path: str, store: str) -> None:
@@ -51,7 +53,8 @@ def main() -> None:
         return
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    src = work / f"fgraph-{a.mib:g}MiB.txt"
+    # (the generator's version is in the name: a changed generator makes a new input)
+    src = work / f"fgraph-v{GENERATOR_VERSION}-{a.mib:g}MiB.txt"
     if not src.exists():
         print(f"generating {src} ...", file=sys.stderr)
         subprocess.run([sys.executable, str(HERE / "gen_fgraph.py"), str(src), "--mib", str(a.mib)], check=True)

@@ -85,12 +85,14 @@ def _mark(dur_ns: int) -> str:
 
 
 def _dur(dur_ns: int) -> str:
+    """The duration column as ``trace_print_graph_duration()`` prints it: ``usecs``, then
+    ``.nsecs`` cut to keep seven characters, then `` us `` and spaces up to eight."""
     usecs, nsecs = divmod(dur_ns, 1000)
     s = str(usecs)
     if len(s) < 7:
         frac = f"{nsecs:03d}"[: max(0, 7 - len(s) - 1)]
         s = f"{s}.{frac}" if frac else s
-    return f"{s} us"
+    return f"{s} us " + " " * max(0, 8 - len(s))
 
 
 def episode_lines(cpu: int, comm: str, pid: int, t0_ns: int, rng: np.random.Generator, proc: bool) -> tuple[list[str], int]:
@@ -124,13 +126,13 @@ def episode_lines(cpu: int, comm: str, pid: int, t0_ns: int, rng: np.random.Gene
             t += 200
         elif kind == ";":
             d = int(leaf_ns[len(out) % n])
-            out.append(f"{ts} {cpu:2d}){proc_col} {_mark(d)} {_dur(d):<10} |  {ind}{func}();")
+            out.append(f"{ts} {cpu:2d}){proc_col} {_mark(d)} {_dur(d)}|  {ind}{func}();")
             t += d + 150
         else:
             f, start = stack.pop()
             d = t - start
             tail = f" /* {f} */" if rng.random() < 0.1 else ""
-            out.append(f"{ts} {cpu:2d}){proc_col} {_mark(d)} {_dur(d):<10} |  {ind}}}{tail}")
+            out.append(f"{ts} {cpu:2d}){proc_col} {_mark(d)} {_dur(d)}|  {ind}}}{tail}")
             t += 100
     return out, t
 

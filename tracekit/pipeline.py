@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -255,7 +258,7 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
             frames = mod.parse(counted(), ctx)
 
         sym_sample: list[str] = []
-        for df in frames:
+        for df in _prefetch(frames):
             if builder is None:
                 builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name))
             df = _convert_clock(df, ctx, clock_hz)
@@ -352,6 +355,45 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
     res.skipped = dict(ctx.skipped)
     res.warnings = list(ctx.warnings)
     res.bytes = nbytes
+
+
+def _prefetch(frames: Iterator[pl.DataFrame], depth: int = 2) -> Iterator[pl.DataFrame]:
+    """Run the parser one or two chunks ahead in a thread: polars and numpy release the
+    GIL in their kernels, so parsing the next chunk overlaps pairing and writing this one.
+    Memory stays bounded by ``depth`` chunks; an exception in the parser is raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def run() -> None:
+        try:
+            for df in frames:
+                if stop.is_set():
+                    return
+                q.put((df, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put((None, e))
+            return
+        q.put((done, None))
+
+    worker = threading.Thread(target=run, name="tracekit-parse", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 def _known_non_trace(head: bytes) -> str | None:
