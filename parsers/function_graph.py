@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from tracekit.parsers import FormatInfo
@@ -135,13 +136,13 @@ def detect_layout(lines: pl.Series) -> Layout | None:
 
 def _scaled_decimal(text: pl.Expr, digits: int) -> tuple[pl.Expr, pl.Expr]:
     """``text`` (``123``, ``123.4``, ``123.456789``) times 10**digits as an exact integer
-    (through polars' fixed-point Decimal), with the number of fraction digits: a decimal
-    cast rounds extra digits, so the caller sends texts with more than ``digits`` to the
-    general path, which truncates them as the kernel's own printing does."""
-    dot = text.str.find(".", literal=True)
-    frac_len = pl.when(dot.is_null()).then(0).otherwise(text.str.len_bytes().cast(pl.Int64) - dot - 1)
-    value = (text.cast(pl.Decimal(38, digits), strict=False) * (10**digits)).cast(pl.Int64, strict=False)
-    return value, frac_len
+    (the physical value of polars' fixed-point Decimal), and whether the text has at most
+    ``digits`` fraction digits: a decimal cast rounds extra digits, so the caller sends
+    other texts to the general path, which truncates them as the kernel's own printing
+    does."""
+    value = text.cast(pl.Decimal(38, digits), strict=False).to_physical().cast(pl.Int64, strict=False)
+    fits = (text.str.len_bytes().cast(pl.Int64) - text.str.find(".", literal=True) - 1 <= digits).fill_null(True)
+    return value, fits
 
 
 _EXIT_NAME_RE = r"^\}\s*/\*\s*([A-Za-z_.][\w.$]*?)(?:\(\))?\s*\*/$"
@@ -181,10 +182,28 @@ def _by_value(s: pl.Series, parse) -> pl.DataFrame:
     """``parse`` (a function of a one-column frame ``s`` to a frame of as many rows) run
     once per distinct value of ``s`` and gathered back to every row: the prologue's task
     column and the call tree's text repeat a few thousand values over millions of lines."""
-    uniq = s.unique().drop_nulls()
-    codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.UInt32, eager=True), default=None)
+    codes, uniq = _dictionary(s)
     table = parse(uniq.to_frame("s"))
     return table.select(pl.all().gather(codes))
+
+
+def _dictionary(s: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """(codes, values): ``values.gather(codes)`` equals ``s`` (null codes where ``s`` is
+    null).  A Categorical cast into categories of its own does it in one hashing pass; the
+    unique-and-replace fallback serves polars versions without private categories."""
+    try:
+        cats = pl.Categories.random()
+        cat = s.cast(pl.Categorical(cats))
+        # (the categories live as long as a column uses them: read them before dropping it)
+        values = cats.to_series().alias("s")
+        codes = cat.to_physical().cast(pl.UInt32)
+        if len(codes) and (codes.max() or 0) >= len(values) and codes.null_count() < len(codes):
+            raise TypeError("categories not as expected")
+        return codes, values
+    except (AttributeError, TypeError, pl.exceptions.PolarsError):
+        uniq = s.unique().drop_nulls()
+        codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.UInt32, eager=True), default=None)
+        return codes, uniq
 
 
 def _split_cpu(first: pl.Expr, lay: Layout) -> tuple[pl.Expr, pl.Expr]:
@@ -246,6 +265,7 @@ def _parse_call_tree(u: pl.DataFrame) -> pl.DataFrame:
     ok = kind.is_not_null() & (pl.col("_indent") >= 2)
     ok = ok & ((kind != Kind.EXIT) | (b == "}") | pl.col("_exit_name").is_not_null())
     u = u.select(
+        _blank=b == "",
         kind="kind",
         raw_func=pl.when(kind == Kind.EXIT).then(pl.col("_exit_name")).when(kind != Kind.COMMENT).then(pl.col("_entry_name")),
         depth=pl.when(kind != Kind.COMMENT).then((pl.col("_indent") - 2) // 2),
@@ -293,32 +313,79 @@ def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     )
     ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
     dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
-    frame = frame.with_columns(ts_ns=ts_ns, _ts_frac=ts_frac, dur_ns=pl.when(pl.col("_num") != "").then(dur_ns), _dur_frac=dur_frac)
+    frame = frame.with_columns(ts_ns=ts_ns, _ts_fits=ts_frac, dur_ns=pl.when(pl.col("_num") != "").then(dur_ns), _dur_fits=dur_frac)
     ok = pl.col("_exact") & pl.col("_pok") & pl.col("_bok")
     if lay.abstime:
-        ok = ok & pl.col("ts_ns").is_not_null() & (pl.col("_ts_frac") <= 9)
-    ok = ok & ((pl.col("_num") == "") | (pl.col("dur_ns").is_not_null() & (pl.col("_dur_frac") <= 3)))
+        ok = ok & pl.col("ts_ns").is_not_null() & pl.col("_ts_fits")
+    ok = ok & ((pl.col("_num") == "") | (pl.col("dur_ns").is_not_null() & pl.col("_dur_fits")))
     ok = ok.fill_null(False)
-    frame = frame.with_columns(_ok=ok)
-    okm = frame.get_column("_ok")
-    bad = df.filter(~okm)
-    good = frame.filter(okm).select(
+    # IRQ markers print the prologue, then the arrow in the duration column
+    irq_kind = pl.when(pl.col("_num") == "==========>").then(pl.lit(Kind.IRQ_ENTRY)).when(
+        pl.col("_num") == "<=========="
+    ).then(pl.lit(Kind.IRQ_EXIT))
+    irq = pl.col("_exact") & pl.col("_pok") & pl.col("_blank") & irq_kind.is_not_null()
+    if lay.abstime:
+        irq = irq & pl.col("ts_ns").is_not_null() & pl.col("_ts_fits")
+    frame = frame.with_columns(_ok=ok, _irq=irq.fill_null(False), _irq_kind=irq_kind)
+    taken = (frame.get_column("_ok") | frame.get_column("_irq")).to_numpy()
+    rest = df.filter(pl.Series("_m", ~taken, dtype=pl.Boolean))
+    # Of the rest: the header, blank lines and the rules around task switches say nothing;
+    # task switches ("prev-pid => next-pid") are read here; anything else takes the general path.
+    stripped = pl.col("text").str.strip_chars()
+    rest = rest.with_columns(
+        _quiet=pl.col("text").str.starts_with("#") | (stripped == "") | stripped.str.contains(r"^-{10,}$"),
+        _sw=pl.col("text").str.extract_groups(_SWITCH_RE),
+    )
+    is_sw = ~pl.col("_quiet") & pl.col("_sw").struct.field("next_pid").is_not_null()
+    switches = rest.filter(is_sw)
+    general = rest.filter(~pl.col("_quiet") & ~is_sw).select("line", "text")
+    n = frame.height
+    sw_at = np.zeros(n, dtype=bool)
+    sw_idx = np.zeros(n, dtype=np.int64)
+    if switches.height:
+        rows = switches.get_column("line").to_numpy() - df.get_column("line")[0]
+        sw_at[rows] = True
+        sw_idx[rows] = np.arange(switches.height)
+        sw = pl.col("_sw")
+        proc = sw.struct.field("next").str.strip_chars()
+        sw_table = switches.select(
+            cpu=sw.struct.field("cpu").cast(pl.Int32, strict=False),
+            pid=proc.str.extract(r"-(\d+)$", 1).cast(pl.Int32, strict=False),
+            comm=proc.str.extract(r"^(.*)-\d+$", 1),
+            ts_ns=timestamp_ns_expr(sw.struct.field("abs")),
+            body=pl.col("text").str.strip_chars(),
+        )
+    else:
+        # (one row of nulls: nothing is taken from it)
+        types = {"cpu": pl.Int32, "pid": pl.Int32, "comm": pl.String, "ts_ns": pl.Int64, "body": pl.String}
+        sw_table = pl.DataFrame({c: pl.Series(c, [None], dtype=t) for c, t in types.items()})
+    frame = frame.with_columns(
+        _sw_at=pl.Series("_sw_at", sw_at, dtype=pl.Boolean),
+        _sw_idx=pl.Series("_sw_idx", sw_idx, dtype=pl.UInt32),
+    )
+    keep = frame.get_column("_ok") | frame.get_column("_irq") | frame.get_column("_sw_at")
+    at_sw = pl.col("_sw_at")
+
+    def from_switch(c: str, own: pl.Expr) -> pl.Expr:
+        return pl.when(at_sw).then(pl.lit(sw_table.get_column(c)).gather(pl.col("_sw_idx"))).otherwise(own)
+
+    good = frame.select(
         seq="line",
         line="line",
-        cpu="cpu",
-        pid="pid",
-        comm="comm",
-        ts_ns=pl.col("ts_ns") if lay.abstime else pl.lit(None, pl.Int64),
-        kind="kind",
+        cpu=from_switch("cpu", pl.col("cpu")),
+        pid=from_switch("pid", pl.col("pid")),
+        comm=from_switch("comm", pl.col("comm")),
+        ts_ns=from_switch("ts_ns", pl.col("ts_ns") if lay.abstime else pl.lit(None, pl.Int64)),
+        kind=pl.when(at_sw).then(pl.lit(Kind.SWITCH)).when(pl.col("_irq")).then(pl.col("_irq_kind")).otherwise(pl.col("kind")),
         func="func",
         raw_func="raw_func",
         depth="depth",
         dur_ns="dur_ns",
-        flags="flags",
-        body="body",
+        flags=pl.when(at_sw).then(pl.lit(None, pl.String)).otherwise(pl.col("flags")),
+        body=from_switch("body", pl.col("body")),
         lost=pl.lit(None, pl.Int64),
-    )
-    return good, bad
+    ).filter(keep)
+    return good, general
 
 
 def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> pl.DataFrame:

@@ -258,19 +258,20 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
             frames = mod.parse(counted(), ctx)
 
         sym_sample: list[str] = []
-        for df in _prefetch(frames):
-            if builder is None:
-                builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name))
-            df = _convert_clock(df, ctx, clock_hz)
-            if len(sym_sample) < 2000:
-                sym_sample.extend(df["raw_func"].drop_nulls().head(2000).to_list())
-            out = builder.feed(df, source=ctx.meta.get("span_source"))
-            writer.write("spans", out.spans)
-            writer.write("events", out.events)
-        if builder is not None:
-            out = builder.finish()
-            writer.write("spans", out.spans)
-            writer.write("events", out.events)
+        with _WriteBehind(writer) as parts:
+            for df in _prefetch(frames):
+                if builder is None:
+                    builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name))
+                df = _convert_clock(df, ctx, clock_hz)
+                if len(sym_sample) < 2000:
+                    sym_sample.extend(df["raw_func"].drop_nulls().head(2000).to_list())
+                out = builder.feed(df, source=ctx.meta.get("span_source"))
+                parts.write("spans", out.spans)
+                parts.write("events", out.events)
+            if builder is not None:
+                out = builder.finish()
+                parts.write("spans", out.spans)
+                parts.write("events", out.events)
         if ctx.windows:
             wins = conform(pl.DataFrame(ctx.windows, infer_schema_length=None), WINDOW_SCHEMA)
             writer.write("windows", wins)
@@ -394,6 +395,45 @@ def _prefetch(frames: Iterator[pl.DataFrame], depth: int = 2) -> Iterator[pl.Dat
             except queue.Empty:
                 pass
         worker.join()
+
+
+class _WriteBehind:
+    """Write Parquet parts in a thread while the next chunk is paired (the encoder and
+    compressor release the GIL).  At most ``depth`` parts wait; leaving the ``with`` block
+    waits for every part and raises the first error the writer met."""
+
+    def __init__(self, writer, depth: int = 2) -> None:
+        self._writer = writer
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="tracekit-write", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._writer.write(*item)
+                except BaseException as e:  # noqa: BLE001 - raised in the ingesting thread
+                    self._error = e
+
+    def write(self, table: str, df: pl.DataFrame) -> None:
+        if self._error is not None:
+            raise self._error
+        if df.height:
+            self._q.put((table, df))
+
+    def __enter__(self) -> "_WriteBehind":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._q.put(None)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
 
 
 def _known_non_trace(head: bytes) -> str | None:
