@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 __all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header", "LOST_EVENTS_RE", "timestamp_ns_expr"]
@@ -40,22 +41,48 @@ class ParseError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
-@dataclass
+def _count_lines(raw: bytes) -> int:
+    """Lines in ``raw``: its newlines, plus a last line without one."""
+    if not raw:
+        return 0
+    n = int(np.count_nonzero(np.frombuffer(raw, dtype=np.uint8) == 10))
+    return n + (0 if raw.endswith(b"\n") else 1)
+
+
 class LineChunk:
     """A bounded piece of a text input: ``lines`` (a polars String series, no newlines) of
-    which the first is line number ``first_line`` (1-based) of the file."""
+    which the first is line number ``first_line`` (1-based) of the file.
 
-    first_line: int
-    lines: pl.Series
-    is_last: bool = False
-    #: the chunk's bytes, when they are UTF-8 text whose lines are exactly ``lines``: a
-    #: parser may hand them to polars' CSV reader to split fields natively (None otherwise)
-    raw: bytes | None = None
+    ``raw``, when set, is the chunk's bytes (whole lines, no carriage returns): a parser may
+    hand them to polars' CSV reader to split fields natively, and then never needs
+    ``lines``, which are split from ``raw`` only when first asked for."""
+
+    __slots__ = ("first_line", "_lines", "is_last", "raw", "n_lines")
+
+    def __init__(self, first_line: int, lines: pl.Series | None = None, is_last: bool = False,
+                 raw: bytes | None = None, n_lines: int | None = None) -> None:
+        if lines is None and raw is None:
+            raise ValueError("a LineChunk needs lines or raw bytes")
+        self.first_line = first_line
+        self._lines = lines
+        self.is_last = is_last
+        self.raw = raw
+        if n_lines is None:
+            n_lines = len(lines) if lines is not None else _count_lines(raw)
+        self.n_lines = n_lines
+
+    @property
+    def lines(self) -> pl.Series:
+        if self._lines is None:
+            from tracekit.io import split_lines
+
+            self._lines = split_lines(self.raw)
+        return self._lines
 
     @property
     def line_numbers(self) -> pl.Series:
         return pl.int_range(
-            self.first_line, self.first_line + len(self.lines), dtype=pl.Int64, eager=True
+            self.first_line, self.first_line + self.n_lines, dtype=pl.Int64, eager=True
         ).alias("line")
 
 
@@ -84,6 +111,22 @@ class ParseContext:
     def warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)
+
+    def child(self) -> "ParseContext":
+        """A fresh context for one chunk parsed apart from the others (in another thread);
+        :meth:`merge` it back in file order."""
+        return ParseContext(self.path, meta={}, options=self.options)
+
+    def merge(self, other: "ParseContext") -> None:
+        """Take what a :meth:`child` learnt: counts add up, the first value of a meta key
+        (in file order, when children are merged in order) stays."""
+        for k, v in other.meta.items():
+            self.meta.setdefault(k, v)
+        self.skipped.update(other.skipped)
+        for w in other.warnings:
+            self.warn(w)
+        self.windows.extend(other.windows)
+        self.lost_events += other.lost_events
 
     def error(self, line: int | None, reason: str) -> ParseError:
         return ParseError(self.path, line, reason)

@@ -20,6 +20,8 @@ over a whole chunk; pairing returns with entries is :mod:`tracekit.spans`' job.
 from __future__ import annotations
 
 import re
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -119,11 +121,16 @@ class Layout:
 def detect_layout(lines: pl.Series) -> Layout | None:
     """The layout of the ordinary call lines among ``lines`` (majority vote over up to 400
     of them), or None when there are none."""
-    cand = lines.filter(
-        ~lines.str.starts_with("#")
-        & lines.str.contains(r"\|\s*(?:\S+\(.*\) \{|\S+\(.*\);|\})", literal=False)
-        & ~lines.str.contains("=>", literal=True)
-    ).head(400)
+    def candidates(ls: pl.Series) -> pl.Series:
+        return ls.filter(
+            ~ls.str.starts_with("#")
+            & ls.str.contains(r"\|\s*(?:\S+\(.*\) \{|\S+\(.*\);|\})", literal=False)
+            & ~ls.str.contains("=>", literal=True)
+        ).head(400)
+
+    cand = candidates(lines.head(4000))
+    if cand.len() < 400 and len(lines) > 4000:
+        cand = candidates(lines)
     if cand.is_empty():
         return None
     g = cand.str.extract_groups(_LINE_RE).struct.unnest()
@@ -144,6 +151,9 @@ def _scaled_decimal(text: pl.Expr, digits: int) -> tuple[pl.Expr, pl.Expr]:
     fits = (text.str.len_bytes().cast(pl.Int64) - text.str.find(".", literal=True) - 1 <= digits).fill_null(True)
     return value, fits
 
+
+#: how the duration column starts: a space, ``trace_find_mark()``'s mark or a space, a space
+_DURATION_LEADS = [f" {m} " for m in " +!#*@$"]
 
 _EXIT_NAME_RE = r"^\}\s*/\*\s*([A-Za-z_.][\w.$]*?)(?:\(\))?\s*\*/$"
 
@@ -170,7 +180,7 @@ def _fields(chunk: LineChunk, lay: Layout) -> pl.DataFrame:
                 empty_string_is_null=False,
                 raise_if_empty=False,
             )
-            if f.height == len(chunk.lines):
+            if f.height == chunk.n_lines:
                 return f
         except pl.exceptions.PolarsError:
             pass
@@ -275,7 +285,7 @@ def _parse_call_tree(u: pl.DataFrame) -> pl.DataFrame:
     return canonicalize(u)
 
 
-def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The fast path for ordinary call lines of a known layout, over the lines cut at the
     prologue's ``|`` separators (:func:`_fields`).  The task and call-tree columns are read
     once per distinct value (:func:`_by_value`); times and durations are exact decimal
@@ -283,15 +293,13 @@ def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     returned for the general path.  Returns (parsed rows, rows it could not take)."""
     k = lay.bars
     f = [fields.get_column(f"f{i}") for i in range(k + 1)]
-    text = df.get_column("text")
+    lines = _Lines(chunk)
     # exactly k separators, and not a header line
-    nbytes = f[0].str.len_bytes().cast(pl.Int64)
-    for c in f[1:]:
-        nbytes = nbytes + c.str.len_bytes().cast(pl.Int64)
-    exact = ((nbytes + k) == text.str.len_bytes().cast(pl.Int64)).fill_null(False) & ~text.str.starts_with("#")
+    nbytes = fields.select(pl.sum_horizontal(pl.all().str.len_bytes().cast(pl.Int64))).to_series().to_numpy()
+    exact = pl.Series("_exact", nbytes + k == lines.lengths(), dtype=pl.Boolean) & ~f[0].str.starts_with("#")
     i = int(lay.abstime) + int(lay.reltime)
     first = f[i]
-    cols: dict[str, pl.Series] = {"line": df.get_column("line"), "_exact": exact}
+    cols: dict[str, pl.Series] = {"line": chunk.line_numbers, "_exact": exact}
     if lay.proc or lay.lat:
         task = _by_value(first, lambda u: _parse_task_field(u, lay))
         if lay.proc and lay.lat:
@@ -309,7 +317,10 @@ def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     frame = pl.DataFrame(cols).hstack(task).hstack(tree)
     frame = frame.with_columns(
         _abs=f[0].str.strip_chars() if lay.abstime else pl.lit(None, pl.String),
-        _num=dur_f.str.strip_chars(" +!#*@$").str.strip_suffix(" us"),
+        # print_graph_duration(): a space, the overhead mark or a space, a space, the
+        # number, " us", spaces; blank when the line has no duration
+        _num=dur_f.str.strip_chars_end().str.strip_suffix(" us").str.slice(3),
+        _mark_ok=dur_f.str.slice(0, 3).is_in(_DURATION_LEADS),
     )
     ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
     dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
@@ -317,24 +328,24 @@ def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     ok = pl.col("_exact") & pl.col("_pok") & pl.col("_bok")
     if lay.abstime:
         ok = ok & pl.col("ts_ns").is_not_null() & pl.col("_ts_fits")
-    ok = ok & ((pl.col("_num") == "") | (pl.col("dur_ns").is_not_null() & pl.col("_dur_fits")))
+    ok = ok & pl.col("_mark_ok") & ((pl.col("_num") == "") | (pl.col("dur_ns").is_not_null() & pl.col("_dur_fits")))
     ok = ok.fill_null(False)
     # IRQ markers print the prologue, then the arrow in the duration column
     irq_kind = pl.when(pl.col("_num") == "==========>").then(pl.lit(Kind.IRQ_ENTRY)).when(
         pl.col("_num") == "<=========="
     ).then(pl.lit(Kind.IRQ_EXIT))
-    irq = pl.col("_exact") & pl.col("_pok") & pl.col("_blank") & irq_kind.is_not_null()
+    irq = pl.col("_exact") & pl.col("_pok") & pl.col("_blank") & pl.col("_mark_ok") & irq_kind.is_not_null()
     if lay.abstime:
         irq = irq & pl.col("ts_ns").is_not_null() & pl.col("_ts_fits")
     frame = frame.with_columns(_ok=ok, _irq=irq.fill_null(False), _irq_kind=irq_kind)
     taken = (frame.get_column("_ok") | frame.get_column("_irq")).to_numpy()
-    rest = df.filter(pl.Series("_m", ~taken, dtype=pl.Boolean))
+    rest = lines.rows(np.flatnonzero(~taken))
     # Of the rest: the header, blank lines and the rules around task switches say nothing;
     # task switches ("prev-pid => next-pid") are read here; anything else takes the general path.
     stripped = pl.col("text").str.strip_chars()
     rest = rest.with_columns(
         _quiet=pl.col("text").str.starts_with("#") | (stripped == "") | stripped.str.contains(r"^-{10,}$"),
-        _sw=pl.col("text").str.extract_groups(_SWITCH_RE),
+        _sw=pl.when(pl.col("text").str.contains("=>", literal=True)).then(pl.col("text")).str.extract_groups(_SWITCH_RE),
     )
     is_sw = ~pl.col("_quiet") & pl.col("_sw").struct.field("next_pid").is_not_null()
     switches = rest.filter(is_sw)
@@ -343,7 +354,7 @@ def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     sw_at = np.zeros(n, dtype=bool)
     sw_idx = np.zeros(n, dtype=np.int64)
     if switches.height:
-        rows = switches.get_column("line").to_numpy() - df.get_column("line")[0]
+        rows = switches.get_column("line").to_numpy() - chunk.first_line
         sw_at[rows] = True
         sw_idx[rows] = np.arange(switches.height)
         sw = pl.col("_sw")
@@ -388,16 +399,59 @@ def _parse_fast(df: pl.DataFrame, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     return good, general
 
 
+class _Lines:
+    """Whole lines of a chunk on demand: from its bytes (without splitting the rest) when it
+    has them, else from its lines."""
+
+    def __init__(self, chunk: LineChunk) -> None:
+        self.chunk = chunk
+        self._ends: np.ndarray | None = None
+
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._ends is None:
+            raw = self.chunk.raw
+            ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+            if len(ends) < self.chunk.n_lines:
+                ends = np.append(ends, len(raw))
+            self._ends = ends[: self.chunk.n_lines]
+        starts = np.empty_like(self._ends)
+        starts[:1] = 0
+        starts[1:] = self._ends[:-1] + 1
+        return starts, self._ends
+
+    def lengths(self) -> np.ndarray:
+        """Byte length of every line."""
+        if self.chunk.raw is None:
+            return self.chunk.lines.str.len_bytes().cast(pl.Int64).to_numpy()
+        starts, ends = self._bounds()
+        return ends - starts
+
+    def rows(self, idx: np.ndarray) -> pl.DataFrame:
+        """Lines ``idx`` (0-based in the chunk) as a frame of ``line`` and ``text``."""
+        line = pl.Series("line", idx + self.chunk.first_line, dtype=pl.Int64)
+        if self.chunk.raw is None or len(idx) * 8 > self.chunk.n_lines:
+            text = self.chunk.lines.gather(pl.Series("_i", idx, dtype=pl.UInt32))
+        else:
+            starts, ends = self._bounds()
+            raw = self.chunk.raw
+            text = pl.Series("text", [raw[a:b] for a, b in zip(starts[idx].tolist(), ends[idx].tolist())], dtype=pl.Binary)
+            text = text.cast(pl.String, strict=False) if len(text) else text.cast(pl.String)
+            if text.null_count():  # not UTF-8: the split lines decode it as the file does
+                text = self.chunk.lines.gather(pl.Series("_i", idx, dtype=pl.UInt32))
+        return pl.DataFrame({"line": line, "text": text.alias("text")})
+
+
 def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> pl.DataFrame:
-    _header(chunk.lines, ctx)
-    df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+    raw = chunk.raw
+    if raw is None or raw.startswith(b"#") or b"\n#" in raw:
+        _header(chunk.lines, ctx)
     if layout is not None:
         # The fast path takes the ordinary call lines and hands back everything else
         # (task switches, IRQ markers, lost-event lines, headers, blank lines).
-        good, rest = _parse_fast(df, _fields(chunk, layout), layout)
+        good, rest = _parse_fast(chunk, _fields(chunk, layout), layout)
         out = pl.concat([good, _parse_general(rest, ctx)]).sort("seq") if rest.height else good
     else:
-        out = _parse_general(df, ctx)
+        out = _parse_general(pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines}), ctx)
     nlost = out.filter(pl.col("kind") == Kind.LOST)["lost"].sum()
     if nlost:
         ctx.lost_events += int(nlost)
@@ -409,14 +463,43 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
     ctx.meta.setdefault("tracer", "function_graph")
     ctx.meta.setdefault("span_source", "function_graph")
     layout: Layout | None = None
-    for chunk in chunks:
-        if len(chunk.lines) == 0:
-            continue
-        if layout is None:
-            layout = detect_layout(chunk.lines)
-        df = _parse_chunk(chunk, ctx, layout)
-        if df.height:
-            yield df
+    # Chunks are independent once the layout is known: later ones are parsed two at a time
+    # in threads (polars and numpy release the GIL), each with its own context, merged back
+    # in file order.
+    pool = ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="tracekit-fgraph")
+    ahead: deque = deque()
+    try:
+        for chunk in chunks:
+            if chunk.n_lines == 0:
+                continue
+            if layout is None:
+                layout = detect_layout(chunk.lines)
+                df = _parse_chunk(chunk, ctx, layout)
+                if df.height:
+                    yield df
+                continue
+            sub = ctx.child()
+            ahead.append((pool.submit(_parse_chunk, chunk, sub, layout), sub))
+            while len(ahead) > PARSE_THREADS:
+                yield from _collect(ahead, ctx)
+        while ahead:
+            yield from _collect(ahead, ctx)
+    finally:
+        for fut, _ in ahead:
+            fut.cancel()
+        pool.shutdown(wait=True)
+
+
+#: chunks of one function_graph trace parsed at the same time
+PARSE_THREADS = 2
+
+
+def _collect(ahead: deque, ctx: ParseContext) -> Iterator[pl.DataFrame]:
+    fut, sub = ahead.popleft()
+    df = fut.result()
+    ctx.merge(sub)
+    if df.height:
+        yield df
 
 
 def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:

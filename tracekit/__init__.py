@@ -9,6 +9,12 @@ The library surface is what the command line uses:
 
 from __future__ import annotations
 
+import os as _os
+
+# tracekit's numpy work is element-wise and sorting: BLAS threads would only spin beside
+# polars' own pool (set before numpy is first imported; the user's setting wins).
+_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "ingest", "open_store"]

@@ -137,13 +137,7 @@ def _decode(data: bytes) -> str:
 
 
 def split_lines(piece: bytes) -> pl.Series:
-    """The lines of ``piece`` (whole lines, the last newline optional) as a String series."""
-    return _split_lines(piece)[0]
-
-
-def _split_lines(piece: bytes) -> tuple[pl.Series, bool]:
-    """:func:`split_lines`, and whether polars' CSV reader split them (the text is UTF-8 and
-    one CSV row is one line: a parser may then read fields from the same bytes).
+    """The lines of ``piece`` (whole lines, the last newline optional) as a String series.
 
     Polars' multi-threaded CSV reader splits lines fastest: it is used with a one-column
     layout (a separator byte the text does not contain, no quoting), blank lines read as "".
@@ -163,7 +157,7 @@ def _split_lines(piece: bytes) -> tuple[pl.Series, bool]:
             )
             lines = df.get_column("text")
             if len(lines) == piece.count(b"\n") + (0 if piece.endswith(b"\n") else 1):
-                return lines, True
+                return lines
         except pl.exceptions.PolarsError:
             pass
     if piece.endswith(b"\n"):
@@ -172,7 +166,7 @@ def _split_lines(piece: bytes) -> tuple[pl.Series, bool]:
     lines = pl.Series("text", [text], dtype=pl.String).str.split("\n").explode()
     if "\r" in text:
         lines = lines.str.strip_chars_end("\r")
-    return lines, False
+    return lines
 
 
 def iter_line_chunks(
@@ -205,9 +199,13 @@ def iter_line_chunks(
             piece, rest = buf[:cut], buf[cut:]
             consumed += len(piece)
             if piece:
-                lines, native = _split_lines(piece)
-                yield LineChunk(line_no, lines, is_last=eof, raw=piece if native else None)
-                line_no += len(lines)
+                if b"\r" in piece:
+                    chunk = LineChunk(line_no, split_lines(piece), is_last=eof)
+                else:
+                    # lines are split from the bytes only if the parser asks for them
+                    chunk = LineChunk(line_no, is_last=eof, raw=piece)
+                yield chunk
+                line_no += chunk.n_lines
                 if on_progress:
                     on_progress(consumed)
             if eof:

@@ -252,7 +252,7 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
             def counted():
                 nonlocal nlines
                 for chunk in iter_line_chunks(real, on_progress=on_progress):
-                    nlines += len(chunk.lines)
+                    nlines += chunk.n_lines
                     yield chunk
 
             frames = mod.parse(counted(), ctx)

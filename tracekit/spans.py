@@ -165,33 +165,61 @@ class SpanBuilder:
     def _assign_tasks_by_pid(self, df: pl.DataFrame, kinds: set[str]) -> pl.DataFrame:
         """:meth:`_assign_tasks` when every row names its task (switch blocks name the next
         task): the task is the pid; only IRQ nesting and per-CPU state need work."""
-        kind = pl.col("kind")
-        cpu_key = pl.col("cpu").fill_null(-1)
         out = df.with_columns(task=pl.col("pid").cast(pl.Int64))
+        has_irq = Kind.IRQ_ENTRY in kinds or Kind.IRQ_EXIT in kinds
+        if Kind.SWITCH not in kinds and not has_irq and not any(self._irq_depth.values()):
+            return out.with_columns(irq_depth=pl.lit(0, pl.Int64))
+        kind = df.get_column("kind")
+        cpu = df.get_column("cpu").fill_null(-1).cast(pl.Int64).to_numpy()
         if Kind.SWITCH in kinds:
-            sw = df.filter(kind == Kind.SWITCH).group_by(cpu_key.alias("_cpu_key")).agg(pl.col("pid").last())
-            for cpu, t in sw.iter_rows():
+            at = np.flatnonzero((kind == Kind.SWITCH).to_numpy())
+            for c, t in zip(cpu[at].tolist(), df.get_column("pid").gather(at).to_list()):
                 if t is not None:
-                    self._cpu_task[cpu] = int(t)
-        if Kind.IRQ_ENTRY in kinds or Kind.IRQ_EXIT in kinds or any(self._irq_depth.values()):
-            step = pl.when(kind == Kind.IRQ_ENTRY).then(1).when(kind == Kind.IRQ_EXIT).then(-1).otherwise(0)
-            if self._irq_depth:
-                prev_irq = cpu_key.replace_strict(self._irq_depth, default=0, return_dtype=pl.Int64)
-            else:
-                prev_irq = pl.lit(0, dtype=pl.Int64)
-            out = out.with_columns(_irq=step.cum_sum().over(cpu_key), _cpu_key=cpu_key)
-            last = out.group_by("_cpu_key").agg(pl.col("_irq").last())
-            out = out.with_columns(irq_depth=(pl.col("_irq") + prev_irq).clip(0)).drop("_irq", "_cpu_key")
-            for cpu, i in last.iter_rows():
-                self._irq_depth[cpu] = self._irq_depth.get(cpu, 0) + (i or 0)
-            return out
-        return out.with_columns(irq_depth=pl.lit(0, pl.Int64))
+                    self._cpu_task[c] = int(t)
+        step = np.zeros(len(cpu), dtype=np.int64)
+        if has_irq:
+            step[(kind == Kind.IRQ_ENTRY).to_numpy()] = 1
+            step[(kind == Kind.IRQ_EXIT).to_numpy()] = -1
+        return out.with_columns(irq_depth=pl.Series("irq_depth", self._irq_nesting(cpu, step), dtype=pl.Int64))
+
+    def _irq_nesting(self, cpu: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """IRQ nesting of every row: the CPU's nesting carried from earlier chunks plus its
+        markers (``step`` +1 ``==========>``, -1 ``<==========``) up to and including the row,
+        never below zero.  Updates the carried nesting."""
+        n = len(cpu)
+        base = np.zeros(n, dtype=np.int64)
+        for c, d in self._irq_depth.items():
+            if d:
+                base[cpu == c] = d
+        marks = np.flatnonzero(step)
+        if len(marks) == 0:
+            return np.clip(base, 0, None)
+        # markers grouped by CPU (in source order within), cumulated per CPU
+        key_m = cpu[marks] * n + marks
+        order = np.argsort(key_m)
+        km = key_m[order]
+        mc = cpu[marks][order]
+        cs = np.cumsum(step[marks][order])
+        first = np.ones(len(km), dtype=bool)
+        first[1:] = mc[1:] != mc[:-1]
+        starts = np.flatnonzero(first)
+        seg = np.cumsum(first) - 1
+        within = cs - (cs[starts] - step[marks][order][starts])[seg]
+        # each row: the last marker of its CPU at or before it
+        j = np.searchsorted(km, cpu * n + np.arange(n), side="right") - 1
+        hit = (j >= 0) & (mc[np.maximum(j, 0)] == cpu)
+        depth = base + np.where(hit, within[np.maximum(j, 0)], 0)
+        ends = np.append(starts[1:], len(km)) - 1
+        for c, total in zip(mc[starts].tolist(), within[ends].tolist()):
+            self._irq_depth[c] = self._irq_depth.get(c, 0) + total
+        return np.clip(depth, 0, None)
 
     def _kprobe_depths(self, calls: pl.DataFrame) -> pl.DataFrame:
         """Depth of kprobe hits: entries minus returns so far, per task."""
-        kp = calls.filter(pl.col("kind").is_in(_KPROBE_KINDS))
-        if kp.is_empty():
+        is_kp = _one_of(calls.get_column("kind"), _KPROBE_KINDS)
+        if not is_kp.any():
             return calls
+        kp = calls.filter(is_kp)
         step = pl.when(pl.col("kind") == Kind.KPROBE_ENTRY).then(1).otherwise(-1)
         base = (
             pl.col("task").replace_strict(self._kprobe_depth, default=0, return_dtype=pl.Int64)
@@ -208,27 +236,36 @@ class SpanBuilder:
         for task, cum in kp.group_by("task").agg(pl.col("_cum").last()).iter_rows():
             self._kprobe_depth[task] = cum
         kp = kp.drop("_cum")
-        return pl.concat([calls.filter(~pl.col("kind").is_in(_KPROBE_KINDS)), kp]).sort("seq")
+        return pl.concat([calls.filter(~_one_of(pl.col("kind"), _KPROBE_KINDS)), kp]).sort("seq")
 
     def _pair(self, events: pl.DataFrame, last: bool) -> SpanChunk:
         events = self._assign_tasks(events) if events.height else events.with_columns(
             task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
         )
-        is_call = events.get_column("kind").is_in(_CALL_KINDS)
-        ncalls = int(is_call.sum())
+        ev_kind = _kind_codes(events.get_column("kind"))
+        is_call_np = _is(ev_kind, _CALL_KINDS)
+        is_call = pl.Series("_c", is_call_np, dtype=pl.Boolean)
+        ncalls = int(is_call_np.sum())
         if ncalls == events.height:
             stored = pl.DataFrame(schema=STORED_EVENT_SCHEMA)
             calls = events.select(list(_WORK_SCHEMA))
         else:
             stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
             calls = events.filter(is_call).select(list(_WORK_SCHEMA))
-        calls = self._kprobe_depths(calls)
+        kprobes = bool(_is(ev_kind, _KPROBE_KINDS).any())
+        if kprobes:
+            calls = self._kprobe_depths(calls)
         # (rows in source order: entries still open from earlier chunks first)
+        if kprobes:
+            codes = _kind_codes(calls.get_column("kind"))
+        else:
+            codes = ev_kind[is_call_np]
+        if self._pending.height:
+            codes = np.concatenate([_kind_codes(self._pending.get_column("kind")), codes])
         calls = pl.concat([self._pending, calls]) if self._pending.height else calls
         n = calls.height
-        kind_s = calls.get_column("kind")
-        opening = kind_s.is_in(_OPENING).to_numpy()
-        closing = kind_s.is_in(_CLOSING).to_numpy()
+        opening = _is(codes, _OPENING)
+        closing = _is(codes, _CLOSING)
         partner, pending = _match(calls, opening, closing, last)
 
         # Rows that become spans: everything but the returns that closed an entry and the
@@ -246,19 +283,20 @@ class SpanBuilder:
 
         kind = pl.col("kind")
         paired_e = pl.lit(pl.Series("_paired", paired, dtype=pl.Boolean))
-        is_entry = kind.is_in(_OPENING)
-        is_exit = kind.is_in(_CLOSING)
+        is_entry = pl.lit(pl.Series("_e", opening[keep], dtype=pl.Boolean))
+        is_exit = pl.lit(pl.Series("_x", closing[keep], dtype=pl.Boolean))
         if exits is not None:
             exit_dur = pl.coalesce(pl.lit(exits.get_column("dur_ns")), pl.lit(exits.get_column("ts_ns")) - pl.col("ts_ns"))
             exit_comm = pl.lit(exits.get_column("comm"))
         else:
             exit_dur = pl.lit(None, pl.Int64)
             exit_comm = pl.lit(None, pl.String)
-        complete = (is_entry & paired_e) | (kind == Kind.LEAF)
+        is_leaf = pl.lit(pl.Series("_l", codes[keep] == _KIND_CODE[Kind.LEAF], dtype=pl.Boolean))
+        complete = (is_entry & paired_e) | is_leaf
         dur = (
             pl.when(is_entry & paired_e)
             .then(exit_dur)
-            .when(is_exit | (kind == Kind.LEAF))
+            .when(is_exit | is_leaf)
             .then(pl.col("dur_ns"))
         )
         start = pl.when(is_exit).then(pl.col("ts_ns") - pl.col("dur_ns")).otherwise(pl.col("ts_ns"))
@@ -275,8 +313,9 @@ class SpanBuilder:
                 .then(pl.lit("softirq"))
                 .otherwise(pl.lit("task"))
             )
-        kprobe = body.get_column("kind").is_in(_KPROBE_KINDS).any()
-        source = pl.when(kind.is_in(_KPROBE_KINDS)).then(pl.lit("kprobe")).otherwise(pl.lit(self.source)) if kprobe else pl.lit(self.source)
+        kp_rows = _is(codes[keep], _KPROBE_KINDS)
+        kprobe = bool(kp_rows.any())
+        source = pl.when(pl.lit(pl.Series("_k", kp_rows, dtype=pl.Boolean))).then(pl.lit("kprobe")).otherwise(pl.lit(self.source)) if kprobe else pl.lit(self.source)
         cols = {
             "span_id": pl.col("seq"),
             "parent_id": pl.lit(pl.Series("parent_id", parent, dtype=pl.Int64)).replace(-1, None),
@@ -302,6 +341,41 @@ class SpanBuilder:
             else:
                 self.counts[self.source] += spans.height
         return SpanChunk(spans=spans, events=stored)
+
+
+_KIND_CODE = {k: i + 1 for i, k in enumerate(sorted(vars(Kind)[n] for n in vars(Kind) if n.isupper() and isinstance(vars(Kind)[n], str)))}
+
+
+def _kind_codes(kind: pl.Series) -> np.ndarray:
+    """A small integer per row for ``kind`` (0 for a kind this module does not know):
+    one hashing pass, after which every test of the kind is a numpy comparison."""
+    try:
+        cats = pl.Categories.random()
+        cat = kind.cast(pl.Categorical(cats))
+        values = cats.to_series()
+        codes = cat.to_physical().fill_null(len(values)).to_numpy()
+    except (AttributeError, TypeError, pl.exceptions.PolarsError):
+        values = kind.unique().drop_nulls()
+        codes = kind.replace_strict(values, pl.int_range(len(values), eager=True), default=len(values)).to_numpy()
+    lut = np.array([_KIND_CODE.get(v, 0) for v in values.to_list()] + [0], dtype=np.int8)
+    return lut[codes]
+
+
+def _is(codes: np.ndarray, kinds) -> np.ndarray:
+    out = np.zeros(len(codes), dtype=bool)
+    for k in kinds:
+        out |= codes == _KIND_CODE[k]
+    return out
+
+
+def _one_of(col: pl.Expr | pl.Series, kinds) -> pl.Expr | pl.Series:
+    """``col`` is one of ``kinds``: equality tests against short literals are cheaper than
+    a hashed ``is_in`` over millions of rows."""
+    out = None
+    for k in kinds:
+        t = col == k
+        out = t if out is None else (out | t)
+    return out
 
 
 def _codes(s: pl.Series) -> np.ndarray:
