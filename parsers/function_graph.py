@@ -429,15 +429,16 @@ class _Lines:
     def rows(self, idx: np.ndarray) -> pl.DataFrame:
         """Lines ``idx`` (0-based in the chunk) as a frame of ``line`` and ``text``."""
         line = pl.Series("line", idx + self.chunk.first_line, dtype=pl.Int64)
-        if self.chunk.raw is None or len(idx) * 8 > self.chunk.n_lines:
-            text = self.chunk.lines.gather(pl.Series("_i", idx, dtype=pl.UInt32))
-        else:
+        text = None
+        if self.chunk.raw is not None and len(idx) * 8 <= self.chunk.n_lines:
             starts, ends = self._bounds()
             raw = self.chunk.raw
-            text = pl.Series("text", [raw[a:b] for a, b in zip(starts[idx].tolist(), ends[idx].tolist())], dtype=pl.Binary)
-            text = text.cast(pl.String, strict=False) if len(text) else text.cast(pl.String)
-            if text.null_count():  # not UTF-8: the split lines decode it as the file does
-                text = self.chunk.lines.gather(pl.Series("_i", idx, dtype=pl.UInt32))
+            try:
+                text = pl.Series("text", [raw[a:b].decode("utf-8") for a, b in zip(starts[idx].tolist(), ends[idx].tolist())], dtype=pl.String)
+            except UnicodeDecodeError:  # the split lines decode it as the file is decoded
+                text = None
+        if text is None:
+            text = self.chunk.lines.gather(pl.Series("_i", idx, dtype=pl.UInt32))
         return pl.DataFrame({"line": line, "text": text.alias("text")})
 
 
@@ -473,11 +474,12 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
             if chunk.n_lines == 0:
                 continue
             if layout is None:
-                layout = detect_layout(chunk.lines)
-                df = _parse_chunk(chunk, ctx, layout)
-                if df.height:
-                    yield df
-                continue
+                layout = detect_layout(_head_lines(chunk))
+                if layout is None:  # no call lines near the start: the general path reads it
+                    df = _parse_chunk(chunk, ctx, layout)
+                    if df.height:
+                        yield df
+                    continue
             sub = ctx.child()
             ahead.append((pool.submit(_parse_chunk, chunk, sub, layout), sub))
             while len(ahead) > PARSE_THREADS:
@@ -488,6 +490,19 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
         for fut, _ in ahead:
             fut.cancel()
         pool.shutdown(wait=True)
+
+
+def _head_lines(chunk: LineChunk, nbytes: int = 512 << 10) -> pl.Series:
+    """The first lines of a chunk (about ``nbytes``), without splitting all of it."""
+    raw = chunk.raw
+    if raw is None or len(raw) <= nbytes:
+        return chunk.lines
+    cut = raw.rfind(b"\n", 0, nbytes) + 1
+    if cut <= 0:
+        return chunk.lines
+    from tracekit.io import split_lines
+
+    return split_lines(raw[:cut])
 
 
 #: chunks of one function_graph trace parsed at the same time

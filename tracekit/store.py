@@ -103,7 +103,7 @@ class RunWriter:
         d = self.tmp / table
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"part-{self._parts[table]:05d}.parquet"
-        df.write_parquet(path, compression="zstd", compression_level=1, statistics=True)
+        df.write_parquet(path, compression="lz4", statistics=True)
         _fsync_path(path)
         self._parts[table] += 1
         self.rows[table] += df.height

@@ -1,0 +1,188 @@
+"""The fast ingest paths give what the plain ones give: lazily split chunks, function_graph
+chunks parsed in threads, the fields read by polars' CSV reader and by position, the
+integer sorts and the IRQ nesting of span pairing."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tracekit
+from helpers import ingest_text
+from tracekit.io import iter_line_chunks, split_lines
+from tracekit.parsers import function_graph as fg
+from tracekit.parsers.base import LineChunk, ParseContext
+from tracekit.spans import SpanBuilder, _argsort
+
+PROCABS = "kbuild-x86_64-6.1.192/A/fgraph_exit_mmap.txt"
+
+
+def test_line_chunk_splits_its_bytes_only_when_asked():
+    raw = b"a|b\n\nlast line without newline"
+    c = LineChunk(7, raw=raw)
+    assert c.n_lines == 3
+    assert c._lines is None  # nothing split yet
+    assert c.lines.to_list() == ["a|b", "", "last line without newline"]
+    assert c.line_numbers.to_list() == [7, 8, 9]
+    assert LineChunk(1, raw=b"x\ny\n").n_lines == 2
+    assert split_lines(b"x\ny\n").to_list() == ["x", "y"]
+
+
+def test_parse_context_children_merge_in_file_order():
+    ctx = ParseContext("f", meta={"tracer": "function_graph"})
+    a, b = ctx.child(), ctx.child()
+    a.skip("odd line", 2)
+    a.meta["first_skipped_line"] = 10
+    b.skip("odd line", 1)
+    b.meta["first_skipped_line"] = 99
+    b.lost_events = 5
+    a.warn("w")
+    b.warn("w")
+    ctx.merge(a)
+    ctx.merge(b)
+    assert ctx.skipped == {"odd line": 3}
+    assert ctx.meta["first_skipped_line"] == 10
+    assert ctx.lost_events == 5
+    assert ctx.warnings == ["w"]
+
+
+def _one_chunk(path) -> LineChunk:
+    (chunk,) = [c for c in iter_line_chunks(path, chunk_bytes=64 << 20) if c.n_lines]
+    return chunk
+
+
+def _parse(path, threads: int, monkeypatch, chunk_bytes: int = 64 << 10):
+    monkeypatch.setattr(fg, "PARSE_THREADS", threads)
+    ctx = ParseContext(str(path))
+    frames = list(fg.parse(iter_line_chunks(path, chunk_bytes=chunk_bytes), ctx))
+    return pl.concat(frames), ctx
+
+
+@pytest.mark.parametrize("rel", [PROCABS, "qemu/x86_64-6.1.0-56-preempt-none/fgraph_default.txt",
+                                 "qemu/ppc64le-6.1.0-50-preempt-voluntary/fgraph_thresh.txt"])
+def test_threaded_parse_equals_one_thread(corpus, monkeypatch, rel):
+    one, c1 = _parse(corpus / rel, 1, monkeypatch)
+    two, c2 = _parse(corpus / rel, 2, monkeypatch)
+    assert one.equals(two)
+    assert c1.skipped == c2.skipped and c1.lost_events == c2.lost_events
+    assert c1.meta == c2.meta
+
+
+def test_fast_paths_equal_the_general_path_line_by_line(corpus):
+    """Every line the fast path takes reads the same through the general regular
+    expressions; the fast path hands back only the lines the general path must read."""
+    path = corpus / PROCABS
+    chunk = _one_chunk(path)
+    lay = fg.detect_layout(chunk.lines)
+    good, rest = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+    ctx = ParseContext(str(path))
+    general = fg._parse_general(pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines}), ctx)
+    assert good.height > 0.9 * chunk.n_lines
+    both = general.join(good, on="seq", how="inner", suffix="_fast")
+    assert both.height == good.height
+    for col in ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "depth", "dur_ns", "flags", "body"):
+        assert both[col].equals(both[f"{col}_fast"].alias(col), check_names=False), col
+
+
+def test_csv_fields_and_split_fields_agree(corpus):
+    chunk = _one_chunk(corpus / PROCABS)
+    lay = fg.detect_layout(chunk.lines)
+    by_csv, _ = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+    text_only = LineChunk(chunk.first_line, chunk.lines)
+    by_split, _ = fg._parse_fast(text_only, fg._fields(text_only, lay), lay)
+    assert by_csv.equals(by_split)
+
+
+def test_private_categories_and_the_fallback_agree(corpus, monkeypatch):
+    chunk = _one_chunk(corpus / PROCABS)
+    lay = fg.detect_layout(chunk.lines)
+    fast, _ = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+
+    class NoCategories:
+        @staticmethod
+        def random():
+            raise AttributeError("no private categories in this polars")
+
+    monkeypatch.setattr(pl, "Categories", NoCategories)
+    fallback, _ = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+    assert fast.equals(fallback)
+
+
+def test_a_foreign_mark_in_the_duration_column_is_not_a_call(tmp_path):
+    """print_graph_duration() leads with a space, a mark from trace_find_mark() or a space,
+    then a space: anything else there is not a duration the kernel printed."""
+    good = "   12.000000 |   0)  a-1     |   1.500 us    |  f();\n"
+    bad = "   12.000001 |   0)  a-1     | x 1.500 us    |  g();\n"
+    res, store = ingest_text(tmp_path, "# tracer: function_graph\n" + good * 3 + bad)
+    assert res.status == "ingested"
+    spans = store.spans().collect()
+    assert spans["func"].to_list() == ["f", "f", "f"]
+    assert spans["dur_ns"].to_list() == [1500] * 3
+    assert res.counts["skipped_lines"] == 1
+
+
+def test_lines_with_latin1_bytes_keep_their_text(tmp_path):
+    """A chunk that is not UTF-8 leaves the CSV reader; its odd lines are decoded as the
+    file is (Latin-1), not dropped."""
+    body = "".join(f"   12.{i:06d} |   0)  a-1     |   1.500 us    |  f();\n" for i in range(50))
+    raw = ("# tracer: function_graph\n" + body).encode() + "   12.000100 |   0)  a-1     |               |  /* caf\xe9 */\n".encode("latin-1")
+    p = tmp_path / "latin1.txt"
+    p.write_bytes(raw)
+    store = tracekit.open_store(tmp_path / "store")
+    (res,) = tracekit.ingest([str(p)], store=store)
+    assert res.counts["spans"] == 50
+    ev = store.events().collect()
+    assert ev.filter(pl.col("kind") == "comment")["body"].to_list() == ["caf\xe9"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(-3, 3), st.integers(0, 5), st.integers(0, 3)), min_size=1, max_size=60),
+       st.booleans())
+def test_integer_argsort_is_a_stable_lexsort(rows, wide):
+    a = np.array([r[0] for r in rows], dtype=np.int64) * (10**15 if wide else 1)
+    b = np.array([r[1] for r in rows], dtype=np.int64)
+    c = np.array([r[2] for r in rows], dtype=np.int64)
+    assert np.array_equal(_argsort(a, b, c), np.lexsort((c, b, a)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0, 0, 0, 1, -1])), min_size=1, max_size=80),
+       st.dictionaries(st.integers(0, 3), st.integers(-2, 3), max_size=4))
+def test_irq_nesting_matches_a_row_by_row_count(rows, carried):
+    """IRQ nesting per row: what a CPU carried in, plus its markers so far, never below 0;
+    and what it carries out."""
+    cpu = np.array([r[0] for r in rows], dtype=np.int64)
+    step = np.array([r[1] for r in rows], dtype=np.int64)
+    b = SpanBuilder()
+    b._irq_depth = dict(carried)
+    got = b._irq_nesting(cpu, step)
+    level = dict(carried)
+    want = []
+    for c, s in zip(cpu.tolist(), step.tolist()):
+        level[c] = level.get(c, 0) + s
+        want.append(max(level[c], 0))
+    assert got.tolist() == want
+    assert {k: v for k, v in b._irq_depth.items() if v} == {k: v for k, v in level.items() if v}
+
+
+def test_small_chunks_and_threads_give_the_same_store(tmp_path, corpus, monkeypatch):
+    """The whole ingest, chunked finely and parsed in threads, equals the one-chunk ingest."""
+    import tracekit.pipeline as pipeline
+
+    def spans_of(d):
+        store = tracekit.open_store(d)
+        (r,) = tracekit.ingest([str(corpus / PROCABS)], store=store)
+        return store.spans().collect().drop("run_id").sort("seq"), store.events().collect().drop("run_id").sort("seq"), r
+
+    s1, e1, r1 = spans_of(tmp_path / "a")
+    monkeypatch.setattr(pipeline, "iter_line_chunks", functools.partial(iter_line_chunks, chunk_bytes=random.Random(1).randint(2000, 9000)))
+    s2, e2, r2 = spans_of(tmp_path / "b")
+    assert r1.counts == r2.counts
+    assert s1.equals(s2)
+    assert e1.equals(e2)
