@@ -18,7 +18,7 @@ from helpers import ingest_text
 from tracekit.io import iter_line_chunks, split_lines
 from tracekit.parsers import function_graph as fg
 from tracekit.parsers.base import LineChunk, ParseContext
-from tracekit.spans import SpanBuilder, _argsort
+from tracekit.spans import _argsort, _irq_within
 
 PROCABS = "kbuild-x86_64-6.1.192/A/fgraph_exit_mmap.txt"
 
@@ -152,23 +152,54 @@ def test_integer_argsort_is_a_stable_lexsort(rows, wide):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0, 0, 0, 1, -1])), min_size=1, max_size=80),
-       st.dictionaries(st.integers(0, 3), st.integers(-2, 3), max_size=4))
-def test_irq_nesting_matches_a_row_by_row_count(rows, carried):
-    """IRQ nesting per row: what a CPU carried in, plus its markers so far, never below 0;
-    and what it carries out."""
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0, 0, 0, 1, -1])), min_size=1, max_size=80))
+def test_irq_markers_counted_per_cpu_match_a_row_by_row_count(rows):
+    """Per row, its CPU's IRQ markers so far in the chunk; per CPU, the chunk's total."""
     cpu = np.array([r[0] for r in rows], dtype=np.int64)
     step = np.array([r[1] for r in rows], dtype=np.int64)
-    b = SpanBuilder()
-    b._irq_depth = dict(carried)
-    got = b._irq_nesting(cpu, step)
-    level = dict(carried)
+    local, totals = _irq_within(cpu, step)
+    level: dict[int, int] = {}
     want = []
     for c, s in zip(cpu.tolist(), step.tolist()):
         level[c] = level.get(c, 0) + s
-        want.append(max(level[c], 0))
-    assert got.tolist() == want
-    assert {k: v for k, v in b._irq_depth.items() if v} == {k: v for k, v in level.items() if v}
+        want.append(level[c])
+    assert local.tolist() == want
+    marked = {c for c, s in zip(cpu.tolist(), step.tolist()) if s}
+    assert totals == {c: level[c] for c in marked}
+
+
+def test_irq_nesting_carries_across_chunks(tmp_path):
+    """An interrupt open at the end of a chunk still marks the next chunk's calls hardirq:
+    the same trace cut into one-line chunks gives the same contexts."""
+    import tracekit.pipeline as pipeline
+
+    lines = ["# tracer: function_graph"]
+    t = 0
+    for i in range(30):
+        ts = f"{10 + t / 1e6:12.6f}"
+        lines.append(f"{ts} |   0)  a-1     |               |  f() {{")
+        if i % 3 == 0:
+            lines.append(f"{ts} |   0)  a-1     |   ==========> |")
+            lines.append(f"{ts} |   0)  a-1     |   0.500 us    |    irq_handler();")
+            lines.append(f"{ts} |   0)  a-1     |   <========== |")
+        lines.append(f"{ts} |   0)  a-1     |   2.000 us    |  }}")
+        t += 5
+    text = "\n".join(lines) + "\n"
+    _, whole = ingest_text(tmp_path, text, name="whole.txt")
+    (tmp_path / "cut.txt").write_text(text)
+    import pytest as _pytest
+    mp = _pytest.MonkeyPatch()
+    mp.setattr(pipeline, "iter_line_chunks", functools.partial(iter_line_chunks, chunk_bytes=60))
+    try:
+        store = tracekit.open_store(tmp_path / "cut-store")
+        tracekit.ingest([str(tmp_path / "cut.txt")], store=store)
+    finally:
+        mp.undo()
+    a = whole.spans().collect().sort("seq").select("func", "context", "dur_ns")
+    b = store.spans().collect().sort("seq").select("func", "context", "dur_ns")
+    assert a.equals(b)
+    assert a.filter(pl.col("func") == "irq_handler")["context"].unique().to_list() == ["hardirq"]
+    assert a.filter(pl.col("func") == "f")["context"].unique().to_list() == ["task"]
 
 
 def test_small_chunks_and_threads_give_the_same_store(tmp_path, corpus, monkeypatch):

@@ -259,13 +259,15 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
 
         sym_sample: list[str] = []
         with _WriteBehind(writer) as parts:
-            for df in _prefetch(frames):
+            # the clock conversion and the chunk's own share of the pairing run ahead in
+            # the parsing thread; the main thread applies what earlier chunks carry
+            ahead = (SpanBuilder.prepare(_convert_clock(df, ctx, clock_hz)) for df in frames)
+            for prep in _prefetch(ahead):
                 if builder is None:
                     builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name))
-                df = _convert_clock(df, ctx, clock_hz)
                 if len(sym_sample) < 2000:
-                    sym_sample.extend(df["raw_func"].drop_nulls().head(2000).to_list())
-                out = builder.feed(df, source=ctx.meta.get("span_source"))
+                    sym_sample.extend(prep.events["raw_func"].drop_nulls().head(2000).to_list())
+                out = builder.feed(prep, source=ctx.meta.get("span_source"))
                 parts.write("spans", out.spans)
                 parts.write("events", out.events)
             if builder is not None:

@@ -56,6 +56,23 @@ class SpanChunk:
 
 
 @dataclass
+class Prepared:
+    """What :meth:`SpanBuilder.prepare` works out of one event chunk without the state
+    carried between chunks, so that it can run ahead in another thread."""
+
+    events: pl.DataFrame
+    kind: np.ndarray  #: small-integer kind of every row (:func:`_kind_codes`)
+    #: every row names its task (the pid); then the rest below is filled in
+    by_pid: bool = False
+    stored: pl.DataFrame | None = None  #: rows that are not calls, in STORED_EVENT_SCHEMA
+    calls: pl.DataFrame | None = None  #: call rows with their task, irq_depth still to add
+    calls_cpu: np.ndarray | None = None
+    calls_irq: np.ndarray | None = None  #: IRQ markers of the row's CPU so far in this chunk
+    irq_totals: dict[int, int] = field(default_factory=dict)  #: per CPU, over the chunk
+    switches: list[tuple[int, int]] = field(default_factory=list)  #: (cpu, next pid) in order
+
+
+@dataclass
 class SpanBuilder:
     """Pairs the call-graph rows of successive event chunks of one trace into spans.
 
@@ -74,12 +91,50 @@ class SpanBuilder:
     _irq_depth: dict[int, int] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
 
-    def feed(self, events: pl.DataFrame, source: str | None = None) -> SpanChunk:
-        """Pair what can be paired in ``events`` (one parser chunk, EVENT_SCHEMA); ``source``
-        updates the span source when the parser learnt it from this chunk."""
+    def feed(self, events: pl.DataFrame | Prepared, source: str | None = None) -> SpanChunk:
+        """Pair what can be paired in ``events`` (one parser chunk, EVENT_SCHEMA, or what
+        :meth:`prepare` made of it); ``source`` updates the span source when the parser
+        learnt it from this chunk."""
         if source:
             self.source = source
         return self._pair(events, last=False)
+
+    @staticmethod
+    def prepare(events: pl.DataFrame) -> Prepared:
+        """The work on one chunk that needs nothing from earlier chunks: kinds, and when
+        every row names its task, the task, the split into calls and other events, and the
+        IRQ markers counted per CPU within the chunk.  Pure: safe in any thread."""
+        kind = _kind_codes(events.get_column("kind"))
+        prep = Prepared(events=events, kind=kind)
+        if not events.height:
+            return prep
+        switch = kind == _KIND_CODE[Kind.SWITCH]
+        pid_null = events.get_column("pid").is_null().to_numpy()
+        if (pid_null & ~switch).any():
+            return prep
+        is_call = _is(kind, _CALL_KINDS)
+        cpu = events.get_column("cpu").fill_null(-1).cast(pl.Int64).to_numpy()
+        step = np.zeros(len(kind), dtype=np.int64)
+        step[kind == _KIND_CODE[Kind.IRQ_ENTRY]] = 1
+        step[kind == _KIND_CODE[Kind.IRQ_EXIT]] = -1
+        local, totals = _irq_within(cpu, step)
+        at = np.flatnonzero(switch)
+        if len(at):
+            prep.switches = list(zip(cpu[at].tolist(), events.get_column("pid").gather(at).to_list()))
+        mask = pl.Series("_c", is_call, dtype=pl.Boolean)
+        work = [c for c in _WORK_SCHEMA if c != "irq_depth"]
+        with_task = events.with_columns(task=pl.col("pid").cast(pl.Int64))
+        if is_call.all():
+            prep.stored = pl.DataFrame(schema=STORED_EVENT_SCHEMA)
+            prep.calls = with_task.select(work)
+        else:
+            prep.stored = conform(events.filter(~mask), STORED_EVENT_SCHEMA)
+            prep.calls = with_task.filter(mask).select(work)
+        prep.calls_cpu = cpu[is_call]
+        prep.calls_irq = local[is_call]
+        prep.irq_totals = totals
+        prep.by_pid = True
+        return prep
 
     def finish(self) -> SpanChunk:
         """Close the trace: entries still open lost their exit (``complete = false``)."""
@@ -101,10 +156,6 @@ class SpanBuilder:
             # Every row names its task (funcgraph-proc, or any format with a pid column).
             return df.with_columns(task=pl.col("pid").cast(pl.Int64), irq_depth=pl.lit(0, pl.Int64))
         cpu_key = pl.col("cpu").fill_null(-1)
-        no_pid = df.select(((kind != Kind.SWITCH) & pl.col("pid").is_null()).any()).item()
-        cpu_less = self._pending.height > 0 and bool((self._pending.get_column("task") < 0).any())
-        if not no_pid and not cpu_less:
-            return self._assign_tasks_by_pid(df, kinds)
         switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
         # The task a CPU ran before its first switch block is that block's "prev".
         before_first = pl.when(kind == Kind.SWITCH).then(
@@ -162,58 +213,6 @@ class SpanBuilder:
             self._irq_depth[cpu] = self._irq_depth.get(cpu, 0) + (i or 0)
         return df.drop("_cpu_key", "_switched", "_prev_task", "_irq")
 
-    def _assign_tasks_by_pid(self, df: pl.DataFrame, kinds: set[str]) -> pl.DataFrame:
-        """:meth:`_assign_tasks` when every row names its task (switch blocks name the next
-        task): the task is the pid; only IRQ nesting and per-CPU state need work."""
-        out = df.with_columns(task=pl.col("pid").cast(pl.Int64))
-        has_irq = Kind.IRQ_ENTRY in kinds or Kind.IRQ_EXIT in kinds
-        if Kind.SWITCH not in kinds and not has_irq and not any(self._irq_depth.values()):
-            return out.with_columns(irq_depth=pl.lit(0, pl.Int64))
-        kind = df.get_column("kind")
-        cpu = df.get_column("cpu").fill_null(-1).cast(pl.Int64).to_numpy()
-        if Kind.SWITCH in kinds:
-            at = np.flatnonzero((kind == Kind.SWITCH).to_numpy())
-            for c, t in zip(cpu[at].tolist(), df.get_column("pid").gather(at).to_list()):
-                if t is not None:
-                    self._cpu_task[c] = int(t)
-        step = np.zeros(len(cpu), dtype=np.int64)
-        if has_irq:
-            step[(kind == Kind.IRQ_ENTRY).to_numpy()] = 1
-            step[(kind == Kind.IRQ_EXIT).to_numpy()] = -1
-        return out.with_columns(irq_depth=pl.Series("irq_depth", self._irq_nesting(cpu, step), dtype=pl.Int64))
-
-    def _irq_nesting(self, cpu: np.ndarray, step: np.ndarray) -> np.ndarray:
-        """IRQ nesting of every row: the CPU's nesting carried from earlier chunks plus its
-        markers (``step`` +1 ``==========>``, -1 ``<==========``) up to and including the row,
-        never below zero.  Updates the carried nesting."""
-        n = len(cpu)
-        base = np.zeros(n, dtype=np.int64)
-        for c, d in self._irq_depth.items():
-            if d:
-                base[cpu == c] = d
-        marks = np.flatnonzero(step)
-        if len(marks) == 0:
-            return np.clip(base, 0, None)
-        # markers grouped by CPU (in source order within), cumulated per CPU
-        key_m = cpu[marks] * n + marks
-        order = np.argsort(key_m)
-        km = key_m[order]
-        mc = cpu[marks][order]
-        cs = np.cumsum(step[marks][order])
-        first = np.ones(len(km), dtype=bool)
-        first[1:] = mc[1:] != mc[:-1]
-        starts = np.flatnonzero(first)
-        seg = np.cumsum(first) - 1
-        within = cs - (cs[starts] - step[marks][order][starts])[seg]
-        # each row: the last marker of its CPU at or before it
-        j = np.searchsorted(km, cpu * n + np.arange(n), side="right") - 1
-        hit = (j >= 0) & (mc[np.maximum(j, 0)] == cpu)
-        depth = base + np.where(hit, within[np.maximum(j, 0)], 0)
-        ends = np.append(starts[1:], len(km)) - 1
-        for c, total in zip(mc[starts].tolist(), within[ends].tolist()):
-            self._irq_depth[c] = self._irq_depth.get(c, 0) + total
-        return np.clip(depth, 0, None)
-
     def _kprobe_depths(self, calls: pl.DataFrame) -> pl.DataFrame:
         """Depth of kprobe hits: entries minus returns so far, per task."""
         is_kp = _one_of(calls.get_column("kind"), _KPROBE_KINDS)
@@ -238,20 +237,41 @@ class SpanBuilder:
         kp = kp.drop("_cum")
         return pl.concat([calls.filter(~_one_of(pl.col("kind"), _KPROBE_KINDS)), kp]).sort("seq")
 
-    def _pair(self, events: pl.DataFrame, last: bool) -> SpanChunk:
-        events = self._assign_tasks(events) if events.height else events.with_columns(
-            task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
-        )
-        ev_kind = _kind_codes(events.get_column("kind"))
-        is_call_np = _is(ev_kind, _CALL_KINDS)
-        is_call = pl.Series("_c", is_call_np, dtype=pl.Boolean)
-        ncalls = int(is_call_np.sum())
-        if ncalls == events.height:
-            stored = pl.DataFrame(schema=STORED_EVENT_SCHEMA)
-            calls = events.select(list(_WORK_SCHEMA))
+    def _pair(self, events: pl.DataFrame | Prepared, last: bool) -> SpanChunk:
+        prep = events if isinstance(events, Prepared) else self.prepare(events)
+        events, ev_kind = prep.events, prep.kind
+        cpu_less = self._pending.height > 0 and bool((self._pending.get_column("task") < 0).any())
+        if prep.by_pid and not cpu_less:
+            # every row names its task: only the carried per-CPU state is left to apply
+            for c, t in prep.switches:
+                if t is not None:
+                    self._cpu_task[c] = int(t)
+            is_call_np = _is(ev_kind, _CALL_KINDS)
+            stored, calls = prep.stored, prep.calls
+            if prep.irq_totals or any(self._irq_depth.values()):
+                base = np.zeros(len(prep.calls_cpu), dtype=np.int64)
+                for c, d in self._irq_depth.items():
+                    if d:
+                        base[prep.calls_cpu == c] = d
+                irq = np.clip(base + prep.calls_irq, 0, None)
+                for c, total in prep.irq_totals.items():
+                    self._irq_depth[c] = self._irq_depth.get(c, 0) + total
+                calls = calls.with_columns(irq_depth=pl.Series("irq_depth", irq, dtype=pl.Int64))
+            else:
+                calls = calls.with_columns(irq_depth=pl.lit(0, pl.Int64))
         else:
-            stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
-            calls = events.filter(is_call).select(list(_WORK_SCHEMA))
+            events = self._assign_tasks(events) if events.height else events.with_columns(
+                task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
+            )
+            is_call_np = _is(ev_kind, _CALL_KINDS)
+            is_call = pl.Series("_c", is_call_np, dtype=pl.Boolean)
+            if is_call_np.all():
+                stored = pl.DataFrame(schema=STORED_EVENT_SCHEMA)
+                calls = events.select(list(_WORK_SCHEMA))
+            else:
+                stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
+                calls = events.filter(is_call).select(list(_WORK_SCHEMA))
+        calls = calls.select(list(_WORK_SCHEMA))
         kprobes = bool(_is(ev_kind, _KPROBE_KINDS).any())
         if kprobes:
             calls = self._kprobe_depths(calls)
@@ -366,6 +386,34 @@ def _is(codes: np.ndarray, kinds) -> np.ndarray:
     for k in kinds:
         out |= codes == _KIND_CODE[k]
     return out
+
+
+def _irq_within(cpu: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
+    """Per row, the sum of its CPU's IRQ markers (``step``: +1 ``==========>``, -1
+    ``<==========``) up to and including the row, within this chunk; and per CPU, the
+    chunk's total."""
+    n = len(cpu)
+    marks = np.flatnonzero(step)
+    if len(marks) == 0:
+        return np.zeros(n, dtype=np.int64), {}
+    # markers grouped by CPU (in source order within), cumulated per CPU
+    key_m = cpu[marks] * n + marks
+    order = np.argsort(key_m)
+    km = key_m[order]
+    mc = cpu[marks][order]
+    sm = step[marks][order]
+    cs = np.cumsum(sm)
+    first = np.ones(len(km), dtype=bool)
+    first[1:] = mc[1:] != mc[:-1]
+    starts = np.flatnonzero(first)
+    seg = np.cumsum(first) - 1
+    within = cs - (cs[starts] - sm[starts])[seg]
+    # each row: the last marker of its CPU at or before it
+    j = np.searchsorted(km, cpu * n + np.arange(n), side="right") - 1
+    hit = (j >= 0) & (mc[np.maximum(j, 0)] == cpu)
+    local = np.where(hit, within[np.maximum(j, 0)], 0)
+    ends = np.append(starts[1:], len(km)) - 1
+    return local, dict(zip(mc[starts].tolist(), within[ends].tolist()))
 
 
 def _one_of(col: pl.Expr | pl.Series, kinds) -> pl.Expr | pl.Series:
