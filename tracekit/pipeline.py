@@ -18,6 +18,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -176,9 +177,6 @@ def ingest_one(
                 raise InputError(f"{display}: no such file")
             if real.is_dir():
                 raise InputError(f"{display}: is a directory")
-        sha = content_sha256(real)
-        run_id = sha[:16]
-        res.run_id = run_id
         head = read_head(real)
         if format:
             mod = parsers.get(format)
@@ -195,18 +193,21 @@ def ingest_one(
                     display, 1, f"not a trace format tracekit knows (first line: {first!r}); see 'tracekit formats', or give --format"
                 )
         res.format = mod.FORMAT.name
-        with store.lock(run_id):
-            existing = store.run_row(run_id)
-            if existing is not None and not replace:
-                res.status = "duplicate"
-                res.patch, res.label = existing["patch"], existing["label"]
-                res.arch, res.kernel = existing["arch"], existing["kernel"]
-                res.tracer, res.format = existing["tracer"], existing["format"]
-                res.counts = dict(existing["counts"] or {})
-                return res
-            _run(mod, real, display, store, run_id, sha, res, existing is not None,
+        gate = _Gate(store, real, replace, res)
+        try:
+            _run(mod, real, display, store, gate, res,
                  arch=arch, kernel=kernel, patch=patch, label=label, clock_hz=clock_hz,
                  preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}))
+        except _Duplicate as d:
+            existing = d.row
+            res.status = "duplicate"
+            res.patch, res.label = existing["patch"], existing["label"]
+            res.arch, res.kernel = existing["arch"], existing["kernel"]
+            res.tracer, res.format = existing["tracer"], existing["format"]
+            res.counts = dict(existing["counts"] or {})
+            return res
+        finally:
+            gate.close()
     except (ParseError, InputError) as e:
         res.status = "failed"
         res.error = str(e)
@@ -225,10 +226,11 @@ def ingest_one(
     return res
 
 
-def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res: IngestResult,
-         replacing: bool, *, arch, kernel, patch, label, clock_hz, preempt, progress, extra_meta) -> None:
+def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestResult,
+         *, arch, kernel, patch, label, clock_hz, preempt, progress, extra_meta) -> None:
     ctx = ParseContext(display, options={"clock_hz": clock_hz})
-    writer = store.begin_run(run_id)
+    writer = None
+    stream: _Ahead | None = None
     builder: SpanBuilder | None = None
     nbytes = 0
     nlines = 0
@@ -257,12 +259,15 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
 
             frames = mod.parse(counted(), ctx)
 
+        # the clock conversion and the chunk's own share of the pairing run ahead in the
+        # parsing thread, which starts now, beside the content hash; the main thread applies
+        # what earlier chunks carry
+        stream = _Ahead(SpanBuilder.prepare(_convert_clock(df, ctx, clock_hz)) for df in frames)
+        run_id, sha, replacing = gate.open()
+        writer = store.begin_run(run_id)
         sym_sample: list[str] = []
         with _WriteBehind(writer) as parts:
-            # the clock conversion and the chunk's own share of the pairing run ahead in
-            # the parsing thread; the main thread applies what earlier chunks carry
-            ahead = (SpanBuilder.prepare(_convert_clock(df, ctx, clock_hz)) for df in frames)
-            for prep in _prefetch(ahead):
+            for prep in stream:
                 if builder is None:
                     builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name))
                 if len(sym_sample) < 2000:
@@ -347,9 +352,12 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
         }
         writer.commit(row, replace=replacing)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         raise
     finally:
+        if stream is not None:
+            stream.close()
         if prog is not None:
             prog.stop()
     res.status = "replaced" if replacing else "ingested"
@@ -360,43 +368,80 @@ def _run(mod, real: Path, display: str, store: Store, run_id: str, sha: str, res
     res.bytes = nbytes
 
 
-def _prefetch(frames: Iterator[pl.DataFrame], depth: int = 2) -> Iterator[pl.DataFrame]:
-    """Run the parser one or two chunks ahead in a thread: polars and numpy release the
-    GIL in their kernels, so parsing the next chunk overlaps pairing and writing this one.
-    Memory stays bounded by ``depth`` chunks; an exception in the parser is raised here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
+class _Ahead:
+    """Run the parser one or two chunks ahead in a thread, from the moment this is made:
+    polars and numpy release the GIL in their kernels, so parsing overlaps the content hash,
+    pairing and writing.  Memory stays bounded by ``depth`` chunks; an exception in the
+    parser is raised to the consumer; :meth:`close` stops the parser."""
 
-    def run() -> None:
+    _DONE = object()
+
+    def __init__(self, frames: Iterator, depth: int = 2) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._frames = frames
+        self._worker = threading.Thread(target=self._run, name="tracekit-parse", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
         try:
-            for df in frames:
-                if stop.is_set():
+            for df in self._frames:
+                if self._stop.is_set():
                     return
-                q.put((df, None))
+                self._q.put((df, None))
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            q.put((None, e))
+            self._q.put((None, e))
             return
-        q.put((done, None))
+        self._q.put((self._DONE, None))
 
-    worker = threading.Thread(target=run, name="tracekit-parse", daemon=True)
-    worker.start()
-    try:
+    def __iter__(self) -> Iterator:
         while True:
-            item, err = q.get()
+            item, err = self._q.get()
             if err is not None:
                 raise err
-            if item is done:
+            if item is self._DONE:
                 return
             yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._worker.is_alive():  # unblock a producer waiting on a full queue
             try:
-                q.get(timeout=0.05)
+                self._q.get(timeout=0.05)
             except queue.Empty:
                 pass
-        worker.join()
+        self._worker.join()
+
+
+class _Duplicate(Exception):
+    """The trace is in the store already (and --replace was not given)."""
+
+    def __init__(self, row: dict) -> None:
+        self.row = row
+
+
+class _Gate:
+    """The run's identity and lock, taken when the content hash is done: the content is
+    hashed while the parser already works on the first chunks."""
+
+    def __init__(self, store: Store, real: Path, replace: bool, res: IngestResult) -> None:
+        self.store, self.real, self.replace, self.res = store, real, replace, res
+        self._stack = ExitStack()
+
+    def open(self) -> tuple[str, str, bool]:
+        """(run_id, sha256, replacing) with the run's lock held; :class:`_Duplicate` when
+        the run exists and is not to be replaced."""
+        sha = content_sha256(self.real)
+        run_id = sha[:16]
+        self.res.run_id = run_id
+        self._stack.enter_context(self.store.lock(run_id))
+        existing = self.store.run_row(run_id)
+        if existing is not None and not self.replace:
+            raise _Duplicate(existing)
+        return run_id, sha, existing is not None
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 class _WriteBehind:
