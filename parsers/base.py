@@ -41,14 +41,6 @@ class ParseError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
-def _count_lines(raw: bytes) -> int:
-    """Lines in ``raw``: its newlines, plus a last line without one."""
-    if not raw:
-        return 0
-    n = int(np.count_nonzero(np.frombuffer(raw, dtype=np.uint8) == 10))
-    return n + (0 if raw.endswith(b"\n") else 1)
-
-
 class LineChunk:
     """A bounded piece of a text input: ``lines`` (a polars String series, no newlines) of
     which the first is line number ``first_line`` (1-based) of the file.
@@ -57,19 +49,23 @@ class LineChunk:
     hand them to polars' CSV reader to split fields natively, and then never needs
     ``lines``, which are split from ``raw`` only when first asked for."""
 
-    __slots__ = ("first_line", "_lines", "is_last", "raw", "n_lines")
+    __slots__ = ("first_line", "_lines", "is_last", "raw", "n_lines", "newlines")
 
     def __init__(self, first_line: int, lines: pl.Series | None = None, is_last: bool = False,
-                 raw: bytes | None = None, n_lines: int | None = None) -> None:
+                 raw: bytes | None = None) -> None:
         if lines is None and raw is None:
             raise ValueError("a LineChunk needs lines or raw bytes")
         self.first_line = first_line
         self._lines = lines
         self.is_last = is_last
         self.raw = raw
-        if n_lines is None:
-            n_lines = len(lines) if lines is not None else _count_lines(raw)
-        self.n_lines = n_lines
+        #: offsets of the newlines in ``raw`` (None without raw)
+        self.newlines: np.ndarray | None = None
+        if lines is not None:
+            self.n_lines = len(lines)
+        else:
+            self.newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+            self.n_lines = len(self.newlines) + (0 if not raw or raw.endswith(b"\n") else 1)
 
     @property
     def lines(self) -> pl.Series:

@@ -410,7 +410,9 @@ class _Lines:
     def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
         if self._ends is None:
             raw = self.chunk.raw
-            ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+            ends = self.chunk.newlines
+            if ends is None:
+                ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
             if len(ends) < self.chunk.n_lines:
                 ends = np.append(ends, len(raw))
             self._ends = ends[: self.chunk.n_lines]
