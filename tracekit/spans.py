@@ -70,6 +70,8 @@ class Prepared:
     calls_irq: np.ndarray | None = None  #: IRQ markers of the row's CPU so far in this chunk
     irq_totals: dict[int, int] = field(default_factory=dict)  #: per CPU, over the chunk
     switches: list[tuple[int, int]] = field(default_factory=list)  #: (cpu, next pid) in order
+    #: parent of each call row found within the chunk (-1: none there); None when not done
+    calls_parent: np.ndarray | None = None
 
 
 @dataclass
@@ -134,6 +136,11 @@ class SpanBuilder:
         prep.calls_irq = local[is_call]
         prep.irq_totals = totals
         prep.by_pid = True
+        if not _is(kind, _KPROBE_KINDS).any():
+            # parents within the chunk; those that opened before it are looked up when the
+            # chunk is paired (:func:`_carried_parent`)
+            ck = kind[is_call]
+            prep.calls_parent = _parents(prep.calls, _is(ck, _OPENING), np.ones(len(ck), dtype=bool))
         return prep
 
     def finish(self) -> SpanChunk:
@@ -294,7 +301,23 @@ class SpanBuilder:
         closed[partner[partner >= 0]] = True
         keep = ~(closed | pending)
         self._pending = calls.filter(pl.Series("_m", pending, dtype=pl.Boolean)) if pending.any() else calls.clear()
-        parent = _parents(calls, opening, keep)[keep]
+        carried = n - (prep.calls.height if prep.calls is not None else 0)
+        if prep.calls_parent is not None and prep.by_pid and not cpu_less and not kprobes:
+            # the chunk's own rows were looked up ahead; those with no parent in the chunk
+            # take the last carried entry one level up; carried rows look among themselves
+            own = prep.calls_parent.copy()
+            if carried:
+                pend = calls.head(carried)
+                depth = prep.calls.get_column("depth").cast(pl.Int64).fill_null(-1).to_numpy()
+                need = (own < 0) & (depth >= 0)
+                if need.any():
+                    task = prep.calls.get_column("task").to_numpy()
+                    own[need] = _carried_parent(pend, task[need], depth[need])
+                head = _parents(pend, opening[:carried], np.ones(carried, dtype=bool))
+                own = np.concatenate([head, own])
+            parent = own[keep]
+        else:
+            parent = _parents(calls, opening, keep)[keep]
         partner = partner[keep]
         paired = partner >= 0
         pidx = pl.Series("_p", np.where(paired, partner, 0), dtype=pl.UInt32)
@@ -529,6 +552,17 @@ def _match(calls: pl.DataFrame, opening: np.ndarray, closing: np.ndarray, last: 
     if not last:
         pending[rows[order[op_s & ~same_next]]] = True
     return partner, pending
+
+
+def _carried_parent(carried: pl.DataFrame, task: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """For rows at ``depth`` in ``task`` whose parent opened before their chunk: the last
+    of the ``carried`` open entries one level up in the same task (-1: none)."""
+    tab = carried.group_by(
+        pl.col("task").cast(pl.Int64), (pl.col("depth").cast(pl.Int64) + 1).alias("d")
+    ).agg(pl.col("seq").max())
+    q = pl.DataFrame({"task": pl.Series(task, dtype=pl.Int64), "d": pl.Series(depth, dtype=pl.Int64)})
+    got = q.join(tab, on=["task", "d"], how="left", maintain_order="left").get_column("seq")
+    return got.fill_null(-1).to_numpy()
 
 
 def _parents(calls: pl.DataFrame, opening: np.ndarray, keep: np.ndarray) -> np.ndarray:
