@@ -30,6 +30,7 @@ import polars as pl
 
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
+from tracekit.frames import by_value
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
 
@@ -188,34 +189,6 @@ def _fields(chunk: LineChunk, lay: Layout) -> pl.DataFrame:
     return parts.rename({f"field_{i}": f"f{i}" for i in range(k + 1)})
 
 
-def _by_value(s: pl.Series, parse) -> pl.DataFrame:
-    """``parse`` (a function of a one-column frame ``s`` to a frame of as many rows) run
-    once per distinct value of ``s`` and gathered back to every row: the prologue's task
-    column and the call tree's text repeat a few thousand values over millions of lines."""
-    codes, uniq = _dictionary(s)
-    table = parse(uniq.to_frame("s"))
-    return table.select(pl.all().gather(codes))
-
-
-def _dictionary(s: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """(codes, values): ``values.gather(codes)`` equals ``s`` (null codes where ``s`` is
-    null).  A Categorical cast into categories of its own does it in one hashing pass; the
-    unique-and-replace fallback serves polars versions without private categories."""
-    try:
-        cats = pl.Categories.random()
-        cat = s.cast(pl.Categorical(cats))
-        # (the categories live as long as a column uses them: read them before dropping it)
-        values = cats.to_series().alias("s")
-        codes = cat.to_physical().cast(pl.UInt32)
-        if len(codes) and (codes.max() or 0) >= len(values) and codes.null_count() < len(codes):
-            raise TypeError("categories not as expected")
-        return codes, values
-    except (AttributeError, TypeError, pl.exceptions.PolarsError):
-        uniq = s.unique().drop_nulls()
-        codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.UInt32, eager=True), default=None)
-        return codes, uniq
-
-
 def _split_cpu(first: pl.Expr, lay: Layout) -> tuple[pl.Expr, pl.Expr]:
     """The ``%*d) `` CPU at the head of the first prologue field, and the text after it."""
     if not lay.cpu:
@@ -288,7 +261,7 @@ def _parse_call_tree(u: pl.DataFrame) -> pl.DataFrame:
 def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The fast path for ordinary call lines of a known layout, over the lines cut at the
     prologue's ``|`` separators (:func:`_fields`).  The task and call-tree columns are read
-    once per distinct value (:func:`_by_value`); times and durations are exact decimal
+    once per distinct value (:func:`tracekit.frames.by_value`); times and durations are exact decimal
     casts.  Lines it cannot take (task switches, IRQ markers, headers, odd shapes) are
     returned for the general path.  Returns (parsed rows, rows it could not take)."""
     k = lay.bars
@@ -301,9 +274,9 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     first = f[i]
     cols: dict[str, pl.Series] = {"line": chunk.line_numbers, "_exact": exact}
     if lay.proc or lay.lat:
-        task = _by_value(first, lambda u: _parse_task_field(u, lay))
+        task = by_value(first, lambda u: _parse_task_field(u, lay))
         if lay.proc and lay.lat:
-            lat = _by_value(f[i + 1], lambda u: u.select(flags=pl.col("s").str.strip_chars()))
+            lat = by_value(f[i + 1], lambda u: u.select(flags=pl.col("s").str.strip_chars()))
             task = task.with_columns(flags=lat.get_column("flags"))
         dur_f = f[i + 1 + int(lay.proc and lay.lat)]
     else:
@@ -313,7 +286,7 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
             _pok=cpu.is_not_null() if lay.cpu else pl.lit(True),
         )
         dur_f = first.to_frame("s").select(after).to_series() if lay.cpu else first
-    tree = _by_value(f[k], _parse_call_tree)
+    tree = by_value(f[k], _parse_call_tree)
     frame = pl.DataFrame(cols).hstack(task).hstack(tree)
     frame = frame.with_columns(
         _abs=f[0].str.strip_chars() if lay.abstime else pl.lit(None, pl.String),
@@ -366,10 +339,6 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
             ts_ns=timestamp_ns_expr(sw.struct.field("abs")),
             body=pl.col("text").str.strip_chars(),
         )
-    else:
-        # (one row of nulls: nothing is taken from it)
-        types = {"cpu": pl.Int32, "pid": pl.Int32, "comm": pl.String, "ts_ns": pl.Int64, "body": pl.String}
-        sw_table = pl.DataFrame({c: pl.Series(c, [None], dtype=t) for c, t in types.items()})
     frame = frame.with_columns(
         _sw_at=pl.Series("_sw_at", sw_at, dtype=pl.Boolean),
         _sw_idx=pl.Series("_sw_idx", sw_idx, dtype=pl.UInt32),
@@ -378,6 +347,8 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     at_sw = pl.col("_sw_at")
 
     def from_switch(c: str, own: pl.Expr) -> pl.Expr:
+        if not switches.height:
+            return own
         return pl.when(at_sw).then(pl.lit(sw_table.get_column(c)).gather(pl.col("_sw_idx"))).otherwise(own)
 
     good = frame.select(

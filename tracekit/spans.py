@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from tracekit.frames import dictionary
 from tracekit.schema import EVENT_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, Kind, conform
 
 __all__ = ["SpanBuilder", "SpanChunk"]
@@ -123,15 +124,9 @@ class SpanBuilder:
         at = np.flatnonzero(switch)
         if len(at):
             prep.switches = list(zip(cpu[at].tolist(), events.get_column("pid").gather(at).to_list()))
-        mask = pl.Series("_c", is_call, dtype=pl.Boolean)
         work = [c for c in _WORK_SCHEMA if c != "irq_depth"]
         with_task = events.with_columns(task=pl.col("pid").cast(pl.Int64))
-        if is_call.all():
-            prep.stored = pl.DataFrame(schema=STORED_EVENT_SCHEMA)
-            prep.calls = with_task.select(work)
-        else:
-            prep.stored = conform(events.filter(~mask), STORED_EVENT_SCHEMA)
-            prep.calls = with_task.filter(mask).select(work)
+        prep.stored, prep.calls = _split_calls(with_task, is_call, work)
         prep.calls_cpu = cpu[is_call]
         prep.calls_irq = local[is_call]
         prep.irq_totals = totals
@@ -242,7 +237,7 @@ class SpanBuilder:
         for task, cum in kp.group_by("task").agg(pl.col("_cum").last()).iter_rows():
             self._kprobe_depth[task] = cum
         kp = kp.drop("_cum")
-        return pl.concat([calls.filter(~_one_of(pl.col("kind"), _KPROBE_KINDS)), kp]).sort("seq")
+        return pl.concat([calls.filter(~is_kp), kp]).sort("seq")
 
     def _pair(self, events: pl.DataFrame | Prepared, last: bool) -> SpanChunk:
         prep = events if isinstance(events, Prepared) else self.prepare(events)
@@ -253,7 +248,6 @@ class SpanBuilder:
             for c, t in prep.switches:
                 if t is not None:
                     self._cpu_task[c] = int(t)
-            is_call_np = _is(ev_kind, _CALL_KINDS)
             stored, calls = prep.stored, prep.calls
             if prep.irq_totals or any(self._irq_depth.values()):
                 base = np.zeros(len(prep.calls_cpu), dtype=np.int64)
@@ -270,14 +264,7 @@ class SpanBuilder:
             events = self._assign_tasks(events) if events.height else events.with_columns(
                 task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
             )
-            is_call_np = _is(ev_kind, _CALL_KINDS)
-            is_call = pl.Series("_c", is_call_np, dtype=pl.Boolean)
-            if is_call_np.all():
-                stored = pl.DataFrame(schema=STORED_EVENT_SCHEMA)
-                calls = events.select(list(_WORK_SCHEMA))
-            else:
-                stored = conform(events.filter(~is_call), STORED_EVENT_SCHEMA)
-                calls = events.filter(is_call).select(list(_WORK_SCHEMA))
+            stored, calls = _split_calls(events, _is(ev_kind, _CALL_KINDS), list(_WORK_SCHEMA))
         calls = calls.select(list(_WORK_SCHEMA))
         kprobes = bool(_is(ev_kind, _KPROBE_KINDS).any())
         if kprobes:
@@ -286,7 +273,7 @@ class SpanBuilder:
         if kprobes:
             codes = _kind_codes(calls.get_column("kind"))
         else:
-            codes = ev_kind[is_call_np]
+            codes = ev_kind[_is(ev_kind, _CALL_KINDS)]
         if self._pending.height:
             codes = np.concatenate([_kind_codes(self._pending.get_column("kind")), codes])
         calls = pl.concat([self._pending, calls]) if self._pending.height else calls
@@ -302,7 +289,7 @@ class SpanBuilder:
         keep = ~(closed | pending)
         self._pending = calls.filter(pl.Series("_m", pending, dtype=pl.Boolean)) if pending.any() else calls.clear()
         carried = n - (prep.calls.height if prep.calls is not None else 0)
-        if prep.calls_parent is not None and prep.by_pid and not cpu_less and not kprobes:
+        if prep.calls_parent is not None and not cpu_less:  # (set only without kprobes)
             # the chunk's own rows were looked up ahead; those with no parent in the chunk
             # take the last carried entry one level up; carried rows look among themselves
             own = prep.calls_parent.copy()
@@ -389,19 +376,20 @@ class SpanBuilder:
 _KIND_CODE = {k: i + 1 for i, k in enumerate(sorted(vars(Kind)[n] for n in vars(Kind) if n.isupper() and isinstance(vars(Kind)[n], str)))}
 
 
+def _split_calls(events: pl.DataFrame, is_call: np.ndarray, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the rows that are not calls, in STORED_EVENT_SCHEMA; the call rows, ``columns``)."""
+    if is_call.all():
+        return pl.DataFrame(schema=STORED_EVENT_SCHEMA), events.select(columns)
+    mask = pl.Series("_c", is_call, dtype=pl.Boolean)
+    return conform(events.filter(~mask), STORED_EVENT_SCHEMA), events.filter(mask).select(columns)
+
+
 def _kind_codes(kind: pl.Series) -> np.ndarray:
     """A small integer per row for ``kind`` (0 for a kind this module does not know):
     one hashing pass, after which every test of the kind is a numpy comparison."""
-    try:
-        cats = pl.Categories.random()
-        cat = kind.cast(pl.Categorical(cats))
-        values = cats.to_series()
-        codes = cat.to_physical().fill_null(len(values)).to_numpy()
-    except (AttributeError, TypeError, pl.exceptions.PolarsError):
-        values = kind.unique().drop_nulls()
-        codes = kind.replace_strict(values, pl.int_range(len(values), eager=True), default=len(values)).to_numpy()
+    codes, values = dictionary(kind)
     lut = np.array([_KIND_CODE.get(v, 0) for v in values.to_list()] + [0], dtype=np.int8)
-    return lut[codes]
+    return lut[codes.fill_null(len(values)).to_numpy()]
 
 
 def _is(codes: np.ndarray, kinds) -> np.ndarray:
@@ -451,9 +439,7 @@ def _one_of(col: pl.Expr | pl.Series, kinds) -> pl.Expr | pl.Series:
 
 def _codes(s: pl.Series) -> np.ndarray:
     """Dense integer codes of the values of ``s`` (equal values, equal codes); -1 for null."""
-    uniq = s.unique().drop_nulls()
-    codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.Int64, eager=True), default=None)
-    return codes.fill_null(-1).to_numpy()
+    return dictionary(s)[0].cast(pl.Int64).fill_null(-1).to_numpy()
 
 
 def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -521,7 +507,7 @@ def _match(calls: pl.DataFrame, opening: np.ndarray, closing: np.ndarray, last: 
     key = _codes(func_s) if named_all else np.zeros(len(rows), dtype=np.int64)
     op = opening[rows]
     step = np.where(op, 1, -1)
-    # group rows by (task, depth, key), source order within (lexsort is stable)
+    # group rows by (task, depth, key), source order within (the sort is stable)
     o1 = _argsort(task, depth, key)
     seg, first = _segments(task[o1], depth[o1], key[o1])
     cum = np.cumsum(step[o1])

@@ -14,6 +14,8 @@ import re
 
 import polars as pl
 
+from tracekit.frames import by_value
+
 __all__ = ["canonical", "canonical_expr", "canonicalize", "CLONE_SUFFIX_RE"]
 
 #: GCC clone / split suffixes, possibly repeated (``foo.isra.0.cold``) and LLVM's ``.llvm.N``.
@@ -55,10 +57,7 @@ def canonical_expr(col: pl.Expr) -> pl.Expr:
 def canonicalize(df: pl.DataFrame, raw: str = "raw_func", out: str = "func") -> pl.DataFrame:
     """Add column ``out``, the canonical names of ``raw``, and null ``raw`` where it equals
     its canonical name.  Traces repeat a few hundred names millions of times, so the string
-    work runs once per distinct name and is mapped back with a hash lookup."""
-    uniq = df.get_column(raw).unique().drop_nulls()
-    canon = uniq.to_frame("s").select(canonical_expr(pl.col("s"))).to_series()
-    df = df.with_columns(
-        pl.col(raw).replace_strict(uniq, canon, default=None, return_dtype=pl.String).alias(out)
-    )
+    work runs once per distinct name (:func:`tracekit.frames.by_value`)."""
+    canon = by_value(df.get_column(raw), lambda u: u.select(canonical_expr(pl.col("s")).alias(out)))
+    df = df.with_columns(canon.get_column(out).cast(pl.String))
     return df.with_columns(pl.when(pl.col(raw) != pl.col(out)).then(pl.col(raw)).alias(raw))
