@@ -321,6 +321,18 @@ def decode_records(
     return Decoded(frame, unknown)
 
 
+
+def _bytes_field(block: np.ndarray, pos: np.ndarray, size: np.ndarray, is_string: bool):
+    """A variable-length field of every record (``size`` bytes at ``pos`` in ``block``): the
+    text of a string, or of a byte array (returned too, zero past each size; None for a
+    string)."""
+    if is_string:
+        return _strings(block, pos, size), None
+    w = int(size.max(initial=0))
+    m = np.take(block, pos[:, None] + np.arange(w), mode="clip")
+    m[np.arange(w)[None, :] >= size[:, None]] = 0
+    return _array_text(m), m
+
 def _decode_type(block: np.ndarray, off: np.ndarray, ln: np.ndarray, sel: np.ndarray,
                  fmt: EventFormat, layout: Layout, symbols: Symbols,
                  printk: dict[int, str]) -> pl.DataFrame:
@@ -339,26 +351,15 @@ def _decode_type(block: np.ndarray, off: np.ndarray, ln: np.ndarray, sel: np.nda
             if f.rel_loc:
                 start = start + f.offset + f.size
             size = np.minimum(loc >> 16, np.maximum(ln - start, 0))
-            if f.is_string:
-                s = _strings(block, off + start, size)
-            else:
-                w = int(size.max(initial=0))
-                m2 = np.take(block, (off + start)[:, None] + np.arange(w), mode="clip")
-                m2[np.arange(w)[None, :] >= size[:, None]] = 0
-                s = _array_text(m2)
+            s, _ = _bytes_field(block, off + start, size, f.is_string)
             vals[f.name] = s
         elif f.array_len is not None:
             if f.size == 0 or f.array_len == 0:  # "char buf[]": the rest of the record
                 start = np.full(k, f.offset, np.int64)
                 size = np.maximum(ln - f.offset, 0)
-                if f.is_string:
-                    s = _strings(block, off + start, size)
-                else:
-                    w = int(size.max(initial=0))
-                    m2 = np.take(block, (off + start)[:, None] + np.arange(w), mode="clip")
-                    m2[np.arange(w)[None, :] >= size[:, None]] = 0
+                s, m2 = _bytes_field(block, off + start, size, f.is_string)
+                if m2 is not None:
                     vals[f.name + "#raw"] = (m2, size)
-                    s = _array_text(m2)
             elif f.is_string:
                 s = _strings(block, off + f.offset, np.full(k, f.size, np.int64))
             else:
