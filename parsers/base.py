@@ -67,6 +67,18 @@ class LineChunk:
             self.newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
             self.n_lines = len(self.newlines) + (0 if not raw or raw.endswith(b"\n") else 1)
 
+    def any_line_starts_with(self, byte: bytes) -> bool:
+        """Whether some line begins with ``byte`` (one byte: ``b"#"`` for header lines);
+        from the newline offsets when the chunk has its bytes, so that only the first byte
+        of each line is looked at."""
+        if self.raw is None:
+            return bool(self.lines.str.starts_with(byte.decode("latin-1")).any())
+        if not self.raw:
+            return False
+        buf = np.frombuffer(self.raw, dtype=np.uint8)
+        starts = self.newlines[self.newlines < len(buf) - 1] + 1
+        return bool(buf[0] == byte[0] or (buf[starts] == byte[0]).any())
+
     @property
     def lines(self) -> pl.Series:
         if self._lines is None:

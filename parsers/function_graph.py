@@ -416,8 +416,7 @@ class _Lines:
 
 
 def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> pl.DataFrame:
-    raw = chunk.raw
-    if raw is None or raw.startswith(b"#") or b"\n#" in raw:
+    if chunk.any_line_starts_with(b"#"):
         _header(chunk.lines, ctx)
     if layout is not None:
         # The fast path takes the ordinary call lines and hands back everything else

@@ -34,6 +34,15 @@ def test_line_chunk_splits_its_bytes_only_when_asked():
     assert split_lines(b"x\ny\n").to_list() == ["x", "y"]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["", "#", "# x", "a#", " #", "x", "##"]), min_size=1, max_size=12), st.booleans())
+def test_a_header_line_is_found_anywhere_in_a_chunk(lines, final_newline):
+    raw = "\n".join(lines).encode() + (b"\n" if final_newline else b"")
+    want = any(ln.startswith("#") for ln in lines)
+    assert LineChunk(1, raw=raw).any_line_starts_with(b"#") == want
+    assert LineChunk(1, pl.Series("text", lines, dtype=pl.String)).any_line_starts_with(b"#") == want
+
+
 def test_parse_context_children_merge_in_file_order():
     ctx = ParseContext("f", meta={"tracer": "function_graph"})
     a, b = ctx.child(), ctx.child()

@@ -408,11 +408,10 @@ def _irq_within(cpu: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, dict[int
     if len(marks) == 0:
         return np.zeros(n, dtype=np.int64), {}
     # markers grouped by CPU (in source order within), cumulated per CPU
-    key_m = cpu[marks] * n + marks
-    order = np.argsort(key_m)
-    km = key_m[order]
-    mc = cpu[marks][order]
-    sm = step[marks][order]
+    # (distinct keys: sorting the values is the stable order, without an argsort)
+    km = np.sort(cpu[marks] * n + marks)
+    mc, at = np.divmod(km, n)
+    sm = step[at]
     cs = np.cumsum(sm)
     first = np.ones(len(km), dtype=bool)
     first[1:] = mc[1:] != mc[:-1]
@@ -458,23 +457,25 @@ def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _argsort(*keys: np.ndarray) -> np.ndarray:
     """The stable order of rows sorted by ``keys`` (the first is the primary key).
 
-    Integer keys of small ranges are folded into one int64 with the row number as the last
-    digit, whose unstable sort is then stable and several times faster than a lexsort;
-    keys whose ranges do not fit fall back to ``np.lexsort``."""
+    Integer keys of small ranges are folded into one int64 with the row number in its low
+    bits: the keys are then distinct, so sorting the values themselves (numpy's SIMD sort,
+    several times faster than an argsort or a lexsort) gives the stable order, read back
+    from the low bits.  Keys whose ranges do not fit fall back to ``np.lexsort``."""
     m = len(keys[0])
     if m == 0:
         return np.zeros(0, dtype=np.int64)
+    bits = max(int(m - 1).bit_length(), 1)
     comp = np.zeros(m, dtype=np.int64)
     span = 1
     for k in keys:
         lo, hi = int(k.min()), int(k.max())
         width = hi - lo + 1
         span *= width
-        if span * m >= 1 << 62:
+        if span << bits >= 1 << 62:
             return np.lexsort(tuple(reversed(keys)))
         comp = comp * width + (k - lo)
-    comp = comp * m + np.arange(m, dtype=np.int64)
-    return np.argsort(comp)
+    comp = (comp << bits) | np.arange(m, dtype=np.int64)
+    return np.sort(comp) & ((1 << bits) - 1)
 
 
 def _match(calls: pl.DataFrame, opening: np.ndarray, closing: np.ndarray, last: bool) -> tuple[np.ndarray, np.ndarray]:
