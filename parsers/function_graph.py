@@ -31,6 +31,7 @@ import polars as pl
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.frames import by_value
+from tracekit.parsers.bytescan import read_abstime, read_cpu, read_duration
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
 
@@ -258,27 +259,117 @@ def _parse_call_tree(u: pl.DataFrame) -> pl.DataFrame:
     return canonicalize(u)
 
 
+def _times(lines: "_Lines", lay: Layout, f: list[pl.Series], lens: list[np.ndarray], i: int,
+           dur_at: int | None, dur_f: pl.Series) -> pl.DataFrame:
+    """The absolute time and the duration column of every line: ``ts_ns``, ``dur_ns`` (null
+    where blank), whether each reads cleanly (``_ts_ok``, ``_dur_ok``) and, where the
+    duration column holds an IRQ arrow, its kind (``_irq_kind``).
+
+    The kernel's own shapes are read from the chunk's bytes (:mod:`tracekit.parsers.bytescan`);
+    the lines they do not cover, and chunks without bytes, are read from the field strings
+    (:func:`_times_from_text`), which decide every odd case."""
+    n = len(lens[0])
+    if lines.chunk.raw is None:
+        return _times_from_text(f[0] if lay.abstime else None, dur_f, lay.abstime)
+    buf = np.frombuffer(lines.chunk.raw, dtype=np.uint8)
+    starts, _ = lines.bounds()
+    at = [starts]
+    for ln in lens[:-1]:
+        at.append(at[-1] + ln + 1)
+    if lay.abstime:
+        ts, ts_ok = read_abstime(buf, at[0], lens[0])
+    else:
+        ts, ts_ok = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+    if dur_at is not None:
+        d_at, d_len, d_ok = at[dur_at], lens[dur_at], True
+    elif lay.cpu:  # the duration follows the "%*d) " CPU in the same field
+        _, after, d_ok = read_cpu(buf, at[i])
+        d_at, d_len = at[i] + after, lens[i] - after
+    else:
+        d_at, d_len, d_ok = at[i], lens[i], True
+    dur, blank, dur_ok = read_duration(buf, d_at, d_len)
+    dur_ok &= d_ok
+    has = dur_ok & ~blank
+    irq_kind = None
+    slow = np.flatnonzero(~(ts_ok & dur_ok))
+    if len(slow):
+        take = pl.Series("_i", slow, dtype=pl.UInt32)
+        text = _times_from_text(f[0].gather(take) if lay.abstime else None, dur_f.gather(take), lay.abstime)
+        ts[slow] = text.get_column("ts_ns").fill_null(0).to_numpy()
+        ts_ok[slow] = text.get_column("_ts_ok").to_numpy()
+        d = text.get_column("dur_ns")
+        dur[slow] = d.fill_null(0).to_numpy()
+        has[slow] = d.is_not_null().to_numpy()
+        dur_ok[slow] = text.get_column("_dur_ok").to_numpy()
+        kinds = text.get_column("_irq_kind")
+        if kinds.null_count() < len(kinds):
+            irq_kind = _nulls("_irq_kind", n, pl.String).scatter(take, kinds)
+    out = pl.DataFrame({
+        "ts_ns": pl.Series(ts, dtype=pl.Int64),
+        "_ts_ok": pl.Series(ts_ok, dtype=pl.Boolean),
+        "dur_ns": pl.Series(dur, dtype=pl.Int64),
+        "_has": pl.Series(has, dtype=pl.Boolean),
+        "_dur_ok": pl.Series(dur_ok, dtype=pl.Boolean),
+        "_irq_kind": irq_kind if irq_kind is not None else _nulls("_irq_kind", n, pl.String),
+    })
+    return out.with_columns(
+        ts_ns=pl.col("ts_ns") if lay.abstime else pl.lit(None, pl.Int64),
+        dur_ns=pl.when(pl.col("_has")).then(pl.col("dur_ns")),
+    ).drop("_has")
+
+
+def _nulls(name: str, n: int, dtype: pl.DataType) -> pl.Series:
+    return pl.Series(name, [], dtype=dtype).extend_constant(None, n)
+
+
+def _times_from_text(abs_f: pl.Series | None, dur_f: pl.Series, abstime: bool) -> pl.DataFrame:
+    """:func:`_times` from the field strings: exact decimal casts, and the checks the fast
+    path needs (no more fraction digits than the unit holds, a duration lead the kernel prints)."""
+    frame = pl.DataFrame({
+        "_abs": abs_f.str.strip_chars() if abs_f is not None else _nulls("_abs", len(dur_f), pl.String),
+        # print_graph_duration(): a space, the overhead mark or a space, a space, the
+        # number, " us", spaces; blank when the line has no duration
+        "_num": dur_f.str.strip_chars_end().str.strip_suffix(" us").str.slice(3),
+        "_mark_ok": dur_f.str.slice(0, 3).is_in(_DURATION_LEADS),
+    })
+    ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
+    dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
+    num = pl.col("_num")
+    ts_ok = (ts_ns.is_not_null() & ts_frac) if abstime else pl.lit(True)
+    return frame.select(
+        ts_ns=ts_ns,
+        _ts_ok=ts_ok.fill_null(False),
+        dur_ns=pl.when(num != "").then(dur_ns),
+        _dur_ok=(pl.col("_mark_ok") & ((num == "") | (dur_ns.is_not_null() & dur_frac))).fill_null(False),
+        _irq_kind=pl.when(~pl.col("_mark_ok")).then(pl.lit(None, pl.String))
+        .when(num == "==========>").then(pl.lit(Kind.IRQ_ENTRY))
+        .when(num == "<==========").then(pl.lit(Kind.IRQ_EXIT)),
+    )
+
+
 def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The fast path for ordinary call lines of a known layout, over the lines cut at the
     prologue's ``|`` separators (:func:`_fields`).  The task and call-tree columns are read
-    once per distinct value (:func:`tracekit.frames.by_value`); times and durations are exact decimal
-    casts.  Lines it cannot take (task switches, IRQ markers, headers, odd shapes) are
+    once per distinct value (:func:`tracekit.frames.by_value`); times and durations are read
+    from the bytes as exact integers (:func:`_times`).  Lines it cannot take (task switches, IRQ markers, headers, odd shapes) are
     returned for the general path.  Returns (parsed rows, rows it could not take)."""
     k = lay.bars
     f = [fields.get_column(f"f{i}") for i in range(k + 1)]
     lines = _Lines(chunk)
     # exactly k separators, and not a header line
-    nbytes = fields.select(pl.sum_horizontal(pl.all().str.len_bytes().cast(pl.Int64))).to_series().to_numpy()
-    exact = pl.Series("_exact", nbytes + k == lines.lengths(), dtype=pl.Boolean) & ~f[0].str.starts_with("#")
+    lens = [c.str.len_bytes().cast(pl.Int64).fill_null(0).to_numpy() for c in f]
+    exact = pl.Series("_exact", sum(lens) + k == lines.lengths(), dtype=pl.Boolean) & ~f[0].str.starts_with("#")
     i = int(lay.abstime) + int(lay.reltime)
     first = f[i]
     cols: dict[str, pl.Series] = {"line": chunk.line_numbers, "_exact": exact}
+    dur_at: int | None = None  # which field is the duration column, when it is one
     if lay.proc or lay.lat:
         task = by_value(first, lambda u: _parse_task_field(u, lay))
         if lay.proc and lay.lat:
             lat = by_value(f[i + 1], lambda u: u.select(flags=pl.col("s").str.strip_chars()))
             task = task.with_columns(flags=lat.get_column("flags"))
-        dur_f = f[i + 1 + int(lay.proc and lay.lat)]
+        dur_at = i + 1 + int(lay.proc and lay.lat)
+        dur_f = f[dur_at]
     else:
         cpu, after = _split_cpu(pl.col("s"), lay)
         task = first.to_frame("s").select(
@@ -288,29 +379,11 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
         dur_f = first.to_frame("s").select(after).to_series() if lay.cpu else first
     tree = by_value(f[k], _parse_call_tree)
     frame = pl.DataFrame(cols).hstack(task).hstack(tree)
-    frame = frame.with_columns(
-        _abs=f[0].str.strip_chars() if lay.abstime else pl.lit(None, pl.String),
-        # print_graph_duration(): a space, the overhead mark or a space, a space, the
-        # number, " us", spaces; blank when the line has no duration
-        _num=dur_f.str.strip_chars_end().str.strip_suffix(" us").str.slice(3),
-        _mark_ok=dur_f.str.slice(0, 3).is_in(_DURATION_LEADS),
-    )
-    ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
-    dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
-    frame = frame.with_columns(ts_ns=ts_ns, _ts_fits=ts_frac, dur_ns=pl.when(pl.col("_num") != "").then(dur_ns), _dur_fits=dur_frac)
-    ok = pl.col("_exact") & pl.col("_pok") & pl.col("_bok")
-    if lay.abstime:
-        ok = ok & pl.col("ts_ns").is_not_null() & pl.col("_ts_fits")
-    ok = ok & pl.col("_mark_ok") & ((pl.col("_num") == "") | (pl.col("dur_ns").is_not_null() & pl.col("_dur_fits")))
-    ok = ok.fill_null(False)
+    frame = frame.hstack(_times(lines, lay, f, lens, i, dur_at, dur_f))
+    ok = pl.col("_exact") & pl.col("_pok") & pl.col("_bok") & pl.col("_ts_ok") & pl.col("_dur_ok")
     # IRQ markers print the prologue, then the arrow in the duration column
-    irq_kind = pl.when(pl.col("_num") == "==========>").then(pl.lit(Kind.IRQ_ENTRY)).when(
-        pl.col("_num") == "<=========="
-    ).then(pl.lit(Kind.IRQ_EXIT))
-    irq = pl.col("_exact") & pl.col("_pok") & pl.col("_blank") & pl.col("_mark_ok") & irq_kind.is_not_null()
-    if lay.abstime:
-        irq = irq & pl.col("ts_ns").is_not_null() & pl.col("_ts_fits")
-    frame = frame.with_columns(_ok=ok, _irq=irq.fill_null(False), _irq_kind=irq_kind)
+    irq = pl.col("_exact") & pl.col("_pok") & pl.col("_blank") & pl.col("_ts_ok") & pl.col("_irq_kind").is_not_null()
+    frame = frame.with_columns(_ok=ok.fill_null(False), _irq=irq.fill_null(False))
     taken = (frame.get_column("_ok") | frame.get_column("_irq")).to_numpy()
     rest = lines.rows(np.flatnonzero(~taken))
     # Of the rest: the header, blank lines and the rules around task switches say nothing;
@@ -378,7 +451,7 @@ class _Lines:
         self.chunk = chunk
         self._ends: np.ndarray | None = None
 
-    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         if self._ends is None:
             raw = self.chunk.raw
             ends = self.chunk.newlines
@@ -396,7 +469,7 @@ class _Lines:
         """Byte length of every line."""
         if self.chunk.raw is None:
             return self.chunk.lines.str.len_bytes().cast(pl.Int64).to_numpy()
-        starts, ends = self._bounds()
+        starts, ends = self.bounds()
         return ends - starts
 
     def rows(self, idx: np.ndarray) -> pl.DataFrame:
@@ -404,7 +477,7 @@ class _Lines:
         line = pl.Series("line", idx + self.chunk.first_line, dtype=pl.Int64)
         text = None
         if self.chunk.raw is not None and len(idx) * 8 <= self.chunk.n_lines:
-            starts, ends = self._bounds()
+            starts, ends = self.bounds()
             raw = self.chunk.raw
             try:
                 text = pl.Series("text", [raw[a:b].decode("utf-8") for a, b in zip(starts[idx].tolist(), ends[idx].tolist())], dtype=pl.String)
