@@ -67,6 +67,23 @@ class LineChunk:
             self.newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
             self.n_lines = len(self.newlines) + (0 if not raw or raw.endswith(b"\n") else 1)
 
+    def lines_starting_with(self, byte: bytes) -> pl.Series:
+        """The lines that begin with ``byte`` (one byte: ``b"#"`` for header lines), in
+        order; from the bytes when the chunk has them, without splitting the other lines."""
+        if self.raw is None:
+            return self.lines.filter(self.lines.str.starts_with(byte.decode("latin-1")))
+        if not self.raw:
+            return pl.Series("text", [], dtype=pl.String)
+        buf = np.frombuffer(self.raw, dtype=np.uint8)
+        ends = self.newlines if len(self.newlines) == self.n_lines else np.append(self.newlines, len(buf))
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        hit = np.flatnonzero(buf[np.minimum(starts, len(buf) - 1)] == byte[0]) if len(starts) else starts
+        if not len(hit):
+            return pl.Series("text", [], dtype=pl.String)
+        from tracekit.io import split_lines
+
+        return split_lines(b"\n".join(self.raw[starts[j]:ends[j]] for j in hit.tolist()))
+
     def any_line_starts_with(self, byte: bytes) -> bool:
         """Whether some line begins with ``byte`` (one byte: ``b"#"`` for header lines);
         from the newline offsets when the chunk has its bytes, so that only the first byte

@@ -490,7 +490,7 @@ class _Lines:
 
 def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> pl.DataFrame:
     if chunk.any_line_starts_with(b"#"):
-        _header(chunk.lines, ctx)
+        _header(chunk.lines_starting_with(b"#"), ctx)
     if layout is not None:
         # The fast path takes the ordinary call lines and hands back everything else
         # (task switches, IRQ markers, lost-event lines, headers, blank lines).

@@ -41,6 +41,9 @@ def test_a_header_line_is_found_anywhere_in_a_chunk(lines, final_newline):
     want = any(ln.startswith("#") for ln in lines)
     assert LineChunk(1, raw=raw).any_line_starts_with(b"#") == want
     assert LineChunk(1, pl.Series("text", lines, dtype=pl.String)).any_line_starts_with(b"#") == want
+    header = [ln for ln in lines if ln.startswith("#")]
+    assert LineChunk(1, raw=raw).lines_starting_with(b"#").to_list() == header
+    assert LineChunk(1, pl.Series("text", lines, dtype=pl.String)).lines_starting_with(b"#").to_list() == header
 
 
 def test_parse_context_children_merge_in_file_order():
@@ -226,3 +229,31 @@ def test_small_chunks_and_threads_give_the_same_store(tmp_path, corpus, monkeypa
     assert r1.counts == r2.counts
     assert s1.equals(s2)
     assert e1.equals(e2)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet="ab|# \r", max_size=30), max_size=20), st.booleans(), st.integers(1, 40))
+def test_chunks_hold_every_line_once_at_any_chunk_size(lines, final_newline, chunk_bytes):
+    """Lines longer than a chunk, blank lines, a last line without a newline, CRLF: the
+    chunks are cut at line ends and give back every line, in order, with its number."""
+    import tempfile
+
+    text = "\n".join(lines) + ("\n" if final_newline and lines else "")
+    with tempfile.NamedTemporaryFile(suffix=".txt") as tmp:
+        tmp.write(text.encode())
+        tmp.flush()
+        got, numbers = [], []
+        for c in iter_line_chunks(tmp.name, chunk_bytes=chunk_bytes):
+            numbers.append((c.first_line, c.n_lines))
+            got.extend(c.lines.to_list())
+    want = text.split("\n")
+    if text.endswith("\n") or not text:
+        want = want[:-1]
+    if "\r" in text:  # (a chunk with a carriage return drops those that end its lines)
+        got = [g.rstrip("\r") for g in got]
+        want = [w.rstrip("\r") for w in want]
+    assert got == want
+    line = 1
+    for first, n in numbers:
+        assert first == line
+        line += n

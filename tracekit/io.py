@@ -187,15 +187,16 @@ def iter_line_chunks(
             except (OSError, EOFError, lzma.LZMAError) as e:
                 raise InputError(f"{path}: cannot decompress after {consumed} bytes: {e}") from None
             eof = not data
-            buf = rest + data
             if eof:
-                cut = len(buf)
+                piece, rest = rest, b""
             else:
-                cut = buf.rfind(b"\n") + 1
-                if cut == 0:  # one enormous line: keep reading
-                    rest = buf
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # no line ends here: keep reading
+                    rest += data
                     continue
-            piece, rest = buf[:cut], buf[cut:]
+                # one copy: the carried partial line and this read up to its last newline
+                piece = b"".join((rest, memoryview(data)[:cut])) if rest or cut < len(data) else data
+                rest = data[cut:]
             consumed += len(piece)
             if piece:
                 if b"\r" in piece:
