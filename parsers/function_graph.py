@@ -357,7 +357,7 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     f = [fields.get_column(f"f{i}") for i in range(k + 1)]
     lines = _Lines(chunk)
     # exactly k separators, and not a header line
-    lens = [c.str.len_bytes().cast(pl.Int64).fill_null(0).to_numpy() for c in f]
+    lens = [c.str.len_bytes().fill_null(0).to_numpy().astype(np.int64) for c in f]
     exact = pl.Series("_exact", sum(lens) + k == lines.lengths(), dtype=pl.Boolean) & ~f[0].str.starts_with("#")
     i = int(lay.abstime) + int(lay.reltime)
     first = f[i]

@@ -478,14 +478,18 @@ class _Gate:
 
 class _WriteBehind:
     """Write Parquet parts in a thread while the next chunk is paired (the encoder and
-    compressor release the GIL).  At most ``depth`` parts wait; leaving the ``with`` block
-    waits for every part and raises the first error the writer met."""
+    compressor release the GIL).  Small frames of a table are gathered until they make a
+    part of ``part_rows`` rows (a trace's few events would otherwise make one tiny file per
+    chunk).  At most ``depth`` parts wait; leaving the ``with`` block writes what is
+    gathered, waits for every part and raises the first error the writer met."""
 
-    def __init__(self, writer, depth: int = 2) -> None:
+    def __init__(self, writer, depth: int = 2, part_rows: int = 1 << 16) -> None:
         self._writer = writer
         self._q: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="tracekit-write", daemon=True)
+        self._part_rows = part_rows
+        self._gathered: dict[str, list[pl.DataFrame]] = {}
 
     def _run(self) -> None:
         while True:
@@ -494,21 +498,34 @@ class _WriteBehind:
                 return
             if self._error is None:
                 try:
-                    self._writer.write(*item)
+                    table, frames = item
+                    self._writer.write(table, frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False))
                 except BaseException as e:  # noqa: BLE001 - raised in the ingesting thread
                     self._error = e
 
     def write(self, table: str, df: pl.DataFrame) -> None:
         if self._error is not None:
             raise self._error
-        if df.height:
-            self._q.put((table, df))
+        if not df.height:
+            return
+        frames = self._gathered.setdefault(table, [])
+        frames.append(df)
+        if sum(f.height for f in frames) >= self._part_rows:
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        frames = self._gathered.pop(table, None)
+        if frames:
+            self._q.put((table, frames))
 
     def __enter__(self) -> "_WriteBehind":
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            for table in list(self._gathered):
+                self._flush(table)
         self._q.put(None)
         self._thread.join()
         if self._error is not None and exc[0] is None:

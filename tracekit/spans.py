@@ -381,7 +381,7 @@ def _split_calls(events: pl.DataFrame, is_call: np.ndarray, columns: list[str]) 
     if is_call.all():
         return pl.DataFrame(schema=STORED_EVENT_SCHEMA), events.select(columns)
     mask = pl.Series("_c", is_call, dtype=pl.Boolean)
-    return conform(events.filter(~mask), STORED_EVENT_SCHEMA), events.filter(mask).select(columns)
+    return conform(events.filter(~mask), STORED_EVENT_SCHEMA), events.select(columns).filter(mask)
 
 
 def _kind_codes(kind: pl.Series) -> np.ndarray:
