@@ -398,11 +398,9 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     general = rest.filter(~pl.col("_quiet") & ~is_sw).select("line", "text")
     n = frame.height
     sw_at = np.zeros(n, dtype=bool)
-    sw_idx = np.zeros(n, dtype=np.int64)
     if switches.height:
         rows = switches.get_column("line").to_numpy() - chunk.first_line
         sw_at[rows] = True
-        sw_idx[rows] = np.arange(switches.height)
         sw = pl.col("_sw")
         proc = sw.struct.field("next").str.strip_chars()
         sw_table = switches.select(
@@ -412,34 +410,31 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
             ts_ns=timestamp_ns_expr(sw.struct.field("abs")),
             body=pl.col("text").str.strip_chars(),
         )
-    frame = frame.with_columns(
-        _sw_at=pl.Series("_sw_at", sw_at, dtype=pl.Boolean),
-        _sw_idx=pl.Series("_sw_idx", sw_idx, dtype=pl.UInt32),
-    )
-    keep = frame.get_column("_ok") | frame.get_column("_irq") | frame.get_column("_sw_at")
-    at_sw = pl.col("_sw_at")
-
-    def from_switch(c: str, own: pl.Expr) -> pl.Expr:
-        if not switches.height:
-            return own
-        return pl.when(at_sw).then(pl.lit(sw_table.get_column(c)).gather(pl.col("_sw_idx"))).otherwise(own)
-
-    good = frame.select(
-        seq="line",
-        line="line",
-        cpu=from_switch("cpu", pl.col("cpu")),
-        pid=from_switch("pid", pl.col("pid")),
-        comm=from_switch("comm", pl.col("comm")),
-        ts_ns=from_switch("ts_ns", pl.col("ts_ns") if lay.abstime else pl.lit(None, pl.Int64)),
-        kind=pl.when(at_sw).then(pl.lit(Kind.SWITCH)).when(pl.col("_irq")).then(pl.col("_irq_kind")).otherwise(pl.col("kind")),
-        func="func",
-        raw_func="raw_func",
-        depth="depth",
-        dur_ns="dur_ns",
-        flags=pl.when(at_sw).then(pl.lit(None, pl.String)).otherwise(pl.col("flags")),
-        body=from_switch("body", pl.col("body")),
-        lost=pl.lit(None, pl.Int64),
-    ).filter(keep)
+    cols = {c: frame.get_column(c) for c in ("cpu", "pid", "comm", "ts_ns", "kind", "flags", "body")}
+    irq_rows = np.flatnonzero(frame.get_column("_irq").to_numpy())
+    if len(irq_rows):
+        at = pl.Series("_i", irq_rows, dtype=pl.UInt32)
+        cols["kind"] = cols["kind"].clone().scatter(at, frame.get_column("_irq_kind").gather(at))
+    if switches.height:
+        # the switch line's own fields, written over the few rows where they are
+        at = pl.Series("_i", rows, dtype=pl.UInt32)
+        for c in ("cpu", "pid", "comm", "ts_ns", "body"):
+            cols[c] = cols[c].clone().scatter(at, sw_table.get_column(c).cast(cols[c].dtype))
+        cols["kind"] = cols["kind"].clone().scatter(at, pl.repeat(Kind.SWITCH, len(rows), dtype=pl.String, eager=True))
+        cols["flags"] = cols["flags"].clone().scatter(at, _nulls("flags", len(rows), pl.String))
+    good = pl.DataFrame({
+        "seq": frame.get_column("line").alias("seq"),
+        "line": frame.get_column("line"),
+        **{c: cols[c] for c in ("cpu", "pid", "comm", "ts_ns", "kind")},
+        **{c: frame.get_column(c) for c in ("func", "raw_func", "depth", "dur_ns")},
+        "flags": cols["flags"],
+        "body": cols["body"],
+        "lost": _nulls("lost", n, pl.Int64),
+    })
+    keep = frame.get_column("_ok").to_numpy() | sw_at
+    keep[irq_rows] = True
+    if not keep.all():
+        good = good.filter(pl.Series("_k", keep, dtype=pl.Boolean))
     return good, general
 
 
