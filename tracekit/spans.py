@@ -73,6 +73,9 @@ class Prepared:
     switches: list[tuple[int, int]] = field(default_factory=list)  #: (cpu, next pid) in order
     #: parent of each call row found within the chunk (-1: none there); None when not done
     calls_parent: np.ndarray | None = None
+    #: which rows of ``calls`` are calls, when it holds the chunk's other rows too (None:
+    #: all are): a chunk of nearly all calls is not filtered twice
+    call_mask: np.ndarray | None = None
 
 
 @dataclass
@@ -126,16 +129,23 @@ class SpanBuilder:
             prep.switches = list(zip(cpu[at].tolist(), events.get_column("pid").gather(at).to_list()))
         work = [c for c in _WORK_SCHEMA if c != "irq_depth"]
         with_task = events.with_columns(task=pl.col("pid").cast(pl.Int64))
-        prep.stored, prep.calls = _split_calls(with_task, is_call, work)
-        prep.calls_cpu = cpu[is_call]
-        prep.calls_irq = local[is_call]
         prep.irq_totals = totals
         prep.by_pid = True
-        if not _is(kind, _KPROBE_KINDS).any():
-            # parents within the chunk; those that opened before it are looked up when the
-            # chunk is paired (:func:`_carried_parent`)
-            ck = kind[is_call]
-            prep.calls_parent = _parents(prep.calls, _is(ck, _OPENING), np.ones(len(ck), dtype=bool))
+        if _is(kind, _KPROBE_KINDS).any():
+            prep.stored, prep.calls = _split_calls(with_task, is_call, work)
+            prep.calls_cpu = cpu[is_call]
+            prep.calls_irq = local[is_call]
+            return prep
+        # The other rows stay among the calls, marked, and are dropped with the returns
+        # when the spans are made: one pass over the chunk instead of two.
+        prep.stored = _stored(with_task, is_call)
+        prep.calls = with_task.select(work)
+        prep.call_mask = is_call
+        prep.calls_cpu = cpu
+        prep.calls_irq = local
+        # parents within the chunk; those that opened before it are looked up when the
+        # chunk is paired (:func:`_carried_parent`)
+        prep.calls_parent = _parents(prep.calls, _is(kind, _OPENING), is_call)
         return prep
 
     def finish(self) -> SpanChunk:
@@ -243,7 +253,9 @@ class SpanBuilder:
         prep = events if isinstance(events, Prepared) else self.prepare(events)
         events, ev_kind = prep.events, prep.kind
         cpu_less = self._pending.height > 0 and bool((self._pending.get_column("task") < 0).any())
+        call_mask = None
         if prep.by_pid and not cpu_less:
+            call_mask = prep.call_mask
             # every row names its task: only the carried per-CPU state is left to apply
             for c, t in prep.switches:
                 if t is not None:
@@ -272,6 +284,8 @@ class SpanBuilder:
         # (rows in source order: entries still open from earlier chunks first)
         if kprobes:
             codes = _kind_codes(calls.get_column("kind"))
+        elif call_mask is not None:
+            codes = ev_kind
         else:
             codes = ev_kind[_is(ev_kind, _CALL_KINDS)]
         if self._pending.height:
@@ -287,7 +301,10 @@ class SpanBuilder:
         closed = np.zeros(n, dtype=bool)
         closed[partner[partner >= 0]] = True
         keep = ~(closed | pending)
-        self._pending = calls.filter(pl.Series("_m", pending, dtype=pl.Boolean)) if pending.any() else calls.clear()
+        if call_mask is not None:
+            keep[n - len(call_mask):] &= call_mask
+        # (the few rows carried over are gathered by index: a filter would pass over every row)
+        self._pending = _rows(calls, np.flatnonzero(pending)) if pending.any() else calls.clear()
         carried = n - (prep.calls.height if prep.calls is not None else 0)
         if prep.calls_parent is not None and not cpu_less:  # (set only without kprobes)
             # the chunk's own rows were looked up ahead; those with no parent in the chunk
@@ -308,16 +325,26 @@ class SpanBuilder:
         partner = partner[keep]
         paired = partner >= 0
         pidx = pl.Series("_p", np.where(paired, partner, 0), dtype=pl.UInt32)
-        exits = calls.select("ts_ns", "dur_ns", "comm")[pidx] if paired.any() else None
         body = calls.filter(pl.Series("_m", keep, dtype=pl.Boolean)) if not keep.all() else calls
+        exits = None
+        if paired.any():
+            # what an entry takes from its exit: the stated duration; the exit's time only
+            # where no duration is stated, its comm only where the entry has none
+            exits = calls.select("dur_ns")[pidx]
+            if (exits.get_column("dur_ns").is_null().to_numpy() & paired).any():
+                exits = exits.with_columns(ts_ns=calls.get_column("ts_ns").gather(pidx))
+            if body.get_column("comm").null_count():
+                exits = exits.with_columns(comm=calls.get_column("comm").gather(pidx))
 
         kind = pl.col("kind")
         paired_e = pl.lit(pl.Series("_paired", paired, dtype=pl.Boolean))
         is_entry = pl.lit(pl.Series("_e", opening[keep], dtype=pl.Boolean))
         is_exit = pl.lit(pl.Series("_x", closing[keep], dtype=pl.Boolean))
         if exits is not None:
-            exit_dur = pl.coalesce(pl.lit(exits.get_column("dur_ns")), pl.lit(exits.get_column("ts_ns")) - pl.col("ts_ns"))
-            exit_comm = pl.lit(exits.get_column("comm"))
+            exit_dur = pl.lit(exits.get_column("dur_ns"))
+            if "ts_ns" in exits.columns:
+                exit_dur = pl.coalesce(exit_dur, pl.lit(exits.get_column("ts_ns")) - pl.col("ts_ns"))
+            exit_comm = pl.lit(exits.get_column("comm")) if "comm" in exits.columns else pl.lit(None, pl.String)
         else:
             exit_dur = pl.lit(None, pl.Int64)
             exit_comm = pl.lit(None, pl.String)
@@ -376,12 +403,25 @@ class SpanBuilder:
 _KIND_CODE = {k: i + 1 for i, k in enumerate(sorted(vars(Kind)[n] for n in vars(Kind) if n.isupper() and isinstance(vars(Kind)[n], str)))}
 
 
+def _rows(df: pl.DataFrame, idx: np.ndarray) -> pl.DataFrame:
+    """Rows ``idx`` of ``df``: for a few rows of many, cheaper than a filter."""
+    return df.select(pl.all().gather(pl.Series("_i", idx, dtype=pl.UInt32)))
+
+
+def _stored(events: pl.DataFrame, is_call: np.ndarray) -> pl.DataFrame:
+    """The rows that are not calls, in STORED_EVENT_SCHEMA."""
+    if is_call.all():
+        return pl.DataFrame(schema=STORED_EVENT_SCHEMA)
+    other = np.flatnonzero(~is_call)
+    stored = _rows(events, other) if len(other) * 8 < len(is_call) else events.filter(pl.Series("_c", ~is_call, dtype=pl.Boolean))
+    return conform(stored, STORED_EVENT_SCHEMA)
+
+
 def _split_calls(events: pl.DataFrame, is_call: np.ndarray, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the rows that are not calls, in STORED_EVENT_SCHEMA; the call rows, ``columns``)."""
     if is_call.all():
-        return pl.DataFrame(schema=STORED_EVENT_SCHEMA), events.select(columns)
-    mask = pl.Series("_c", is_call, dtype=pl.Boolean)
-    return conform(events.filter(~mask), STORED_EVENT_SCHEMA), events.select(columns).filter(mask)
+        return _stored(events, is_call), events.select(columns)
+    return _stored(events, is_call), events.select(columns).filter(pl.Series("_c", is_call, dtype=pl.Boolean))
 
 
 def _kind_codes(kind: pl.Series) -> np.ndarray:
