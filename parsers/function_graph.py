@@ -259,8 +259,43 @@ def _parse_call_tree(u: pl.DataFrame) -> pl.DataFrame:
     return canonicalize(u)
 
 
-def _times(lines: "_Lines", lay: Layout, f: list[pl.Series], lens: list[np.ndarray], i: int,
-           dur_at: int | None, dur_f: pl.Series) -> pl.DataFrame:
+def _field_starts(lines: "_Lines", lens: list[np.ndarray]) -> list[np.ndarray] | None:
+    """Byte offset of every prologue field of every line in the chunk's bytes (None when
+    the chunk has no bytes)."""
+    if lines.chunk.raw is None:
+        return None
+    starts, _ = lines.bounds()
+    at = [starts]
+    for ln in lens[:-1]:
+        at.append(at[-1] + ln + 1)
+    return at
+
+
+def _cpu_column(first: pl.Series, lay: Layout, at: np.ndarray | None, lines: "_Lines"
+                ) -> tuple[pl.Series, pl.Series, tuple[np.ndarray, np.ndarray] | None]:
+    """The CPU of every line when the field that starts with it holds no task (``%*d) ``
+    then the duration): (cpu, whether it reads, (bytes up to the duration, ok) from the
+    bytes or None).  The bytes are read where the chunk has them; the lines they do not
+    cover are read from their text."""
+    n = len(first)
+    if not lay.cpu:
+        return _nulls("cpu", n, pl.Int32), pl.repeat(True, n, dtype=pl.Boolean, eager=True).alias("_pok"), None
+    if at is None:
+        cpu = first.to_frame("s").select(_split_cpu(pl.col("s"), lay)[0]).to_series().alias("cpu")
+        return cpu, cpu.is_not_null().alias("_pok"), None
+    value, after, ok = read_cpu(np.frombuffer(lines.chunk.raw, dtype=np.uint8), at)
+    cpu = pl.Series("cpu", value, dtype=pl.Int32)
+    slow = np.flatnonzero(~ok)
+    if len(slow):
+        take = pl.Series("_i", slow, dtype=pl.UInt32)
+        text = first.gather(take).to_frame("s").select(_split_cpu(pl.col("s"), lay)[0]).to_series()
+        cpu = cpu.scatter(take, text)
+        return cpu, cpu.is_not_null().alias("_pok"), (after, ok)
+    return cpu, pl.Series("_pok", ok, dtype=pl.Boolean), (after, ok)
+
+
+def _times(lines: "_Lines", lay: Layout, f: list[pl.Series], lens: list[np.ndarray], at: list[np.ndarray] | None,
+           i: int, dur_at: int | None, dur_text, cpu_after: tuple[np.ndarray, np.ndarray] | None) -> pl.DataFrame:
     """The absolute time and the duration column of every line: ``ts_ns``, ``dur_ns`` (null
     where blank), whether each reads cleanly (``_ts_ok``, ``_dur_ok``) and, where the
     duration column holds an IRQ arrow, its kind (``_irq_kind``).
@@ -269,21 +304,17 @@ def _times(lines: "_Lines", lay: Layout, f: list[pl.Series], lens: list[np.ndarr
     the lines they do not cover, and chunks without bytes, are read from the field strings
     (:func:`_times_from_text`), which decide every odd case."""
     n = len(lens[0])
-    if lines.chunk.raw is None:
-        return _times_from_text(f[0] if lay.abstime else None, dur_f, lay.abstime)
+    if at is None:
+        return _times_from_text(f[0] if lay.abstime else None, dur_text(None), lay.abstime)
     buf = np.frombuffer(lines.chunk.raw, dtype=np.uint8)
-    starts, _ = lines.bounds()
-    at = [starts]
-    for ln in lens[:-1]:
-        at.append(at[-1] + ln + 1)
     if lay.abstime:
         ts, ts_ok = read_abstime(buf, at[0], lens[0])
     else:
         ts, ts_ok = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
     if dur_at is not None:
         d_at, d_len, d_ok = at[dur_at], lens[dur_at], True
-    elif lay.cpu:  # the duration follows the "%*d) " CPU in the same field
-        _, after, d_ok = read_cpu(buf, at[i])
+    elif cpu_after is not None:  # the duration follows the "%*d) " CPU in the same field
+        after, d_ok = cpu_after
         d_at, d_len = at[i] + after, lens[i] - after
     else:
         d_at, d_len, d_ok = at[i], lens[i], True
@@ -294,7 +325,7 @@ def _times(lines: "_Lines", lay: Layout, f: list[pl.Series], lens: list[np.ndarr
     slow = np.flatnonzero(~(ts_ok & dur_ok))
     if len(slow):
         take = pl.Series("_i", slow, dtype=pl.UInt32)
-        text = _times_from_text(f[0].gather(take) if lay.abstime else None, dur_f.gather(take), lay.abstime)
+        text = _times_from_text(f[0].gather(take) if lay.abstime else None, dur_text(take), lay.abstime)
         ts[slow] = text.get_column("ts_ns").fill_null(0).to_numpy()
         ts_ok[slow] = text.get_column("_ts_ok").to_numpy()
         d = text.get_column("dur_ns")
@@ -362,24 +393,31 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
     i = int(lay.abstime) + int(lay.reltime)
     first = f[i]
     cols: dict[str, pl.Series] = {"line": chunk.line_numbers, "_exact": exact}
+    at = _field_starts(lines, lens)  # (None without the chunk's bytes)
     dur_at: int | None = None  # which field is the duration column, when it is one
+    cpu_after = None
     if lay.proc or lay.lat:
         task = by_value(first, lambda u: _parse_task_field(u, lay))
         if lay.proc and lay.lat:
             lat = by_value(f[i + 1], lambda u: u.select(flags=pl.col("s").str.strip_chars()))
             task = task.with_columns(flags=lat.get_column("flags"))
         dur_at = i + 1 + int(lay.proc and lay.lat)
-        dur_f = f[dur_at]
+
+        def dur_text(take: pl.Series | None) -> pl.Series:
+            return f[dur_at] if take is None else f[dur_at].gather(take)
     else:
-        cpu, after = _split_cpu(pl.col("s"), lay)
-        task = first.to_frame("s").select(
-            cpu=cpu, pid=pl.lit(None, pl.Int32), comm=pl.lit(None, pl.String), flags=pl.lit(None, pl.String),
-            _pok=cpu.is_not_null() if lay.cpu else pl.lit(True),
-        )
-        dur_f = first.to_frame("s").select(after).to_series() if lay.cpu else first
+        cpu, pok, cpu_after = _cpu_column(first, lay, at[i] if at is not None else None, lines)
+        task = pl.DataFrame({
+            "cpu": cpu, "pid": _nulls("pid", len(first), pl.Int32), "comm": _nulls("comm", len(first), pl.String),
+            "flags": _nulls("flags", len(first), pl.String), "_pok": pok,
+        })
+
+        def dur_text(take: pl.Series | None) -> pl.Series:
+            part = first if take is None else first.gather(take)
+            return part.to_frame("s").select(_split_cpu(pl.col("s"), lay)[1]).to_series() if lay.cpu else part
     tree = by_value(f[k], _parse_call_tree)
     frame = pl.DataFrame(cols).hstack(task).hstack(tree)
-    frame = frame.hstack(_times(lines, lay, f, lens, i, dur_at, dur_f))
+    frame = frame.hstack(_times(lines, lay, f, lens, at, i, dur_at, dur_text, cpu_after))
     ok = pl.col("_exact") & pl.col("_pok") & pl.col("_bok") & pl.col("_ts_ok") & pl.col("_dur_ok")
     # IRQ markers print the prologue, then the arrow in the duration column
     irq = pl.col("_exact") & pl.col("_pok") & pl.col("_blank") & pl.col("_ts_ok") & pl.col("_irq_kind").is_not_null()

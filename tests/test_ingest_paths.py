@@ -18,7 +18,7 @@ from helpers import ingest_text
 from tracekit.io import iter_line_chunks, split_lines
 from tracekit.parsers import function_graph as fg
 from tracekit.parsers.base import LineChunk, ParseContext
-from tracekit.spans import _argsort, _irq_within
+from tracekit.spans import _argsort, _dense, _irq_within
 
 PROCABS = "kbuild-x86_64-6.1.192/A/fgraph_exit_mmap.txt"
 
@@ -161,6 +161,13 @@ def test_integer_argsort_is_a_stable_lexsort(rows, wide):
     b = np.array([r[1] for r in rows], dtype=np.int64)
     c = np.array([r[2] for r in rows], dtype=np.int64)
     assert np.array_equal(_argsort(a, b, c), np.lexsort((c, b, a)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(1 << 22), 1 << 22), min_size=1, max_size=60), st.sampled_from([1, 1000, 10**12]))
+def test_dense_ranks_are_the_order_of_the_distinct_values(values, scale):
+    k = np.array(values, dtype=np.int64) * scale
+    assert np.array_equal(_dense(k, int(k.min()), int(k.max())), np.unique(k, return_inverse=True)[1].reshape(-1))
 
 
 @settings(max_examples=200, deadline=None)

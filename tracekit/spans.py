@@ -117,6 +117,9 @@ class SpanBuilder:
         switch = kind == _KIND_CODE[Kind.SWITCH]
         pid_null = events.get_column("pid").is_null().to_numpy()
         if (pid_null & ~switch).any():
+            # the task of each row comes from the task-switch blocks: what the chunk says
+            # on its own is worked out here, what earlier chunks say when it is paired
+            prep.events = _local_tasks(events)
             return prep
         is_call = _is(kind, _CALL_KINDS)
         cpu = events.get_column("cpu").fill_null(-1).cast(pl.Int64).to_numpy()
@@ -167,23 +170,8 @@ class SpanBuilder:
         ):
             # Every row names its task (funcgraph-proc, or any format with a pid column).
             return df.with_columns(task=pl.col("pid").cast(pl.Int64), irq_depth=pl.lit(0, pl.Int64))
-        cpu_key = pl.col("cpu").fill_null(-1)
-        switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
-        # The task a CPU ran before its first switch block is that block's "prev".
-        before_first = pl.when(kind == Kind.SWITCH).then(
-            pl.col("body").str.extract(r"-(\d+)\s+=>", 1).cast(pl.Int64, strict=False)
-        )
-        df = df.with_columns(_cpu_key=cpu_key).with_columns(
-            _switched=switched.forward_fill().over("_cpu_key"),
-            _prev_task=before_first.backward_fill().over("_cpu_key"),
-            _irq=pl.when(kind == Kind.IRQ_ENTRY)
-            .then(1)
-            .when(kind == Kind.IRQ_EXIT)
-            .then(-1)
-            .otherwise(0)
-            .cum_sum()
-            .over("_cpu_key"),
-        )
+        if "_cpu_key" not in df.columns:
+            df = _local_tasks(df)
         if self._cpu_task:
             prev = pl.col("_cpu_key").replace_strict(self._cpu_task, default=None, return_dtype=pl.Int64)
         else:
@@ -400,6 +388,31 @@ class SpanBuilder:
         return SpanChunk(spans=spans, events=stored)
 
 
+def _local_tasks(df: pl.DataFrame) -> pl.DataFrame:
+    """What one chunk says of the task of each row, per CPU (``_cpu_key``): the task the
+    CPU last switched to within the chunk (``_switched``, null before its first switch
+    block), the "prev" task of the CPU's next switch block (``_prev_task``: the task it ran
+    before), and the IRQ nesting so far (``_irq``).  :meth:`SpanBuilder._assign_tasks`
+    completes them with what earlier chunks left."""
+    kind = pl.col("kind")
+    switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
+    # The task a CPU ran before its first switch block is that block's "prev".
+    before_first = pl.when(kind == Kind.SWITCH).then(
+        pl.col("body").str.extract(r"-(\d+)\s+=>", 1).cast(pl.Int64, strict=False)
+    )
+    return df.with_columns(_cpu_key=pl.col("cpu").fill_null(-1)).with_columns(
+        _switched=switched.forward_fill().over("_cpu_key"),
+        _prev_task=before_first.backward_fill().over("_cpu_key"),
+        _irq=pl.when(kind == Kind.IRQ_ENTRY)
+        .then(1)
+        .when(kind == Kind.IRQ_EXIT)
+        .then(-1)
+        .otherwise(0)
+        .cum_sum()
+        .over("_cpu_key"),
+    )
+
+
 _KIND_CODE = {k: i + 1 for i, k in enumerate(sorted(vars(Kind)[n] for n in vars(Kind) if n.isupper() and isinstance(vars(Kind)[n], str)))}
 
 
@@ -500,22 +513,41 @@ def _argsort(*keys: np.ndarray) -> np.ndarray:
     Integer keys of small ranges are folded into one int64 with the row number in its low
     bits: the keys are then distinct, so sorting the values themselves (numpy's SIMD sort,
     several times faster than an argsort or a lexsort) gives the stable order, read back
-    from the low bits.  Keys whose ranges do not fit fall back to ``np.lexsort``."""
+    from the low bits.  Keys of wide ranges (pids up to pid_max, seq numbers deep into a
+    file) are first replaced by their ranks among the values present; keys that still do
+    not fit fall back to ``np.lexsort``."""
     m = len(keys[0])
     if m == 0:
         return np.zeros(0, dtype=np.int64)
     bits = max(int(m - 1).bit_length(), 1)
-    comp = np.zeros(m, dtype=np.int64)
-    span = 1
-    for k in keys:
-        lo, hi = int(k.min()), int(k.max())
-        width = hi - lo + 1
-        span *= width
-        if span << bits >= 1 << 62:
+    ranges = [(int(k.min()), int(k.max())) for k in keys]
+    if _span(ranges) << bits >= 1 << 62:
+        keys = tuple(_dense(k, lo, hi) for k, (lo, hi) in zip(keys, ranges))
+        ranges = [(0, int(k.max())) for k in keys]
+        if _span(ranges) << bits >= 1 << 62:
             return np.lexsort(tuple(reversed(keys)))
-        comp = comp * width + (k - lo)
+    comp = np.zeros(m, dtype=np.int64)
+    for k, (lo, hi) in zip(keys, ranges):
+        comp = comp * (hi - lo + 1) + (k - lo)
     comp = (comp << bits) | np.arange(m, dtype=np.int64)
     return np.sort(comp) & ((1 << bits) - 1)
+
+
+def _span(ranges: list[tuple[int, int]]) -> int:
+    out = 1
+    for lo, hi in ranges:
+        out *= hi - lo + 1
+    return out
+
+
+def _dense(k: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The rank of each value of ``k`` among its distinct values (same order, no gaps)."""
+    width = hi - lo + 1
+    if width <= max(8 * len(k), 1 << 16):
+        present = np.zeros(width, dtype=bool)
+        present[k - lo] = True
+        return (np.cumsum(present) - 1)[k - lo]
+    return np.unique(k, return_inverse=True)[1].reshape(-1)
 
 
 def _match(calls: pl.DataFrame, opening: np.ndarray, closing: np.ndarray, last: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -611,7 +643,9 @@ def _parents(calls: pl.DataFrame, opening: np.ndarray, keep: np.ndarray) -> np.n
     d = np.concatenate([depth[opens] + 1, depth[queries]])
     q = np.concatenate([np.zeros(len(opens), dtype=bool), np.ones(len(queries), dtype=bool)])
     sq = seq[idx]
-    o = _argsort(t, d, sq)
+    # (rows are in source order when seq rises with them: then the row number is the
+    # narrower key for the same order)
+    o = _argsort(t, d, idx if bool(np.all(seq[1:] > seq[:-1])) else sq)
     seg, first = _segments(t[o], d[o])
     pos = np.where(~q[o], np.arange(len(o)), -1)
     last_open = np.maximum.accumulate(pos)
