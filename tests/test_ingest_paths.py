@@ -18,7 +18,7 @@ from helpers import ingest_text
 from tracekit.io import iter_line_chunks, split_lines
 from tracekit.parsers import function_graph as fg
 from tracekit.parsers.base import LineChunk, ParseContext
-from tracekit.spans import _argsort, _dense, _irq_within
+from tracekit.spans import _argsort, _dense, _irq_within, _parents_by_seq, _parents_packed
 
 PROCABS = "kbuild-x86_64-6.1.192/A/fgraph_exit_mmap.txt"
 
@@ -264,3 +264,16 @@ def test_chunks_hold_every_line_once_at_any_chunk_size(lines, final_newline, chu
     for first, n in numbers:
         assert first == line
         line += n
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([7, 8, 4_000_000]), st.integers(0, 6), st.booleans(), st.booleans()), min_size=1, max_size=120))
+def test_packed_parents_equal_parents_by_seq(rows):
+    """Rows in source order (tasks, depths, which open, which look up): one sort of packed
+    integers finds the same parents as the sort by (task, depth, seq)."""
+    task = np.array([r[0] for r in rows], dtype=np.int64)
+    depth = np.array([r[1] for r in rows], dtype=np.int64)
+    seq = np.cumsum(np.array([1 + (i * 7919) % 5 for i in range(len(rows))], dtype=np.int64))
+    opens = np.flatnonzero([r[2] for r in rows])
+    queries = np.flatnonzero([r[3] for r in rows])
+    assert np.array_equal(_parents_packed(task, depth, seq, opens, queries), _parents_by_seq(task, depth, seq, opens, queries))

@@ -637,19 +637,67 @@ def _parents(calls: pl.DataFrame, opening: np.ndarray, keep: np.ndarray) -> np.n
     task = calls.get_column("task").fill_null(-(1 << 40)).to_numpy()
     depth = depth_s.cast(pl.Int64).fill_null(0).to_numpy()
     seq = calls.get_column("seq").to_numpy()
+    if bool(np.all(seq[1:] > seq[:-1])):
+        packed = _parents_packed(task, depth, seq, opens, queries)
+        if packed is not None:
+            return packed
+    return _parents_by_seq(task, depth, seq, opens, queries)
+
+
+def _parents_by_seq(task: np.ndarray, depth: np.ndarray, seq: np.ndarray, opens: np.ndarray,
+                    queries: np.ndarray) -> np.ndarray:
+    """:func:`_parents` for rows in any order: by (task, depth, seq)."""
+    parent = np.full(len(task), -1, dtype=np.int64)
     # the entries under the depth of their children, beside the rows that look them up
     idx = np.concatenate([opens, queries])
     t = task[idx]
     d = np.concatenate([depth[opens] + 1, depth[queries]])
     q = np.concatenate([np.zeros(len(opens), dtype=bool), np.ones(len(queries), dtype=bool)])
     sq = seq[idx]
-    # (rows are in source order when seq rises with them: then the row number is the
-    # narrower key for the same order)
-    o = _argsort(t, d, idx if bool(np.all(seq[1:] > seq[:-1])) else sq)
+    o = _argsort(t, d, sq)
     seg, first = _segments(t[o], d[o])
     pos = np.where(~q[o], np.arange(len(o)), -1)
     last_open = np.maximum.accumulate(pos)
     found = last_open >= first[seg]
     hit = q[o] & found
     parent[idx[o][hit]] = sq[o][last_open[hit]]
+    return parent
+
+
+def _parents_packed(task: np.ndarray, depth: np.ndarray, seq: np.ndarray, opens: np.ndarray,
+                    queries: np.ndarray) -> np.ndarray | None:
+    """:func:`_parents` for rows in source order (seq rising with the row): each entry (at
+    its children's depth) and each row that looks one up becomes one integer, with the
+    task, the depth, the row and whether it looks up packed into its bits.  One sort of
+    those integers groups them by (task, depth) in source order, and every field is read
+    back from the sorted values by shifts: no gathers.  None when the fields do not fit in
+    63 bits."""
+    n = len(task)
+    t_lo, t_hi = int(task.min()), int(task.max())
+    t = task - t_lo
+    if t_hi - t_lo >= 1 << 24:
+        t = _dense(task, t_lo, t_hi)
+        t_hi, t_lo = int(t.max()), 0
+    d_lo = min(int(depth.min()), 0)
+    d_hi = int(depth.max()) + 1
+    bt = max((t_hi - t_lo).bit_length(), 1)
+    bd = max((d_hi - d_lo).bit_length(), 1)
+    br = max((n - 1).bit_length(), 1)
+    if bt + bd + br + 1 > 63:
+        return None
+    group_t = t << (bd + br + 1)
+    op = (group_t[opens] | ((depth[opens] + 1 - d_lo) << (br + 1)) | (opens << 1))
+    qu = (group_t[queries] | ((depth[queries] - d_lo) << (br + 1)) | (queries << 1) | 1)
+    keys = np.sort(np.concatenate([op, qu]))
+    is_query = (keys & 1).astype(bool)
+    row = (keys >> 1) & ((1 << br) - 1)
+    group = keys >> (br + 1)
+    m = len(keys)
+    start = np.ones(m, dtype=bool)
+    start[1:] = group[1:] != group[:-1]
+    first = np.maximum.accumulate(np.where(start, np.arange(m), 0))
+    last_open = np.maximum.accumulate(np.where(is_query, -1, np.arange(m)))
+    hit = is_query & (last_open >= first)
+    parent = np.full(n, -1, dtype=np.int64)
+    parent[row[hit]] = seq[row[last_open[hit]]]
     return parent
