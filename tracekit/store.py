@@ -92,13 +92,16 @@ def write_part(df: pl.DataFrame, path: Path) -> None:
     over millions of rows: dictionary-encoded.  The 64-bit integers are ids, times and
     durations, nearly all distinct and mostly increasing: delta-encoded (a dictionary of
     distinct values would only be built to be thrown away).  Then zstd, and min/max
-    statistics for readers that skip row groups."""
+    statistics of the numeric columns, for readers that skip row groups by time, CPU or
+    pid (those of names would cost a sixth of the writing and select nothing)."""
     import pyarrow.parquet as pq
 
     table = df.to_arrow()
     delta = {name: "DELTA_BINARY_PACKED" for name, dtype in df.schema.items() if dtype == pl.Int64}
     dictionary = [name for name in df.columns if name not in delta]
-    pq.write_table(table, path, compression="zstd", use_dictionary=dictionary, column_encoding=delta)
+    numeric = [name for name, dtype in df.schema.items() if dtype.is_numeric()]
+    pq.write_table(table, path, compression="zstd", use_dictionary=dictionary, column_encoding=delta,
+                   write_statistics=numeric)
 
 
 @dataclass
