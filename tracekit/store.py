@@ -96,12 +96,14 @@ def write_part(df: pl.DataFrame, path: Path) -> None:
     pid (those of names would cost a sixth of the writing and select nothing)."""
     import pyarrow.parquet as pq
 
-    table = df.to_arrow()
+    # (string views go to the writer as they are, without a copy into one buffer; the
+    # Parquet types alone describe the columns, so any reader sees plain strings)
+    table = df.to_arrow(compat_level=pl.CompatLevel.newest())
     delta = {name: "DELTA_BINARY_PACKED" for name, dtype in df.schema.items() if dtype == pl.Int64}
     dictionary = [name for name in df.columns if name not in delta]
     numeric = [name for name, dtype in df.schema.items() if dtype.is_numeric()]
     pq.write_table(table, path, compression="zstd", use_dictionary=dictionary, column_encoding=delta,
-                   write_statistics=numeric)
+                   write_statistics=numeric, store_schema=False)
 
 
 @dataclass
