@@ -264,7 +264,12 @@ class SpanBuilder:
             events = self._assign_tasks(events) if events.height else events.with_columns(
                 task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
             )
-            stored, calls = _split_calls(events, _is(ev_kind, _CALL_KINDS), list(_WORK_SCHEMA))
+            is_call = _is(ev_kind, _CALL_KINDS)
+            if events.height and not _is(ev_kind, _KPROBE_KINDS).any():
+                # (as for chunks whose rows name their task: the other rows stay, marked)
+                stored, calls, call_mask = _stored(events, is_call), events, is_call
+            else:
+                stored, calls = _split_calls(events, is_call, list(_WORK_SCHEMA))
         calls = calls.select(list(_WORK_SCHEMA))
         kprobes = bool(_is(ev_kind, _KPROBE_KINDS).any())
         if kprobes:
