@@ -271,7 +271,7 @@ def _field_starts(lines: "_Lines", lens: list[np.ndarray]) -> list[np.ndarray] |
     return at
 
 
-def _cpu_column(first: pl.Series, lay: Layout, at: np.ndarray | None, lines: "_Lines"
+def _cpu_column(first: pl.Series, lay: Layout, at: np.ndarray | None, length: np.ndarray, lines: "_Lines"
                 ) -> tuple[pl.Series, pl.Series, tuple[np.ndarray, np.ndarray] | None]:
     """The CPU of every line when the field that starts with it holds no task (``%*d) ``
     then the duration): (cpu, whether it reads, (bytes up to the duration, ok) from the
@@ -284,6 +284,7 @@ def _cpu_column(first: pl.Series, lay: Layout, at: np.ndarray | None, lines: "_L
         cpu = first.to_frame("s").select(_split_cpu(pl.col("s"), lay)[0]).to_series().alias("cpu")
         return cpu, cpu.is_not_null().alias("_pok"), None
     value, after, ok = read_cpu(np.frombuffer(lines.chunk.raw, dtype=np.uint8), at)
+    ok &= after <= length  # (the ')' inside the field, not in the line after it)
     cpu = pl.Series("cpu", value, dtype=pl.Int32)
     slow = np.flatnonzero(~ok)
     if len(slow):
@@ -406,7 +407,7 @@ def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl
         def dur_text(take: pl.Series | None) -> pl.Series:
             return f[dur_at] if take is None else f[dur_at].gather(take)
     else:
-        cpu, pok, cpu_after = _cpu_column(first, lay, at[i] if at is not None else None, lines)
+        cpu, pok, cpu_after = _cpu_column(first, lay, at[i] if at is not None else None, lens[i], lines)
         task = pl.DataFrame({
             "cpu": cpu, "pid": _nulls("pid", len(first), pl.Int32), "comm": _nulls("comm", len(first), pl.String),
             "flags": _nulls("flags", len(first), pl.String), "_pok": pok,
