@@ -31,6 +31,7 @@ import polars as pl
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.frames import by_value
+from tracekit.io import CSV_READ_ERRORS
 from tracekit.parsers.bytescan import read_abstime, read_cpu, read_duration
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
@@ -184,7 +185,7 @@ def _fields(chunk: LineChunk, lay: Layout) -> pl.DataFrame:
             )
             if f.height == chunk.n_lines:
                 return f
-        except pl.exceptions.PolarsError:
+        except CSV_READ_ERRORS:
             pass
     parts = chunk.lines.str.splitn("|", k + 1).struct.unnest()
     return parts.rename({f"field_{i}": f"f{i}" for i in range(k + 1)})

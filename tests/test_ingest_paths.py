@@ -277,3 +277,14 @@ def test_packed_parents_equal_parents_by_seq(rows):
     opens = np.flatnonzero([r[2] for r in rows])
     queries = np.flatnonzero([r[3] for r in rows])
     assert np.array_equal(_parents_packed(task, depth, seq, opens, queries), _parents_by_seq(task, depth, seq, opens, queries))
+
+
+def test_lines_that_begin_like_a_compressed_stream_are_still_text():
+    """Polars' CSV reader decompresses bytes that begin with a zstd or gzip magic number;
+    a damaged trace can begin that way, and its lines must still be split, not raise."""
+    for magic in (b"(\xb5/\xfd", b"\x1f\x8b"):
+        raw = magic + b" 0)   1.000 us    |  f();\n 0)   2.000 us    |  g();\n"
+        assert len(split_lines(raw)) == 2
+        chunk = LineChunk(1, raw=raw)
+        lay = fg.Layout(abstime=False, reltime=False, cpu=True, proc=False, lat=False)
+        assert fg._fields(chunk, lay).height == 2

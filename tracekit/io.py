@@ -32,6 +32,8 @@ __all__ = [
     "read_head",
     "iter_line_chunks",
     "CHUNK_BYTES",
+    "CSV_READ_ERRORS",
+    "split_lines",
 ]
 
 #: Bytes of text per chunk handed to a parser: large enough for vectorized kernels to pay
@@ -137,6 +139,13 @@ def _decode(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+#: What polars' CSV reader raises on bytes it cannot read as text.  Besides its own errors,
+#: it decompresses bytes that begin with a gzip, zlib or zstd magic number, and a damaged
+#: stream (a trace line that happens to start with "(\xb5/\xfd") ends in an OSError.
+#: Callers fall back to splitting the text themselves.
+CSV_READ_ERRORS = (pl.exceptions.PolarsError, OSError)
+
+
 def split_lines(piece: bytes) -> pl.Series:
     """The lines of ``piece`` (whole lines, the last newline optional) as a String series.
 
@@ -159,7 +168,7 @@ def split_lines(piece: bytes) -> pl.Series:
             lines = df.get_column("text")
             if len(lines) == piece.count(b"\n") + (0 if piece.endswith(b"\n") else 1):
                 return lines
-        except pl.exceptions.PolarsError:
+        except CSV_READ_ERRORS:
             pass
     if piece.endswith(b"\n"):
         piece = piece[:-1]
