@@ -49,7 +49,7 @@ class LineChunk:
     hand them to polars' CSV reader to split fields natively, and then never needs
     ``lines``, which are split from ``raw`` only when first asked for."""
 
-    __slots__ = ("first_line", "_lines", "is_last", "raw", "n_lines", "newlines")
+    __slots__ = ("first_line", "_lines", "is_last", "raw", "n_lines", "newlines", "_bounds")
 
     def __init__(self, first_line: int, lines: pl.Series | None = None, is_last: bool = False,
                  raw: bytes | None = None) -> None:
@@ -61,27 +61,46 @@ class LineChunk:
         self.raw = raw
         #: offsets of the newlines in ``raw`` (None without raw)
         self.newlines: np.ndarray | None = None
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
         if lines is not None:
             self.n_lines = len(lines)
         else:
             self.newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
             self.n_lines = len(self.newlines) + (0 if not raw or raw.endswith(b"\n") else 1)
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each line starts in ``raw`` and where it ends (its newline, or the end of
+        the bytes for a last line without one); worked out once, from the newline offsets."""
+        if self._bounds is None:
+            ends = self.newlines
+            if ends is None:
+                ends = np.flatnonzero(np.frombuffer(self.raw, dtype=np.uint8) == 10)
+            if len(ends) < self.n_lines:
+                ends = np.append(ends, len(self.raw))
+            ends = ends[: self.n_lines]
+            starts = np.empty_like(ends)
+            starts[:1] = 0
+            starts[1:] = ends[:-1] + 1
+            self._bounds = (starts, ends)
+        return self._bounds
+
+    def _first_bytes(self) -> np.ndarray:
+        """The first byte of every line (its newline for an empty one)."""
+        buf = np.frombuffer(self.raw, dtype=np.uint8)
+        starts, _ = self.bounds()
+        return buf[np.minimum(starts, len(buf) - 1)]
+
     def lines_starting_with(self, byte: bytes) -> pl.Series:
         """The lines that begin with ``byte`` (one byte: ``b"#"`` for header lines), in
         order; from the bytes when the chunk has them, without splitting the other lines."""
         if self.raw is None:
             return self.lines.filter(self.lines.str.starts_with(byte.decode("latin-1")))
-        if not self.raw:
-            return pl.Series("text", [], dtype=pl.String)
-        buf = np.frombuffer(self.raw, dtype=np.uint8)
-        ends = self.newlines if len(self.newlines) == self.n_lines else np.append(self.newlines, len(buf))
-        starts = np.concatenate([[0], ends[:-1] + 1])
-        hit = np.flatnonzero(buf[np.minimum(starts, len(buf) - 1)] == byte[0]) if len(starts) else starts
+        hit = np.flatnonzero(self._first_bytes() == byte[0]) if self.raw else []
         if not len(hit):
             return pl.Series("text", [], dtype=pl.String)
         from tracekit.io import split_lines
 
+        starts, ends = self.bounds()
         return split_lines(b"\n".join(self.raw[starts[j]:ends[j]] for j in hit.tolist()))
 
     def any_line_starts_with(self, byte: bytes) -> bool:
@@ -90,11 +109,7 @@ class LineChunk:
         of each line is looked at."""
         if self.raw is None:
             return bool(self.lines.str.starts_with(byte.decode("latin-1")).any())
-        if not self.raw:
-            return False
-        buf = np.frombuffer(self.raw, dtype=np.uint8)
-        starts = self.newlines[self.newlines < len(buf) - 1] + 1
-        return bool(buf[0] == byte[0] or (buf[starts] == byte[0]).any())
+        return bool(self.raw) and bool((self._first_bytes() == byte[0]).any())
 
     @property
     def lines(self) -> pl.Series:

@@ -129,7 +129,6 @@ def read_abstime(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
     return np.where(ok, ns, 0), ok
 
 
-
 def _word_pair(pattern: dict[int, int]) -> tuple[int, int, int, int]:
     """(pattern lo, pattern hi, mask lo, mask hi) of a 16-byte pattern {position: byte}."""
     val = sum(byte << (8 * at) for at, byte in pattern.items())
@@ -160,7 +159,7 @@ def _duration_tables():
     t["tail_ok"] = np.array(tail_ok, dtype=bool)
     # [e * 9 + p]: how the digits read: the number's bytes, the shift that right-aligns
     # them, where the dot goes, the '0' fill, the power of ten to ns, and the fraction size
-    keep, shl, above, below, fill, mult, dot_at = [], [], [], [], [], [], []
+    keep, shl, above, below, fill, mult = [], [], [], [], [], []
     m64 = (1 << 64) - 1
     for e in range(9):
         for p in range(9):
@@ -174,7 +173,6 @@ def _duration_tables():
             fill.append(int.from_bytes(b"0" * (k + has_dot), "little") if k + has_dot <= 8 else 0)
             n_frac = e - p - 1 if has_dot else 0
             mult.append(10 ** (3 - n_frac) if 0 <= n_frac <= 3 else 0)
-            dot_at.append(p if has_dot else -1)
     for name, col in (("keep", keep), ("shl", shl), ("above", above), ("below", below), ("fill", fill)):
         t[name] = np.array(col, dtype=np.uint64)
     t["mult"] = np.array(mult, dtype=np.int64)

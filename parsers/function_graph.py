@@ -265,7 +265,7 @@ def _field_starts(lines: "_Lines", lens: list[np.ndarray]) -> list[np.ndarray] |
     the chunk has no bytes)."""
     if lines.chunk.raw is None:
         return None
-    starts, _ = lines.bounds()
+    starts, _ = lines.chunk.bounds()
     at = [starts]
     for ln in lens[:-1]:
         at.append(at[-1] + ln + 1)
@@ -484,27 +484,12 @@ class _Lines:
 
     def __init__(self, chunk: LineChunk) -> None:
         self.chunk = chunk
-        self._ends: np.ndarray | None = None
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._ends is None:
-            raw = self.chunk.raw
-            ends = self.chunk.newlines
-            if ends is None:
-                ends = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
-            if len(ends) < self.chunk.n_lines:
-                ends = np.append(ends, len(raw))
-            self._ends = ends[: self.chunk.n_lines]
-        starts = np.empty_like(self._ends)
-        starts[:1] = 0
-        starts[1:] = self._ends[:-1] + 1
-        return starts, self._ends
 
     def lengths(self) -> np.ndarray:
         """Byte length of every line."""
         if self.chunk.raw is None:
             return self.chunk.lines.str.len_bytes().cast(pl.Int64).to_numpy()
-        starts, ends = self.bounds()
+        starts, ends = self.chunk.bounds()
         return ends - starts
 
     def rows(self, idx: np.ndarray) -> pl.DataFrame:
@@ -512,7 +497,7 @@ class _Lines:
         line = pl.Series("line", idx + self.chunk.first_line, dtype=pl.Int64)
         text = None
         if self.chunk.raw is not None and len(idx) * 8 <= self.chunk.n_lines:
-            starts, ends = self.bounds()
+            starts, ends = self.chunk.bounds()
             raw = self.chunk.raw
             try:
                 text = pl.Series("text", [raw[a:b].decode("utf-8") for a, b in zip(starts[idx].tolist(), ends[idx].tolist())], dtype=pl.String)

@@ -74,7 +74,7 @@ class Prepared:
     #: parent of each call row found within the chunk (-1: none there); None when not done
     calls_parent: np.ndarray | None = None
     #: which rows of ``calls`` are calls, when it holds the chunk's other rows too (None:
-    #: all are): a chunk of nearly all calls is not filtered twice
+    #: only calls were kept): a chunk of nearly all calls is not filtered twice
     call_mask: np.ndarray | None = None
 
 
@@ -134,16 +134,11 @@ class SpanBuilder:
         with_task = events.with_columns(task=pl.col("pid").cast(pl.Int64))
         prep.irq_totals = totals
         prep.by_pid = True
-        if _is(kind, _KPROBE_KINDS).any():
-            prep.stored, prep.calls = _split_calls(with_task, is_call, work)
+        prep.stored, prep.calls, prep.call_mask = _split_calls(with_task, kind, is_call, work)
+        if prep.call_mask is None:  # (kprobe hits: only the calls were kept)
             prep.calls_cpu = cpu[is_call]
             prep.calls_irq = local[is_call]
             return prep
-        # The other rows stay among the calls, marked, and are dropped with the returns
-        # when the spans are made: one pass over the chunk instead of two.
-        prep.stored = _stored(with_task, is_call)
-        prep.calls = with_task.select(work)
-        prep.call_mask = is_call
         prep.calls_cpu = cpu
         prep.calls_irq = local
         # parents within the chunk; those that opened before it are looked up when the
@@ -264,12 +259,7 @@ class SpanBuilder:
             events = self._assign_tasks(events) if events.height else events.with_columns(
                 task=pl.lit(None, dtype=pl.Int64), irq_depth=pl.lit(None, dtype=pl.Int64)
             )
-            is_call = _is(ev_kind, _CALL_KINDS)
-            if events.height and not _is(ev_kind, _KPROBE_KINDS).any():
-                # (as for chunks whose rows name their task: the other rows stay, marked)
-                stored, calls, call_mask = _stored(events, is_call), events, is_call
-            else:
-                stored, calls = _split_calls(events, is_call, list(_WORK_SCHEMA))
+            stored, calls, call_mask = _split_calls(events, ev_kind, _is(ev_kind, _CALL_KINDS), list(_WORK_SCHEMA))
         calls = calls.select(list(_WORK_SCHEMA))
         kprobes = bool(_is(ev_kind, _KPROBE_KINDS).any())
         if kprobes:
@@ -435,11 +425,21 @@ def _stored(events: pl.DataFrame, is_call: np.ndarray) -> pl.DataFrame:
     return conform(stored, STORED_EVENT_SCHEMA)
 
 
-def _split_calls(events: pl.DataFrame, is_call: np.ndarray, columns: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the rows that are not calls, in STORED_EVENT_SCHEMA; the call rows, ``columns``)."""
-    if is_call.all():
-        return _stored(events, is_call), events.select(columns)
-    return _stored(events, is_call), events.select(columns).filter(pl.Series("_c", is_call, dtype=pl.Boolean))
+def _split_calls(events: pl.DataFrame, kind: np.ndarray, is_call: np.ndarray, columns: list[str]
+                 ) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray | None]:
+    """(the rows that are not calls, in STORED_EVENT_SCHEMA; the rows to pair, ``columns``;
+    which of those are calls, or None when only calls were kept).
+
+    The other rows stay among the rows to pair, marked, and are dropped with the returns
+    when the spans are made: one pass over the chunk instead of two.  With kprobe hits (and
+    in an empty chunk) the calls alone are kept: kprobe depths are counted over them."""
+    stored = _stored(events, is_call)
+    if not events.height:
+        return stored, events.select(columns), None
+    if _is(kind, _KPROBE_KINDS).any():
+        calls = events.select(columns)
+        return stored, calls if is_call.all() else calls.filter(pl.Series("_c", is_call, dtype=pl.Boolean)), None
+    return stored, events.select(columns), is_call
 
 
 def _kind_codes(kind: pl.Series) -> np.ndarray:
