@@ -165,3 +165,22 @@ def test_extra_meta_applies_to_every_path_and_fills_the_clock(tmp_path, corpus):
     assert runs.height == 2 and all(r.status == "ingested" for r in res)
     assert runs["clock"].to_list() == ["local", "local"]
     assert all('"thp": "never"' in c for c in runs["config"]) and all('"capture"' in m for m in runs["meta"])
+
+
+def test_boot_id_recorded_from_cli_and_python(tmp_path, corpus):
+    """--boot names the unit of replication; without it the run has none (it is its own unit)."""
+    import tracekit
+
+    s = str(tmp_path / "s")
+    p = tk("ingest", str(corpus / FG), "--store", s, "--patch", "p", "--label", "before", "--arch", "x86_64", "--boot", "boot-7")
+    assert p.returncode == 0 and ", boot boot-7 " in p.stdout.decode()
+    other = "qemu/x86_64-6.1.0-56-preempt-none/fgraph_filter.txt"
+    [res] = tracekit.ingest([str(corpus / other)], store=s, patch="p", label="after", arch="x86_64")
+    assert res.boot_id is None
+    rows = {r["label"]: r for r in json.loads(tk("runs", "--store", s, "--json").stdout)}
+    assert rows["before"]["boot_id"] == "boot-7" and rows["after"]["boot_id"] is None
+    [again] = tracekit.ingest([str(corpus / FG)], store=s, patch="p", label="before", boot="ignored")
+    assert again.status == "duplicate" and again.boot_id == "boot-7"
+    table = tk("runs", "--store", s).stdout.decode().splitlines()
+    assert table[0].split()[:4] == ["run_id", "patch", "label", "boot"]
+    assert any(line.split()[3] == "boot-7" for line in table[1:])

@@ -57,6 +57,7 @@ class IngestResult:
     kernel: str | None = None
     patch: str | None = None
     label: str | None = None
+    boot_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     spans_by_source: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -77,6 +78,7 @@ def ingest(
     kernel: str | None = None,
     patch: str = "none",
     label: str = "none",
+    boot: str | None = None,
     format: str | None = None,
     replace: bool = False,
     clock_hz: float | None = None,
@@ -92,7 +94,9 @@ def ingest(
     that cannot be read; ``"collect"`` records it in that input's result and goes on.
     ``extra_meta`` is what the caller knows of every input and the traces may not say
     (``config``: a dict merged into the run's configuration, ``clock``: the trace clock,
-    anything else: kept in the run's ``meta``).
+    anything else: kept in the run's ``meta``).  ``boot`` names the boot (or iteration) the
+    traces were recorded in; traces of one boot are one unit of replication in a report, and
+    without it each trace is its own unit.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [str(paths)]
@@ -112,7 +116,7 @@ def ingest(
     except (StoreError, OSError) as e:
         raise IngestError(str(e)) from None
     opts = dict(
-        arch=arch, kernel=kernel, patch=patch, label=label, format=format, replace=replace,
+        arch=arch, kernel=kernel, patch=patch, label=label, boot=boot, format=format, replace=replace,
         clock_hz=clock_hz, preempt=preempt, extra_meta=extra_meta,
     )
     if jobs > 1 and len(paths) > 1 and "-" not in paths:
@@ -186,6 +190,7 @@ def ingest_one(
     kernel: str | None = None,
     patch: str = "none",
     label: str = "none",
+    boot: str | None = None,
     format: str | None = None,
     replace: bool = False,
     clock_hz: float | None = None,
@@ -197,7 +202,8 @@ def ingest_one(
     _reuse_freed_memory()
     t0 = time.monotonic()
     display = "<stdin>" if path == "-" else str(path)
-    res = IngestResult(path=display, patch=patch, label=label)
+    boot = boot.strip() if boot else None
+    res = IngestResult(path=display, patch=patch, label=label, boot_id=boot or None)
     spooled: Path | None = None
     try:
         if path == "-":
@@ -228,12 +234,13 @@ def ingest_one(
         gate = _Gate(store, real, replace, res)
         try:
             _run(mod, real, display, store, gate, res,
-                 arch=arch, kernel=kernel, patch=patch, label=label, clock_hz=clock_hz,
+                 arch=arch, kernel=kernel, patch=patch, label=label, boot=boot or None, clock_hz=clock_hz,
                  preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}))
         except _Duplicate as d:
             existing = d.row
             res.status = "duplicate"
             res.patch, res.label = existing["patch"], existing["label"]
+            res.boot_id = existing.get("boot_id")
             res.arch, res.kernel = existing["arch"], existing["kernel"]
             res.tracer, res.format = existing["tracer"], existing["format"]
             res.counts = dict(existing["counts"] or {})
@@ -259,7 +266,7 @@ def ingest_one(
 
 
 def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestResult,
-         *, arch, kernel, patch, label, clock_hz, preempt, progress, extra_meta) -> None:
+         *, arch, kernel, patch, label, boot, clock_hz, preempt, progress, extra_meta) -> None:
     ctx = ParseContext(display, options={"clock_hz": clock_hz})
     writer = None
     stream: _Ahead | None = None
@@ -368,6 +375,7 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
             "kernel": final_kernel,
             "patch": patch,
             "label": label,
+            "boot_id": boot,
             "partition": None,
             "config": json.dumps(config, sort_keys=True),
             "clock": clock,

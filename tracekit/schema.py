@@ -127,6 +127,10 @@ RUN_SCHEMA: dict[str, pl.DataType] = {
     "kernel": pl.String(),
     "patch": pl.String(),
     "label": pl.String(),
+    # the boot (or iteration) the trace was recorded in: every trace of one boot shares it.
+    # Null when nothing said so; then the run is its own unit of replication.  The unit of
+    # a run in a report is coalesce(boot_id, run_id) (docs/statistics.md).
+    "boot_id": pl.String(),
     "partition": pl.Struct({"patch": pl.String(), "arch": pl.String(), "label": pl.String()}),
     "config": pl.String(),  # JSON object: preempt model, page size, page-table levels, ...
     "clock": pl.String(),

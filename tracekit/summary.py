@@ -50,6 +50,7 @@ def print_summary(results: list[IngestResult], out: Console, err: Console) -> No
             f"{r.path}: {verb} as run {r.run_id}: {r.format}"
             + (f" ({r.tracer})" if r.tracer and r.tracer != r.format else "")
             + f", arch {r.arch}, kernel {r.kernel}, patch {r.patch}, label {r.label}"
+            + (f", boot {r.boot_id}" if r.boot_id else "")
             + f" [{r.seconds:.2f} s{rate}]",
             markup=False,
         )
@@ -68,12 +69,12 @@ def print_runs(df: pl.DataFrame, out: Console) -> None:
     if df.is_empty():
         out.print("no runs in the store", markup=False)
         return
-    head = ("run_id", "patch", "label", "arch", "kernel", "format", "tracer", "spans", "events", "windows", "skipped", "file")
+    head = ("run_id", "patch", "label", "boot", "arch", "kernel", "format", "tracer", "spans", "events", "windows", "skipped", "file")
     rows = []
     for r in df.sort(["patch", "arch", "label", "ingested_at"]).iter_rows(named=True):
         c = r["counts"] or {}
         rows.append((
-            r["run_id"], r["patch"], r["label"], r["arch"], r["kernel"], r["format"], r["tracer"] or "-",
+            r["run_id"], r["patch"], r["label"], r.get("boot_id") or "-", r["arch"], r["kernel"], r["format"], r["tracer"] or "-",
             str(c.get("spans", 0)), str(c.get("events", 0)), str(c.get("windows", 0)),
             str(c.get("skipped_lines", 0)), (r["path"] or "").rsplit("/", 1)[-1],
         ))
