@@ -312,3 +312,41 @@ def test_chunk_boundaries_do_not_change_spans(tmp_path, corpus, monkeypatch, rel
     assert cut.drop("pid").equals(whole.drop("pid"))
     known = cut["pid"].is_not_null()
     assert cut.filter(known)["pid"].equals(whole.filter(known)["pid"])
+
+
+def test_returns_pair_by_nesting_when_the_indentation_was_collapsed(tmp_path):
+    # issue 13 item 4: a mail client collapsed the indentation; the kernel emits calls
+    # nested, so "}" closes the innermost open entry whatever its indentation says
+    text = (
+        " 0)               |  outer() {\n"
+        " 0)               | inner() {\n"
+        " 0)   0.480 us    |        leaf();\n"
+        " 0)   1.260 us    |      }\n"
+        " 0) + 23.320 us   |  }\n"
+    )
+    r, st = ingest_text(tmp_path, text)
+    assert r.status == "ingested", r.error
+    s = _spans(st)
+    got = s.select("func", "dur_ns", "complete", "depth").rows()
+    assert got == [("outer", 23320, True, 0), ("inner", 1260, True, 1), ("leaf", 480, True, 2)]
+    by = dict(zip(s["func"], s["span_id"]))
+    assert dict(zip(s["func"], s["parent_id"])) == {"outer": None, "inner": by["outer"], "leaf": by["inner"]}
+    # inner's entry, the leaf and inner's return are indented at other depths than their nesting
+    assert any("3 call line(s) indented at another depth" in w and "line 2" in w for w in r.warnings), r.warnings
+
+
+def test_nesting_starts_at_the_printed_depth_and_stays_quiet_when_they_agree(tmp_path):
+    # a trace that starts inside calls: returns with nothing open keep their printed
+    # depth, the first entry of the task takes its printed depth
+    text = HEADER + (
+        " 1)   2.000 us    |      }\n"
+        " 1)   9.000 us    |    }\n"
+        " 1)               |    g() {\n"
+        " 1)   0.500 us    |      h();\n"
+        " 1)   3.000 us    |    }\n"
+    )
+    r, st = ingest_text(tmp_path, text)
+    s = _spans(st)
+    assert s.select("func", "dur_ns", "complete", "depth").rows() == [
+        (None, 2000, False, 2), (None, 9000, False, 1), ("g", 3000, True, 1), ("h", 500, True, 2)]
+    assert not any("indented" in w for w in r.warnings)

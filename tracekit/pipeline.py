@@ -301,14 +301,17 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
         # the clock conversion and the chunk's own share of the pairing run ahead in the
         # parsing thread, which starts now, beside the content hash; the main thread applies
         # what earlier chunks carry
-        stream = _Ahead(SpanBuilder.prepare(_convert_clock(df, ctx, clock_hz)) for df in frames)
+        # text call graphs are paired by nesting as the kernel prints them; records with
+        # a stated depth (trace.dat) by that depth
+        nesting = mod.FORMAT.kind == "text"
+        stream = _Ahead(SpanBuilder.prepare(_convert_clock(df, ctx, clock_hz), nesting) for df in frames)
         run_id, sha, replacing = gate.open()
         writer = store.begin_run(run_id)
         sym_sample: list[str] = []
         with _WriteBehind(writer) as parts:
             for prep in stream:
                 if builder is None:
-                    builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name))
+                    builder = SpanBuilder(source=ctx.meta.get("span_source", mod.FORMAT.name), nesting=nesting)
                 if len(sym_sample) < 2000:
                     sym_sample.extend(prep.events["raw_func"].drop_nulls().head(2000).to_list())
                 out = builder.feed(prep, source=ctx.meta.get("span_source"))
@@ -318,6 +321,11 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
                 out = builder.finish()
                 parts.write("spans", out.spans)
                 parts.write("events", out.events)
+                if builder.indent_disagreements:
+                    at = builder.first_disagreement_line
+                    ctx.warn(f"{display}: {builder.indent_disagreements} call line(s) indented at another depth than "
+                             f"their nesting; paired by nesting, as the kernel emits calls"
+                             + (f" (first at line {at})" if at else ""))
         if ctx.windows:
             wins = conform(pl.DataFrame(ctx.windows, infer_schema_length=None), WINDOW_SCHEMA)
             writer.write("windows", wins)

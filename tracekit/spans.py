@@ -11,8 +11,15 @@ spans chunk by chunk, with memory bounded by the number of calls still open:
   (``current->ret_stack``), so nesting is per task, not per CPU.
 * kprobe hits carry no depth: it is the running count of entries minus returns per task, so
   that nested or recursive calls pair LIFO.
-* Within one (task, depth), entries and exits alternate in a well-formed trace: an exit
-  closes the entry just before it.  An entry followed by another entry lost its exit, an exit
+* Text call graphs (function_graph, ``trace-cmd report``, display-graph) are paired by
+  nesting, as the kernel emits them (:func:`_nest`): per task a stack of open entries, an
+  entry pushed, ``}`` popping the innermost; the printed indentation is only a check (a
+  mail client may have collapsed it), and rows where the two disagree are counted.  The
+  stored depth is the nesting depth, anchored at the printed indentation where a task has
+  nothing open (a trace that starts inside calls).  ``CPU:N [LOST M EVENTS]`` empties the
+  stacks of the tasks last seen on that CPU: their entries lost their exits.
+* Records with a stated depth (trace.dat) are paired within one (task, depth): entries and
+  exits alternate in a well-formed trace, an exit closes the entry just before it.  An entry followed by another entry lost its exit, an exit
   with no entry before it lost its entry (trace start, lost events, tracing_thresh): both
   are kept with ``complete = false``.  An exit that names a different function than the
   entry it would close (``} /* func */``) is not paired with it.
@@ -32,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from tracekit.frames import dictionary
 from tracekit.schema import EVENT_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, Kind, conform
@@ -87,6 +95,11 @@ class SpanBuilder:
     """
 
     source: str = "function_graph"
+    #: pair entries and exits by nesting (text call graphs), not by their stated depth
+    nesting: bool = False
+    #: rows whose printed indentation disagrees with their nesting, and the first one's line
+    indent_disagreements: int = 0
+    first_disagreement_line: int | None = None
     #: open entries carried over from earlier chunks
     _pending: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_WORK_SCHEMA))
     #: task each CPU last switched to (function_graph "=>" blocks)
@@ -106,10 +119,12 @@ class SpanBuilder:
         return self._pair(events, last=False)
 
     @staticmethod
-    def prepare(events: pl.DataFrame) -> Prepared:
+    def prepare(events: pl.DataFrame, nesting: bool = False) -> Prepared:
         """The work on one chunk that needs nothing from earlier chunks: kinds, and when
-        every row names its task, the task, the split into calls and other events, and the
-        IRQ markers counted per CPU within the chunk.  Pure: safe in any thread."""
+        every row names its task, the task, the split into calls and other events, the
+        IRQ markers counted per CPU within the chunk and (unless calls are paired by
+        ``nesting``, which finds parents itself) the parents within the chunk.  Pure: safe
+        in any thread."""
         kind = _kind_codes(events.get_column("kind"))
         prep = Prepared(events=events, kind=kind)
         if not events.height:
@@ -141,6 +156,8 @@ class SpanBuilder:
             return prep
         prep.calls_cpu = cpu
         prep.calls_irq = local
+        if nesting:
+            return prep
         # parents within the chunk; those that opened before it are looked up when the
         # chunk is paired (:func:`_carried_parent`)
         prep.calls_parent = _parents(prep.calls, _is(kind, _OPENING), is_call)
@@ -277,7 +294,12 @@ class SpanBuilder:
         n = calls.height
         opening = _is(codes, _OPENING)
         closing = _is(codes, _CLOSING)
-        partner, pending = _match(calls, opening, closing, last)
+        nested = self.nesting and not kprobes
+        if nested:
+            partner, pending, nest_parent, depth = self._nest(calls, codes, last)
+            calls = calls.with_columns(depth=pl.Series("depth", np.ma.masked_less(depth, 0), dtype=pl.Int32))
+        else:
+            partner, pending = _match(calls, opening, closing, last)
 
         # Rows that become spans: everything but the returns that closed an entry and the
         # entries still waiting for theirs.
@@ -289,7 +311,9 @@ class SpanBuilder:
         # (the few rows carried over are gathered by index: a filter would pass over every row)
         self._pending = _rows(calls, np.flatnonzero(pending)) if pending.any() else calls.clear()
         carried = n - (prep.calls.height if prep.calls is not None else 0)
-        if prep.calls_parent is not None and not cpu_less:  # (set only without kprobes)
+        if nested:
+            parent = nest_parent[keep]
+        elif prep.calls_parent is not None and not cpu_less:  # (set only without kprobes)
             # the chunk's own rows were looked up ahead; those with no parent in the chunk
             # take the last carried entry one level up; carried rows look among themselves
             own = prep.calls_parent.copy()
@@ -381,6 +405,107 @@ class SpanBuilder:
             else:
                 self.counts[self.source] += spans.height
         return SpanChunk(spans=spans, events=stored)
+
+
+    def _nest(self, calls: pl.DataFrame, codes: np.ndarray, last: bool
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Pair ``calls`` (open entries carried from earlier chunks first) by nesting per
+        task (:func:`_nest_rows`): (partner, pending) as :func:`_match` gives them, the
+        parent's seq of every row (-1: none) and its depth (-1 on rows that are not
+        calls).  Counts the rows whose printed indentation disagrees."""
+        task = _codes(calls.get_column("task"))
+        ntasks = int(task.max()) + 2 if len(task) else 1
+        task = np.where(task < 0, ntasks - 1, task)
+        func = _codes(calls.get_column("func"))
+        printed = calls.get_column("depth").cast(pl.Int64).fill_null(-1).to_numpy()
+        cpu = calls.get_column("cpu").cast(pl.Int64).fill_null(-1).to_numpy()
+        seq = calls.get_column("seq").to_numpy().astype(np.int64)
+        partner, is_open, parent, depth, first_bad, nbad = _nest_rows(
+            task, codes.astype(np.int64), printed, func, cpu, seq, ntasks,
+            _KIND_CODE[Kind.ENTRY], _KIND_CODE[Kind.EXIT], _KIND_CODE[Kind.LEAF], _KIND_CODE[Kind.LOST])
+        if nbad:
+            self.indent_disagreements += int(nbad)
+            if self.first_disagreement_line is None:
+                line = calls.get_column("line")[int(first_bad)]
+                self.first_disagreement_line = int(line) if line is not None else None
+        pending = is_open if not last else np.zeros(len(is_open), dtype=bool)
+        return partner, pending, parent, depth
+
+
+@njit(cache=True, nogil=True)
+def _nest_rows(task, kind, printed, func, cpu, seq, ntasks, ENTRY, EXIT, LEAF, LOST):
+    """The kernel's call nesting, row by row in source order: per task a stack of open
+    entries (a linked list through ``below``).  An entry is pushed one level under the
+    innermost open entry, or at its printed depth when its task has nothing open; a leaf
+    sits one level under the innermost open entry; ``}`` pops the innermost entry and
+    closes it, or, when it names its function (``} /* func */``) and the innermost entry
+    is another, the nearest open entry of that name (those above it lost their exits).  A
+    ``}`` that finds nothing to close keeps its printed depth.  A LOST row abandons the
+    stacks of the tasks last seen on its CPU.
+
+    Returns (partner: the row of each closed entry's exit, else -1; open: entries still
+    open at the end; parent: seq of each row's enclosing entry, else -1; depth: nesting
+    depth of each call row, else -1; the first row whose printed depth disagrees, and how
+    many do)."""
+    n = len(task)
+    partner = np.full(n, -1, dtype=np.int64)
+    is_open = np.zeros(n, dtype=np.bool_)
+    parent = np.full(n, -1, dtype=np.int64)
+    depth = np.full(n, -1, dtype=np.int64)
+    below = np.full(n, -1, dtype=np.int64)
+    top = np.full(ntasks, -1, dtype=np.int64)
+    last_cpu = np.full(ntasks, -2, dtype=np.int64)
+    first_bad = -1
+    nbad = 0
+    for i in range(n):
+        k = kind[i]
+        if k == LOST:
+            for t in range(ntasks):
+                if last_cpu[t] == cpu[i]:
+                    r = top[t]
+                    while r >= 0:
+                        is_open[r] = False
+                        r = below[r]
+                    top[t] = -1
+            continue
+        if k != ENTRY and k != EXIT and k != LEAF:
+            continue
+        t = task[i]
+        last_cpu[t] = cpu[i]
+        up = top[t]
+        if k == EXIT:
+            hit = up
+            if func[i] >= 0:
+                while hit >= 0 and func[hit] >= 0 and func[hit] != func[i]:
+                    hit = below[hit]
+            if hit >= 0:
+                r = up
+                while r != hit:  # entries that lost their exits
+                    is_open[r] = False
+                    r = below[r]
+                partner[hit] = i
+                is_open[hit] = False
+                top[t] = below[hit]
+                d = depth[hit]
+                parent[i] = parent[hit]
+            else:
+                d = printed[i]
+        else:
+            if up >= 0:
+                d = depth[up] + 1
+                parent[i] = seq[up]
+            else:
+                d = max(printed[i], 0)
+            if k == ENTRY:
+                below[i] = up
+                top[t] = i
+                is_open[i] = True
+        depth[i] = d
+        if printed[i] >= 0 and d != printed[i]:
+            nbad += 1
+            if first_bad < 0:
+                first_bad = i
+    return partner, is_open, parent, depth, first_bad, nbad
 
 
 def _local_tasks(df: pl.DataFrame) -> pl.DataFrame:
