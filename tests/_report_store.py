@@ -10,10 +10,12 @@ import warnings
 from pathlib import Path
 
 import polars as pl
+import pytest
+from conftest import CORPUS
 
 from tracekit.schema import RUN_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, WINDOW_SCHEMA, conform
 
-KBUILD = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "kbuild-x86_64-6.1.192"
+KBUILD = CORPUS / "kbuild-x86_64-6.1.192"
 PATCH_0001 = KBUILD / "patches" / "0001-mm-reenact-non-preemptible-pagetable-freeing.patch"
 
 
@@ -35,6 +37,8 @@ def kbuild_store() -> Path:
     latency parser is registered."""
     import tracekit
 
+    if not KBUILD.is_dir():
+        pytest.fail(f"the real-trace corpus is missing: {KBUILD}")
     root = Path(tempfile.mkdtemp(prefix="tk-report-store-"))
     for side, label in (("A", "before"), ("B", "after")):
         paths = [str(KBUILD / side / "fgraph_exit_mmap.txt")]
