@@ -1,5 +1,5 @@
 """The kernel ``trace`` / ``trace_pipe`` text of the function tracer and of trace events
-(FORMATS.md sections 1 and 3).
+(docs/formats.md#ftrace-text).
 
 A line is the context printed by ``trace_print_context()`` (kernel/trace/trace_output.c):
 ``comm-pid``, optionally ``(tgid)``, ``[cpu]``, optionally the irq-info flags

@@ -1,5 +1,5 @@
 """The function_graph tracer's text: the kernel ``trace`` / ``trace_pipe`` file and
-``perf ftrace -G`` output (FORMATS.md section 4).
+``perf ftrace -G`` output (docs/formats.md#function_graph).
 
 Each line is the prologue printed by ``print_graph_prologue()`` (kernel/trace/
 trace_functions_graph.c): optional absolute time (funcgraph-abstime, ``%5lu.%06lu |``),

@@ -1,6 +1,6 @@
 """Latency-tracer snapshots: irqsoff, preemptoff, preemptirqsoff, wakeup, wakeup_rt and
-wakeup_dl, from every era that printed them (FORMATS.md section 2), plus the output of the
-timerlat / osnoise / hwlat tracers.
+wakeup_dl, from every era that printed them, plus the output of the timerlat / osnoise /
+hwlat tracers (docs/formats.md#latency-tracers).
 
 A snapshot is what the kernel saved when it saw a new maximum latency (``update_max_tr()``)
 and printed with ``print_trace_header()`` (kernel/trace/trace.c) and the latency line

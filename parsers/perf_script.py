@@ -1,5 +1,5 @@
 """``perf script`` text: samples, their callchains, kprobe/kretprobe hits and the
-``--header`` block (FORMATS.md section 6; tools/perf/builtin-script.c prints it).
+``--header`` block (docs/formats.md#perf-script; tools/perf/builtin-script.c prints it).
 
 A sample is one header line, then (with ``perf record -g``) one frame per line and a blank
 line::
