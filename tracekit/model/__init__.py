@@ -1,4 +1,4 @@
-"""The reference replay model of the kernel's page-table teardown (MODEL.md section 4).
+"""The reference replay model of the kernel's page-table teardown (docs/model.md#simulation).
 
 ``simulate()`` walks ``exit_mmap`` or ``unmap_region`` over a workload of VMAs under one
 mmu_gather strategy on one architecture and returns what a reviewer asks about: the

@@ -1,7 +1,7 @@
 """Architecture hooks of the teardown path: page-table geometry, FREE_PTE_NR and how an
 arch flushes the TLB and frees page-table pages.
 
-Mirrors, for Linux 2.6.22.19 (MODEL.md 1.6 and 1.7):
+Mirrors, for Linux 2.6.22.19 (docs/model.md#x86, docs/model.md#ia64, docs/model.md#ppc64):
 
 * ``include/asm-x86_64/pgtable.h`` L37-58, ``include/asm-i386/pgtable-{2,3}level-defs.h``:
   levels and shifts; ``include/asm-x86_64/pgalloc.h`` L114-117: page-table pages go through
@@ -27,7 +27,7 @@ __all__ = ["Arch", "ARCHES", "get_arch"]
 
 @dataclass(frozen=True)
 class Arch:
-    """One architecture/configuration of MODEL.md's table 1.7.
+    """One row of the table in docs/model.md#page-table-geometry.
 
     ``shifts`` are (PAGE_SHIFT, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT); a folded level has the
     shift of the level above it (``asm-generic/pgtable-nopud.h``, ``-nopmd.h``).

@@ -1,5 +1,5 @@
 """Calibration of the cost profile from measured spans, and replay of a measured run under
-another strategy (MODEL.md 4.5, first version).
+another strategy (docs/model.md#calibration-and-replay).
 
 The model's time is linear in its costs, so it is simulated once per *cost group* with only
 that group's costs left at their defaults: that gives, for every teardown function F, the

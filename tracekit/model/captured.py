@@ -1,5 +1,5 @@
 """The model's workload of a captured run, from what ``tracekit capture`` recorded with it
-(MODEL.md 4.5, source 4: workload metadata).
+(docs/model.md#calibration-and-replay, docs/capture.md#workload).
 
 ``tracekit capture`` ingests its traces with two keys in ``runs.meta``:
 

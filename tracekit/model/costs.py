@@ -1,10 +1,10 @@
 """Cost profile of the replay model: what each kernel operation costs, in integer
-nanoseconds (MODEL.md 4.1, "Cost model").
+nanoseconds (docs/model.md#cost-model).
 
 The defaults are round figures of the right order for a 2010s x86 server core; they make
 the model's *times* illustrative, never its *counts* (flushes, pages, windows' contents),
-which depend on the algorithm alone.  A profile fitted from measured spans (MODEL.md 4.5)
-is a JSON or TOML file of the same keys::
+which depend on the algorithm alone.  A profile fitted from measured spans
+(docs/model.md#calibration-and-replay) is a JSON or TOML file of the same keys::
 
     # costs.toml
     pte_anon = 45
@@ -26,7 +26,7 @@ __all__ = ["CostProfile", "load_costs"]
 
 @dataclass(frozen=True)
 class CostProfile:
-    """Per-operation costs (ns).  Names follow MODEL.md 4.1 without the ``c_`` prefix."""
+    """Per-operation costs (ns).  One per operation of docs/model.md#cost-model."""
 
     pte_none: int = 2  # a pte_none slot scanned in zap_pte_range
     pte_anon: int = 60  # present anon PTE: ptep_get_and_clear_full, page_remove_rmap, rss

@@ -1,7 +1,8 @@
-"""Synthetic traces from the replay model (MODEL.md 4.6), in the text formats tracekit's
-parsers read, with a JSON ground-truth sidecar that says exactly what a reader must recover.
+"""Synthetic traces from the replay model (docs/model.md#synthetic-traces), in the text
+formats tracekit's parsers read, with a JSON ground-truth sidecar that says exactly what a
+reader must recover.
 
-Formats (layouts from FORMATS.md; kernel functions named are the printers in
+Formats (layouts from docs/formats.md; kernel functions named are the printers in
 ``kernel/trace/``):
 
 * ``function_graph`` -- the ``trace`` file of the function_graph tracer

@@ -2,7 +2,7 @@
 and long size: ``funcgraph_entry`` / ``funcgraph_exit`` records of the simulated calls and
 ``tlb:tlb_flush`` records, with kallsyms that name the functions (ppc64: ``.free_pgtables``).
 
-Layout (FORMATS.md 9.1-9.4; trace-cmd.dat.v6 documentation): :class:`DatLayout` holds what
+Layout (docs/formats.md#tracedat; trace-cmd.dat.v6 documentation): :class:`DatLayout` holds what
 depends on the file's endianness and long size -- struct codes, the record field offsets,
 the format texts -- chosen once; :func:`write_tracedat` lays the file out with it.  Records
 are built as whole numpy byte matrices (one row per record, one fixed record size), and

@@ -1,6 +1,6 @@
 """``struct mmu_gather`` under each strategy, and the arch ``tlb_flush`` hooks.
 
-One class per design (MODEL.md 4.2, strategy table):
+One class per design (docs/model.md#strategies):
 
 * :class:`PerCpuGather` -- ``v2622`` and ``hugh2007``: Linux 2.6.22.19
   ``include/asm-generic/tlb.h`` L24-146 (per-CPU ``mmu_gathers``, ``get_cpu_var`` /
@@ -8,7 +8,7 @@ One class per design (MODEL.md 4.2, strategy table):
   ``include/asm-ia64/tlb.h`` L49-200 for ia64.
 * :class:`OnStackPageGather` -- ``ben2007``: the on-stack gather of the July 2007 thread,
   one page of pointers from a non-sleeping allocation, an N-entry on-stack fallback, the
-  allocation retried after each flush (MODEL.md 2.1).
+  allocation retried after each flush (docs/model.md#ben2007).
 * :class:`BatchedGather` -- ``merged30`` (d16dfc550f53 + e303297e6c3a, Linux 3.0),
   ``v38`` (53a59fc67f97: at most MAX_GATHER_BATCH_COUNT batch pages) and ``modern``
   (``mm/mmu_gather.c``: delayed rmap, tlbonly flushes, frees in chunks of 512 with
@@ -85,7 +85,7 @@ class AllocPolicy:
 
 @dataclass
 class KernelCfg:
-    """The kernel under simulation (MODEL.md 4.1 ``KernelCfg``)."""
+    """The kernel under simulation (docs/model.md#strategies)."""
 
     strategy: str
     preempt: bool
@@ -406,7 +406,7 @@ class MmuGather:
 
     def free_pt_page(self, level: str) -> None:
         """``pte_free_tlb`` / ``pmd_free_tlb`` / ``pud_free_tlb``: set need_flush, then the
-        arch's ``__p?d_free_tlb`` (MODEL.md 1.5, "How page-table pages are freed")."""
+        arch's ``__p?d_free_tlb`` (docs/model.md#freeing-page-table-pages)."""
         self.need_flush = True
         self.range_dirty = True
         kind = self.arch.pt_free
@@ -472,7 +472,7 @@ class PerCpuGather(MmuGather):
 
 
 class OnStackPageGather(MmuGather):
-    """The 2007 on-stack proposal (MODEL.md 2.1): no preempt_disable; one page of
+    """The 2007 on-stack proposal (docs/model.md#ben2007): no preempt_disable; one page of
     PAGE_SIZE/sizeof(void *) pointers from GFP_NOWAIT, else an on-stack array of N entries,
     with the allocation retried after every flush while on the fallback."""
 

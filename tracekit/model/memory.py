@@ -4,10 +4,10 @@
 
 Mirrors Linux 2.6.22.19 ``mm/memory.c`` (L125-295 free_pgtables/free_pgd_range, L621-874
 zap_*_range/unmap_vmas) and ``mm/mmap.c`` (L1679-1695 unmap_region, L1969-1996 exit_mmap),
-with the later strategies' changes where MODEL.md 2-3 gives them: Hugh Dickins' unlink pass
-(2007), the 3.0 rework (no ZAP_BLOCK_SIZE, cond_resched per PMD, flush outside the PTE lock
-via force_flush/``goto again``) and the modern zap_pte_range (per-entry need_resched test,
-delayed rmap, tlbonly flush under the lock).
+with the later strategies' changes as docs/model.md#strategies gives them: Hugh Dickins'
+unlink pass (2007), the 3.0 rework (no ZAP_BLOCK_SIZE, cond_resched per PMD, flush outside the
+PTE lock via force_flush/``goto again``) and the modern zap_pte_range (per-entry need_resched
+test, delayed rmap, tlbonly flush under the lock).
 
 The walk never visits one PTE at a time: a PTE table is a few runs of equal entries and each
 run is cut only where the kernel would act (ZAP_BLOCK budget spent, gather full, ppc64 hash

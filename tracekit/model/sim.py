@@ -1,5 +1,5 @@
 """The simulated CPU the teardown runs on: a clock, a preempt count, the call stack, and
-what is measured on the way (MODEL.md 4.2 ``Sim`` and 4.3).
+what is measured on the way (docs/model.md#simulation, docs/model.md#outputs).
 
 Latency is measured the way a waking real-time task would see it:
 

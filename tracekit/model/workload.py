@@ -1,11 +1,11 @@
 """The address space the model tears down: VMAs, the PTE tables under them, and the
-workload SPEC the command line takes (MODEL.md 4.1, ``VMA`` / ``PTSlot`` / ``Workload``).
+workload SPEC the command line takes (docs/model.md#workload).
 
 A VMA (``struct vm_area_struct``) is described by its kind and how many of its pages are
 present; the model never keeps one object per PTE.  Each PMD-sized span of a VMA is one
-:class:`PteTable` (MODEL.md's ``PTSlot``) holding *runs*: (entry kind, count) in address
-order.  Present entries come first, then swap entries, then ``pte_none`` slots; MODEL.md 4.2
-allows any fixed order, which only moves where a ZAP_BLOCK or a full batch ends.
+:class:`PteTable` holding *runs*: (entry kind, count) in address order.  Present entries come
+first, then swap entries, then ``pte_none`` slots; any fixed order gives the same counts
+(docs/model.md#workload), and only moves where a ZAP_BLOCK or a full batch ends.
 
 SPEC grammar (comma-separated VMAs, in address order)::
 
@@ -165,7 +165,7 @@ def _cum(k: int, fraction: float) -> int:
 
 @dataclass
 class Workload:
-    """What to tear down and in which machine state (MODEL.md 4.1 ``Workload``).
+    """What to tear down and in which machine state (docs/model.md#workload).
 
     ``op``: "exit_mmap" (the whole mm, fullmm), "munmap" (every VMA not marked ``keep``,
     as one unmap_region) or "truncate" (the file of the shared file VMAs truncated to 0:
