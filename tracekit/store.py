@@ -1,6 +1,6 @@
 """The store: a directory of hive-partitioned Parquet files, and the one place that writes.
 
-Layout (DESIGN.md section 3)::
+Layout (docs/store.md)::
 
     <store>/runs/<run_id>.parquet                       one row per ingested trace
     <store>/spans/patch=P/arch=A/label=L/run_id=<run_id>/part-00000.parquet
