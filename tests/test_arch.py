@@ -49,14 +49,14 @@ def test_canonical_arch(name, arch):
 
 
 def test_arch_from_uname():
-    # trace.dat UNAME options seen in the corpus (FORMATS.md 9.2)
+    # trace.dat UNAME options seen in the corpus (docs/formats.md#version-6)
     assert arch_from_uname("Linux host 4.14.62-v7emcole armv7l") == "arm"
     assert arch_from_uname("Linux debian 6.1.0-50-powerpc64le #1 SMP Debian ppc64le") == "ppc64le"
     assert arch_from_uname(None) is None
 
 
 def test_ppc64_elfv1_dot_symbols():
-    # The real ppc64 oops stack quoted in FORMATS.md 1.4 (LKML): ELFv1 dot symbols.
+    # The real ppc64 oops stack quoted in docs/formats.md#symbols (LKML): ELFv1 dot symbols.
     syms = pl.Series([".free_pgtables+0x90/0x134", ".exit_mmap+0xcc/0x180", ".mmput", ".do_exit"])
     assert arch_from_symbols(syms) == "ppc64"
 
@@ -70,7 +70,7 @@ def test_symbols_of_other_arches(corpus):
     assert arch_from_symbols(df["callchain"].explode()) == "x86_64"
     df, _ = run(load(corpus / "qemu" / "ppc64le-6.1.0-50-preempt-voluntary" / "perf.script.txt"))
     assert arch_from_symbols(df["callchain"].explode()) == "ppc64le"
-    # ia64 entry code (the LKML ia64 oops text of FORMATS.md section 10)
+    # ia64 entry code (LKML ia64 oops text; docs/formats.md#symbols)
     assert arch_from_symbols(pl.Series(["ia64_leave_kernel+0x0/0x280", "schedule"])) == "ia64"
     # Generic kernel functions say nothing.
     assert arch_from_symbols(pl.Series(["exit_mmap", "unmap_vmas", "free_pgtables"])) is None

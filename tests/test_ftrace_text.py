@@ -1,4 +1,4 @@
-"""ftrace text of the function tracer, trace events and kprobes (FORMATS.md sections 1, 3)."""
+"""ftrace text of the function tracer, trace events and kprobes (docs/formats.md#ftrace-text)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""function_graph text (FORMATS.md section 4): the real corpus, and each grammar variant."""
+"""function_graph text (docs/formats.md#function_graph): the real corpus, and each grammar
+variant."""
 
 from __future__ import annotations
 

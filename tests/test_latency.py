@@ -323,7 +323,8 @@ def test_hwlat_kept_as_events(fixtures_dir):
 
 def test_trace_cmd_report_preamble(corpus):
     # trace-cmd report of a latency recording prints the kernel's text after its own
-    # "version = 6" / "CPU N is empty" / "cpus=N" lines (FORMATS.md 5): kept as markers.
+    # "version = 6" / "CPU N is empty" / "cpus=N" lines (docs/formats.md#trace-cmd-report):
+    # kept as markers.
     data = b"version = 6\nCPU 1 is empty\ncpus=2\n" + (corpus / KB / "A/latency_irqsoff.txt").read_bytes()
     df, ctx = run(data)
     assert not ctx.skipped

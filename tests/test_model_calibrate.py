@@ -1,5 +1,6 @@
-"""Calibration and replay (MODEL.md 4.5): a closed loop on a trace the model emitted with
-known costs, the commands, and a fit to the real 6.1 exit_mmap trace of the corpus."""
+"""Calibration and replay (docs/model.md#calibration-and-replay): a closed loop on a trace the
+model emitted with known costs, the commands, and a fit to the real 6.1 exit_mmap trace of the
+corpus."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """``tracekit model``: JSON output, --compare, --costs, and errors (exit 2, no traceback).
 
-Figures are MODEL.md 4.4's worked example (x86_64, 1 GiB anon, exit_mmap), derived by hand
-there: 770 flushes (!PREEMPT), 262,144 data pages, 514 page-table pages.
+Figures are the worked example of docs/model.md#worked-examples (x86_64, 1 GiB anon,
+exit_mmap), derived by hand there: 770 flushes (!PREEMPT), 262,144 data pages, 514
+page-table pages.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def test_json_preempt_key():
 def test_alloc_fail_and_fallback_entries():
     r = invoke("--strategy", "ben2007", "--preempt", "--alloc-fail", "always", "--fallback-entries", "4",
                "--json")
-    assert json.loads(r.output)["tlb_flushes"] == 65_665  # MODEL.md 4.4, N = 4
+    assert json.loads(r.output)["tlb_flushes"] == 65_665  # docs/model.md#worked-examples, N = 4
 
 
 def test_compare_json_has_every_strategy():

@@ -1,5 +1,6 @@
-"""Emitter -> parser round trips (MODEL.md 4.6): a trace the model writes, ingested with
-``tracekit.ingest`` into a fresh store, gives back its ground-truth sidecar exactly --
+"""Emitter -> parser round trips (docs/model.md#synthetic-traces): a trace the model writes,
+ingested with ``tracekit.ingest`` into a fresh store, gives back its ground-truth sidecar
+exactly --
 per-function calls and stated durations (function_graph), calls (function), the latency
 snapshot's header (preemptoff) and tlb_flush counts (events) -- for each arch, with the
 function_graph options varied.

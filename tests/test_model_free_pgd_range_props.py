@@ -1,8 +1,9 @@
-"""free_pgd_range against MODEL.md 1.5's statement of what it frees, for random VMAs and
-neighbours (hypothesis): a PTE page iff its PMD span lies in [floor, ceiling rounded down to
-PMD_SIZE), a PMD page iff its PUD span lies in [floor, ceiling rounded down to PUD_SIZE), a
-PUD page iff its PGDIR span does; ceiling 0 is the top.  The statement is checked set by set
-against the kernel-arithmetic implementation, on 64-bit and 32-bit arches.
+"""free_pgd_range against the statement of what it frees in
+docs/model.md#free_pgtables-and-free_pgd_range, for random VMAs and neighbours (hypothesis): a
+PTE page iff its PMD span lies in [floor, ceiling rounded down to PMD_SIZE), a PMD page iff
+its PUD span lies in [floor, ceiling rounded down to PUD_SIZE), a PUD page iff its PGDIR span
+does; ceiling 0 is the top.  The statement is checked set by set against the kernel-arithmetic
+implementation, on 64-bit and 32-bit arches.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from tracekit.model.workload import VMA, Workload
 
 
 def expected(arch, tables, floor, ceiling):
-    """What MODEL.md 1.5 says is freed, for PTE pages at ``tables`` (PMD bases)."""
+    """What docs/model.md#free_pgtables-and-free_pgd_range says is freed, for PTE pages at
+    ``tables`` (PMD bases)."""
     def inside(base, size):
         if base < floor:
             return False

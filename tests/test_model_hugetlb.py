@@ -1,6 +1,7 @@
-"""Hugetlb VMAs (MODEL.md 1.5 and 4.7): one unmap_hugepage_range call for the whole vma
-under mm->page_table_lock (no ZAP_BLOCK break), one flush_tlb_range, PAGE_SIZE of zap_work
-per huge page, no PTE tables; hugetlb_free_pgd_range frees the PMD/PUD pages."""
+"""Hugetlb VMAs (docs/model.md#free_pgtables-and-free_pgd_range, docs/model.md#pitfalls): one
+unmap_hugepage_range call for the whole vma under mm->page_table_lock (no ZAP_BLOCK break),
+one flush_tlb_range, PAGE_SIZE of zap_work per huge page, no PTE tables;
+hugetlb_free_pgd_range frees the PMD/PUD pages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Each strategy's flush triggers (MODEL.md 4.2 strategy table), one test per trigger.
+"""Each strategy's flush triggers (docs/model.md#strategies), one test per trigger.
 
 Counts are worked by hand from the kernel constants in the comments (x86_64: 512 PTEs per
 table, FREE_PTE_NR 506, ZAP_BLOCK_SIZE 8/1024 pages, MAX_GATHER_BATCH 510 and

@@ -1,6 +1,7 @@
 """Truncation (unmap_mapping_range) in 2.6.22: zap_page_range with details under the
-i_mmap_lock spinlock, which unmap_vmas breaks at every spent ZAP_BLOCK (MODEL.md 1.2, 4.7);
-from 3.0 the lock is a mutex and there is no lockbreak.  Page tables stay."""
+i_mmap_lock spinlock, which unmap_vmas breaks at every spent ZAP_BLOCK
+(docs/model.md#unmap_vmas-and-zap_block_size, docs/model.md#pitfalls); from 3.0 the lock is a
+mutex and there is no lockbreak.  Page tables stay."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""MODEL.md 4.4: every figure of the worked example (1 GiB anon, fully touched, exit_mmap)
-comes out exact on x86_64, ia64 and ppc64.
+"""docs/model.md#worked-examples: every figure of the worked example (1 GiB anon, fully
+touched, exit_mmap) comes out exact on x86_64, ia64 and ppc64.
 
-Expected values are MODEL.md's own, re-derived by hand in the comments from the kernel
-constants it cites (ZAP_BLOCK_SIZE 8/1024 pages, FREE_PTE_NR 506/2048, MAX_GATHER_BATCH 510,
+Expected values are the worked example's own, re-derived by hand in the comments from the
+kernel constants it cites (ZAP_BLOCK_SIZE 8/1024 pages, FREE_PTE_NR 506/2048, MAX_GATHER_BATCH 510,
 MAX_GATHER_BATCH_COUNT 19, PPC64_TLB_BATCH_NR 192), never from the model's output.
 """
 
@@ -121,7 +121,7 @@ def test_ppc64_4k_hash_flushes():
     r = run("ppc64", "v2622", True)
     assert r.counters["hash_flushes"] == 32_768
     # !PREEMPT: per table 192 + 192 + the rest at arch_leave_lazy_mmu_mode = 3 -> 1,536
-    # from the hash batch itself (MODEL.md's figure) ...
+    # from the hash batch itself (the worked example's figure) ...
     r = run("ppc64", "v2622", False)
     by = r.as_dict()["hash_flushes_by_cause"]
     assert by["batch_full"] + by["lazy_mmu_leave"] == 1_536

@@ -100,7 +100,7 @@ def test_sample_line_shapes(corpus):
 
 
 def test_page_table_teardown_in_callchains(corpus):
-    # FORMATS.md 6.2: kernel stacks of perf-iperf-stacks-pidtid-01.txt pass through
+    # Kernel stacks of perf-iperf-stacks-pidtid-01.txt (4.3.0-rc1, x86_64) pass through
     # tlb_finish_mmu / tlb_flush_mmu_free; grep -c 'tlb_finish_mmu' -> 1 frame.
     df, _ = run(load(corpus / "flamegraph" / "perf-iperf-stacks-pidtid-01.txt"))
     hits = df.filter(pl.col("callchain").list.contains("tlb_finish_mmu"))

@@ -1,4 +1,4 @@
-"""The store's invariants (DESIGN.md section 3): atomic runs, content-derived run ids,
+"""The store's invariants (docs/store.md): atomic runs, content-derived run ids,
 concurrent writers, sanitised partitions."""
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def test_no_trailing_newline(corpus: Path) -> None:
 
 def test_dropped_events_latency_format_and_function_lines() -> None:
     """The DROPPED markers of trace_show_data(), the -l layout and the function plugin's
-    ``<--`` parent, on lines in trace-cmd's printf formats (FORMATS.md section 5)."""
+    ``<--`` parent, on lines in trace-cmd's printf formats (docs/formats.md#trace-cmd-report)."""
     lines = [
         "cpus=2",
         "          <idle>-0     [001] 106467.859747: function:             ktime_get <-- tick_check_idle",
