@@ -97,7 +97,7 @@ def test_function_graph_options_and_roots():
 def test_workload_settings_and_metadata_run():
     script = guest_init_script(_plan("function"))
     s = _settings(script)
-    assert s["WORKLOAD"] == "/bin/pgtfree 3 8 2"
+    assert s["WORKLOAD"] == "/bin/pgtfree 3 8 2 0"
     # the untraced run passes the result directory, where VmPTE and smaps are written
     assert "$WORKLOAD $O > $O/workload_meta.workload.txt" in script
     assert s["TAG"] == "t1" and s["SHARE"] == "tkout"
@@ -120,6 +120,24 @@ def test_latency_tracer_resets_max_latency_each_run():
     assert "echo 0 > $T/tracing_max_latency" in body
     assert body.index("tracing_max_latency") > body.index("while")
     assert ".unavailable.txt" in body
+
+
+def test_latency_windows_are_recorded_with_function_tracing_off():
+    script = guest_init_script(_plan("preemptoff", latency_runs=2))
+    body = script.split("latency_tracer() {", 1)[1].split("\n}\n", 1)[0]
+    # off before the tracer is set, inside the loop (reset_tracing turns it back on)
+    assert body.index("w options/function-trace 0") < body.index("w current_tracer $1")
+    reset = script.split("reset_tracing() {", 1)[1].split("\n}\n", 1)[0]
+    assert "echo 1 > $T/options/function-trace" in reset
+    assert "latency_path preemptoff" not in script
+
+
+def test_latency_path_is_a_separate_run_with_function_tracing_on():
+    script = guest_init_script(_plan("preemptoff", latency_path=True))
+    assert "step_latency_preemptoff() { latency_tracer preemptoff; latency_path preemptoff; }" in script
+    body = script.split("latency_path() {", 1)[1].split("\n}\n", 1)[0]
+    assert body.index("w options/function-trace 1") < body.index("w current_tracer $1")
+    assert "save_trace latency_$1.path" in body
 
 
 def test_arch_dataport_and_serial_fallback():

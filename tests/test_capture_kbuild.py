@@ -99,3 +99,39 @@ def test_first_error_lines_picks_the_compiler_error():
     assert head[0] == "mm/mmap.c: In function 'exit_mmap':"
     assert "error: implicit declaration of function 'preempt_disabl'" in head[1]
     assert len(head) <= 10 and not any(ln.startswith("  CC      kernel/") for ln in head)
+
+
+def test_repeated_pair_alternates_sides_one_tag_per_boot(monkeypatch, tmp_path):
+    """--repeat 3: six boots, before and after alternating, each its own run directory;
+    the tracers asked for are kept (preemptoff alone is not widened to all three)."""
+    from tracekit.capture import kbuild, runner
+    from tracekit.capture.plan import parse_workload
+
+    monkeypatch.setenv("TRACEKIT_CACHE", str(tmp_path / "cache"))
+    patch = tmp_path / "0001-x.patch"
+    patch.write_text("diff\n")
+    monkeypatch.setattr(kbuild, "provision_source", lambda pkg, cache: (tmp_path, "6.1.0-1"))
+    monkeypatch.setattr(kbuild, "check_patch", lambda tree, p: None)
+    built = lambda *a, **k: kbuild.KernelBuild(tmp_path / "bzImage", tmp_path / ".config", "6.1", 1.0, True)  # noqa: E731
+    monkeypatch.setattr(kbuild, "build_kernel", built)
+    monkeypatch.setattr(kbuild, "host_tsc_khz", lambda: 2000000)
+    seen = []
+    monkeypatch.setattr(runner, "capture", lambda plan, kernel, **kw: seen.append((plan, kw["label"])) or plan.tag)
+    out = kbuild.capture_patch_pair("linux-source-6.1", patch, tracers=("preemptoff", "kprobes"),
+                                    workload=parse_workload("pgtfree:forks=2,mb=256,sparse=64"),
+                                    patch="0001", repeat=3, latency_path=True)
+    assert out == ["0001-before-b1", "0001-after-b1", "0001-before-b2", "0001-after-b2",
+                   "0001-before-b3", "0001-after-b3"]
+    assert [label for _, label in seen] == ["before", "after"] * 3
+    plan = seen[0][0]
+    assert plan.tracers == ("kprobes", "preemptoff") and plan.latency_path
+    assert plan.workload.sparse == 64
+    with pytest.raises(kbuild.CaptureError, match="at least 1"):
+        kbuild.capture_patch_pair("linux-source-6.1", patch, repeat=0)
+
+
+def test_boot_ids_are_distinct_and_name_the_run():
+    from tracekit.capture.runner import new_boot_id
+
+    a, b = new_boot_id("0001-before-b1"), new_boot_id("0001-before-b1")
+    assert a != b and a.startswith("0001-before-b1-") and len(a) == len("0001-before-b1-") + 8

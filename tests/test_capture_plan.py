@@ -19,8 +19,16 @@ def test_workload_spec_parsed_and_round_trips():
     wl = parse_workload("pgtfree:forks=20,mb=256,loops=5")
     assert (wl.forks, wl.mb, wl.loops) == (20, 256, 5)
     assert wl.spec() == "pgtfree:forks=20,mb=256,loops=5"
-    assert wl.argv() == ["/bin/pgtfree", "20", "256", "5"]
-    assert wl.argv("/out/x") == ["/bin/pgtfree", "20", "256", "5", "/out/x"]
+    assert wl.argv() == ["/bin/pgtfree", "20", "256", "5", "0"]
+    assert wl.argv("/out/x") == ["/bin/pgtfree", "20", "256", "5", "0", "/out/x"]
+
+
+def test_sparse_workload_spec_round_trips_and_reaches_the_binary():
+    wl = parse_workload("pgtfree:forks=2,mb=256,sparse=64")
+    assert (wl.forks, wl.mb, wl.sparse, wl.loops) == (2, 256, 64, Workload().loops)
+    assert wl.spec() == "pgtfree:forks=2,mb=256,sparse=64,loops=5"
+    assert parse_workload(wl.spec()) == wl
+    assert wl.argv("/o") == ["/bin/pgtfree", "2", "256", "5", "64", "/o"]
 
 
 def test_workload_defaults_fill_missing_keys():
@@ -36,6 +44,7 @@ def test_workload_defaults_fill_missing_keys():
         ("pgtfree:forks=x", "whole number"),
         ("pgtfree:pages=3", "bad workload setting"),
         ("pgtfree:mb=0", "mb must be at least 1"),
+        ("pgtfree:sparse=1.5", "whole number"),
     ],
 )
 def test_bad_workload_spec_says_why(spec, words):

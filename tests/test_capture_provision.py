@@ -138,9 +138,9 @@ def test_workload_builds_static_and_records_mm(monkeypatch, tmp_path):
     assert not re.search(r"NEEDED", subprocess.run(["readelf", "-d", str(exe)], capture_output=True, text=True).stdout)
     meta = tmp_path / "meta"
     meta.mkdir()
-    proc = subprocess.run([str(exe), "3", "4", "1", str(meta)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([str(exe), "3", "4", "1", "0", str(meta)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
-    assert re.match(r"pgtfree: page=\d+ forks=3 mb=4 loops=1 ", proc.stdout)
+    assert re.match(r"pgtfree: page=\d+ forks=3 mb=4 sparse=0 loops=1 ", proc.stdout)
     rows = read_workload_meta(meta / "workload.meta.txt")
     assert [r["child"] for r in rows] == [0, 1, 2]
     # 4 MiB mapped, the first half unmapped before exit: at least one PTE page is left
@@ -148,6 +148,16 @@ def test_workload_builds_static_and_records_mm(monkeypatch, tmp_path):
     assert (meta / "smaps.before_exit.txt").read_text().count("Rss:") >= 3
     # a second build is the cached binary
     assert build_workload(arch_info("x86_64"), tmp_path / "cache", Workload()) == exe
+    # sparse=1: 1 GiB NORESERVE, one page written per 2 MiB, so 512 more PTE pages (4 kB
+    # each) than the dense part alone, and 512 more resident pages
+    sparse = tmp_path / "sparse"
+    sparse.mkdir()
+    proc = subprocess.run([str(exe), "1", "4", "0", "1", str(sparse)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = read_workload_meta(sparse / "workload.meta.txt")
+    assert row["sparse_gb"] == 1
+    assert row["VmPTE_kB"] - rows[0]["VmPTE_kB"] >= 512 * 4
+    assert row["Anonymous_kB"] - rows[0]["Anonymous_kB"] >= 512 * 4
 
 
 def test_preempt_mode_from_debugfs_config_or_banner():

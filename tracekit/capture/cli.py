@@ -58,7 +58,7 @@ def _print_summary(res, json_out: bool) -> None:
     q = res.qemu
     out.print(
         f"{res.tag}: kernel {res.kernel_release}, preempt {res.preempt}, clock {res.clock}, "
-        f"results over {res.outmode or '?'}, QEMU {q.wall_s:.0f} s",
+        f"results over {res.outmode or '?'}, QEMU {q.wall_s:.0f} s, boot {res.boot_id}",
         markup=False,
     )
     if res.workload:
@@ -115,7 +115,33 @@ def capture_command(
             "latency tracers the kernel has)."
         ),
     ] = "function_graph,function,events,kprobes",
-    workload: Annotated[str, typer.Option(help="Workload and its size.")] = "pgtfree:forks=20,mb=64,loops=5",
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="pgtfree:forks=N,mb=M,sparse=G,loops=L: N children each populating M MiB (half "
+            "munmapped alive) and G GiB mapped NORESERVE with one page per 2 MiB, then L "
+            "mmap/munmap rounds of M MiB in the parent.  Recorded with the run; calibrate, "
+            "replay and model --workload take the same spelling."
+        ),
+    ] = "pgtfree:forks=20,mb=64,loops=5",
+    repeat: Annotated[
+        int,
+        typer.Option(
+            help="Boot each kernel this many times (with --kernel-source: before and after "
+            "alternating); each boot is one unit of the report's statistics."
+        ),
+    ] = 1,
+    latency_runs: Annotated[
+        int, typer.Option(help="Workload runs per latency tracer per boot (the worst window of each is kept).")
+    ] = 3,
+    latency_path: Annotated[
+        bool,
+        typer.Option(
+            "--latency-path",
+            help="Also record each latency tracer once with function tracing on (the path "
+            "through the window; its length is stretched by the tracing).",
+        ),
+    ] = False,
     thp: Annotated[Optional[str], typer.Option(help="transparent_hugepage= boot value (never to measure PTE-level teardown).")] = None,
     patch: Annotated[str, typer.Option(help="Name of the patch under test, in the store.")] = "none",
     label: Annotated[Optional[str], typer.Option(help="Side of the comparison (default preempt-<mode>).")] = None,
@@ -171,6 +197,9 @@ def capture_command(
                     timeout_s=timeout,
                     ingest=not no_ingest,
                     on_phase=phases,
+                    latency_runs=latency_runs,
+                    repeat=repeat,
+                    latency_path=latency_path,
                 )
             for res in results:
                 _print_summary(res, json_out)
@@ -180,19 +209,28 @@ def capture_command(
         side = label or f"preempt-{preempt or 'default'}"
         ktag = Path(kernel).name.removeprefix("linux-image-")
         run_tag = tag or f"{arch}-{ktag}-{side}"
-        plan = CapturePlan(arch=arch, tag=run_tag, preempt=preempt, tracers=trs, workload=wl, thp=thp)
+        if repeat < 1:
+            raise CaptureError(f"--repeat must be at least 1, not {repeat}")
+        results = []
         with _Phases(json_out) as phases:
-            res = capture(
-                plan,
-                kernel,
-                out_dir=out_dir,
-                store=store,
-                patch=patch,
-                label=label,
-                timeout_s=timeout,
-                ingest=not no_ingest,
-                on_phase=phases,
-            )
+            for i in range(1, repeat + 1):
+                plan = CapturePlan(
+                    arch=arch, tag=run_tag + (f"-b{i}" if repeat > 1 else ""), preempt=preempt,
+                    tracers=trs, workload=wl, thp=thp, latency_runs=latency_runs, latency_path=latency_path,
+                )  # fmt: skip
+                results.append(
+                    capture(
+                        plan,
+                        kernel,
+                        out_dir=out_dir,
+                        store=store,
+                        patch=patch,
+                        label=label,
+                        timeout_s=timeout,
+                        ingest=not no_ingest,
+                        on_phase=phases,
+                    )
+                )
     except CaptureError as e:
         err.print(f"tracekit: error: {e}", markup=False)
         raise typer.Exit(2)
@@ -202,7 +240,8 @@ def capture_command(
     except Terminated:
         err.print("tracekit: capture terminated (QEMU stopped)", markup=False)
         raise typer.Exit(143)
-    _print_summary(res, json_out)
+    for res in results:
+        _print_summary(res, json_out)
 
 
 def register(app: typer.Typer) -> None:

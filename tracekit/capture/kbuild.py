@@ -31,7 +31,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tracekit.capture import provision
-from tracekit.capture.plan import TRACERS, CaptureError, CapturePlan, Workload, arch_info
+from tracekit.capture.plan import LATENCY_TRACERS, TRACERS, CaptureError, CapturePlan, Workload, arch_info
 
 __all__ = [
     "BUILD_TOOLS",
@@ -374,15 +374,22 @@ def capture_patch_pair(
     ingest: bool = True,
     on_phase=None,
     latency_runs: int = 3,
+    repeat: int = 1,
+    latency_path: bool = False,
 ) -> list:
-    """Build the unpatched and patched kernels, capture each, and ingest both under
-    ``patch`` with labels ``before`` and ``after``.  Returns the two CaptureResults."""
+    """Build the unpatched and patched kernels, capture each ``repeat`` times, and ingest
+    them under ``patch`` with labels ``before`` and ``after``.  Boots alternate (before,
+    after, before, after...) so that load on the host falls on both sides alike; each
+    boot has its own tag (``<patch>-<side>-b<i>`` when repeated) and boot id.  Returns the
+    CaptureResults in boot order."""
     from tracekit.capture.runner import capture
 
     if arch != "x86_64":
         raise CaptureError("--kernel-source builds x86_64 kernels only")
     if not patch_file.is_file():
         raise CaptureError(f"patch file {patch_file} does not exist")
+    if repeat < 1:
+        raise CaptureError(f"--repeat must be at least 1, not {repeat}")
     on_phase = on_phase or (lambda name, detail: None)
     cache = provision.cache_dir()
     on_phase("source", source_package)
@@ -400,19 +407,25 @@ def capture_patch_pair(
         on_phase("build", f"{side}: {b.release} {'(cached)' if b.cached else f'built in {b.build_s:.0f} s'}")
     tsc = host_tsc_khz()
     results = []
-    # the point of a self-built kernel: the latency tracers stock kernels lack
-    wanted = set(tracers) | {"preemptoff", "irqsoff", "preemptirqsoff"}
+    # the point of a self-built kernel: the latency tracers stock kernels lack (all three
+    # unless the tracers name some)
+    wanted = set(tracers)
+    if not wanted & set(LATENCY_TRACERS):
+        wanted |= {"preemptoff", "irqsoff", "preemptirqsoff"}
     wants = tuple(t for t in TRACERS if t in wanted)
     safe = re.sub(r"[^A-Za-z0-9._+-]", "_", patch)
-    for side in ("before", "after"):
+    for i, side in ((i, side) for i in range(1, repeat + 1) for side in ("before", "after")):
+        if repeat > 1:
+            on_phase("boot", f"{side}, boot {i} of {repeat}")
         plan = CapturePlan(
             arch=arch,
-            tag=f"{safe}-{side}",
+            tag=f"{safe}-{side}" + (f"-b{i}" if repeat > 1 else ""),
             tracers=wants,
             workload=workload or Workload(),
             thp=thp,
             tsc_khz=tsc,
             latency_runs=latency_runs,
+            latency_path=latency_path,
         )
         b = builds[side]
         results.append(

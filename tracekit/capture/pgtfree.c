@@ -1,13 +1,15 @@
 /*
  * pgtfree: a process-teardown workload for tracing the kernel's page-table freeing.
  *
- *   pgtfree FORKS MB LOOPS [METADIR]
+ *   pgtfree FORKS MB LOOPS SPARSE [METADIR]
  *
  * Each of FORKS children maps MB MiB of private anonymous memory, writes one byte per page
  * (so every PTE page below the mapping is populated), unmaps the first half while it is
- * alive (munmap -> unmap_region -> free_pgtables) and exits (exit_mmap -> unmap_vmas ->
- * free_pgtables -> tlb_finish_mmu).  Children run one after another: the parent waits for
- * each.  Then the parent itself maps, touches and unmaps MB MiB LOOPS times.
+ * alive (munmap -> unmap_region -> free_pgtables), maps SPARSE GiB more with MAP_NORESERVE
+ * and writes one byte per 2 MiB of it (one PTE page per PMD entry, 512 per GiB, each
+ * holding one page), and exits (exit_mmap -> unmap_vmas -> free_pgtables ->
+ * tlb_finish_mmu).  Children run one after another: the parent waits for each.  Then the
+ * parent itself maps, touches and unmaps MB MiB LOOPS times.
  *
  * With METADIR, every child appends one line to METADIR/workload.meta.txt just before it
  * exits: its VmPTE (page-table memory) and the anonymous-memory totals of
@@ -95,8 +97,25 @@ static void copy_file(const char *from, const char *to)
 	close(in);
 }
 
+/* Map gb GiB that need no swap reservation and write one byte per 2 MiB of it. */
+static int populate_sparse(size_t gb)
+{
+	size_t bytes = gb << 30, step = (size_t)2 << 20;
+	volatile char *m;
+
+	if (!gb)
+		return 0;
+	m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return -1;
+	for (size_t off = 0; off < bytes; off += step)
+		m[off] = 1;
+	return 0;
+}
+
 /* Record what this child's mm holds just before exit_mmap() tears it down. */
-static void record_mm(const char *metadir, int child, size_t mb)
+static void record_mm(const char *metadir, int child, size_t mb, size_t sparse_gb)
 {
 	static char status[16384], rollup[16384];
 	char path[4096], line[512];
@@ -109,9 +128,9 @@ static void record_mm(const char *metadir, int child, size_t mb)
 	if (slurp("/proc/self/smaps_rollup", rollup, sizeof(rollup)) < 0)
 		rollup[0] = '\0';
 	len = snprintf(line, sizeof(line),
-		       "child=%d pid=%d mapped_mb=%zu VmPTE_kB=%ld VmRSS_kB=%ld "
+		       "child=%d pid=%d mapped_mb=%zu sparse_gb=%zu VmPTE_kB=%ld VmRSS_kB=%ld "
 		       "Rss_kB=%ld Anonymous_kB=%ld AnonHugePages_kB=%ld\n",
-		       child, (int)getpid(), mb, kb_field(status, "VmPTE"),
+		       child, (int)getpid(), mb, sparse_gb, kb_field(status, "VmPTE"),
 		       kb_field(status, "VmRSS"), kb_field(rollup, "Rss"),
 		       kb_field(rollup, "Anonymous"), kb_field(rollup, "AnonHugePages"));
 	snprintf(path, sizeof(path), "%s/workload.meta.txt", metadir);
@@ -132,7 +151,8 @@ int main(int argc, char **argv)
 	int forks = argc > 1 ? atoi(argv[1]) : 20;
 	size_t mb = argc > 2 ? strtoul(argv[2], NULL, 10) : 64;
 	int loops = argc > 3 ? atoi(argv[3]) : 5;
-	const char *metadir = argc > 4 ? argv[4] : NULL;
+	size_t sparse_gb = argc > 4 ? strtoul(argv[4], NULL, 10) : 0;
+	const char *metadir = argc > 5 ? argv[5] : NULL;
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t bytes = mb << 20;
 	double t_start, t_forked, t_end;
@@ -156,7 +176,9 @@ int main(int argc, char **argv)
 				_exit(2);
 			populate(m, bytes, page);
 			munmap(m, bytes / 2);
-			record_mm(metadir, i, mb);
+			if (populate_sparse(sparse_gb) < 0)
+				_exit(3);
+			record_mm(metadir, i, mb, sparse_gb);
 			_exit(0);
 		}
 		waitpid(pid, &status, 0);
@@ -176,7 +198,7 @@ int main(int argc, char **argv)
 	}
 	t_end = monotonic_s();
 	mark("pgtfree: end\n");
-	printf("pgtfree: page=%zu forks=%d mb=%zu loops=%d fork_phase=%.3fs munmap_phase=%.3fs\n",
-	       page, forks, mb, loops, t_forked - t_start, t_end - t_forked);
+	printf("pgtfree: page=%zu forks=%d mb=%zu sparse=%zu loops=%d fork_phase=%.3fs munmap_phase=%.3fs\n",
+	       page, forks, mb, sparse_gb, loops, t_forked - t_start, t_end - t_forked);
 	return 0;
 }

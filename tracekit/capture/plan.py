@@ -16,6 +16,7 @@ __all__ = [
     "arch_info",
     "Workload",
     "parse_workload",
+    "WORKLOAD_KEYS",
     "TRACERS",
     "LATENCY_TRACERS",
     "DEFAULT_TRACERS",
@@ -115,40 +116,59 @@ def arch_info(name: str) -> ArchInfo:
 @dataclass(frozen=True)
 class Workload:
     """The pgtfree workload: ``forks`` children, each populating ``mb`` MiB of anonymous
-    memory, unmapping half while alive and exiting (exit_mmap tears down the rest); then
-    ``loops`` mmap/populate/munmap rounds in the parent."""
+    memory (one write per page), unmapping its lower half while alive (``munmap`` ->
+    ``unmap_region``), mapping ``sparse`` GiB more with ``MAP_NORESERVE`` and writing one
+    page per 2 MiB of it (one PTE table per PMD: 512 tables per GiB for ``free_pgtables``
+    to free), and exiting (``exit_mmap`` tears down the rest); then ``loops``
+    mmap/populate/munmap rounds of ``mb`` MiB in the parent.
+
+    The spelling ``pgtfree:forks=N,mb=M,sparse=G,loops=L`` (:meth:`spec`) is the one every
+    command takes: ``tracekit capture --workload`` records it with the run, and
+    ``calibrate``, ``replay`` and ``model --workload`` read it back as it is."""
 
     name: str = "pgtfree"
     forks: int = 20
     mb: int = 64
     loops: int = 5
+    sparse: int = 0  # GiB, one page written per 2 MiB
 
     def argv(self, metadir: str | None = None) -> list[str]:
         """The guest command line that runs the workload (binary installed as /bin/pgtfree)."""
-        args = ["/bin/pgtfree", str(self.forks), str(self.mb), str(self.loops)]
+        args = ["/bin/pgtfree", str(self.forks), str(self.mb), str(self.loops), str(self.sparse)]
         if metadir:
             args.append(metadir)
         return args
 
     def spec(self) -> str:
         """The ``--workload`` spelling of this workload."""
-        return f"{self.name}:forks={self.forks},mb={self.mb},loops={self.loops}"
+        sparse = f",sparse={self.sparse}" if self.sparse else ""
+        return f"{self.name}:forks={self.forks},mb={self.mb}{sparse},loops={self.loops}"
+
+
+#: The keys of a pgtfree spec, and what each is.
+WORKLOAD_KEYS: dict[str, str] = {
+    "forks": "children, one after another",
+    "mb": "MiB populated per child (and per parent loop)",
+    "sparse": "GiB mapped NORESERVE per child, one page written per 2 MiB",
+    "loops": "mmap/populate/munmap rounds in the parent",
+}
 
 
 def parse_workload(spec: str) -> Workload:
-    """Parse ``pgtfree:forks=20,mb=256,loops=5`` (any of the keys may be left out)."""
+    """Parse ``pgtfree:forks=2,mb=256,sparse=64,loops=5`` (any of the keys may be left out)."""
     name, _, rest = spec.partition(":")
     name = name.strip()
     if name != "pgtfree":
         raise CaptureError(f"unknown workload {name!r} in {spec!r}: the one workload is pgtfree")
     values: dict[str, int] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, val = item.partition("=")
-        if not eq or key not in ("forks", "mb", "loops"):
+        key, eq, val = (s.strip() for s in item.partition("="))
+        if not eq or key not in WORKLOAD_KEYS:
             raise CaptureError(
-                f"bad workload setting {item!r} in {spec!r}: expected forks=N, mb=N or loops=N"
+                f"bad workload setting {item!r} in {spec!r}: expected "
+                + ", ".join(f"{k}=N" for k in WORKLOAD_KEYS)
             )
-        if not re.fullmatch(r"\d+", val.strip()):
+        if not re.fullmatch(r"\d+", val):
             raise CaptureError(f"workload setting {key} must be a whole number, got {val!r}")
         values[key] = int(val)
     wl = Workload(name=name, **values)
@@ -212,7 +232,10 @@ class CapturePlan:
     kernel command line (PREEMPT_DYNAMIC kernels only); None leaves the kernel's default.
     ``thp`` is the ``transparent_hugepage=`` boot value (``never`` when measuring teardown of
     anonymous memory: huge pages hide the PTE-level work).  ``latency_runs`` is how many
-    workload runs each latency tracer gets, with tracing_max_latency reset before each.
+    workload runs each latency tracer gets, with tracing_max_latency reset before each and
+    function tracing off (``options/function-trace`` 0: the window's length alone);
+    ``latency_path`` adds one run per latency tracer with function tracing on (the path
+    through the worst window, ``latency_<tracer>.path.txt``).
     """
 
     arch: str
@@ -223,6 +246,7 @@ class CapturePlan:
     thp: str | None = None
     buffer_kb: int = 16384
     latency_runs: int = 3
+    latency_path: bool = False
     tsc_khz: int | None = None  # self-built x86 kernels: tsc=reliable tsc_early_khz=...
     extra_append: tuple[str, ...] = ()
 

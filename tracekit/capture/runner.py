@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +34,8 @@ __all__ = [
     "ingest_capture",
     "summarise",
     "PREEMPT_FROM_DEBUGFS",
+    "new_boot_id",
+    "host_load",
     "preempt_mode",
 ]
 
@@ -55,6 +59,7 @@ class CaptureResult:
     summary: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     workload: list[dict] = field(default_factory=list)
+    boot_id: str = ""
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -137,12 +142,16 @@ _TRACE_GLOBS = (
     "trace.dat",
     "perf.script.txt",
 )
+#: Latency runs recorded with function tracing on (``--latency-path``): the path through
+#: the worst window, its length stretched by the tracing.
+_PATH_GLOBS = ("latency_*.path.txt",)
 
 
-def trace_files(run_dir: Path) -> list[Path]:
-    """The trace files of a run directory worth ingesting (empty traces left out)."""
+def trace_files(run_dir: Path, globs: tuple[str, ...] = _TRACE_GLOBS) -> list[Path]:
+    """The trace files of a run directory worth ingesting (empty traces left out); with
+    ``globs=_PATH_GLOBS``, the latency path runs."""
     out: list[Path] = []
-    for pattern in _TRACE_GLOBS:
+    for pattern in globs:
         for p in sorted(run_dir.glob(pattern)):
             if p.name.endswith((".max.txt", ".workload.txt", ".stats.txt")):
                 continue
@@ -151,12 +160,25 @@ def trace_files(run_dir: Path) -> list[Path]:
     return out
 
 
+def new_boot_id(tag: str) -> str:
+    """A boot's id: the run's tag and 8 random hex digits (every trace of one boot of the
+    guest kernel carries it; two boots never share one)."""
+    return f"{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def _ingest_takes_boot() -> bool:
+    import tracekit
+
+    return "boot" in inspect.signature(tracekit.ingest).parameters
+
+
 def ingest_capture(
     run_dir: Path, store: Path | None = None, patch: str = "none", label: str | None = None
 ) -> list[dict]:
     """Ingest the traces of a captured run directory with the metadata its
-    ``capture.json`` records (arch, kernel release, preempt mode) and the workload's mm
-    record; one result dict per trace file."""
+    ``capture.json`` records (arch, kernel release, preempt mode, boot id) and the
+    workload's mm record; one result dict per trace file.  Latency path runs (function
+    tracing on) are ingested apart, their runs' meta saying ``latency: path``."""
     import tracekit
 
     meta = json.loads((run_dir / "capture.json").read_text())
@@ -165,8 +187,7 @@ def ingest_capture(
     page = re.search(r"page=(\d+)", _read(run_dir / "workload_meta.workload.txt"))
     if page:
         config["page_size"] = int(page.group(1))
-    results = tracekit.ingest(
-        [str(p) for p in trace_files(run_dir)],
+    common = dict(
         store=store,
         arch=meta["arch"],
         kernel=meta.get("kernel_release") or None,
@@ -174,13 +195,20 @@ def ingest_capture(
         label=label or f"preempt-{meta.get('preempt') or 'default'}",
         preempt=meta.get("preempt"),
         on_error="collect",
-        extra_meta={
-            "config": {k: v for k, v in config.items() if v is not None},
-            "clock": meta.get("clock"),
-            "capture": meta,
-            "workload_mm": workload[:64],
-        },
     )
+    if meta.get("boot_id") and _ingest_takes_boot():
+        common["boot"] = meta["boot_id"]
+    extra = {
+        "config": {k: v for k, v in config.items() if v is not None},
+        "clock": meta.get("clock"),
+        "capture": meta,
+        "workload_mm": workload[:64],
+    }
+    results = tracekit.ingest([str(p) for p in trace_files(run_dir)], extra_meta=extra, **common)
+    paths = trace_files(run_dir, _PATH_GLOBS)
+    if paths:
+        extra = {**extra, "latency": "path: recorded with function tracing on"}
+        results += tracekit.ingest([str(p) for p in paths], extra_meta=extra, **common)
     return [r.as_dict() for r in results]
 
 
@@ -218,6 +246,18 @@ def summarise(store: Path | None, run_ids: list[str]) -> list[dict]:
     return df.to_dicts()
 
 
+def host_load() -> dict[str, float | int] | None:
+    """The host's load averages and CPU count when the boot ended: under TCG the guest's
+    clock is host time, so other work on the host stretches every measured window."""
+    try:
+        one, five, fifteen = (float(x) for x in Path("/proc/loadavg").read_text().split()[:3])
+    except (OSError, ValueError):
+        return None
+    import os
+
+    return {"load1": one, "load5": five, "load15": fifteen, "host_cpus": os.cpu_count() or 0}
+
+
 def _noop(name: str, detail: str) -> None:  # noqa: ARG001
     pass
 
@@ -233,6 +273,7 @@ def capture(
     ingest: bool = True,
     on_phase: PhaseCallback = _noop,
     kernel_config: Path | None = None,
+    boot_id: str | None = None,
 ) -> CaptureResult:
     """Boot ``kernel`` under QEMU for ``plan``, record, bring the files back into
     ``out_dir/<tag>/`` and (when ``ingest``) ingest the traces into ``store``.
@@ -242,7 +283,8 @@ def capture(
     arch, kernel release from the guest's ``uname -r``, the preemption mode the kernel
     reports (debugfs ``sched/preempt``, else the requested one), ``patch`` and ``label``
     (default: ``preempt-<mode>``).  ``kernel_config`` is the .config of a kernel image
-    given by path (to tell its preemption model).
+    given by path (to tell its preemption model).  ``boot_id`` names this boot in the
+    store (default: :func:`new_boot_id`), shared by every trace it records.
     """
     arch = arch_info(plan.arch)
     cache = provision.cache_dir()
@@ -322,8 +364,10 @@ def capture(
     errors = run_dir / "errors.txt"
     if errors.exists() and errors.read_text().strip():
         result.warnings += [f"guest: {ln}" for ln in errors.read_text().splitlines()[:5]]
+    result.boot_id = boot_id or new_boot_id(plan.tag)
     meta = {
         "tag": plan.tag,
+        "boot_id": result.boot_id,
         "arch": arch.name,
         "kernel_package": kernel,
         "kernel_release": result.kernel_release,
@@ -332,13 +376,17 @@ def capture(
         "thp": plan.thp,
         "workload": plan.workload.spec(),
         "tracers": list(plan.tracers),
+        "latency_runs": plan.latency_runs,
+        "latency_function_trace": "off (options/function-trace 0)",
+        "latency_path": plan.latency_path,
+        "host_load": host_load(),
         "outmode": result.outmode,
         "qemu_wall_s": round(qres.wall_s, 1),
         "qemu_returncode": qres.returncode,
         "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (run_dir / "capture.json").write_text(json.dumps(meta, indent=2) + "\n")
-    files = trace_files(run_dir)
+    files = trace_files(run_dir) + trace_files(run_dir, _PATH_GLOBS)
     result.files = [p.name for p in files]
 
     if ingest and files:
