@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,11 +14,12 @@ from typer.testing import CliRunner
 
 import tracekit
 from tracekit.cli import app
-from tracekit.model.calibrate import GROUPS, calibrate, replay
+from tracekit.model.calibrate import PLAUSIBLE_SCALES, GROUPS, calibrate, measure, replay, scale_warnings
 from tracekit.model.costs import CostProfile
 from tracekit.model.emit import EmitOptions, emit
 
 WL = "anon:4MiB,file:1MiB:dirty=0.5"
+FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,53 @@ def test_fit_to_the_real_6_1_exit_mmap_trace(corpus, tmp_path):
     for f in ("free_pgtables", "tlb_finish_mmu"):
         assert cal.fitted_ns[f] == pytest.approx(cal.measured_ns[f], rel=0.01)
     assert cal.fitted_ns["unmap_vmas"] == pytest.approx(cal.measured_ns["unmap_vmas"], rel=0.10)
+
+
+@pytest.fixture(scope="module")
+def x86_both(tmp_path_factory):
+    """The bundled x86_64 capture's kprobe and function_graph traces in one run set."""
+    d = FIXTURES_DIR / "x86_64" / "before"
+    store = tmp_path_factory.mktemp("kp") / "store"
+    tracekit.ingest([str(d / "kprobes.txt.gz"), str(d / "fgraph_exit_mmap.txt.gz")], store=str(store),
+                    patch="kp", label="before", arch="x86_64")
+    return tracekit.open_store(str(store)).spans()
+
+
+def test_kprobe_spans_only_under_exit_mmap(x86_both):
+    """awk over kprobes.txt: a kretprobe line names its caller ("exit_mmap+0xd4/0x310 <-
+    unmap_vmas"); 12 exit_mmap calls; the calls returning into exit_mmap sum to 33,485,000 ns
+    (unmap_vmas), 1,620,000 (free_pgtables) and 53,109,000 (tlb_finish_mmu); those returning
+    elsewhere (unmap_region, setup_arg_pages...) 44,497,000 ns more of unmap_vmas, which
+    must not count."""
+    m = measure(x86_both)
+    assert m.source == "kprobe" and m.calls == 12 and m.overhead_ns == 0
+    assert m.means["unmap_vmas"] == pytest.approx(33485000 / 12)
+    assert m.means["free_pgtables"] == pytest.approx(1620000 / 12)
+    assert m.means["tlb_finish_mmu"] == pytest.approx(53109000 / 12)
+    assert m.means["exit_mmap"] == pytest.approx(90944000 / 12)
+    assert m.means["unmap_vmas"] < m.means["exit_mmap"]
+
+
+def test_function_graph_overhead_is_estimated_and_said(x86_both):
+    m = measure(x86_both, source="function_graph")
+    assert m.source == "function_graph" and m.overhead_ns > 0
+    assert any("function_graph overhead" in n and "subtracted" in n for n in m.notes)
+    raw = measure(x86_both, source="kprobe")  # another tracer, another boot step: same order
+    assert 0 < m.means["unmap_vmas"] < 10 * raw.means["unmap_vmas"]
+
+
+def test_implausible_scales_are_warned():
+    w = scale_warnings({"zap": 160.0, "pgtables": 1.0, "free": 0.0}, {"zap": 5.0, "pgtables": 2.0, "free": 3.0})
+    assert len(w) == 2
+    assert "zap scaled x160" in w[0] and "free fitted to zero" in w[1]
+    # a group with no simulated work cannot be judged
+    assert scale_warnings({"zap": 1.0, "pgtables": 0.0, "free": 1.0}, {"zap": 1.0, "pgtables": 0.0, "free": 1.0}) == []
+    lo, hi = PLAUSIBLE_SCALES
+    assert scale_warnings({"zap": lo, "free": hi}, {"zap": 1.0, "free": 1.0}) == []
+
+
+def test_calibration_carries_its_source_and_warnings(x86_both):
+    cal = calibrate(x86_both, arch="x86_64", workload="anon:8MiB", source="kprobe")
+    d = cal.as_dict()
+    assert d["source"] == "kprobe" and d["exits"] == 12
+    assert isinstance(d["warnings"], list) and d["notes"]

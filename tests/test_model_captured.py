@@ -53,10 +53,43 @@ def test_spec_from_pgtfree():
     # 4 MiB from 0x40001000 ends at 0x40401000: PMDs 512, 513 and 514 -> 3 PTE tables, one PMD
     # table, one PUD table = 5 pages = 20 kB; VmPTE 40 kB leaves 5 for the binary and stack
     assert not cw.warnings
-    assert any("VmPTE 40-40 kB = 10-10 page-table pages" in n and "VMA's 5" in n for n in cw.notes)
+    assert any("VmPTE 40-40 kB = 10-10 page-table pages" in n and "VMAs' 5" in n for n in cw.notes)
     # capture's defaults when keys are left out: forks=20, mb=64 -> 32 MiB = 32768 KiB
     assert captured_workload({"capture": {"workload": "pgtfree"}}, "x86_64").spec == "anon:32768KiB:at=0x40001000"
     assert captured_workload({"capture": {"workload": "pgtfree"}}, "x86_64").exits == 20
+
+
+def test_sparse_spec_from_pgtfree():
+    """sparse=64: 64 GiB from 0x40001000 with one present page per 512 (the 512th, ..., so
+    one in each PMD span from 0x40200000 up to the span at 65 GiB: 32768 PTE tables), then
+    the dense upper half, 128 MiB from 0x1040001000 to 0x1048001000: 65 PMD spans, the
+    first shared with the sparse VMA's last, so 64 more.  PMD tables: the 1 GiB spans 1..65
+    (65); PUD tables: one.  32768 + 64 + 65 + 1 = 32898 pages = 131592 kB."""
+    spec = "pgtfree:forks=2,mb=256,sparse=64"
+    meta = capture_meta(spec, vmpte_kb=131592 + 24, anon_kb=131072 + 32768 * 4 + 100)
+    cw = captured_workload(meta, "x86_64")
+    assert cw.spec == "anon:64GiB:density=0.001953125:at=0x40001000,anon:131072KiB"
+    assert not cw.warnings, cw.warnings
+    assert any("VMAs' 32898" in n for n in cw.notes), cw.notes
+    assert any("32,768 PTE tables" in n for n in cw.notes)
+    # a capture that did not map the sparse part is caught by its page tables
+    cw = captured_workload(capture_meta(spec, vmpte_kb=300, anon_kb=300000), "x86_64")
+    assert any("fewer than the 32898" in w for w in cw.warnings)
+
+
+def test_pgtfree_spec_is_one_format_for_every_command(tmp_path):
+    """model --workload takes the capture's spelling as it is."""
+    from tracekit.model.captured import pgtfree_model_spec
+
+    r = CliRunner().invoke(app, ["model", "--strategy", "modern", "--preempt", "--json",
+                                 "--workload", "pgtfree:forks=2,mb=8,sparse=1,loops=3"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["workload"] == pgtfree_model_spec("pgtfree:forks=2,mb=8,sparse=1,loops=3", "x86_64")
+    # 512 sparse tables + the dense 4 MiB's 3 (one shared at the boundary: 2 more)
+    assert d["calls_by_function"]["pte_free_tlb"] == 512 + 2
+    r = CliRunner().invoke(app, ["model", "--strategy", "modern", "--preempt", "--workload", "pgtfree:sparse=x"])
+    assert r.exit_code == 2 and "whole number" in r.output
 
 
 def test_mm_figures_that_disagree_are_warned():
@@ -177,10 +210,16 @@ def test_real_capture_ppc64le(tmp_path):
     # pgtfree-173 execs (the shell's mm) and exits last; children 174..183 exit once each
     assert cal["exits"] == 10
     # mean of the 10 children's durations, summed by awk over the "    }" closing lines of
-    # unmap_vmas/free_pgtables/tlb_finish_mmu under each exit_mmap of pids 174-183
-    assert cal["measured_ns"]["unmap_vmas"] == pytest.approx(12457537.4)
-    assert cal["measured_ns"]["free_pgtables"] == pytest.approx(889109.2)
-    assert cal["measured_ns"]["tlb_finish_mmu"] == pytest.approx(16050958.2)
+    # unmap_vmas/free_pgtables/tlb_finish_mmu under each exit_mmap of pids 174-183, less
+    # function_graph's own cost for each traced call beneath: awk counts 120, 200 and 30
+    # calls under them (12, 20 and 3 per exit); the leaf calls' own durations (__cond_resched,
+    # uprobe_munmap: 1.3-3.8 us) bound the per-call estimate
+    o = cal["overhead_ns"]
+    assert cal["source"] == "function_graph" and 1000 < o < 4000
+    assert any("function_graph overhead" in n for n in cal["notes"])
+    assert cal["measured_ns"]["unmap_vmas"] == pytest.approx(12457537.4 - 12 * o)
+    assert cal["measured_ns"]["free_pgtables"] == pytest.approx(889109.2 - 20 * o)
+    assert cal["measured_ns"]["tlb_finish_mmu"] == pytest.approx(16050958.2 - 3 * o)
     assert any("VmPTE (25-25 kB) not checked" in n for n in cal["captured"]["notes"])
     # --workload restates the VMAs; the children and the preemption mode still come from the capture
     r = runner.invoke(app, ["calibrate", "--store", str(store), "--run", rid[:8], "--arch", "ppc64-64k",

@@ -52,6 +52,11 @@ class Arch:
     symbol_prefix: str = ""  # "." for ppc64 ELFv1 function descriptors
     big_endian: bool = False
     first_user_address: int = 0
+    #: modern ``tlb_needs_table_invalidate()``: a full RCU table batch (or a failed batch
+    #: allocation) first flushes the TLB (``tlb_table_invalidate``); the generic default
+    #: is true, powerpc's is ``radix_enabled()`` (false on the hash MMU modelled here)
+    #: [6.1.176:include/asm-generic/tlb.h:L222-224, arch/powerpc/include/asm/tlb.h:L36].
+    table_invalidate: bool = False
 
     @cached_property
     def page_size(self) -> int:
@@ -120,6 +125,11 @@ class Arch:
 ARCHES: dict[str, Arch] = {
     # x86_64 4 levels of 512 entries: PMD 2 MiB, PUD 1 GiB, PGDIR 512 GiB.
     "x86_64": Arch("x86_64", 12, 4, 21, 30, 39, 506, "batch", "x86_mm"),
+    # x86_64 with CONFIG_PARAVIRT (Debian's kernels): MMU_GATHER_RCU_TABLE_FREE, page-table
+    # pages go to tlb_remove_table's RCU batch [6.1.176:arch/x86/Kconfig:L254,
+    # arch/x86/mm/pgtable.c:L54-58 via pv_ops.mmu.tlb_remove_table]; modern kernels only.
+    "x86_64-paravirt": Arch("x86_64-paravirt", 12, 4, 21, 30, 39, 506, "rcu_batch", "x86_mm",
+                            table_invalidate=True),
     # i386 without PAE: 2 levels of 1024, PGDIR 4 MiB (pmd and pud folded).
     "i386": Arch("i386", 12, 2, 22, 22, 22, 506, "batch", "x86_mm", ulong_bits=32),
     # i386 PAE: PGD of 4, PMD 512, PTE 512; __pmd_free_tlb is a no-op.
@@ -145,6 +155,7 @@ ARCHES: dict[str, Arch] = {
 _ALIASES = {
     "amd64": "x86_64",
     "x86-64": "x86_64",
+    "x86_64-pv": "x86_64-paravirt",
     "i386-2level": "i386",
     "i386_pae": "i386-pae",
     "i386-3level": "i386-pae",

@@ -13,10 +13,16 @@
 What pgtfree (``tracekit/capture/pgtfree.c``) does in each of its ``forks`` children, one
 after another: ``mmap(NULL, mb MiB, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS)``,
 one write per page (every PTE present), ``munmap(m, bytes / 2)`` (the *lower* half goes
-through ``unmap_region``), then ``_exit``: ``exit_mmap`` tears down the upper half,
-``[m + bytes/2, m + bytes)``, a single private anonymous VMA of ``mb/2`` MiB, dense, beside
-the static binary's own small VMAs (text, data, heap, stack, vdso).  The model's workload is
-that VMA; the binary's VMAs hold under a MiB and are left out (``Rss_kB`` says how much).
+through ``unmap_region``); with ``sparse=G``, ``mmap`` of G GiB more with
+``MAP_NORESERVE`` and one write per 2 MiB (one PTE table per PMD entry, each holding one
+page); then ``_exit``: ``exit_mmap`` tears down the upper half, ``[m + bytes/2, m +
+bytes)``, a single private anonymous VMA of ``mb/2`` MiB, dense, the sparse VMA right
+below it (the top-down allocator puts it in the highest gap that fits, which ends where
+the dense half starts; VM_NORESERVE keeps the two from merging), and the static binary's
+own small VMAs (text, data, heap, stack, vdso).  The model's workload is the sparse and
+the dense VMA; the binary's VMAs hold under a MiB and are left out (``Rss_kB`` says how
+much).  The same spec given as ``--workload pgtfree:...`` is read the same way
+(:func:`pgtfree_model_spec`).
 
 The VMA's start is where the kernel's top-down ``get_unmapped_area`` put it, a random
 page below ``mmap_base`` (ASLR), so its PTE tables are ``mb/2 MiB / PMD_SIZE`` plus one when
@@ -34,13 +40,17 @@ and the shell's commands tear down other address spaces.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracekit.capture.plan import CaptureError
+from tracekit.capture.plan import Workload as PgtfreeWorkload
+from tracekit.capture.plan import parse_workload as parse_pgtfree
 from tracekit.model.arch import Arch, get_arch
+from tracekit.model.workload import PageTables, parse_workload
 
-__all__ = ["CapturedWorkload", "NoWorkloadMeta", "captured_workload", "preempt_of"]
+__all__ = ["CapturedWorkload", "NoWorkloadMeta", "captured_workload", "preempt_of", "pgtfree_model_spec",
+           "is_pgtfree_spec"]
 
 #: Preemption modes as the capture records them, and whether the model's CONFIG_PREEMPT
 #: applies (voluntary preemption is !CONFIG_PREEMPT with more cond_resched() points).
@@ -87,37 +97,48 @@ def preempt_of(mode: str | None) -> bool | None:
     return _PREEMPT_MODES.get((mode or "").strip().lower())
 
 
-def _parse_pgtfree(spec: str) -> tuple[int, int]:
-    """(forks, mb) of ``pgtfree:forks=F,mb=M,loops=L``; the keys default as
-    ``tracekit capture``'s do (20 children of 64 MiB)."""
-    name, _, rest = spec.partition(":")
-    if name.strip() != "pgtfree":
+def is_pgtfree_spec(spec: str) -> bool:
+    """Whether a ``--workload`` value is a capture workload (``pgtfree:...``) rather than
+    the model's VMA list."""
+    return spec.strip().split(":", 1)[0].strip() == "pgtfree"
+
+
+def _pgtfree(spec: str) -> PgtfreeWorkload:
+    """The capture's own reading of ``pgtfree:forks=F,mb=M,sparse=G,loops=L``."""
+    if not is_pgtfree_spec(spec):
         raise NoWorkloadMeta(f"the capture's workload {spec!r} is not pgtfree: the model knows only "
                              "pgtfree's address space; give --workload")
-    values = {"forks": 20, "mb": 64}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        key, eq, val = item.partition("=")
-        if eq and re.fullmatch(r"\d+", val.strip()):
-            values[key.strip()] = int(val)
-    if values["mb"] < 1:
-        raise NoWorkloadMeta(f"the capture's workload {spec!r} maps nothing (mb < 1); give --workload")
-    return values["forks"], values["mb"]
+    try:
+        return parse_pgtfree(spec)
+    except CaptureError as e:
+        raise NoWorkloadMeta(str(e)) from None
 
 
-def _pt_tables(arch: Arch, start: int, size: int) -> int:
-    """PTE, PMD and PUD tables under one VMA of ``size`` bytes at ``start`` (folded levels
-    have none), as ``__pte_alloc``/``__pmd_alloc``/``__pud_alloc`` would make them."""
-    end = start + size
+#: Where the model puts the sparse VMA: one page past a PMD boundary, as a random
+#: ``mmap_base`` almost always leaves it (page aligned, not PMD aligned).
+_BASE = 1 << 30
 
-    def spans(level_size: int) -> int:
-        return (end - 1) // level_size - start // level_size + 1
 
-    n = spans(arch.pmd_size)
-    if not arch.pmd_folded:
-        n += spans(arch.pud_size)
-    if not arch.pud_folded:
-        n += spans(arch.pgdir_size)
-    return n
+def pgtfree_model_spec(spec: str, arch: str | Arch) -> str:
+    """The model workload SPEC of one pgtfree child's ``exit_mmap`` (module docstring): the
+    sparse VMA (``sparse`` GiB, one present page per 2 MiB: density 1/512 on 4 KiB pages)
+    and, right above it, the upper half of the dense mapping.  Raises
+    :class:`NoWorkloadMeta` (a ValueError) for anything but a pgtfree spec."""
+    a = arch if isinstance(arch, Arch) else get_arch(arch)
+    wl = _pgtfree(spec)
+    size = wl.mb << 19  # munmap(m, bytes / 2) leaves the upper half
+    if size % a.page_size:
+        raise NoWorkloadMeta(f"the capture's {wl.mb} MiB halves to {size} bytes, not a whole number of "
+                             f"{a.name} pages; give --workload")
+    start = _BASE + a.page_size
+    vmas = []
+    if wl.sparse:
+        per = (2 << 20) // a.page_size  # pages per 2 MiB: one of them written
+        vmas.append(f"anon:{wl.sparse}GiB:density={1 / per!r}:at={start:#x}")
+        vmas.append(f"anon:{size // 1024}KiB")
+    else:
+        vmas.append(f"anon:{size // 1024}KiB:at={start:#x}")
+    return ",".join(vmas)
 
 
 def captured_workload(meta: str | dict[str, Any] | None, arch: str | Arch) -> CapturedWorkload:
@@ -134,27 +155,24 @@ def captured_workload(meta: str | dict[str, Any] | None, arch: str | Arch) -> Ca
     if not isinstance(cap, dict) or not isinstance(cap.get("workload"), str):
         raise NoWorkloadMeta("the run records no capture workload (it was not made by tracekit capture): "
                              "give --workload, e.g. --workload anon:256MiB")
-    forks, mb = _parse_pgtfree(cap["workload"])
-    size = mb << 19  # munmap(m, bytes / 2) leaves the upper half
-    if size % a.page_size:
-        raise NoWorkloadMeta(f"the capture's {mb} MiB halves to {size} bytes, not a whole number of "
-                             f"{a.name} pages; give --workload")
-    # one page past a PMD boundary: a random mmap_base almost never aligns the VMA
-    start = (1 << 30) + a.page_size
-    spec = f"anon:{size // 1024}KiB:at={start:#x}"
-    cw = CapturedWorkload(spec=spec, source=cap["workload"], comm="pgtfree", exits=forks, mb=mb,
+    wl = _pgtfree(cap["workload"])
+    spec = pgtfree_model_spec(cap["workload"], a)
+    cw = CapturedWorkload(spec=spec, source=cap["workload"], comm="pgtfree", exits=wl.forks, mb=wl.mb,
                           preempt=preempt_of(cap.get("preempt")), capture_arch=cap.get("arch"))
-    cw.notes.append(f"{cap['workload']}: each of {forks} children exits holding the upper half of its "
-                    f"{mb} MiB mapping, {size >> 10} KiB of present anonymous pages in one VMA")
+    sparse = f" and {wl.sparse} GiB with one page per 2 MiB ({wl.sparse * 512:,} PTE tables)" if wl.sparse else ""
+    cw.notes.append(f"{cap['workload']}: each of {wl.forks} children exits holding the upper half of its "
+                    f"{wl.mb} MiB mapping, {wl.mb << 9} KiB of present anonymous pages in one VMA{sparse}")
     rows = [r for r in (meta.get("workload_mm") or []) if isinstance(r, dict)]
     if rows:
-        _check_mm(cw, rows, a, start, size)
+        _check_mm(cw, rows, a)
     return cw
 
 
-def _check_mm(cw: CapturedWorkload, rows: list[dict], a: Arch, start: int, size: int) -> None:
-    """Cross-check the workload against the children's recorded mm figures."""
-    size_kb = size >> 10
+def _check_mm(cw: CapturedWorkload, rows: list[dict], a: Arch) -> None:
+    """Cross-check the workload against the children's recorded mm figures: anonymous
+    memory and page-table pages against what the model's VMAs hold."""
+    vmas = parse_workload(cw.spec, a).vmas
+    size_kb = sum(sum(t.present for t in v.tables(a)) for v in vmas) * a.page_size >> 10
     anon = [r["Anonymous_kB"] for r in rows if isinstance(r.get("Anonymous_kB"), int) and r["Anonymous_kB"] >= 0]
     if anon:
         low = min(anon)
@@ -162,7 +180,7 @@ def _check_mm(cw: CapturedWorkload, rows: list[dict], a: Arch, start: int, size:
             cw.warnings.append(f"a child held {low} kB of anonymous memory before exit, less than the "
                                f"{size_kb} kB the workload leaves mapped: the model's PTE counts overstate it")
         else:
-            cw.notes.append(f"children's Anonymous {low}-{max(anon)} kB >= the VMA's {size_kb} kB")
+            cw.notes.append(f"children's Anonymous {low}-{max(anon)} kB >= the VMAs' {size_kb} kB")
     huge = [r.get("AnonHugePages_kB") for r in rows if isinstance(r.get("AnonHugePages_kB"), int)]
     if any(h > 0 for h in huge):
         cw.warnings.append(f"children held up to {max(huge)} kB in transparent huge pages: those are "
@@ -174,16 +192,16 @@ def _check_mm(cw: CapturedWorkload, rows: list[dict], a: Arch, start: int, size:
         cw.notes.append(f"VmPTE ({min(pte)}-{max(pte)} kB) not checked: the {cw.capture_arch} kernel's "
                         f"page tables are not laid out as the model's {a.name}")
         return
-    model_tables = _pt_tables(a, start, size)
+    model_tables = PageTables(a, vmas).count()
     page_kb = a.page_size >> 10
     for kb in sorted(set(pte)):
         tables = kb // page_kb
         if tables < model_tables:
             cw.warnings.append(f"VmPTE {kb} kB is {tables} page-table pages, fewer than the {model_tables} "
-                               "under the model's VMA: the recorded mm does not match the workload spec")
+                               "under the model's VMAs: the recorded mm does not match the workload spec")
         elif tables - model_tables > OTHER_TABLES_MAX:
             cw.warnings.append(f"VmPTE {kb} kB is {tables} page-table pages, {tables - model_tables} more "
-                               "than the model's VMA needs: the children mapped more than the spec says")
+                               "than the model's VMAs need: the children mapped more than the spec says")
     if not cw.warnings:
         cw.notes.append(f"VmPTE {min(pte)}-{max(pte)} kB = {min(pte) // page_kb}-{max(pte) // page_kb} "
-                        f"page-table pages: the VMA's {model_tables} and the binary's, heap's and stack's")
+                        f"page-table pages: the VMAs' {model_tables} and the binary's, heap's and stack's")

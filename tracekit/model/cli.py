@@ -82,9 +82,9 @@ _SHORT = {"pagetable_pages_freed": "pt_pages_freed"}
 
 def model(
     arch: Annotated[str, typer.Option("--arch", help="x86_64, i386, i386-pae, ia64, ia64-64k, ppc64, ppc64-64k.")] = "x86_64",
-    strategy: Annotated[Optional[str], typer.Option("--strategy", help="v2622, hugh2007, ben2007, merged30, v38, modern.", show_default=False)] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="v2622, hugh2007, ben2007, merged30, v38, modern, or modern-np-pgfree (modern with free_pgtables and tlb_finish_mmu non-preemptible, 2.6.22's window).", show_default=False)] = None,
     preempt: Annotated[Optional[bool], typer.Option("--preempt/--no-preempt", help="CONFIG_PREEMPT or not (required).", show_default=False)] = None,
-    workload: Annotated[str, typer.Option("--workload", help="VMAs, comma-separated: KIND:SIZE[:density=F][:dirty=F][:swap=F][:at=ADDR][:keep], KIND anon|file|filep|huge.")] = "anon:1GiB",
+    workload: Annotated[str, typer.Option("--workload", help="VMAs, comma-separated: KIND:SIZE[:density=F][:dirty=F][:swap=F][:at=ADDR][:keep], KIND anon|file|filep|huge; or a capture workload, pgtfree:forks=N,mb=M,sparse=G,loops=L (one child's exit_mmap).")] = "anon:1GiB",
     op: Annotated[str, typer.Option("--op", help="exit_mmap, munmap (every VMA not marked keep) or truncate (the shared file VMAs' file, to 0).")] = "exit_mmap",
     alloc_fail: Annotated[str, typer.Option("--alloc-fail", help="GFP_NOWAIT batch-page allocations: never, always, or a failure probability.")] = "never",
     fallback_entries: Annotated[int, typer.Option("--fallback-entries", help="ben2007: entries of the on-stack fallback array.")] = 8,
@@ -123,8 +123,15 @@ def model(
         raise die("say --preempt or --no-preempt (CONFIG_PREEMPT or not)")
     if strategy is None and not compare:
         raise die(f"give --strategy ({', '.join(STRATEGIES)}) or --compare")
-    strategies = list(STRATEGIES) if compare else [strategy]
+    from tracekit.model.gather import VARIANTS
+
+    # --compare: the six designs; a variant (the kernel under test) is asked for by name
+    strategies = [s for s in STRATEGIES if s not in VARIANTS] if compare else [strategy]
     try:
+        from tracekit.model.captured import is_pgtfree_spec, pgtfree_model_spec
+
+        if is_pgtfree_spec(workload):
+            workload = pgtfree_model_spec(workload, arch)
         profile = load_costs(costs)
         results = [
             simulate(
@@ -193,8 +200,11 @@ class _Run:
     spans: Any
 
 
-def _run(store: Optional[Path], run: str) -> _Run:
-    """The run whose id is ``run`` (or starts with it), with its spans (a LazyFrame)."""
+def _run(store: Optional[Path], run: Optional[list[str]] | str, patch: Optional[str] = None,
+         label: Optional[str] = None) -> _Run:
+    """The runs whose ids are given (or start with them), or every run of ``patch`` and
+    ``label`` (a side's boots), with their spans pooled (a LazyFrame).  Several runs must be
+    of one arch and one capture workload: their meta is the first's."""
     import polars as pl
 
     from tracekit.cli import die
@@ -205,16 +215,30 @@ def _run(store: Optional[Path], run: str) -> _Run:
         runs = st.runs().select("run_id", "arch", "patch", "label", "partition", "meta").collect()
     except Exception as e:  # noqa: BLE001 - an unreadable store is a user error here
         raise die(f"cannot read the store: {e}")
-    hit = runs.filter(pl.col("run_id").str.starts_with(run))
-    if hit.height != 1:
-        raise die(f"run {run!r}: {'no such run' if hit.height == 0 else 'ambiguous prefix'} in the store (see tracekit runs)")
+    wanted = [run] if isinstance(run, str) else list(run or [])
+    if not wanted and not (patch and label):
+        raise die("give --run (one or more), or --patch and --label (every run of that side)")
+    picked = []
+    for w in wanted:
+        hit = runs.filter(pl.col("run_id").str.starts_with(w))
+        if hit.height != 1:
+            raise die(f"run {w!r}: {'no such run' if hit.height == 0 else 'ambiguous prefix'} in the store (see tracekit runs)")
+        picked.append(hit)
+    if not wanted:
+        side = runs.filter((pl.col("patch") == patch) & (pl.col("label") == label))
+        if not side.height:
+            raise die(f"no runs of patch {patch!r} label {label!r} in the store (see tracekit runs)")
+        picked.append(side)
+    hit = pl.concat(picked).unique("run_id", maintain_order=True)
     row = hit.row(0, named=True)
-    arch = row["arch"]
-    if arch in (None, "", "unknown"):
-        arch = None
-    patch = (row["partition"] or {}).get("patch") or row["patch"] or "none"
-    return _Run(row["run_id"], arch, patch, row["label"], row["meta"],
-                st.spans().filter(pl.col("run_id") == row["run_id"]))
+    arches = {a for a in hit["arch"].to_list() if a not in (None, "", "unknown")}
+    if len(arches) > 1:
+        raise die(f"the runs are of several arches ({', '.join(sorted(arches))}): calibrate one arch at a time")
+    arch = next(iter(arches), None)
+    run_patch = (row["partition"] or {}).get("patch") or row["patch"] or "none"
+    ids = hit["run_id"].to_list()
+    run_id = ids[0] if len(ids) == 1 else ",".join(i[:8] for i in ids)
+    return _Run(run_id, arch, run_patch, row["label"], row["meta"], st.spans().filter(pl.col("run_id").is_in(ids)))
 
 
 def _need_arch(arch: Optional[str], run_arch: Optional[str]) -> str:
@@ -241,7 +265,7 @@ def _resolve(r: _Run, arch: Optional[str], workload: Optional[str], preempt: Opt
     from tracekit.cli import die
     from tracekit.model import get_arch
     from tracekit.model.calibrate import ExitSelection
-    from tracekit.model.captured import captured_workload
+    from tracekit.model.captured import captured_workload, is_pgtfree_spec
 
     model_arch = _need_arch(arch, r.arch or _capture_arch(r.meta))
     try:
@@ -257,6 +281,12 @@ def _resolve(r: _Run, arch: Optional[str], workload: Optional[str], preempt: Opt
     if workload is not None:
         if preempt is None:
             preempt = True if cw is None or cw.preempt is None else cw.preempt
+        if is_pgtfree_spec(workload):
+            try:
+                given = captured_workload({"capture": {"workload": workload}}, model_arch)
+            except ValueError as e:
+                raise die(f"--workload {workload!r}: {e}")
+            return model_arch, given.spec, preempt, ExitSelection(given.comm, given.exits), None
         return model_arch, workload, preempt, ExitSelection(cw.comm, cw.exits) if cw else None, None
     if preempt is None:
         preempt = True if cw.preempt is None else cw.preempt
@@ -276,8 +306,11 @@ def _say_captured(cw) -> None:
 
 
 def calibrate_cmd(
-    run: Annotated[str, typer.Option("--run", help="Run id (or a unique prefix) whose spans to fit.", show_default=False)],
-    workload: Annotated[Optional[str], typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help); default: from the run's tracekit capture metadata.", show_default=False)] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run id (or a unique prefix) whose spans to fit; repeat for several boots.", show_default=False)] = None,
+    patch: Annotated[Optional[str], typer.Option("--patch", help="With --label: fit every run of this patch and side (all its boots).", show_default=False)] = None,
+    label: Annotated[Optional[str], typer.Option("--label", help="The side whose runs to fit (with --patch), e.g. before.", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Spans to fit: kprobe or function_graph (default: kprobe when the runs have them; function_graph's own overhead is estimated and subtracted).", show_default=False)] = None,
+    workload: Annotated[Optional[str], typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help) or its capture workload (pgtfree:forks=N,mb=M,sparse=G,loops=L); default: from the run's tracekit capture metadata.", show_default=False)] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the cost profile alone to this file (JSON), for --costs.", show_default=False)] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="Model arch (default: the run's).", show_default=False)] = None,
@@ -313,13 +346,14 @@ def calibrate_cmd(
     for name, s in (("--strategy", strategy), ("--before", before), ("--after", after)):
         if s is not None and s not in STRATEGIES:
             raise die(f"{name} {s!r}: unknown strategy; known: {', '.join(STRATEGIES)}")
-    r = _run(store, run)
+    r = _run(store, run, patch, label)
     model_arch, spec, pre, select, cw = _resolve(r, arch, workload, preempt)
     if not json_out:
         _say_captured(cw)
     saved = None
     try:
-        cal = calibrate(r.spans, arch=model_arch, workload=spec, strategy=strategy, preempt=pre, select=select)
+        cal = calibrate(r.spans, arch=model_arch, workload=spec, strategy=strategy, preempt=pre, select=select,
+                        source=source)
         if out_file is not None:
             out_file.write_text(json.dumps(cal.profile.to_dict(), indent=1) + "\n")
         if save:
@@ -342,20 +376,29 @@ def calibrate_cmd(
                   "captured": cw.as_dict() if cw else None})
         out.print(json.dumps(d, indent=2), markup=False)
         return
+    from tracekit.cli import err
+
+    for n in cal.notes:
+        err.print(f"  {n}", markup=False)
     for f, m in cal.measured_ns.items():
         out.print(f"{f:<16} measured {_fmt_ns(int(m)):>10}  fitted {_fmt_ns(int(cal.fitted_ns[f])):>10}", markup=False)
     wrote = [str(p) for p in (out_file, saved) if p is not None]
     out.print("scales: " + ", ".join(f"{g} x{s:.3g}" for g, s in cal.scales.items())
               + f" ({cal.exits} exit_mmap calls)" + (f"; wrote {', '.join(wrote)}" if wrote else ""), markup=False)
+    for w in cal.warnings:
+        err.print(f"warning: {w}", markup=False)
     if saved and (before or strategy) == (after or strategy):
         out.print(f"note: before and after are both {before or strategy}: the report will predict no change "
                   "(give --before and --after)", markup=False)
 
 
 def replay_cmd(
-    run: Annotated[str, typer.Option("--run", help="Run id (or a unique prefix) to replay.", show_default=False)],
-    strategy: Annotated[str, typer.Option("--strategy", help="Strategy to replay the run's workload under.", show_default=False)],
-    workload: Annotated[Optional[str], typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help); default: from the run's tracekit capture metadata.", show_default=False)] = None,
+    run: Annotated[Optional[list[str]], typer.Option("--run", help="Run id (or a unique prefix) to replay; repeat for several boots.", show_default=False)] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="Strategy to replay the run's workload under.", show_default=False)] = None,
+    patch: Annotated[Optional[str], typer.Option("--patch", help="With --label: replay every run of this patch and side.", show_default=False)] = None,
+    label: Annotated[Optional[str], typer.Option("--label", help="The side whose runs to replay (with --patch).", show_default=False)] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="Spans measured: kprobe or function_graph (default: kprobe when present).", show_default=False)] = None,
+    workload: Annotated[Optional[str], typer.Option("--workload", help="The measured process's VMAs (see tracekit model --help) or its capture workload (pgtfree:forks=N,mb=M,sparse=G,loops=L); default: from the run's tracekit capture metadata.", show_default=False)] = None,
     store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
     costs: Annotated[Optional[Path], typer.Option("--costs", help="Cost profile (default: fitted to the run now).", show_default=False)] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="Model arch (default: the run's).", show_default=False)] = None,
@@ -382,14 +425,17 @@ def replay_cmd(
     from tracekit.model import load_costs
     from tracekit.model.calibrate import replay
 
-    r = _run(store, run)
+    if strategy is None:
+        raise die("give --strategy: the strategy to replay the run's workload under")
+    r = _run(store, run, patch, label)
     model_arch, spec, pre, select, cw = _resolve(r, arch, workload, preempt)
     if not json_out:
         _say_captured(cw)
     try:
         profile = load_costs(costs) if costs else None
         rp = replay(r.spans, arch=model_arch, workload=spec, strategy=strategy,
-                    measured_strategy=measured_strategy, preempt=pre, profile=profile, select=select)
+                    measured_strategy=measured_strategy, preempt=pre, profile=profile, select=select,
+                    source=source)
     except ValueError as e:
         raise die(str(e))
     if json_out:

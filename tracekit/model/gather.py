@@ -14,6 +14,15 @@ One class per design (docs/model.md#strategies):
   (``mm/mmu_gather.c``: delayed rmap, tlbonly flushes, frees in chunks of 512 with
   cond_resched, the RCU table batch).
 
+A strategy can also be another one's code with one change (:data:`VARIANTS`):
+``modern-np-pgfree`` is ``modern`` whose ``exit_mmap`` runs ``free_pgtables`` and
+``tlb_finish_mmu`` between ``preempt_disable()`` and ``preempt_enable()``, as 2.6.22's
+``get_cpu_var(mmu_gathers)`` .. ``put_cpu_var`` did ([6.1.176:mm/mmap.c:L3260-3262], the
+two calls bracketed; docs/model-validation.md measures it).  On x86 without PARAVIRT the
+page-table pages it frees go through ``tlb_remove_page`` into the page batch
+([6.1.176:arch/x86/mm/pgtable.c:L21-27,L54-58]; ``MMU_GATHER_RCU_TABLE_FREE`` only
+``if PARAVIRT``, arch/x86/Kconfig L254): the x86 arches' ``batch`` page-table free.
+
 The walker (:mod:`tracekit.model.memory`) works on runs of PTEs, so ``tlb_remove_page``
 takes a count: :meth:`room` says how many pages can be added before the gather has
 something to do, so that a run is cut exactly where the kernel would flush.
@@ -31,6 +40,7 @@ from tracekit.model.workload import PageTables, Workload
 
 __all__ = [
     "STRATEGIES",
+    "VARIANTS",
     "KernelCfg",
     "AllocPolicy",
     "MM",
@@ -49,6 +59,14 @@ STRATEGIES: dict[str, str] = {
     "merged30": "Linux 3.0 preemptible mmu_gather: local[8] + unlimited 510-entry batch pages",
     "v38": "Linux 3.8: merged30 limited to MAX_GATHER_BATCH_COUNT batch pages (10000 pages)",
     "modern": "mm/mmu_gather.c: v38 + delayed rmap, tlbonly flushes, chunked frees, table batch",
+    "modern-np-pgfree": "modern with free_pgtables + tlb_finish_mmu under preempt_disable (2.6.22's window on 6.1)",
+}
+
+#: Strategies that run another strategy's code with one change: name -> (the design whose
+#: gather and walk they use, the change).  ``np_pgfree``: exit_mmap disables preemption
+#: from before free_pgtables to after tlb_finish_mmu.
+VARIANTS: dict[str, tuple[str, str]] = {
+    "modern-np-pgfree": ("modern", "np_pgfree"),
 }
 
 UNLIMITED = 1 << 62
@@ -100,6 +118,16 @@ class KernelCfg:
             raise ValueError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
         if self.fallback_entries < 1:
             raise ValueError("--fallback-entries must be at least 1")
+
+    @property
+    def design(self) -> str:
+        """The strategy whose gather and walk this kernel runs (itself, or a variant's base)."""
+        return VARIANTS[self.strategy][0] if self.strategy in VARIANTS else self.strategy
+
+    @property
+    def pgfree_preempt_off(self) -> bool:
+        """exit_mmap holds preemption off across free_pgtables and tlb_finish_mmu."""
+        return self.strategy in VARIANTS and VARIANTS[self.strategy][1] == "np_pgfree"
 
     @property
     def zap_block_pages(self) -> int | None:
@@ -397,7 +425,7 @@ class MmuGather:
         sim.enter("tlb_flush_mmu")
         self.need_flush = False
         pages = 0 if self.fast_mode else self.nr
-        self.mm.tlb_flush(cause, pages, self.fullmm, start, end, self.mm.cfg.strategy)
+        self.mm.tlb_flush(cause, pages, self.fullmm, start, end, self.mm.cfg.design)
         if not self.fast_mode:
             self.free_pages_and_swap_cache(cause)
         self.start_addr = None
@@ -416,8 +444,10 @@ class MmuGather:
         elif kind == "immediate":
             sim.spend(c.pt_free)  # ia64: straight to the quicklist
             sim.n["pagetable_pages_freed"] += 1
+        elif isinstance(self, BatchedGather) and self.modern:
+            self.tlb_remove_table()
         else:
-            self.mm.pgtable_free_tlb(modern=self.mm.cfg.strategy == "modern")
+            self.mm.pgtable_free_tlb(modern=False)
 
 
 class PerCpuGather(MmuGather):
@@ -645,11 +675,49 @@ class BatchedGather(MmuGather):
             return
         self.sim.enter("tlb_flush_mmu")
         self.tlb_flush_mmu_tlbonly(cause, start, end, pages=self.nr)
-        if self.mm.pt_batch_live and self.mm.pt_batch:
-            self.mm.pte_free_submit()  # tlb_table_flush
+        self.tlb_table_flush(cause)  # tlb_flush_mmu_free: the range is clean, no second flush
         self.tlb_batch_pages_flush()
         self.need_flush = False
         self.sim.leave("tlb_flush_mmu")
+
+    # -- modern page-table freeing through the RCU table batch ---------------------------
+    def tlb_table_invalidate(self, cause: str) -> None:
+        """``tlb_table_invalidate`` [6.1.176:mm/mmu_gather.c:L191-201]: when the arch needs
+        it, flush the TLB (tlbonly) before the tables go, for hardware walkers' caches."""
+        if self.arch.table_invalidate:
+            self.tlb_flush_mmu_tlbonly(cause)
+
+    def tlb_table_flush(self, cause: str) -> None:
+        """``tlb_table_flush`` [L209-218]: invalidate, then ``call_rcu`` the batch."""
+        mm = self.mm
+        if mm.pt_batch_live:
+            self.tlb_table_invalidate(cause)
+            if mm.pt_batch:
+                mm.pte_free_submit()
+            mm.pt_batch_live = False
+
+    def tlb_remove_table(self) -> None:
+        """``tlb_remove_table`` [L220-236]: one page-table page into the batch (a page from
+        ``GFP_NOWAIT``); no batch page: invalidate, ``tlb_remove_table_one`` (a synchronous
+        IPI to every CPU, then the free); a full batch (MAX_TABLE_BATCH): tlb_table_flush.
+        Unlike 2007's ppc64 there is no shortcut for an mm with no other user."""
+        mm, sim, c = self.mm, self.sim, self.costs
+        if not mm.pt_batch_live:
+            if not mm.try_alloc_page():
+                self.tlb_table_invalidate("table_alloc_fail")
+                sim.enter("tlb_remove_table_one")
+                sim.spend(c.sync_ipi + c.pt_free)
+                sim.n["sync_ipis"] += 1
+                sim.n["ipis"] += mm.workload.online_cpus - 1
+                sim.n["pagetable_pages_freed"] += 1
+                sim.leave("tlb_remove_table_one")
+                return
+            mm.pt_batch_live = True
+            mm.pt_batch = 0
+        mm.pt_batch += 1
+        sim.n["pagetable_pages_freed"] += 1
+        if mm.pt_batch >= self.arch.pte_freelist_size:
+            self.tlb_table_flush("table_batch_full")
 
     def tlb_finish_mmu(self, start: int, end: int, cause: str = "final") -> None:
         sim = self.sim
@@ -664,7 +732,7 @@ class BatchedGather(MmuGather):
 
 def make_gather(mm: MM, fullmm: bool) -> MmuGather:
     """The ``struct mmu_gather`` of the configured strategy."""
-    s = mm.cfg.strategy
+    s = mm.cfg.design
     if s in ("v2622", "hugh2007"):
         return PerCpuGather(mm, fullmm)
     if s == "ben2007":

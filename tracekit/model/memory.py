@@ -87,7 +87,7 @@ def _zap_pte_entries(mm: MM, tlb: MmuGather, vma: VMA, table: PteTable, idx: int
     zap_work, force_flush)."""
     sim, c, arch = mm.sim, mm.costs, mm.arch
     page = arch.page_size
-    strategy = mm.cfg.strategy
+    strategy = mm.cfg.design
     modern = strategy == "modern"
     force_flush = False
     while idx < end_idx and (zap_work is None or zap_work > 0):
@@ -177,7 +177,7 @@ def zap_pte_range(mm: MM, tlbp: _TlbRef, vma: VMA, table: PteTable, addr: int, e
     shift = arch.page_shift
     idx = (addr - table.lo) >> shift
     end_idx = (end - table.lo) >> shift
-    modern = mm.cfg.strategy == "modern"
+    modern = mm.cfg.design == "modern"
     sim.enter("zap_pte_range")
     again = False
     while True:  # again:
@@ -230,7 +230,7 @@ def zap_pmd_range(mm: MM, tlbp: _TlbRef, vma: VMA, addr: int, end: int,
     """zap_pmd_range [K22:mm/memory.c:L702-724]: a none PMD costs one byte of zap_work;
     3.0 adds cond_resched() after each PTE table, modern after every PMD."""
     sim, c, arch = mm.sim, mm.costs, mm.arch
-    strategy = mm.cfg.strategy
+    strategy = mm.cfg.design
     per_pmd_resched = strategy in ("merged30", "v38", "modern") or (
         strategy == "ben2007" and mm.cfg.zap_block_pages is None)
     modern = strategy == "modern"
@@ -290,7 +290,7 @@ def zap_pud_range(mm: MM, tlbp: _TlbRef, vma: VMA, addr: int, end: int,
             addr = nxt
         else:
             addr, zap_work = zap_pmd_range(mm, tlbp, vma, addr, nxt, zap_work)
-            if mm.cfg.strategy == "modern":
+            if mm.cfg.design == "modern":
                 sim.cond_resched(mm.costs.cond_resched)
         if addr >= end or (zap_work is not None and zap_work <= 0):
             break
@@ -382,7 +382,7 @@ def unmap_hugepage_range(mm: MM, vma: VMA, start: int, end: int) -> None:
     sim.spend(c.ptl + n * c.pte_anon)
     sim.n["huge_ptes_zapped"] += n
     if n:
-        mm.tlb_flush("hugetlb_range", 0, False, start & ~(pmd - 1), end, mm.cfg.strategy)
+        mm.tlb_flush("hugetlb_range", 0, False, start & ~(pmd - 1), end, mm.cfg.design)
     sim.preempt_enable()
     sim.spend(n * c.page_free)
     sim.n["huge_pages_freed"] += n
@@ -434,7 +434,7 @@ def unmap_vmas(mm: MM, tlbp: _TlbRef, vmas: list[VMA], start_addr: int, end_addr
                 start = end
                 continue
             start, _ = unmap_page_range(mm, tlbp, vma, start, end, None)
-            if mm.cfg.strategy == "modern" and not tlbp.tlb.fullmm:
+            if mm.cfg.design == "modern" and not tlbp.tlb.fullmm:
                 # tlb_end_vma: flush the range of this vma before moving on
                 tlbp.tlb.tlb_flush_mmu_tlbonly("vma_end", vma.start, vma.end)  # type: ignore[attr-defined]
             continue
@@ -514,7 +514,7 @@ def free_pgtables(mm: MM, tlbp: _TlbRef, vmas: list[VMA], floor: int, ceiling: i
     (one extra tlb_finish_mmu), unlink them all with preemption enabled, start a new
     gather for the page-table freeing."""
     sim, c, arch = mm.sim, mm.costs, mm.arch
-    strategy = mm.cfg.strategy
+    strategy = mm.cfg.design
     sleeping = strategy in ("merged30", "v38", "modern")
     sim.enter("free_pgtables")
     unlinked = False
@@ -706,7 +706,10 @@ def free_pte_range(mm: MM, tlb: MmuGather, base: int, freed: list[tuple[str, int
 def exit_mmap(mm: MM) -> None:
     """exit_mmap [K22:mm/mmap.c:L1969-1996]: tlb_gather_mmu(mm, 1), unmap_vmas over the
     whole mm, free_pgtables(FIRST_USER_ADDRESS, 0), tlb_finish_mmu, then remove_vma for
-    each vma with preemption enabled (modern: cond_resched per vma)."""
+    each vma with preemption enabled (modern: cond_resched per vma,
+    [6.1.176:mm/mmap.c:L3247-3274]).  ``modern-np-pgfree``: preemption off from before free_pgtables to after
+    tlb_finish_mmu, one window over both (cond_resched in tlb_batch_pages_flush and the
+    sleeping unlink locks cannot switch inside it)."""
     sim, c = mm.sim, mm.costs
     vmas = mm.workload.vmas
     sim.begin_op()
@@ -714,11 +717,15 @@ def exit_mmap(mm: MM) -> None:
     tlbp = _TlbRef(make_gather(mm, fullmm=True))
     tlbp.tlb.tlb_gather_mmu()
     end = unmap_vmas(mm, tlbp, vmas, 0, mm.arch.ulong_mask)
+    if mm.cfg.pgfree_preempt_off:
+        sim.preempt_disable()
     free_pgtables(mm, tlbp, vmas, mm.arch.first_user_address, 0)
     tlbp.tlb.tlb_finish_mmu(0, end, "final")
+    if mm.cfg.pgfree_preempt_off:
+        sim.preempt_enable()  # 2.6.22: put_cpu_var(mmu_gathers)
     for _ in vmas:
         sim.leaf("remove_vma", c.remove_vma)
-        if mm.cfg.strategy == "modern":
+        if mm.cfg.design == "modern":
             sim.cond_resched(c.cond_resched)
     sim.leave("exit_mmap")
     sim.end_op()
@@ -754,7 +761,7 @@ def unmap_mapping_range(mm: MM) -> None:
     file is zapped by zap_page_range with details: its own gather and tlb_finish_mmu, swap
     and nonlinear ptes left alone, page tables kept (no free_pgtables)."""
     sim = mm.sim
-    spin = mm.cfg.strategy in ("v2622", "hugh2007", "ben2007")
+    spin = mm.cfg.design in ("v2622", "hugh2007", "ben2007")
     sim.begin_op()
     sim.enter("unmap_mapping_range")
     mm.truncating = spin  # the lockbreak exists only with the spinlock
