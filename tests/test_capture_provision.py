@@ -149,7 +149,8 @@ def test_workload_builds_static_and_records_mm(monkeypatch, tmp_path):
     # a second build is the cached binary
     assert build_workload(arch_info("x86_64"), tmp_path / "cache", Workload()) == exe
     # sparse=1: 1 GiB NORESERVE, one page written per 2 MiB, so 512 more PTE pages (4 kB
-    # each) than the dense part alone, and 512 more resident pages
+    # each) than the dense part alone, and 512 more resident pages (give or take the odd
+    # stack or heap page: another process)
     sparse = tmp_path / "sparse"
     sparse.mkdir()
     proc = subprocess.run([str(exe), "1", "4", "0", "1", str(sparse)], capture_output=True, text=True, timeout=60)
@@ -157,7 +158,7 @@ def test_workload_builds_static_and_records_mm(monkeypatch, tmp_path):
     (row,) = read_workload_meta(sparse / "workload.meta.txt")
     assert row["sparse_gb"] == 1
     assert row["VmPTE_kB"] - rows[0]["VmPTE_kB"] >= 512 * 4
-    assert row["Anonymous_kB"] - rows[0]["Anonymous_kB"] >= 512 * 4
+    assert row["Anonymous_kB"] - rows[0]["Anonymous_kB"] >= 504 * 4
 
 
 def test_preempt_mode_from_debugfs_config_or_banner():
