@@ -183,6 +183,24 @@ def _prediction(g: ArchGroup) -> list[str]:
             f"  {fmt.ascii_text(row.get('function', '?'))[:30]:<30} predicted {fmt.pct(pc):>8}"
             f"  measured {fmt.pct(measured.get(row.get('function'))):>8}"
         )
+    lines += _predicted_windows(p)
+    return lines
+
+
+def _predicted_windows(p: dict) -> list[str]:
+    """Each side's predicted worst window beside the measured one (median of the boots'
+    worst windows) and the error in percent."""
+    lines = []
+    for tracer, sides in (p.get("windows") or {}).items():
+        if not isinstance(sides, dict):
+            continue
+        for side, w in sides.items():
+            measured = w.get("measured_worst_ns")
+            got = (f"measured {fmt.ns(measured)} (median of {w.get('boots', 0)} boot(s)' worst), "
+                   f"error {fmt.pct(w.get('error_pct'))}") if measured else "not measured"
+            text = (f"predicted {fmt.ns(w.get('worst_ns'))} ({fmt.ascii_text(w.get('strategy', '?'))}, ends in "
+                    f"{fmt.ascii_text(w.get('ended_in') or '?')}), {got}")
+            lines += fmt.wrap(text, WIDTH, indent=" " * 4, first=f"  worst {fmt.ascii_text(tracer)} {side}: ")
     return lines
 
 

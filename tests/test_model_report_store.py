@@ -74,12 +74,15 @@ def test_calibrate_then_report(seed_store, tmp_path, monkeypatch):
     # 16 MiB = 4096 PTEs: v2622 PREEMPT flushes at every 8-PTE ZAP_BLOCK end (512) and once more at the end
     assert "TLB flushes 513 -> " in text
     assert f"fitted to run {ids['after'][:8]} (after)" in text
+    # the worst window each side is predicted to have, and that no latency tracer measured it
+    assert "worst preemptoff before: predicted" in text and "(v2622, ends in" in text
+    assert "worst preemptoff after: predicted" in text and "not measured" in text
     pred = json.loads((out / "report.json").read_text())["groups"][0]["prediction"]
     assert pred["model"] == "tracekit.model v2622 -> modern"
     assert {row["function"] for row in pred["rows"]} >= {"exit_mmap", "unmap_vmas", "free_pgtables"}
-    w = pred["windows"][0]
+    w = pred["windows"]["preemptoff"]
     # v2622 PREEMPT: all of free_pgtables in one preempt-off window; modern: never more than a PTE's work
-    assert w["tracer"] == "preemptoff" and w["before_ns"] > 10 * w["after_ns"]
+    assert w["before"]["worst_ns"] > 10 * w["after"]["worst_ns"]
 
 
 def test_hook_is_given_the_store(seed_store, monkeypatch, tmp_path):
@@ -163,4 +166,38 @@ def test_captured_pair_predicts_with_the_model_arch(tmp_path, monkeypatch):
     p = predict_for_report("ppc64le", FUNCS, [{"run_id": ids["before"]}], [{"run_id": ids["after"]}], None,
                            store=store)
     assert p["model"] == "tracekit.model v2622 -> modern (ppc64-64k)"
-    assert p["windows"][0]["tracer"] == "resched_gap"
+    assert list(p["windows"]) == ["resched_gap"]
+
+
+def test_prediction_beside_the_measured_worst_windows(corpus, tmp_path, monkeypatch):
+    """The seed's latency snapshots: A (free_pgtables non-preemptible) 11574, 11203 and
+    11193 us, B (6.1 as is) 749, 1441 and 390 us ("# latency:" headers).  Runs without a
+    boot id are units of their own: medians 11203 and 749 us; the three runs of one boot
+    are one unit, its worst 11574 us."""
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    store = tmp_path / "store"
+    seed = corpus / "kbuild-x86_64-6.1.192"
+    runs = {}
+    for side, label in (("A", "before"), ("B", "after")):
+        files = [str(seed / side / f"latency_preemptoff.run{i}.txt") for i in (1, 2, 3)]
+        runs[label] = [{"run_id": r.run_id} for r in tracekit.ingest(files, store=str(store), patch="seed",
+                                                                     label=label, arch="x86_64")]
+    entry = {"before": "modern-np-pgfree", "after": "modern", "preempt": True,
+             "workload": "anon:64GiB:density=0.001953125:at=0x40001000,anon:131072KiB"}
+    save_store_profile(store, "seed", "x86_64", entry)
+    p = predict_for_report("x86_64", FUNCS, runs["before"], runs["after"], None, store=store)
+    w = p["windows"]["preemptoff"]
+    assert (w["before"]["measured_worst_ns"], w["before"]["boots"]) == (11203000, 3)
+    assert w["before"]["measured_worst_by_boot_ns"] == [11193000, 11203000, 11574000]
+    assert (w["after"]["measured_worst_ns"], w["after"]["boots"]) == (749000, 3)
+    assert w["before"]["strategy"] == "modern-np-pgfree" and w["before"]["ended_in"] == "exit_mmap"
+    pred = w["before"]["worst_ns"]
+    assert w["before"]["error_pct"] == round(100 * (pred - 11203000) / 11203000, 1)
+    # one boot id shared by the three runs: one unit
+    store2 = tmp_path / "store2"
+    files = [str(seed / "A" / f"latency_preemptoff.run{i}.txt") for i in (1, 2, 3)]
+    one = [{"run_id": r.run_id} for r in tracekit.ingest(files, store=str(store2), patch="seed", label="before",
+                                                         arch="x86_64", extra_meta={"capture": {"boot_id": "A-1"}})]
+    save_store_profile(store2, "seed", "x86_64", entry)
+    w = predict_for_report("x86_64", FUNCS, one, [], None, store=store2)["windows"]["preemptoff"]
+    assert (w["before"]["measured_worst_ns"], w["before"]["boots"]) == (11574000, 1)

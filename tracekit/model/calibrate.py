@@ -48,7 +48,7 @@ from tracekit.model import ModelResult, simulate
 from tracekit.model.costs import CostProfile
 
 __all__ = ["GROUPS", "FIT_FUNCTIONS", "PLAUSIBLE_SCALES", "Calibration", "ExitSelection", "Measured", "measure",
-           "measured_means", "scale_warnings", "calibrate", "replay"]
+           "measured_means", "mean_per_call", "scale_warnings", "calibrate", "replay"]
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "zap": ("pte_none", "pte_anon", "pte_file_clean", "pte_file_dirty", "pte_swap", "ptl", "call",
@@ -160,11 +160,13 @@ class Measured:
 
     ``source``: the tracer the spans come from; ``calls``: root calls measured;
     ``overhead_ns``: function_graph's estimated cost per traced call, subtracted (0 for
-    kprobes); ``notes``: what was selected and corrected, one sentence each."""
+    kprobes); ``notes``: what was selected and corrected, one sentence each;
+    ``calls_by_function``: how many calls of each function were measured."""
 
     means: dict[str, float]
     calls: int
     source: str
+    calls_by_function: dict[str, int] = field(default_factory=dict)
     overhead_ns: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -194,6 +196,7 @@ def measure(spans: pl.DataFrame | pl.LazyFrame, root: str = "exit_mmap", select:
     m = Measured(means={}, calls=n, source=source)
     m.notes.append(f"{n} {root} calls from {source} spans; of the calls they make, only those directly "
                    f"under them (unmap_region's are another operation)")
+    m.calls_by_function = {root: n, **dict(direct.group_by("func").agg(pl.len()).iter_rows())}
     if source == "function_graph":
         _subtract_overhead(m, top, direct, under, root)
     else:
@@ -232,6 +235,12 @@ def measured_means(spans: pl.DataFrame | pl.LazyFrame, root: str = "exit_mmap",
     spans only), and the number of ``root`` calls (see :func:`measure`)."""
     m = measure(spans, root, select, source)
     return m.means, m.calls
+
+
+def mean_per_call(m: Measured, func: str) -> float | None:
+    """The measured mean time of one call of ``func`` (None when none was measured)."""
+    k = m.calls_by_function.get(func, 0)
+    return m.means[func] * m.calls / k if k and func in m.means else None
 
 
 def scale_warnings(scales: dict[str, float], parts: dict[str, float]) -> list[str]:

@@ -370,10 +370,11 @@ def calibrate_cmd(
                                        r.arch or model_arch, entry)
     except (ValueError, OSError) as e:
         raise die(str(e))
+    predicted = _predicted_windows(model_arch, before or strategy, after or strategy, pre, spec, cal.profile)
     if json_out:
         d = cal.as_dict()
         d.update({"arch": model_arch, "workload": spec, "preempt": pre, "saved": str(saved) if saved else None,
-                  "captured": cw.as_dict() if cw else None})
+                  "captured": cw.as_dict() if cw else None, "predicted_windows": predicted})
         out.print(json.dumps(d, indent=2), markup=False)
         return
     from tracekit.cli import err
@@ -385,11 +386,29 @@ def calibrate_cmd(
     wrote = [str(p) for p in (out_file, saved) if p is not None]
     out.print("scales: " + ", ".join(f"{g} x{s:.3g}" for g, s in cal.scales.items())
               + f" ({cal.exits} exit_mmap calls)" + (f"; wrote {', '.join(wrote)}" if wrote else ""), markup=False)
+    kind = "preempt-off window" if pre else "resched gap"
+    for side in ("before", "after"):
+        p = predicted[side]
+        out.print(f"predicted worst {kind}, {side} ({p['strategy']}): {_fmt_ns(p['worst_ns'])}"
+                  f" ending in {p['ended_in']}, {p['pagetable_pages_freed']:,} page-table pages freed in it",
+                  markup=False)
     for w in cal.warnings:
         err.print(f"warning: {w}", markup=False)
     if saved and (before or strategy) == (after or strategy):
         out.print(f"note: before and after are both {before or strategy}: the report will predict no change "
                   "(give --before and --after)", markup=False)
+
+
+def _predicted_windows(arch: str, before: str, after: str, preempt: bool, workload: str, costs) -> dict:
+    """The worst window of one exit under the before and after strategies with ``costs``."""
+    from tracekit.model import simulate
+    from tracekit.model.report import window_of
+
+    out = {}
+    for side, strategy in (("before", before), ("after", after)):
+        out[side] = {"strategy": strategy, **window_of(simulate(arch, strategy, preempt=preempt, workload=workload,
+                                                                 costs=costs))}
+    return out
 
 
 def replay_cmd(

@@ -46,7 +46,7 @@ from tracekit.model import simulate
 from tracekit.model.costs import CostProfile, load_costs
 
 __all__ = ["PROFILE_ENV", "PROFILE_DIR", "load_report_profile", "store_profile_path", "save_store_profile",
-           "find_store_profile", "predict_for_report"]
+           "find_store_profile", "predict_for_report", "window_of", "error_pct"]
 
 PROFILE_ENV = "TRACEKIT_MODEL_PROFILE"
 #: The store's directory of report profiles.
@@ -162,6 +162,23 @@ def find_store_profile(arch: str, run_ids: list[str], store: str | os.PathLike |
     return None
 
 
+def window_of(result: Any) -> dict[str, Any]:
+    """The worst window a simulated teardown predicts, as the report shows it: its length
+    (``worst_ns``), the function it ended in and the page-table pages freed inside it."""
+    w = result.worst_window or {}
+    comp = w.get("composition") or {}
+    return {"worst_ns": int(result.max_window_ns), "ended_in": w.get("ended_in"),
+            "pagetable_pages_freed": int(comp.get("pagetable_pages_freed", 0)),
+            "pages_freed": int(comp.get("pages_freed", 0))}
+
+
+def error_pct(predicted: float | None, measured: float | None) -> float | None:
+    """The prediction's error in percent of the measurement (None when either is missing)."""
+    if predicted is None or not measured:
+        return None
+    return round(100.0 * (predicted - measured) / measured, 1)
+
+
 def _costs_origin(entry: dict[str, Any], f: Path) -> str:
     """Where a profile's costs came from, for the report's note."""
     cal = entry.get("calibrated_from")
@@ -173,16 +190,25 @@ def _costs_origin(entry: dict[str, Any], f: Path) -> str:
 
 def predict_for_report(arch: str, functions: list[str], runs_before: list[dict], runs_after: list[dict],
                        patch_info: Any, store: str | os.PathLike | None = None) -> dict[str, Any] | None:
-    """The model's before/after prediction for ``arch``: per function the mean simulated
-    time per call under the profile's before and after strategies, and the longest
-    preempt-off window (PREEMPT) or resched gap (!PREEMPT).  The profile is
-    ``$TRACEKIT_MODEL_PROFILE``'s entry for ``arch``, else the one ``tracekit calibrate``
-    stored for the runs' patch and ``arch`` in ``store`` (default ``$TRACEKIT_STORE``, else
-    ``./tracekit-store``); None when there is neither.
+    """The model's before/after prediction for ``arch`` beside what the runs measured.
 
-    Only functions called as often under both strategies are predicted: a per-call mean of
-    tlb_finish_mmu, called once per ZAP_BLOCK in 2.6.22 and once per teardown from 3.0,
-    compares different things."""
+    The profile is ``$TRACEKIT_MODEL_PROFILE``'s entry for ``arch``, else the one
+    ``tracekit calibrate`` stored for the runs' patch and ``arch`` in ``store`` (default
+    ``$TRACEKIT_STORE``, else ``./tracekit-store``); None when there is neither.  Returned:
+
+    * ``rows``: per function, the mean simulated time per call under the profile's before
+      and after strategies (only functions called as often under both: a per-call mean of
+      tlb_finish_mmu, once per ZAP_BLOCK in 2.6.22 and once per teardown from 3.0,
+      compares different things);
+    * ``functions``: ``{function: {side: {predicted_ns, measured_ns, error_pct}}}``, the
+      measurement being the mean per call of the calls directly under the workload's
+      exit_mmap calls (:func:`tracekit.model.calibrate.measure`: kprobe spans when the
+      side has them), over the side's runs;
+    * ``windows``: ``{tracer: {side: {worst_ns, ended_in, pagetable_pages_freed,
+      measured_worst_ns, boots, error_pct}}}``: the model's worst preempt-off window
+      (``preemptoff``; ``resched_gap`` on !PREEMPT, which no tracer measures) against the
+      median over the side's boots of each boot's worst window (one boot: a run's
+      ``meta.capture.boot_id``, else the run)."""
     found = load_report_profile(arch)
     if found is None:
         ids = [r["run_id"] for r in runs_before + runs_after if r.get("run_id")]
@@ -193,8 +219,9 @@ def predict_for_report(arch: str, functions: list[str], runs_before: list[dict],
     preempt = bool(entry.get("preempt", True))
     model_arch = entry.get("model_arch") or arch
     kw = {k: entry[k] for k in ("op", "online_cpus", "other_cpus", "lazy_cpus") if k in entry}
-    before = simulate(model_arch, entry["before"], preempt=preempt, workload=entry["workload"], costs=costs, **kw)
-    after = simulate(model_arch, entry["after"], preempt=preempt, workload=entry["workload"], costs=costs, **kw)
+    model = {side: simulate(model_arch, entry[side], preempt=preempt, workload=entry["workload"], costs=costs, **kw)
+             for side in ("before", "after")}
+    before, after = model["before"], model["after"]
     rows = []
     for fn in functions:
         nb, na = before.calls_by_function.get(fn, 0), after.calls_by_function.get(fn, 0)
@@ -205,12 +232,99 @@ def predict_for_report(arch: str, functions: list[str], runs_before: list[dict],
             "before_ns": before.time_by_function_ns[fn] / nb,
             "after_ns": after.time_by_function_ns[fn] / na,
         })
+    runs = {"before": runs_before, "after": runs_after}
+    measured = _Measured(store, entry)
     tracer = "preemptoff" if preempt else "resched_gap"
+    windows: dict[str, Any] = {tracer: {}}
+    for side, res in model.items():
+        got = measured.windows(runs[side], tracer)
+        windows[tracer][side] = {"strategy": entry[side], **window_of(res), **got,
+                                 "error_pct": error_pct(res.max_window_ns, got.get("measured_worst_ns"))}
+    per_function: dict[str, Any] = {}
+    for row in rows:
+        fn = row["function"]
+        per_function[fn] = {}
+        for side in ("before", "after"):
+            m = measured.mean_per_call(runs[side], fn)
+            per_function[fn][side] = {"predicted_ns": row[f"{side}_ns"], "measured_ns": m,
+                                      "error_pct": error_pct(row[f"{side}_ns"], m)}
     return {
         "model": f"tracekit.model {entry['before']} -> {entry['after']}"
                  + (f" ({model_arch})" if model_arch != arch else ""),
         "note": (f"replay of {entry['workload']} ({'CONFIG_PREEMPT' if preempt else '!CONFIG_PREEMPT'}), "
                  f"costs {_costs_origin(entry, f)}; TLB flushes {before.tlb_flushes:,} -> {after.tlb_flushes:,}"),
         "rows": rows,
-        "windows": [{"tracer": tracer, "before_ns": before.max_window_ns, "after_ns": after.max_window_ns}],
+        "functions": per_function,
+        "windows": windows,
     }
+
+
+class _Measured:
+    """What the compared runs measured, read from the store for the prediction's columns."""
+
+    def __init__(self, store: str | os.PathLike | None, entry: dict[str, Any]):
+        from tracekit.store import default_store_path
+
+        self.root = Path(store) if store is not None else default_store_path()
+        self.entry = entry
+        self._st = None
+
+    def _store(self):
+        if self._st is None:
+            from tracekit.store import open_store
+
+            if not (self.root / "runs").is_dir():
+                return None
+            self._st = open_store(self.root, create=False)
+        return self._st
+
+    def windows(self, runs: list[dict], tracer: str) -> dict[str, Any]:
+        """Median over boots of each boot's worst ``tracer`` window, and the boots."""
+        import polars as pl
+
+        st = self._store()
+        ids = [r["run_id"] for r in runs if r.get("run_id")]
+        if st is None or not ids:
+            return {"measured_worst_ns": None, "boots": 0}
+        w = st.windows().filter(pl.col("run_id").is_in(ids) & (pl.col("tracer") == tracer)).select(
+            "run_id", "latency_ns").collect()
+        if not w.height:
+            return {"measured_worst_ns": None, "boots": 0}
+        boots = st.runs().filter(pl.col("run_id").is_in(ids)).select("run_id", "meta").collect()
+        boot_of = {r["run_id"]: _boot_id(r["meta"]) or r["run_id"] for r in boots.iter_rows(named=True)}
+        per_boot = (w.with_columns(boot=pl.col("run_id").replace_strict(boot_of, default=pl.col("run_id")))
+                    .group_by("boot").agg(worst=pl.col("latency_ns").max()))
+        return {"measured_worst_ns": int(per_boot["worst"].median()), "boots": per_boot.height,
+                "measured_worst_by_boot_ns": sorted(int(x) for x in per_boot["worst"])}
+
+    def mean_per_call(self, runs: list[dict], fn: str) -> float | None:
+        """Mean time per call of ``fn`` directly under the runs' exit_mmap calls."""
+        import polars as pl
+
+        from tracekit.model.calibrate import ExitSelection, mean_per_call, measure
+        from tracekit.model.captured import captured_workload, is_pgtfree_spec
+
+        st = self._store()
+        ids = [r["run_id"] for r in runs if r.get("run_id")]
+        if st is None or not ids:
+            return None
+        spans = st.spans().filter(pl.col("run_id").is_in(ids))
+        select = None
+        src = (self.entry.get("workload_from") or "").removeprefix("capture ")
+        if is_pgtfree_spec(src):
+            cw = captured_workload({"capture": {"workload": src}}, self.entry.get("model_arch") or "x86_64")
+            select = ExitSelection(cw.comm, cw.exits)
+        try:
+            m = measure(spans, select=select)
+        except ValueError:
+            return None
+        return mean_per_call(m, fn)
+
+
+def _boot_id(meta: str | None) -> str | None:
+    """The boot a run came from, as tracekit capture recorded it in the run's meta."""
+    try:
+        cap = json.loads(meta or "{}").get("capture")
+    except (ValueError, AttributeError):
+        return None
+    return cap.get("boot_id") if isinstance(cap, dict) else None
