@@ -38,6 +38,8 @@ __all__ = [
     "ReportSource",
     "FrameSource",
     "open_source",
+    "Side",
+    "SourceNote",
     "RunRef",
     "FunctionResult",
     "WindowSide",
@@ -122,6 +124,15 @@ def open_source(store: str | os.PathLike | None) -> ReportSource:
     return open_store(path, create=False)
 
 
+@dataclass(frozen=True)
+class Side:
+    """One column of the comparison: the runs of ``patch`` labelled ``label``."""
+
+    patch: str
+    label: str
+    name: str  # as the report prints it: the label, or patch:label when patches differ
+
+
 @dataclass
 class RunRef:
     """One ingested trace taking part in the comparison."""
@@ -134,15 +145,25 @@ class RunRef:
     format: str | None
     tracer: str | None
     config: str | None
+    boot_id: str | None = None
+    patch: str | None = None
 
     @property
     def name(self) -> str:
         return Path(self.path).name if self.path else self.run_id
 
+    @property
+    def unit(self) -> str:
+        """The unit of replication: the boot the trace was recorded in, else the run."""
+        return self.boot_id or self.run_id
+
     def as_dict(self) -> dict:
         return {
             "run_id": self.run_id,
+            "patch": self.patch,
             "label": self.label,
+            "boot_id": self.boot_id,
+            "unit": self.unit,
             "arch": self.arch,
             "kernel": self.kernel,
             "path": self.path,
@@ -153,8 +174,21 @@ class RunRef:
 
 
 @dataclass
+class SourceNote:
+    """What a tracer source that was not compared says of a function, side by side."""
+
+    source: str
+    calls: dict[str, int]  # side name -> calls
+    units: dict[str, int]  # side name -> units
+    median_ns: dict[str, float | None]  # side name -> median over units of unit medians
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "calls": self.calls, "units": self.units, "unit_median_ns": self.median_ns}
+
+
+@dataclass
 class FunctionResult:
-    """One function's before/after statistics in one group."""
+    """One function's statistics in one group: a compared side against the baseline."""
 
     function: str
     before: _stats.SideStats
@@ -165,6 +199,12 @@ class FunctionResult:
     #: the span source (tracer) the durations come from: one per function, never pooled
     #: across tracers whose overheads differ (function_graph against kprobe)
     source: str | None = None
+    source_reason: str | None = None
+    other_sources: list[SourceNote] = field(default_factory=list)
+    against: str | None = None  # the compared side's name (the baseline is the group's first)
+    units_before: list[_stats.UnitSummary] = field(default_factory=list)
+    units_after: list[_stats.UnitSummary] = field(default_factory=list)
+    under: str | None = None  # only calls made inside this caller
 
     @property
     def verdict(self) -> str:
@@ -173,7 +213,7 @@ class FunctionResult:
 
 @dataclass
 class WindowSide:
-    """The latency windows of one tracer on one side: all their latencies and the worst."""
+    """The latency windows of one tracer on one side: every unit's worst, and the worst."""
 
     latencies_ns: list[int]
     runs: int
@@ -188,11 +228,14 @@ class WindowSide:
     kernel: str | None
     run_name: str
     events: pl.DataFrame | None = None  # the worst window's own lines (ts_ns, cpu, func, ...)
+    unit_worst_ns: dict[str, int] = field(default_factory=dict)  # unit -> its worst window
 
     def as_dict(self) -> dict:
         return {
             "windows": len(self.latencies_ns),
             "runs": self.runs,
+            "units": len(self.unit_worst_ns),
+            "unit_worst_ns": self.unit_worst_ns,
             "latencies_ns": self.latencies_ns,
             "worst_latency_ns": self.worst_latency_ns,
             "started_at": self.started_at,
@@ -209,12 +252,13 @@ class WindowSide:
 
 @dataclass
 class WindowResult:
-    """Worst latency windows of one tracer, before and after."""
+    """Latency windows of one tracer: the baseline against one compared side."""
 
     tracer: str
     before: WindowSide | None
     after: WindowSide | None
-    change: _stats.Change | None = None  # of the window latencies, all windows of each side
+    change: _stats.Change | None = None  # of the units' worst windows
+    against: str | None = None
 
     @property
     def change_pct(self) -> float | None:
@@ -230,8 +274,15 @@ class EventCount:
 
     event: str
     detail: str | None  # the tlb_flush reason
-    before: list[int]
-    after: list[int]
+    per_side: dict[str, list[int]]  # side name -> count per run, the baseline first
+
+    @property
+    def before(self) -> list[int]:
+        return list(self.per_side.values())[0]
+
+    @property
+    def after(self) -> list[int]:
+        return list(self.per_side.values())[1]
 
     @property
     def name(self) -> str:
@@ -249,6 +300,7 @@ class EventCount:
             "after_per_run": self.after,
             "before_mean": self.per_run(self.before),
             "after_mean": self.per_run(self.after),
+            "per_side": self.per_side,
         }
 
 
@@ -258,14 +310,33 @@ class ArchGroup:
 
     arch: str
     config: str | None  # the configuration this group is restricted to, when split by it
-    runs_before: list[RunRef]
-    runs_after: list[RunRef]
+    runs: dict[str, list[RunRef]]  # side name -> its runs, the baseline first
     functions: list[FunctionResult] = field(default_factory=list)
     windows: list[WindowResult] = field(default_factory=list)
     events: list[EventCount] = field(default_factory=list)
-    samples: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    samples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # func -> side -> durations
     config_note: str | None = None  # when configurations differ between the sides
     prediction: dict[str, Any] | None = None  # from tracekit.model, when it has a profile
+
+    @property
+    def side_names(self) -> list[str]:
+        return list(self.runs)
+
+    @property
+    def runs_before(self) -> list[RunRef]:
+        return self.runs[self.side_names[0]]
+
+    @property
+    def runs_after(self) -> list[RunRef]:
+        return self.runs[self.side_names[1]] if len(self.runs) > 1 else []
+
+    def units(self, side: str) -> list[str]:
+        return sorted({r.unit for r in self.runs[self._side(side)]})
+
+    def _side(self, side: str) -> str:
+        if side in self.runs:
+            return side
+        return self.side_names[0] if side == "before" else self.side_names[1]
 
     @property
     def key(self) -> str:
@@ -278,26 +349,37 @@ class ArchGroup:
         return "".join(c if c.isalnum() or c in "._-" else "_" for c in s).strip("_")[:60]
 
     def kernels(self, side: str) -> list[str]:
-        runs = self.runs_before if side == "before" else self.runs_after
-        return sorted({r.kernel for r in runs if r.kernel and r.kernel != "unknown"})
+        return sorted({r.kernel for r in self.runs[self._side(side)] if r.kernel and r.kernel != "unknown"})
 
     def sources(self, side: str) -> list[str]:
-        runs = self.runs_before if side == "before" else self.runs_after
-        return _describe_runs(runs)
+        return _describe_runs(self.runs[self._side(side)])
 
 
 @dataclass
 class Comparison:
-    """The whole report's content, before rendering."""
+    """The whole report's content, before rendering: the baseline side and the sides
+    compared with it, per group."""
 
     patch: str
-    before_label: str
-    after_label: str
+    sides: list[Side]
     patch_info: PatchInfo | None
     groups: list[ArchGroup]
     functions_requested: list[str]
     functions_from: str  # where the list came from, as a phrase for the reader
     functions_missing: list[str]  # requested with --functions but absent from the data
+    under: str | None = None
+
+    @property
+    def before_label(self) -> str:
+        return self.sides[0].name
+
+    @property
+    def after_label(self) -> str:
+        return self.sides[1].name
+
+    @property
+    def compared(self) -> list[Side]:
+        return self.sides[1:]
 
     @property
     def any_regression(self) -> bool:
@@ -374,53 +456,62 @@ def model_prediction(group: ArchGroup, comparison: Comparison, store: Path | Non
         return {"model": "tracekit.model", "note": f"no prediction: {type(e).__name__}: {e}", "rows": []}
 
 
-def _partition_values(runs: pl.DataFrame, col: str) -> list[str]:
-    """The sanitised partition values of ``col`` for these runs (the hive directory names),
-    falling back to the raw values when the runs table has no partition struct."""
-    if "partition" in runs.columns and runs.schema["partition"] != pl.Null:
-        vals = runs.select(pl.col("partition").struct.field(col)).to_series()
-        if vals.null_count() == 0:
-            return sorted(set(vals.to_list()))
-    return sorted(set(runs[col].to_list()))
+def _sides(patches: list[str], baseline: str, compared: list[str]) -> list[Side]:
+    """The baseline (of the first patch) and each compared side: ``L`` is label L of every
+    patch given, ``P:L`` label L of patch P."""
+    out = [(patches[0], baseline)]
+    for item in compared:
+        if ":" in item:
+            p, lab = item.split(":", 1)
+            out.append((p, lab))
+        else:
+            out += [(p, item) for p in patches]
+    out = list(dict.fromkeys(out))
+    several = len({p for p, _ in out}) > 1
+    return [Side(p, lab, f"{p}:{lab}" if several else lab) for p, lab in out]
 
 
-def _select_runs(src: ReportSource, patch: str, before: str, after: str) -> pl.DataFrame:
-    """The runs of ``patch`` labelled ``before`` or ``after``; ReportError when none."""
+def _select_runs(src: ReportSource, sides: list[Side]) -> pl.DataFrame:
+    """The runs of every side, one row per run and side (column ``side``); ReportError
+    naming what exists when a patch or a side has no runs."""
     runs = src.runs()
     try:
         cols = runs.collect_schema().names()
     except Exception as e:  # an unreadable or empty store
         raise ReportError(f"cannot read the runs table: {e}") from None
-    all_runs = runs.select([c for c in ("run_id", "patch", "label") if c in cols]).collect()
+    all_runs = runs.select("run_id", "patch", "label").collect()
     if all_runs.height == 0:
         raise ReportError("the store is empty: no runs ingested yet ('tracekit ingest ... --patch P --label before')")
-    mine = all_runs.filter(pl.col("patch") == patch)
-    if mine.height == 0:
-        known = all_runs.group_by("patch").agg(pl.len().alias("runs")).sort("patch")
-        listing = ", ".join(f"{p} ({n} runs)" for p, n in known.iter_rows())
-        raise ReportError(f"no runs of patch {patch!r} in the store; patches there: {listing}")
-    labels = sorted(set(mine["label"].to_list()))
-    for side in (before, after):
-        if side not in labels:
-            raise ReportError(
-                f"patch {patch!r} has no runs labelled {side!r}; its labels: {', '.join(labels)}"
-                " (choose with --before/--after)"
-            )
-    want = [c for c in ("run_id", "path", "format", "tracer", "arch", "kernel", "patch", "label", "partition", "config") if c in cols]
-    return (
-        runs.filter((pl.col("patch") == patch) & pl.col("label").is_in([before, after]))
-        .select(want)
-        .collect()
-        .sort(["arch", "label", "path"])
-    )
+    for patch in dict.fromkeys(s.patch for s in sides):
+        mine = all_runs.filter(pl.col("patch") == patch)
+        if mine.height == 0:
+            known = all_runs.group_by("patch").agg(pl.col("run_id").n_unique().alias("runs")).sort("patch")
+            listing = ", ".join(f"{p} ({n} runs)" for p, n in known.iter_rows())
+            raise ReportError(f"no runs of patch {patch!r} in the store; patches there: {listing}")
+        labels = sorted(set(mine["label"].to_list()))
+        for side in (s for s in sides if s.patch == patch):
+            if side.label not in labels:
+                raise ReportError(
+                    f"patch {patch!r} has no runs labelled {side.label!r}; its labels: {', '.join(labels)}"
+                    " (choose with --before/--after, or --baseline/--compare)"
+                )
+    want = [c for c in ("run_id", "path", "format", "tracer", "arch", "kernel", "patch", "label", "boot_id", "config") if c in cols]
+    picked = runs.select(want).collect()
+    if "boot_id" not in picked.columns:
+        picked = picked.with_columns(pl.lit(None, pl.String).alias("boot_id"))
+    frames = [
+        picked.filter((pl.col("patch") == s.patch) & (pl.col("label") == s.label)).with_columns(pl.lit(s.name).alias("side"))
+        for s in sides
+    ]
+    return pl.concat(frames).unique(["run_id", "side"], keep="first", maintain_order=True).sort(["arch", "path"])
 
 
-def _group_runs(runs: pl.DataFrame, before: str, after: str) -> list[tuple[str, str | None, str | None, pl.DataFrame]]:
+def _group_runs(runs: pl.DataFrame, sides: list[str]) -> list[tuple[str, str | None, str | None, pl.DataFrame]]:
     """(arch, config or None, note, runs) per group.
 
     One group per arch, split by kernel configuration only where it is a real split: a
     configuration key (preempt model, page size, ...) that every run of the arch states,
-    with more than one value, each value having runs on both sides.  A run that does not
+    with more than one value, each value having runs on every side.  A run that does not
     state a key (a function_graph trace says nothing of the preempt model) does not split.
     When the sides differ in a key, the group stays whole and carries a note saying so.
     """
@@ -429,18 +520,18 @@ def _group_runs(runs: pl.DataFrame, before: str, after: str) -> list[tuple[str, 
         runs = runs.with_columns(pl.lit(None, pl.String).alias("config"))
     for arch in sorted(set(runs["arch"].fill_null("unknown").to_list())):
         sub = runs.filter(pl.col("arch").fill_null("unknown") == arch)
-        cfgs = [(_config_dict(c) or {}, lab) for c, lab in zip(sub["config"].to_list(), sub["label"].to_list())]
+        cfgs = [(_config_dict(c) or {}, side) for c, side in zip(sub["config"].to_list(), sub["side"].to_list())]
         keys = sorted({k for d, _ in cfgs for k, v in d.items() if v is not None})
-        split_keys = []
-        notes = []
+        split_keys, notes = [], []
         for k in keys:
-            vb = {str(d[k]) for d, lab in cfgs if lab == before and d.get(k) is not None}
-            va = {str(d[k]) for d, lab in cfgs if lab == after and d.get(k) is not None}
+            per = {sd: {str(d[k]) for d, s in cfgs if s == sd and d.get(k) is not None} for sd in sides}
+            stated = [v for v in per.values() if v]
             stated_by_all = all(d.get(k) is not None for d, _ in cfgs)
-            if len(vb | va) > 1 and vb == va and stated_by_all:
+            same = all(v == stated[0] for v in stated)
+            if stated and len(set().union(*stated)) > 1 and same and len(stated) == len(sides) and stated_by_all:
                 split_keys.append(k)
-            elif vb and va and vb != va:
-                notes.append(f"{k}: {before} {', '.join(sorted(vb))}, {after} {', '.join(sorted(va))}")
+            elif len(stated) > 1 and not same:
+                notes.append(f"{k}: " + ", ".join(f"{sd} {', '.join(sorted(v))}" for sd, v in per.items() if v))
         note = ("configuration differs between the sides: " + "; ".join(notes)) if notes else None
         if not split_keys:
             out.append((arch, None, note, sub))
@@ -452,82 +543,120 @@ def _group_runs(runs: pl.DataFrame, before: str, after: str) -> list[tuple[str, 
     return out
 
 
-def _run_refs(df: pl.DataFrame, label: str) -> list[RunRef]:
-    rows = df.filter(pl.col("label") == label).to_dicts()
+def _run_refs(df: pl.DataFrame, side: str) -> list[RunRef]:
     return [
         RunRef(
-            run_id=r["run_id"],
-            label=r["label"],
-            arch=r.get("arch") or "unknown",
-            kernel=r.get("kernel"),
-            path=r.get("path"),
-            format=r.get("format"),
-            tracer=r.get("tracer"),
-            config=r.get("config"),
+            run_id=r["run_id"], label=r["label"], arch=r.get("arch") or "unknown", kernel=r.get("kernel"),
+            path=r.get("path"), format=r.get("format"), tracer=r.get("tracer"), config=r.get("config"),
+            boot_id=r.get("boot_id"), patch=r.get("patch"),
         )
-        for r in rows
+        for r in df.filter(pl.col("side") == side).to_dicts()
     ]
 
 
 def _scan(lf: pl.LazyFrame, runs: pl.DataFrame) -> pl.LazyFrame:
-    """Restrict a partitioned table to these runs: partition pruning on patch, then run_id."""
+    """Restrict a partitioned table to these runs and memberships: partition pruning on
+    patch and label, then run_id; the ``side`` column says which side a row belongs to."""
+    pairs = runs.select("patch", "label", "run_id", "side").unique()
     names = lf.collect_schema().names()
     if "patch" in names:
-        lf = lf.filter(pl.col("patch").is_in(_partition_values(runs, "patch")))
-    return lf.filter(pl.col("run_id").is_in(runs["run_id"].to_list()))
+        lf = lf.filter(pl.col("patch").is_in(pairs["patch"].unique().to_list())
+                       & pl.col("label").is_in(pairs["label"].unique().to_list()))
+    return lf.filter(pl.col("run_id").is_in(pairs["run_id"].unique().to_list())).join(
+        pairs.lazy(), on=["patch", "label", "run_id"], how="inner")
 
 
-def _functions_present(src: ReportSource, runs: pl.DataFrame, wanted: list[str]) -> set[str]:
-    found = (
-        _scan(src.spans(), runs)
-        .filter(pl.col("func").is_in(wanted))
-        .select(pl.col("func").unique())
-        .collect()
-    )
-    return set(found["func"].to_list())
+def _calls(src: ReportSource, runs: pl.DataFrame, funcs: list[str], under: str | None) -> pl.DataFrame:
+    """side, unit, run_id, func, source, dur_ns of the calls the report compares: the
+    selection of tracekit.selection.calls, restricted to the runs of each side."""
+    from tracekit.selection import calls
 
-
-def _durations(src: ReportSource, runs: pl.DataFrame, funcs: list[str]) -> pl.DataFrame:
-    """run_id, func, source, dur_ns of the completed calls of ``funcs`` in ``runs``."""
     if not funcs:
-        return pl.DataFrame(schema={"run_id": pl.String, "func": pl.String, "source": pl.String, "dur_ns": pl.Int64})
-    return (
-        _scan(src.spans(), runs)
-        .filter(pl.col("func").is_in(funcs) & pl.col("complete").fill_null(False) & pl.col("dur_ns").is_not_null())
-        .select("run_id", "func", "source", "dur_ns")
-        .collect()
-    )
+        return pl.DataFrame(schema={"side": pl.String, "unit": pl.String, "run_id": pl.String, "func": pl.String,
+                                    "source": pl.String, "dur_ns": pl.Int64})
+    lf = calls(src, funcs, under=under, patch=runs["patch"].unique().to_list(),
+               label=runs["label"].unique().to_list(), run_id=runs["run_id"].unique().to_list())
+    pairs = runs.select("patch", "label", "run_id", "side").unique().lazy()
+    return (lf.join(pairs, on=["patch", "label", "run_id"], how="inner")
+            .select("side", "unit", "run_id", "func", pl.col("source").fill_null("unknown"), "dur_ns").collect())
 
 
-def _one_source(fd: pl.DataFrame, ids_b: set[str], ids_a: set[str]) -> str | None:
-    """The tracer whose calls of one function are compared: of those that traced it on both
-    sides, the one with the most calls (function_graph before kprobe on a tie)."""
+def _pick_source(fd: pl.DataFrame, sides: list[str]) -> tuple[str | None, str | None]:
+    """The tracer whose calls of one function are compared, and why: of those that traced
+    it on every side, the one with the most calls (function_graph first on a tie)."""
     if fd.is_empty():
-        return None
-    per = fd.with_columns(side=pl.col("run_id").is_in(list(ids_b))).group_by("source").agg(
-        pl.len().alias("n"), pl.col("side").any().alias("b"), (~pl.col("side")).any().alias("a")
-    )
-    both = per.filter(pl.col("a") & pl.col("b"))
-    pick = both if both.height else per
-    pick = pick.with_columns(fg=pl.col("source") == "function_graph").sort(["n", "fg"], descending=True)
-    return pick["source"][0]
+        return None, None
+    per = fd.group_by("source").agg(pl.len().alias("n"), pl.col("side").n_unique().alias("sides"))
+    both = per.filter(pl.col("sides") == len(sides))
+    pick = (both if both.height else per).with_columns(fg=pl.col("source") == "function_graph")
+    pick = pick.sort(["n", "fg", "source"], descending=[True, True, False])
+    chosen = pick["source"][0]
+    if per.height == 1:
+        why = "the only tracer of it"
+    elif both.height == 0:
+        why = "no tracer recorded it on every side; the one with the most calls"
+    elif both.height == 1:
+        why = "the only tracer of it on every side"
+    else:
+        why = "traced on every side, with the most calls (tracers are never pooled: their overheads differ)"
+    return chosen, why
+
+
+def _units(fd: pl.DataFrame, side: str) -> _stats.Units:
+    sd = fd.filter(pl.col("side") == side)
+    return _stats.Units.from_arrays(sd["unit"].to_numpy(), sd["dur_ns"].to_numpy())
+
+
+def _source_note(fd: pl.DataFrame, source: str, sides: list[str]) -> SourceNote:
+    sub = fd.filter(pl.col("source") == source)
+    calls, units, med = {}, {}, {}
+    for side in sides:
+        u = _units(sub, side)
+        calls[side] = int(u.values.size)
+        units[side] = u.count
+        med[side] = float(np.median(u.quantile(0.5))) if u.count else None
+    return SourceNote(source, calls, units, med)
+
+
+def _function_rows(gd: pl.DataFrame, func: str, sides: list[str], key: str, seed: int,
+                   under: str | None) -> tuple[list[FunctionResult], dict[str, np.ndarray]]:
+    """One row per compared side for ``func`` (verdicts drawn later, per family)."""
+    fd = gd.filter(pl.col("func") == func)
+    source, why = _pick_source(fd, sides)
+    others = sorted(set(fd["source"].to_list()) - {source}) if source else []
+    notes = [_source_note(fd, o, sides) for o in others]
+    if source is not None:
+        fd = fd.filter(pl.col("source") == source)
+    base = _units(fd, sides[0])
+    xb = base.values
+    samples = {sides[0]: xb}
+    rows = []
+    for side in sides[1:]:
+        other = _units(fd, side)
+        samples[side] = other.values
+        ch = _stats.compare_units(base, other, seed=_stats.row_seed(key, func, side, base=seed))
+        runs_of = lambda s: fd.filter(pl.col("side") == s)["run_id"].n_unique()  # noqa: E731
+        rows.append(FunctionResult(
+            func, _stats.side_stats(xb), _stats.side_stats(other.values), ch, runs_of(sides[0]), runs_of(side),
+            source, why, notes, side, base.summaries(), other.summaries(), under,
+        ))
+    return rows, samples
+
+
+def _decide_functions(rows: list[FunctionResult], sides: list[str]) -> None:
+    """Holm over the functions compared with each side, then every row's verdict."""
+    for side in sides[1:]:
+        mine = [r for r in rows if r.against == side]
+        for r, ch in zip(mine, _stats.decide([r.change for r in mine])):
+            r.change = ch
 
 
 def _window_side(wins: pl.DataFrame, runs: list[RunRef], src: ReportSource, runs_df: pl.DataFrame) -> WindowSide | None:
     if wins.height == 0:
         return None
     worst = wins.sort(["latency_ns", "run_id", "window"], descending=[True, False, False], nulls_last=True).row(0, named=True)
-    names = {r.run_id: r for r in runs}
-    ref = names.get(worst["run_id"])
-    events = None
-    try:
-        ev = _scan(src.events(), runs_df.filter(pl.col("run_id") == worst["run_id"]))
-        if worst.get("window") is not None:
-            ev = ev.filter(pl.col("window") == worst["window"])
-            cols = [c for c in ("seq", "ts_ns", "cpu", "pid", "comm", "kind", "func", "parent", "flags", "event", "body") if c in ev.collect_schema().names()]
-            events = ev.select(cols).collect().sort("seq" if "seq" in cols else cols[0])
-    except (pl.exceptions.PolarsError, OSError):
-        events = None
+    ref = {r.run_id: r for r in runs}.get(worst["run_id"])
+    per_unit = wins.group_by("unit").agg(pl.col("latency_ns").max()).sort("unit")
     return WindowSide(
         latencies_ns=sorted((int(x) for x in wins["latency_ns"].drop_nulls().to_list()), reverse=True),
         runs=wins["run_id"].n_unique(),
@@ -541,45 +670,63 @@ def _window_side(wins: pl.DataFrame, runs: list[RunRef], src: ReportSource, runs
         window=worst.get("window"),
         kernel=worst.get("kernel") or (ref.kernel if ref else None),
         run_name=ref.name if ref else worst["run_id"],
-        events=events,
+        events=_window_events(src, runs_df, worst),
+        unit_worst_ns={u: int(v) for u, v in per_unit.iter_rows()},
     )
 
 
-def _windows(src: ReportSource, runs_df: pl.DataFrame, group: ArchGroup, before: str, after: str) -> list[WindowResult]:
+def _window_events(src: ReportSource, runs_df: pl.DataFrame, worst: dict) -> pl.DataFrame | None:
+    """The worst window's own trace lines, in source order."""
+    if worst.get("window") is None:
+        return None
     try:
-        lf = _scan(src.windows(), runs_df)
-        wins = lf.filter(pl.col("latency_ns").is_not_null()).collect()
+        ev = _scan(src.events(), runs_df.filter(pl.col("run_id") == worst["run_id"]))
+        ev = ev.filter(pl.col("window") == worst["window"])
+        cols = [c for c in ("seq", "ts_ns", "cpu", "pid", "comm", "kind", "func", "parent", "flags", "event", "body")
+                if c in ev.collect_schema().names()]
+        return ev.select(cols).unique("seq", keep="first").collect().sort("seq" if "seq" in cols else cols[0])
+    except (pl.exceptions.PolarsError, OSError):
+        return None
+
+
+def _windows(src: ReportSource, runs_df: pl.DataFrame, group: ArchGroup, seed: int) -> list[WindowResult]:
+    """Per latency tracer and compared side: the worst windows, and the change of the
+    units' worst windows (each unit, a boot or a run, counts once: by its worst)."""
+    try:
+        wins = _scan(src.windows(), runs_df).filter(pl.col("latency_ns").is_not_null()).collect()
     except (pl.exceptions.PolarsError, OSError):
         return []
     if wins.height == 0:
         return []
-    side = runs_df.select("run_id", "label")
-    wins = wins.drop([c for c in ("label",) if c in wins.columns]).join(side, on="run_id")
+    unit = runs_df.select("run_id", pl.coalesce("boot_id", "run_id").alias("unit")).unique("run_id")
+    wins = wins.join(unit, on="run_id").with_columns(pl.col("tracer").fill_null("latency"))
+    sides = group.side_names
     out = []
-    for tracer in sorted(set(wins["tracer"].fill_null("latency").to_list())):
-        tw = wins.filter(pl.col("tracer").fill_null("latency") == tracer)
-        wb = _window_side(tw.filter(pl.col("label") == before), group.runs_before, src, runs_df)
-        wa = _window_side(tw.filter(pl.col("label") == after), group.runs_after, src, runs_df)
-        change = None
-        if wb is not None and wa is not None:
-            # The windows' latencies compared as the calls are (each run usually keeps only
-            # its maximum, so this needs several runs a side to give a verdict).
-            _, _, change = _stats.compare_samples(
-                np.asarray(wb.latencies_ns, dtype=np.float64),
-                np.asarray(wa.latencies_ns, dtype=np.float64),
-                seed=_stats.row_seed(group.key, "window", tracer),
-            )
-        out.append(WindowResult(tracer=tracer, before=wb, after=wa, change=change))
+    for tracer in sorted(set(wins["tracer"].to_list())):
+        tw = wins.filter(pl.col("tracer") == tracer)
+        ws = {s: _window_side(tw.filter(pl.col("side") == s), group.runs[s], src, runs_df) for s in sides}
+        for side in sides[1:]:
+            wb, wa = ws[sides[0]], ws[side]
+            change = None
+            if wb is not None and wa is not None:
+                ub = _stats.Units.from_groups({u: np.array([v]) for u, v in wb.unit_worst_ns.items()})
+                ua = _stats.Units.from_groups({u: np.array([v]) for u, v in wa.unit_worst_ns.items()})
+                change = _stats.compare_units(ub, ua, seed=_stats.row_seed(group.key, "window", tracer, side, base=seed))
+            out.append(WindowResult(tracer=tracer, before=wb, after=wa, change=change, against=side))
+    for side in sides[1:]:
+        mine = [w for w in out if w.against == side and w.change is not None]
+        for w, ch in zip(mine, _stats.decide([w.change for w in mine])):
+            w.change = ch
     return out
 
 
-def _event_counts(src: ReportSource, runs_df: pl.DataFrame, before: str, after: str) -> list[EventCount]:
+def _event_counts(src: ReportSource, runs_df: pl.DataFrame, sides: list[str]) -> list[EventCount]:
     """Per-run counts of tlb_flush by reason and of mm_page_free* events."""
     try:
-        lf = _scan(src.events(), runs_df)
         short = pl.col("event").str.replace(r"^.*:", "")  # "tlb:tlb_flush" (perf) -> "tlb_flush"
         counted = (
-            lf.filter(pl.col("event").is_not_null())
+            _scan(src.events(), runs_df)
+            .filter(pl.col("event").is_not_null())
             .with_columns(short.alias("ev"))
             .filter((pl.col("ev") == TLB_FLUSH_EVENT) | pl.col("ev").str.starts_with(PAGE_FREE_PREFIX))
             .with_columns(
@@ -588,7 +735,7 @@ def _event_counts(src: ReportSource, runs_df: pl.DataFrame, before: str, after: 
                 .otherwise(None)
                 .alias("detail")
             )
-            .group_by("run_id", "ev", "detail")
+            .group_by("side", "run_id", "ev", "detail")
             .agg(pl.len().alias("n"))
             .collect()
         )
@@ -596,91 +743,72 @@ def _event_counts(src: ReportSource, runs_df: pl.DataFrame, before: str, after: 
         return []
     if counted.height == 0:
         return []
-    side = dict(zip(runs_df["run_id"].to_list(), runs_df["label"].to_list()))
     # A run counts for an event only if it recorded that event at all.
-    recorded = counted.group_by("ev").agg(pl.col("run_id").unique().alias("runs"))
-    runs_of = {ev: sorted(r) for ev, r in recorded.iter_rows()}
+    recorded = counted.group_by("ev").agg(pl.struct("side", "run_id").unique().alias("runs"))
+    runs_of = {ev: sorted((r["side"], r["run_id"]) for r in rs) for ev, rs in recorded.iter_rows()}
     out = []
     keys = counted.select("ev", "detail").unique().sort(["ev", "detail"], nulls_last=False)
     for ev, detail in keys.iter_rows():
         sub = counted.filter((pl.col("ev") == ev) & pl.col("detail").eq_missing(detail))
-        n_by_run = dict(zip(sub["run_id"].to_list(), sub["n"].to_list()))
-        per = {before: [], after: []}
-        for rid in runs_of[ev]:
-            per.setdefault(side.get(rid, ""), []).append(int(n_by_run.get(rid, 0)))
-        out.append(EventCount(ev, detail, per[before], per[after]))
+        n_by_run = {(s, r): n for s, r, n in zip(sub["side"].to_list(), sub["run_id"].to_list(), sub["n"].to_list())}
+        per = {s: [] for s in sides}
+        for key in runs_of[ev]:
+            per[key[0]].append(int(n_by_run.get(key, 0)))
+        out.append(EventCount(ev, detail, per))
     return out
+
+
+def _functions_wanted(functions: list[str] | None, patch_info: PatchInfo | None) -> tuple[list[str], str]:
+    if functions:
+        return list(dict.fromkeys(functions)), "given with --functions"
+    touched = list(patch_info.functions) if patch_info else []
+    wanted = list(dict.fromkeys(touched + list(TEARDOWN_FUNCTIONS)))
+    return wanted, ("touched by the patch, and the teardown path" if touched else "the teardown path")
 
 
 def compare(
     src: ReportSource,
-    patch: str,
+    patch: str | list[str],
     *,
     before: str = "before",
-    after: str = "after",
+    after: str | list[str] = "after",
     functions: list[str] | None = None,
+    under: str | None = None,
     patch_info: PatchInfo | None = None,
     seed: int = _stats.BASE_SEED,
     keep_samples: bool = True,
 ) -> Comparison:
-    """Compare the ``before`` and ``after`` runs of ``patch`` in ``src`` (a store)."""
-    runs = _select_runs(src, patch, before, after)
-    if functions:
-        wanted = list(dict.fromkeys(functions))
-        functions_from = "given with --functions"
-    else:
-        touched = list(patch_info.functions) if patch_info else []
-        wanted = list(dict.fromkeys(touched + list(TEARDOWN_FUNCTIONS)))
-        functions_from = "touched by the patch, and the teardown path" if touched else "the teardown path"
-    present = _functions_present(src, runs, wanted)
-    if functions:
-        funcs = wanted
-        missing = [f for f in wanted if f not in present]
-    else:
-        funcs = [f for f in wanted if f in present]
-        missing = []
-    durations = _durations(src, runs, [f for f in funcs if f in present])
-
-    comp = Comparison(
-        patch=patch,
-        before_label=before,
-        after_label=after,
-        patch_info=patch_info,
-        groups=[],
-        functions_requested=wanted,
-        functions_from=functions_from,
-        functions_missing=missing,
-    )
-    for arch, cfg, note, gruns in _group_runs(runs, before, after):
-        group = ArchGroup(
-            arch=arch,
-            config=cfg,
-            runs_before=_run_refs(gruns, before),
-            runs_after=_run_refs(gruns, after),
-            config_note=note,
-        )
-        ids_b = set(r.run_id for r in group.runs_before)
-        ids_a = set(r.run_id for r in group.runs_after)
-        gd = durations.filter(pl.col("run_id").is_in(list(ids_b | ids_a)))
+    """Compare the runs of ``patch`` labelled ``before`` (the baseline) with those of each
+    label in ``after`` (a label, or several; ``P:L`` names label L of patch P).  ``patch``
+    may name several patches: each one's ``after`` sides are compared with the baseline
+    of the first."""
+    patches = [patch] if isinstance(patch, str) else list(patch)
+    sides = _sides(patches, before, [after] if isinstance(after, str) else list(after))
+    if len(sides) < 2:
+        raise ReportError(f"nothing to compare with the baseline {before!r}: give another label")
+    runs = _select_runs(src, sides)
+    wanted, functions_from = _functions_wanted(functions, patch_info)
+    calls = _calls(src, runs, wanted, under)
+    present = set(calls["func"].unique().to_list())
+    funcs = wanted if functions else [f for f in wanted if f in present]
+    missing = [f for f in wanted if f not in present] if functions else []
+    names = [s.name for s in sides]
+    comp = Comparison(patch=",".join(patches), sides=sides, patch_info=patch_info, groups=[],
+                      functions_requested=wanted, functions_from=functions_from, functions_missing=missing,
+                      under=under)
+    for arch, cfg, note, gruns in _group_runs(runs, names):
+        group = ArchGroup(arch=arch, config=cfg, runs={s: _run_refs(gruns, s) for s in names}, config_note=note)
+        gd = calls.join(gruns.select("run_id", "side").unique(), on=["run_id", "side"], how="semi")
         for func in funcs:
-            fd = gd.filter(pl.col("func") == func)
-            source = _one_source(fd, ids_b, ids_a)
-            if source is not None:
-                fd = fd.filter(pl.col("source") == source)
-            in_b = fd.filter(pl.col("run_id").is_in(list(ids_b)))
-            in_a = fd.filter(pl.col("run_id").is_in(list(ids_a)))
-            if in_b.height == 0 and in_a.height == 0 and not functions:
+            if not functions and gd.filter(pl.col("func") == func).is_empty():
                 continue
-            xb = in_b["dur_ns"].to_numpy().astype(np.float64)
-            xa = in_a["dur_ns"].to_numpy().astype(np.float64)
-            sb, sa, ch = _stats.compare_samples(xb, xa, seed=_stats.row_seed(group.key, func, base=seed))
-            group.functions.append(
-                FunctionResult(func, sb, sa, ch, in_b["run_id"].n_unique(), in_a["run_id"].n_unique(), source)
-            )
+            rows, samples = _function_rows(gd, func, names, group.key, seed, under)
+            group.functions += rows
             if keep_samples:
-                group.samples[func] = (xb, xa)
-        group.windows = _windows(src, gruns, group, before, after)
-        group.events = _event_counts(src, gruns, before, after)
+                group.samples[func] = samples
+        _decide_functions(group.functions, names)
+        group.windows = _windows(src, gruns, group, seed)
+        group.events = _event_counts(src, gruns, names)
         group.prediction = model_prediction(group, comp, store=getattr(src, "root", None))
         comp.groups.append(group)
     return comp

@@ -7,9 +7,8 @@ import math
 import textwrap
 import unicodedata
 
-from tracekit.reports import stats as _stats
 
-__all__ = ["ns", "pct", "ci", "pval", "p_eq", "ascii_text", "wrap", "METHOD_NOTE"]
+__all__ = ["ns", "pct", "ci", "pval", "p_eq", "ascii_text", "wrap"]
 
 
 def ns(value: float | None) -> str:
@@ -99,17 +98,3 @@ def wrap(text: str, width: int = 72, indent: str = "", first: str | None = None)
         break_long_words=True,
         break_on_hyphens=False,
     ) or [first.rstrip()]
-
-
-METHOD_NOTE = (
-    "Method: durations of the completed calls of each function, pooled over "
-    "the runs of each side; percentiles interpolate linearly between order "
-    "statistics. Changes are (after - before) / before of the median and of the "
-    f"p99, with 95% percentile-bootstrap intervals ({_stats.BOOTSTRAP_REPLICATES} "
-    f"resamples per side, seeded). p is the two-sided Mann-Whitney U test. A "
-    f"verdict needs p below {_stats.ALPHA}, a median interval that excludes 0 and "
-    f"a median change of at least {_stats.MIN_EFFECT_PCT:g}%; '~' marks no "
-    f"significant change. Fewer than {_stats.MIN_SAMPLES} calls on a side "
-    "give no verdict. Durations are as traced, tracer overhead included: "
-    "compare them as ratios."
-)

@@ -1,17 +1,21 @@
 """Plots of the comparison, as PNG (for mail and the HTML report) and SVG (for papers and
-slides), drawn with matplotlib's Agg backend, sized to be read as a mail attachment
-(640 x 400 pixels at 100 dpi):
+slides), drawn with matplotlib's Agg backend, 1200 pixels wide, each titled with the patch
+and the group, legends outside the axes so that they never cover data:
 
-* per function: the before/after CDF of call durations on a log time axis, and the
-  histogram (log-spaced bins, fraction of calls per side so that sides of unequal size
-  compare);
-* per latency tracer: the worst window of each side on a per-CPU timeline of its own
-  trace lines (time since the window opened), the two sides on one time scale.
+* per function: the CDF of call durations of every side on a log time axis (ticks at 1, 2
+  and 5 times a power of ten, in the unit that suits the plot: ns, us or ms), each unit's
+  median marked beneath it, and the histogram (log-spaced bins, fraction of calls per side
+  so that sides of unequal size compare);
+* per latency tracer: the worst window of each side as a timeline of its trace lines (time
+  since the window opened), every line one tick, only the few lines that matter labelled
+  (the first, the last and those before the longest gaps), so that a window of any size
+  draws in bounded time.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
@@ -20,21 +24,24 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from tracekit.reports import fmt  # noqa: E402
-from tracekit.reports.compare import Comparison, WindowResult, WindowSide  # noqa: E402
+from tracekit.reports.compare import ArchGroup, Comparison, WindowResult, WindowSide  # noqa: E402
 
-__all__ = ["plot_cdf", "plot_histogram", "plot_window", "make_plots", "FIGSIZE", "DPI"]
+__all__ = ["plot_cdf", "plot_histogram", "plot_window", "make_plots", "clear_plots", "FIGSIZE", "DPI",
+           "time_unit", "ticks_125"]
 
-FIGSIZE = (6.4, 4.0)
-DPI = 100
-COLORS = {"before": "#1f5fa8", "after": "#d9620b"}
+FIGSIZE = (10.0, 5.6)
+DPI = 120  # 1200 x 672 pixels
+PALETTE = ("#1f5fa8", "#d9620b", "#2a9d3c", "#a02c8c", "#7a5c00", "#0b8c8c")
+#: Labelled lines of a window timeline, at most.
+WINDOW_LABELS = 8
 
 plt.rcParams.update(
     {
-        "font.size": 10,
-        "axes.titlesize": 11,
+        "font.size": 11,
+        "axes.titlesize": 12,
         "axes.grid": True,
         "grid.alpha": 0.3,
         "svg.fonttype": "none",  # text stays text in the SVG
@@ -56,15 +63,52 @@ def _save(fig: plt.Figure, stem: Path) -> dict[str, Path]:
     return out
 
 
-def _log_time_axis(ax: plt.Axes, values_us: np.ndarray) -> None:
-    """A log x axis labelled with plain numbers (1, 2, 5, 10, ... us): easier to read than
-    powers of ten, and much cheaper to draw than mathtext labels."""
+def clear_plots(out_dir: Path) -> int:
+    """Remove the plots a previous report left in ``out_dir``/plots; returns how many."""
+    d = Path(out_dir) / "plots"
+    removed = 0
+    if d.is_dir():
+        for p in list(d.glob("*.png")) + list(d.glob("*.svg")):
+            p.unlink()
+            removed += 1
+    return removed
+
+
+def time_unit(values_ns: np.ndarray) -> tuple[str, float]:
+    """The unit (ns, us, ms, s) in which the median of ``values_ns`` reads between 1 and
+    1000, and its size in ns."""
+    v = np.asarray(values_ns, dtype=np.float64)
+    v = v[v > 0]
+    mid = float(np.median(v)) if v.size else 1.0
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if mid >= scale:
+            return unit, scale
+    return "ns", 1.0
+
+
+def ticks_125(lo: float, hi: float) -> list[float]:
+    """Ticks at 1, 2 and 5 times the powers of ten within [lo, hi] (positive); when the range
+    holds fewer than three of those, 1 to 9 times them."""
+    if not (lo > 0 and hi > 0) or not math.isfinite(lo * hi):
+        return []
+    hi = max(hi, lo)
+    out: list[float] = []
+    for mults in ((1, 2, 5), tuple(range(1, 10))):
+        out = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+               for m in mults if lo <= m * 10.0 ** e <= hi]
+        if len(out) >= 3:
+            return out
+    return out
+
+
+def _log_axis(ax: plt.Axes, lo: float, hi: float) -> None:
+    """A log x axis from lo to hi with plain-number labels at 1-2-5 ticks."""
     ax.set_xscale("log")
-    v = values_us[values_us > 0]
-    span = v.max() / v.min() if v.size else 10.0
-    subs = (1.0, 2.0, 5.0) if span > 20 else tuple(float(i) for i in range(1, 10))
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    lo, hi = (lo / 1.15, hi * 1.15) if hi > lo else (lo / 2, hi * 2)
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(FixedLocator(ticks_125(lo, hi)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
@@ -73,124 +117,120 @@ def _t(s: object) -> str:
     return str(s).replace("$", r"\$")
 
 
-def _us(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x, dtype=np.float64) / 1000.0
+def _legend(fig: plt.Figure, ax: plt.Axes) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)), fontsize=10, frameon=False)
 
 
-def _legend(label: str, x: np.ndarray, kernels: list[str]) -> str:
-    k = f", {', '.join(kernels)}" if kernels else ""
-    return _t(f"{label} (n={x.size}{k})")
+Series = list[tuple[str, np.ndarray, list[float]]]  # (legend, durations ns, unit medians ns)
 
 
-def plot_cdf(
-    title: str,
-    before: np.ndarray,
-    after: np.ndarray,
-    stem: Path,
-    labels: tuple[str, str] = ("before", "after"),
-    kernels: tuple[list[str], list[str]] = ([], []),
-) -> dict[str, Path]:
-    """Empirical CDF of call durations of both sides, log time axis in microseconds, the
-    medians marked."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    for x, side, label, kern in ((before, "before", labels[0], kernels[0]), (after, "after", labels[1], kernels[1])):
-        xs = np.sort(_us(x))
-        xs = xs[xs > 0]
+def plot_cdf(title: str, series: Series, stem: Path) -> dict[str, Path]:
+    """Empirical CDF of call durations of every side, log time axis; each unit's median
+    marked as a tick beneath the curves, in its side's colour."""
+    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+    allx = np.concatenate([x for _, x, _ in series] + [np.empty(0)])
+    unit, scale = time_unit(allx)
+    pos = allx[allx > 0] / scale
+    for i, (label, x, medians) in enumerate(series):
+        xs = np.sort(np.asarray(x, dtype=np.float64)[x > 0] / scale)
         if xs.size == 0:
             continue
+        color = PALETTE[i % len(PALETTE)]
         y = np.arange(1, xs.size + 1) / xs.size
-        ax.step(xs, y, where="post", color=COLORS[side], lw=1.6, label=_legend(label, xs, kern))
-        ax.axvline(np.median(xs), color=COLORS[side], ls="--", lw=0.9, alpha=0.8)
-    _log_time_axis(ax, np.concatenate([_us(before), _us(after)]))
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("call duration (us, log scale)")
+        ax.step(xs, y, where="post", color=color, lw=1.8, label=_t(label))
+        m = np.asarray(medians, dtype=np.float64) / scale
+        ax.plot(m, np.full(m.size, -0.04 - 0.03 * i), "|", color=color, ms=12, mew=2)
+    if pos.size:
+        _log_axis(ax, float(pos.min()), float(pos.max()))
+    ax.set_ylim(-0.06 - 0.03 * len(series), 1.02)
+    ax.set_xlabel(f"call duration ({unit}, log scale); ticks below the curves: each unit's median")
     ax.set_ylabel("fraction of calls <= duration")
     ax.set_title(_t(title))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", fontsize=9, title="dashed lines: medians", title_fontsize=8)
-    fig.tight_layout()
+    _legend(fig, ax)
     return _save(fig, stem)
 
 
-def plot_histogram(
-    title: str,
-    before: np.ndarray,
-    after: np.ndarray,
-    stem: Path,
-    labels: tuple[str, str] = ("before", "after"),
-    kernels: tuple[list[str], list[str]] = ([], []),
-) -> dict[str, Path]:
-    """Histogram of call durations of both sides on log-spaced bins (fraction of each
+def plot_histogram(title: str, series: Series, stem: Path) -> dict[str, Path]:
+    """Histogram of call durations of every side on log-spaced bins (fraction of each
     side's calls per bin)."""
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    allx = np.concatenate([_us(before), _us(after)])
-    allx = allx[allx > 0]
-    if allx.size:
-        lo, hi = allx.min(), allx.max()
-        if hi <= lo:
-            hi = lo * 1.1 + 1e-9
+    fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
+    allx = np.concatenate([x for _, x, _ in series] + [np.empty(0)])
+    unit, scale = time_unit(allx)
+    pos = allx[allx > 0] / scale
+    if pos.size:
+        lo, hi = float(pos.min()), float(pos.max())
+        hi = hi if hi > lo else lo * 1.1
         bins = np.logspace(np.log10(lo), np.log10(hi), 40)
-        for x, side, label, kern in ((before, "before", labels[0], kernels[0]), (after, "after", labels[1], kernels[1])):
-            xs = _us(x)
-            xs = xs[xs > 0]
+        for i, (label, x, _) in enumerate(series):
+            xs = np.asarray(x, dtype=np.float64)
+            xs = xs[xs > 0] / scale
             if xs.size == 0:
                 continue
+            color = PALETTE[i % len(PALETTE)]
             w = np.full(xs.size, 1.0 / xs.size)
-            ax.hist(xs, bins=bins, weights=w, histtype="stepfilled", alpha=0.35, color=COLORS[side])
-            ax.hist(xs, bins=bins, weights=w, histtype="step", lw=1.4, color=COLORS[side], label=_legend(label, xs, kern))
-    _log_time_axis(ax, allx)
-    ax.set_xlabel("call duration (us, log scale)")
+            ax.hist(xs, bins=bins, weights=w, histtype="stepfilled", alpha=0.25, color=color)
+            ax.hist(xs, bins=bins, weights=w, histtype="step", lw=1.6, color=color, label=_t(label))
+        _log_axis(ax, lo, hi)
+    ax.set_xlabel(f"call duration ({unit}, log scale)")
     ax.set_ylabel("fraction of calls")
     ax.set_title(_t(title))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best", fontsize=9)
-    fig.tight_layout()
+    _legend(fig, ax)
     return _save(fig, stem)
 
 
-def _window_lane(ax: plt.Axes, s: WindowSide, side: str, label: str, xmax_us: float) -> None:
+def _labelled(t: np.ndarray, k: int = WINDOW_LABELS) -> np.ndarray:
+    """Indices of the lines worth a label: the first, the last, and those that begin the
+    longest gaps (where the time of the window went)."""
+    if t.size <= k:
+        return np.arange(t.size)
+    gaps = np.diff(t)
+    top = np.argpartition(gaps, -(k - 2))[-(k - 2):]
+    return np.unique(np.concatenate([[0, t.size - 1], top]))
+
+
+def _window_lane(ax: plt.Axes, s: WindowSide, label: str, color: str, scale: float, unit: str, xmax: float) -> None:
     ev = s.events
-    cpu_default = s.cpu if s.cpu is not None else 0
-    title = (f"{label}: {fmt.ns(s.worst_latency_ns)} in {s.comm or '?'}-{s.pid}, "
-             f"{s.started_at or '?'} -> {s.ended_at or '?'}")
-    ax.set_title(_t(title), fontsize=10, loc="left")
-    lanes = {int(cpu_default)}
+    ax.set_title(_t(f"{label}: {fmt.ns(s.worst_latency_ns)} in {s.comm or '?'}-{s.pid}, "
+                    f"{s.started_at or '?'} -> {s.ended_at or '?'} ({s.run_name})"), fontsize=10, loc="left")
+    ax.barh([0], [s.worst_latency_ns / scale], left=0.0, height=0.5, color=color, alpha=0.25)
     if ev is not None and ev.height and "ts_ns" in ev.columns:
         ev = ev.filter(ev["ts_ns"].is_not_null())
         if "func" in ev.columns:
-            ev = ev.filter(ev["func"].is_not_null())  # the stack-trace and marker lines carry no time of their own
+            ev = ev.filter(ev["func"].is_not_null())  # stack-trace and marker lines carry no time of their own
         if ev.height:
             ts = ev["ts_ns"].to_numpy().astype(np.float64)
-            cpus = ev["cpu"].fill_null(cpu_default).to_numpy() if "cpu" in ev.columns else np.full(ts.size, cpu_default)
-            t_us = (ts - ts.min()) / 1000.0
-            names = ev["func"].to_list() if "func" in ev.columns else [""] * ts.size
-            lanes |= {int(c) for c in cpus}
-            ax.scatter(t_us, cpus, marker="|", s=400, color=COLORS[side], lw=2, zorder=3)
-            # Alternate labels above and below the lane, so that lines a few us apart
-            # (the last function hit and tracer_preempt_on) stay readable.
-            for i, (x, c, name) in enumerate(zip(t_us, cpus, names)):
-                dy = (12 + 10 * (i // 2 % 2)) * (1 if i % 2 == 0 else -1)
-                ax.annotate(_t(f"{str(name)[:28]} @{x:.0f}us"), (x, c), xytext=(2, dy), textcoords="offset points",
-                            fontsize=7, color="#333333", va="center",
-                            ha="right" if x > 0.6 * xmax_us else "left")
-    ax.barh([cpu_default], [s.worst_latency_ns / 1000.0], left=0.0, height=0.35,
-            color=COLORS[side], alpha=0.3, label=_t(f"{label}: latency {fmt.ns(s.worst_latency_ns)}"))
-    ax.set_ylabel("CPU")
-    ax.set_yticks(sorted(lanes))
+            t = (ts - ts.min()) / scale
+            ax.vlines(t, -0.3, 0.3, color=color, lw=1.2)
+            names = ev["func"].to_list()
+            keep = _labelled(t)
+            right = 0.6 * xmax
+            for rank, i in enumerate(keep):
+                up = rank % 2 == 0
+                ax.annotate(_t(f"{str(names[i])[:28]} @{t[i]:.3g}{unit}"), (t[i], 0.3 if up else -0.3),
+                            xytext=(0, 6 if up else -6), textcoords="offset points", fontsize=8, color="#333333",
+                            ha="right" if t[i] > right else "left", va="bottom" if up else "top")
+            if ev.height > keep.size:
+                ax.text(1.0, -0.02, f"{ev.height} lines, {keep.size} labelled", transform=ax.transAxes,
+                        ha="right", va="top", fontsize=8, color="#555555")
+    ax.set_ylim(-1.2, 1.2)
+    ax.set_yticks([])
 
 
-def plot_window(title: str, w: WindowResult, stem: Path, labels: tuple[str, str] = ("before", "after")) -> dict[str, Path]:
-    """The worst window of each side as a per-CPU timeline of its trace lines, both sides
-    on the same time axis (microseconds since the window opened)."""
-    sides = [(s, side, lab) for s, side, lab in ((w.before, "before", labels[0]), (w.after, "after", labels[1])) if s is not None]
-    fig, axes = plt.subplots(len(sides) or 1, 1, figsize=(FIGSIZE[0], 1.2 + 1.6 * max(1, len(sides))), sharex=True, squeeze=False)
-    xmax_us = max([s.worst_latency_ns / 1000.0 for s, _, _ in sides] or [1.0])
-    for ax, (s, side, lab) in zip(axes[:, 0], sides):
-        _window_lane(ax, s, side, lab, xmax_us)
-        ax.margins(y=0.6)
-    axes[-1, 0].set_xlabel("time since the window opened (us)")
-    fig.suptitle(_t(title), fontsize=11)
-    fig.tight_layout()
+def plot_window(title: str, sides: list[tuple[str, WindowSide]], stem: Path) -> dict[str, Path]:
+    """The worst window of each side as a timeline of its trace lines, every side on the
+    same time axis (time since the window opened)."""
+    n = max(1, len(sides))
+    fig, axes = plt.subplots(n, 1, figsize=(FIGSIZE[0], 1.6 + 1.9 * n), sharex=True, squeeze=False, layout="constrained")
+    worst = np.array([s.worst_latency_ns for _, s in sides] or [1.0], dtype=np.float64)
+    unit, scale = time_unit(worst)
+    xmax = float(worst.max()) / scale
+    for i, (ax, (label, s)) in enumerate(zip(axes[:, 0], sides)):
+        _window_lane(ax, s, label, PALETTE[i % len(PALETTE)], scale, unit, xmax)
+    axes[-1, 0].set_xlim(-0.02 * xmax, 1.04 * xmax)
+    axes[-1, 0].set_xlabel(f"time since the window opened ({unit}); shaded: the window's latency")
+    fig.suptitle(_t(title), fontsize=12)
     return _save(fig, stem)
 
 
@@ -198,28 +238,49 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80]
 
 
+def _series(g: ArchGroup, func: str) -> Series:
+    samples = g.samples.get(func, {})
+    rows = [f for f in g.functions if f.function == func]
+    if not rows:
+        return []
+    medians = {g.side_names[0]: [u.median_ns for u in rows[0].units_before]}
+    medians |= {f.against: [u.median_ns for u in f.units_after] for f in rows}
+    units = {g.side_names[0]: rows[0].change.units_before} | {f.against: f.change.units_after for f in rows}
+    out = []
+    for side in g.side_names:
+        x = samples.get(side, np.empty(0))
+        kern = ", ".join(g.kernels(side))
+        k = units.get(side, 0)
+        out.append((f"{side}: {x.size} calls in {k} unit{'' if k == 1 else 's'}" + (f" ({kern})" if kern else ""),
+                    x, medians.get(side, [])))
+    return out
+
+
 def make_plots(c: Comparison, out_dir: Path) -> dict[str, dict[str, dict[str, Path]]]:
-    """Every plot of the report under ``out_dir``/plots; returns, per group key, a map
-    ``"cdf:<func>" | "hist:<func>" | "window:<tracer>"`` -> {"png": path, "svg": path}."""
+    """Every plot of the report under ``out_dir``/plots (those of an earlier report there
+    removed first); returns, per group key, a map ``"cdf:<func>" | "hist:<func>" |
+    "window:<tracer>"`` -> {"png": path, "svg": path}."""
     plots_dir = Path(out_dir) / "plots"
-    labels = (c.before_label, c.after_label)
+    clear_plots(out_dir)
     result: dict[str, dict[str, dict[str, Path]]] = {}
     for g in c.groups:
         made: dict[str, dict[str, Path]] = {}
-        kern = (g.kernels("before"), g.kernels("after"))
-        for f in g.functions:
-            b, a = g.samples.get(f.function, (np.empty(0), np.empty(0)))
-            if b.size == 0 and a.size == 0:
+        head = f"{c.patch} ({g.key})"
+        for func in dict.fromkeys(f.function for f in g.functions):
+            series = _series(g, func)
+            if not any(x.size for _, x, _ in series):
                 continue
-            base = plots_dir / f"{g.slug}-{_safe(f.function)}"
-            made[f"cdf:{f.function}"] = plot_cdf(
-                f"{g.key}: {f.function}() call duration, CDF", b, a, Path(f"{base}-cdf"), labels, kern)
-            made[f"hist:{f.function}"] = plot_histogram(
-                f"{g.key}: {f.function}() call duration", b, a, Path(f"{base}-hist"), labels, kern)
-        for w in g.windows:
-            made[f"window:{w.tracer}"] = plot_window(
-                f"{g.key}: worst {w.tracer} window, {labels[0]} and {labels[1]}", w,
-                plots_dir / f"{g.slug}-window-{_safe(w.tracer)}", labels)
+            base = plots_dir / f"{g.slug}-{_safe(func)}"
+            made[f"cdf:{func}"] = plot_cdf(f"{head}: {func}() call duration, CDF", series, Path(f"{base}-cdf"))
+            made[f"hist:{func}"] = plot_histogram(f"{head}: {func}() call duration", series, Path(f"{base}-hist"))
+        for tracer in dict.fromkeys(w.tracer for w in g.windows):
+            ws = [w for w in g.windows if w.tracer == tracer]
+            sides = [(g.side_names[0], ws[0].before)] + [(w.against, w.after) for w in ws]
+            sides = [(lab, s) for lab, s in sides if s is not None]
+            if sides:
+                made[f"window:{tracer}"] = plot_window(
+                    f"{head}: worst {tracer} window of each side", sides,
+                    plots_dir / f"{g.slug}-window-{_safe(tracer)}")
         result[g.key] = made
     return result
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from tracekit.reports import fmt
 from tracekit.reports import stats as _stats
+from tracekit.reports import words
 from tracekit.reports.compare import ArchGroup, Comparison
+from tracekit.reports.render_text import by_function
 
 __all__ = ["render_html"]
 
@@ -48,6 +50,7 @@ _VERDICT_CLASS = {
     _stats.REGRESSION: "regression",
     _stats.NO_CHANGE: "nochange",
     _stats.TOO_FEW: "toofew",
+    _stats.BELOW_THRESHOLD: "nochange",
 }
 
 
@@ -68,43 +71,53 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]]) -> list[str]:
-    b, a = h(c.before_label), h(c.after_label)
     out = [f"<h2>{h(g.key)}</h2>"]
     out.append('<table class="meta">')
-    out.append(f"<tr><td>Runs</td><td>{len(g.runs_before)} {b} "
-               f"({h(', '.join(g.kernels('before')) or 'kernel unknown')}), "
-               f"{len(g.runs_after)} {a} ({h(', '.join(g.kernels('after')) or 'kernel unknown')})</td></tr>")
-    for side, label in (("before", c.before_label), ("after", c.after_label)):
+    out.append("<tr><td>Units</td><td>" + ", ".join(
+        f"{h(words.units_text(g, s))} {h(s)} ({h(', '.join(g.kernels(s)) or 'kernel unknown')})" for s in g.side_names)
+        + "</td></tr>")
+    for side in g.side_names:
         if g.sources(side):
-            out.append(f"<tr><td>Traces {h(label)}</td><td class=\"mono\">{h('; '.join(g.sources(side)))}</td></tr>")
+            out.append(f"<tr><td>Traces {h(side)}</td><td class=\"mono\">{h('; '.join(g.sources(side)))}</td></tr>")
     if g.config_note:
         out.append(f"<tr><td>Note</td><td>{h(g.config_note)}</td></tr>")
     out.append("</table>")
     if g.functions:
         out.append("<h3>Call latency</h3><table>")
-        out.append('<tr><th class="l">function</th><th class="l">side</th><th>n</th><th>median</th>'
+        out.append('<tr><th class="l">function</th><th class="l">side</th><th>units</th><th>calls</th><th>median</th>'
                    "<th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th><th>stddev</th></tr>")
-        for f in g.functions:
-            for i, (label, s) in enumerate(((c.before_label, f.before), (c.after_label, f.after))):
+        for func, rows in by_function(g).items():
+            sides = [(g.side_names[0], rows[0].before, rows[0].change.units_before)]
+            sides += [(f.against, f.after, f.change.units_after) for f in rows]
+            for i, (label, s, units) in enumerate(sides):
                 cells = [
-                    _td(f"<code>{h(f.function)}</code>" if i == 0 else "", "l"),
+                    _td(f"<code>{h(func)}</code>" if i == 0 else "", "l"),
                     _td(h(label), "l"),
+                    _td(str(units)),
                     _td(str(s.n)),
                 ] + [_td(fmt.ns(v)) for v in (s.median_ns, s.p90_ns, s.p99_ns, s.p999_ns, s.max_ns, s.mean_ns, s.stddev_ns)]
                 out.append(f'<tr class="{"first" if i == 0 else ""}">' + "".join(cells) + "</tr>")
         out.append("</table>")
         out.append("<h3>Change</h3><table>")
-        out.append('<tr><th class="l">function</th><th>median</th><th>95% CI</th><th>p99</th>'
-                   '<th>95% CI</th><th>p (Mann-Whitney U)</th><th class="l">verdict</th></tr>')
+        out.append('<tr><th class="l">function</th><th class="l">side</th><th>median</th><th>95% CI</th><th>p99</th>'
+                   '<th>95% CI</th><th>p (rank test, Holm)</th><th class="l">verdict</th></tr>')
         for f in g.functions:
             ch = f.change
-            med = fmt.pct(ch.median_pct) if ch.significant else f"~ ({fmt.pct(ch.median_pct)})"
+            med = fmt.pct(ch.median_pct) if ch.significant or not ch.has_verdict else f"~ ({fmt.pct(ch.median_pct)})"
             out.append(
-                "<tr>" + _td(f"<code>{h(f.function)}</code>", "l") + _td(h(med)) + _td(h(fmt.ci(ch.median_ci)))
-                + _td(h(fmt.pct(ch.p99_pct))) + _td(h(fmt.ci(ch.p99_ci))) + _td(h(fmt.pval(ch.p_value)))
+                "<tr>" + _td(f"<code>{h(f.function)}</code>", "l") + _td(h(f.against), "l") + _td(h(med))
+                + _td(h(fmt.ci(ch.median_ci))) + _td(h(fmt.pct(ch.p99_pct))) + _td(h(fmt.ci(ch.p99_ci)))
+                + _td(h(fmt.pval(ch.p_adjusted)))
                 + f'<td class="l {_VERDICT_CLASS.get(ch.verdict, "")}">{h(ch.verdict)}</td></tr>'
             )
-        out.append("</table>")
+        out.append("</table><ul>")
+        out += [f"<li><code>{h(f.function)}</code> ({h(f.against)}): {h(words.verdict_text(f, g, c))}</li>" for f in g.functions]
+        short = [f for f in g.functions if not f.change.has_verdict]
+        if short:
+            word = words.unit_word(g.runs[g.side_names[0]] + g.runs[short[0].against], 2)[:-1]
+            out.append(f"<li>{h(words.need_text(short[0].change, word))}</li>")
+        out += [f"<li>tracer: {h(words.source_text(rows[0]))}</li>" for rows in by_function(g).values()]
+        out.append("</ul>")
     else:
         out.append("<p>No calls of the functions of interest were traced.</p>")
     if g.windows:
@@ -113,7 +126,7 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]]) -> li
                    '<th class="l">started at</th><th class="l">ended at</th><th class="l">run</th>'
                    '<th class="l">all windows</th></tr>')
         for w in g.windows:
-            for label, s in ((c.before_label, w.before), (c.after_label, w.after)):
+            for label, s in ((c.before_label, w.before), (w.against, w.after)):
                 if s is None:
                     out.append(f'<tr>{_td(h(w.tracer), "l")}{_td(h(label), "l")}<td colspan="6" class="l">no windows</td></tr>')
                     continue
@@ -123,16 +136,14 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]]) -> li
                     + _td(f"<code>{h(s.ended_at)}</code>", "l") + _td(h(s.run_name), "l")
                     + _td(h(", ".join(fmt.ns(x) for x in s.latencies_ns)), "l") + "</tr>"
                 )
-            if w.change_pct is not None:
-                v = w.change
-                median = (f"median of all windows {fmt.pct(v.median_pct)} {fmt.ci(v.median_ci)}, "
-                          f"p {fmt.pval(v.p_value)}: {v.verdict}") if v else ""
+            if w.change is not None:
+                median = words.window_text(w, g)
                 out.append(f'<tr>{_td(h(w.tracer), "l")}{_td("change", "l")}{_td(h(fmt.pct(w.change_pct)))}'
                            f'<td colspan="5" class="l">{h(median)}</td></tr>')
         out.append("</table>")
     if g.events:
         out.append("<h3>Events per run</h3><table>")
-        out.append(f'<tr><th class="l">event</th><th>{b} (per run)</th><th>{a} (per run)</th></tr>')
+        out.append(f'<tr><th class="l">event</th><th>{h(c.before_label)} (per run)</th><th>{h(c.after_label)} (per run)</th></tr>')
         for ev in g.events:
             out.append("<tr>" + _td(h(ev.name), "l") + _td(h(", ".join(map(str, ev.before)) or "-"))
                        + _td(h(", ".join(map(str, ev.after)) or "-")) + "</tr>")
@@ -164,7 +175,7 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]]) -> li
 def render_html(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None = None) -> str:
     """The whole report.html, plots (from :func:`tracekit.reports.plots.make_plots`)
     embedded."""
-    title = f"tracekit report: {c.patch}, {c.before_label} vs {c.after_label}"
+    title = f"tracekit report: {c.patch}, {' vs '.join(s.name for s in c.sides)}"
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -193,6 +204,6 @@ def render_html(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | No
     out.append("<h2>Summary</h2><ul>" + "".join(f"<li>{h(s)}</li>" for s in summary_sentences(c)) + "</ul>")
     for g in c.groups:
         out += _group(g, c, (plots or {}).get(g.key, {}))
-    out.append(f'<h2>Method</h2><p class="note">{h(fmt.METHOD_NOTE)}</p>')
+    out.append(f'<h2>Method</h2><p class="note">{h(words.method_note())}</p>')
     out.append("</body></html>")
     return "\n".join(out) + "\n"

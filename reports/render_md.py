@@ -10,7 +10,9 @@ from pathlib import Path
 
 from tracekit.reports import fmt
 from tracekit.reports import stats as _stats
+from tracekit.reports import words
 from tracekit.reports.compare import ArchGroup, Comparison
+from tracekit.reports.render_text import by_function
 
 __all__ = ["render_md", "md_escape"]
 
@@ -31,46 +33,53 @@ def _row(cells: list[str]) -> str:
 def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]], out_dir: Path | None) -> list[str]:
     e = md_escape
     lines = [f"## {e(g.key)}", ""]
-    lines.append(f"Runs: {len(g.runs_before)} {e(c.before_label)} "
-                 f"({e(', '.join(g.kernels('before')) or 'kernel unknown')}), "
-                 f"{len(g.runs_after)} {e(c.after_label)} "
-                 f"({e(', '.join(g.kernels('after')) or 'kernel unknown')}).")
-    for side, label in (("before", c.before_label), ("after", c.after_label)):
+    lines.append("Units: " + ", ".join(
+        f"{e(words.units_text(g, s))} {e(s)} ({e(', '.join(g.kernels(s)) or 'kernel unknown')})" for s in g.side_names) + ".")
+    for side in g.side_names:
         if g.sources(side):
-            lines.append(f"Traces {e(label)}: {e('; '.join(g.sources(side)))}.")
+            lines.append(f"Traces {e(side)}: {e('; '.join(g.sources(side)))}.")
     if g.config_note:
         lines.append(f"Note: {e(g.config_note)}.")
     lines.append("")
     if g.functions:
         lines.append("### Call latency")
         lines.append("")
-        lines.append(_row(["function", "side", "n", "median", "p90", "p99", "p99.9", "max", "mean", "stddev"]))
-        lines.append(_row(["---"] * 2 + ["---:"] * 8))
-        for f in g.functions:
-            for label, s in ((c.before_label, f.before), (c.after_label, f.after)):
+        lines.append(_row(["function", "side", "units", "calls", "median", "p90", "p99", "p99.9", "max", "mean", "stddev"]))
+        lines.append(_row(["---"] * 2 + ["---:"] * 9))
+        for func, rows in by_function(g).items():
+            sides = [(g.side_names[0], rows[0].before, rows[0].change.units_before)]
+            sides += [(f.against, f.after, f.change.units_after) for f in rows]
+            for i, (label, s, units) in enumerate(sides):
                 lines.append(_row([
-                    e(f.function) if label == c.before_label else "",
-                    e(label), str(s.n), fmt.ns(s.median_ns), fmt.ns(s.p90_ns), fmt.ns(s.p99_ns),
+                    e(func) if i == 0 else "",
+                    e(label), str(units), str(s.n), fmt.ns(s.median_ns), fmt.ns(s.p90_ns), fmt.ns(s.p99_ns),
                     fmt.ns(s.p999_ns), fmt.ns(s.max_ns), fmt.ns(s.mean_ns), fmt.ns(s.stddev_ns),
                 ]))
-        lines += ["", "### Change", ""]
-        lines.append(_row(["function", "median", "95% CI", "p99", "95% CI", "p", "verdict"]))
-        lines.append(_row(["---"] + ["---:"] * 5 + ["---"]))
+        lines += ["", "### Change (of the median over units of the unit medians)", ""]
+        lines.append(_row(["function", "side", "median", "95% CI", "p99", "95% CI", "p (Holm)", "verdict"]))
+        lines.append(_row(["---"] * 2 + ["---:"] * 5 + ["---"]))
         for f in g.functions:
             ch = f.change
-            med = fmt.pct(ch.median_pct) if ch.significant else f"~ ({fmt.pct(ch.median_pct)})"
+            med = fmt.pct(ch.median_pct) if ch.significant or not ch.has_verdict else f"~ ({fmt.pct(ch.median_pct)})"
             verdict = f"**{ch.verdict}**" if ch.significant else ch.verdict
             lines.append(_row([
-                e(f.function), med, fmt.ci(ch.median_ci), fmt.pct(ch.p99_pct),
-                fmt.ci(ch.p99_ci), fmt.pval(ch.p_value), verdict,
+                e(f.function), e(f.against), med, fmt.ci(ch.median_ci), fmt.pct(ch.p99_pct),
+                fmt.ci(ch.p99_ci), fmt.pval(ch.p_adjusted), verdict,
             ]))
+        lines += ["", "Verdicts, and where each number comes from:", ""]
+        lines += [f"- {e(f.function)} ({e(f.against)}): {e(words.verdict_text(f, g, c))}" for f in g.functions]
+        short = [f for f in g.functions if not f.change.has_verdict]
+        if short:
+            word = words.unit_word(g.runs[g.side_names[0]] + g.runs[short[0].against], 2)[:-1]
+            lines.append(f"- {e(words.need_text(short[0].change, word))}")
+        lines += [f"- tracer of {e(rows[0].function)}: {e(words.source_text(rows[0]))}" for rows in by_function(g).values()]
         lines.append("")
     if g.windows:
         lines += ["### Worst latency windows", ""]
         lines.append(_row(["tracer", "side", "worst", "task", "started at", "ended at", "run", "all windows"]))
         lines.append(_row(["---"] * 2 + ["---:"] + ["---"] * 5))
         for w in g.windows:
-            for label, s in ((c.before_label, w.before), (c.after_label, w.after)):
+            for label, s in ((c.before_label, w.before), (w.against, w.after)):
                 if s is None:
                     lines.append(_row([e(w.tracer), e(label), "-", "", "", "", "", "none"]))
                     continue
@@ -79,11 +88,8 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]], out_d
                     e(s.started_at or "?"), e(s.ended_at or "?"), e(s.run_name),
                     e(", ".join(fmt.ns(x) for x in s.latencies_ns)),
                 ]))
-            if w.change_pct is not None:
-                v = w.change
-                median = (f"median of all windows {fmt.pct(v.median_pct)} {fmt.ci(v.median_ci)}, "
-                          f"p {fmt.pval(v.p_value)}: {v.verdict}") if v else ""
-                lines.append(_row([e(w.tracer), "change", fmt.pct(w.change_pct), "", "", "", "", e(median)]))
+            if w.change is not None:
+                lines.append(_row([e(w.tracer), "change", fmt.pct(w.change_pct), "", "", "", "", e(words.window_text(w, g))]))
         lines.append("")
     if g.events:
         lines += ["### Events per run", ""]
@@ -118,7 +124,7 @@ def render_md(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None
     """The whole report.md; ``plots`` as returned by :func:`tracekit.reports.plots.make_plots`
     (linked relative to ``out_dir``)."""
     e = md_escape
-    lines = [f"# tracekit report: {e(c.patch)}, {e(c.before_label)} vs {e(c.after_label)}", ""]
+    lines = [f"# tracekit report: {e(c.patch)}, {' vs '.join(e(s.name) for s in c.sides)}", ""]
     p = c.patch_info
     if p is not None:
         lines.append(f"**{e(p.full_subject)}**  ")
@@ -142,5 +148,5 @@ def render_md(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None
     lines.append("")
     for g in c.groups:
         lines += _group(g, c, (plots or {}).get(g.key, {}), out_dir)
-    lines += ["## Method", "", e(fmt.METHOD_NOTE), ""]
+    lines += ["## Method", "", e(words.method_note()), ""]
     return "\n".join(lines)

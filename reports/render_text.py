@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from tracekit.reports import fmt
 from tracekit.reports import stats as _stats
-from tracekit.reports.compare import ArchGroup, Comparison
+from tracekit.reports import words
+from tracekit.reports.compare import ArchGroup, Comparison, FunctionResult
 
 __all__ = ["render_text", "summary_sentences", "WIDTH"]
 
@@ -26,7 +27,7 @@ def _field(name: str, value: str) -> list[str]:
 
 def _header(c: Comparison) -> list[str]:
     lines = [f"tracekit report: patch {fmt.ascii_text(c.patch)}, "
-             f"{fmt.ascii_text(c.before_label)} vs {fmt.ascii_text(c.after_label)}"]
+             + " vs ".join(fmt.ascii_text(s.name) for s in c.sides)]
     lines = fmt.wrap(lines[0], WIDTH)
     lines.append("")
     p = c.patch_info
@@ -46,116 +47,113 @@ def _header(c: Comparison) -> list[str]:
             # Never wrapped: a Link: line is useful only whole.
             lines.append(f"Link: {fmt.ascii_text(p.link)}")
         lines.append("")
-    kb = sorted({k for g in c.groups for k in g.kernels("before")})
-    ka = sorted({k for g in c.groups for k in g.kernels("after")})
-    lines += _field("Kernels", f"{c.before_label}: {', '.join(kb) or 'unknown'}; "
-                               f"{c.after_label}: {', '.join(ka) or 'unknown'}")
+    kern = {s.name: sorted({k for g in c.groups for k in g.kernels(s.name)}) for s in c.sides}
+    lines += _field("Kernels", "; ".join(f"{s}: {', '.join(k) or 'unknown'}" for s, k in kern.items()))
     lines += _field("Arches", ", ".join(g.key for g in c.groups))
-    lines += _field("Runs", "; ".join(
-        f"{g.key}: {len(g.runs_before)} {c.before_label}, {len(g.runs_after)} {c.after_label}"
+    lines += _field("Units", "; ".join(
+        f"{g.key}: " + ", ".join(f"{words.units_text(g, s)} {s}" for s in g.side_names)
         for g in c.groups))
     for g in c.groups:
-        for side, label in (("before", c.before_label), ("after", c.after_label)):
+        for side in g.side_names:
             src = g.sources(side)
             if src:
-                tag = f"{label} ({g.key})" if len(c.groups) > 1 else label
+                tag = f"{side} ({g.key})" if len(c.groups) > 1 else side
                 lines += _field("Traces", f"{tag}: {'; '.join(src)}")
     lines += _field("Functions", f"{', '.join(c.functions_requested)} "
                                  f"({c.functions_from}; shown where traced)")
+    if c.under:
+        lines += _field("Calls", f"only those made inside {c.under}() (at any depth)")
     if c.functions_missing:
         lines += _field("Missing", "not in the data: " + ", ".join(c.functions_missing))
     return lines
 
 
-def _latency_table(g: ArchGroup, c: Comparison) -> list[str]:
-    head = f"{'call latency':<16}{'n':>6}{'median':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}"
-    lines = [head, "-" * len(head)]
+def by_function(g: ArchGroup) -> dict[str, list[FunctionResult]]:
+    """The rows of a group per function, one per compared side, in side order."""
+    out: dict[str, list[FunctionResult]] = {}
     for f in g.functions:
-        lines.append(fmt.ascii_text(f.function)[:WIDTH])
-        for label, s in ((c.before_label, f.before), (c.after_label, f.after)):
+        out.setdefault(f.function, []).append(f)
+    return out
+
+
+def _latency_table(g: ArchGroup, c: Comparison) -> list[str]:
+    head = f"{'call latency':<16}{'units':>6}{'calls':>7}{'median':>9}{'p90':>9}{'p99':>9}{'max':>9}"
+    lines = [head, "-" * len(head)]
+    for func, rows in by_function(g).items():
+        lines.append(fmt.ascii_text(func)[:WIDTH])
+        sides = [(g.side_names[0], rows[0].before, rows[0].change.units_before)]
+        sides += [(f.against, f.after, f.change.units_after) for f in rows]
+        for label, s, units in sides:
             name = "  " + fmt.ascii_text(label)[:13]
             if s.n == 0:
-                lines.append(f"{name:<16}{0:>6}{'no calls':>9}")
+                lines.append(f"{name:<16}{units:>6}{0:>7}{'no calls':>9}")
                 continue
             lines.append(
-                f"{name:<16}{s.n:>6}{fmt.ns(s.median_ns):>9}{fmt.ns(s.p90_ns):>9}"
-                f"{fmt.ns(s.p99_ns):>9}{fmt.ns(s.p999_ns):>9}{fmt.ns(s.max_ns):>9}"
+                f"{name:<16}{units:>6}{s.n:>7}{fmt.ns(s.median_ns):>9}{fmt.ns(s.p90_ns):>9}"
+                f"{fmt.ns(s.p99_ns):>9}{fmt.ns(s.max_ns):>9}"
             )
     return lines
 
 
-def _change_table(g: ArchGroup) -> list[str]:
+def _change_table(g: ArchGroup, against: str) -> list[str]:
     head = f"{'change':<20}{'median':>8} {'(95% CI)':<13}{'p99':>8} {'(95% CI)':<13}{'p':>7}"
     lines = [head, "-" * len(head)]
-    for f in g.functions:
+    for f in (f for f in g.functions if f.against == against):
         ch = f.change
         name = fmt.ascii_text(f.function)
         if len(name) > 19:
             lines.append(name[:WIDTH])
             name = ""
         if ch.verdict == _stats.TOO_FEW:
-            lines.append(f"{name:<20}{'too few samples':>21}")
+            lines.append(f"{name:<20}{fmt.pct(ch.median_pct):>8} {'no verdict':<13}{fmt.pct(ch.p99_pct):>8}")
             continue
         med = fmt.pct(ch.median_pct) if ch.significant else "~"
         lines.append(
             f"{name:<20}{med:>8} {fmt.ci(ch.median_ci):<13}{fmt.pct(ch.p99_pct):>8} "
-            f"{fmt.ci(ch.p99_ci):<13}{fmt.pval(ch.p_value):>7}"
+            f"{fmt.ci(ch.p99_ci):<13}{fmt.pval(ch.p_adjusted):>7}"
         )
     return lines
 
 
-def _verdicts(g: ArchGroup, c: Comparison) -> list[str]:
+def _verdicts(g: ArchGroup, c: Comparison, against: str) -> list[str]:
     lines = []
-    for f in g.functions:
-        ch = f.change
-        n = f"n={f.before.n}+{f.after.n}"
-        if ch.verdict == _stats.TOO_FEW:
-            text = (f"too few samples ({c.before_label} {f.before.n}, {c.after_label} "
-                    f"{f.after.n}; {_stats.MIN_SAMPLES} needed on each side)")
-        elif ch.significant:
-            text = (f"{ch.verdict}: median {fmt.pct(ch.median_pct)} "
-                    f"{fmt.ci(ch.median_ci)}, p99 {fmt.pct(ch.p99_pct)} "
-                    f"({fmt.p_eq(ch.p_value)}, {n})")
-        else:
-            text = (f"~ no significant change: median {fmt.pct(ch.median_pct)} "
-                    f"({fmt.p_eq(ch.p_value)}, {n})")
-        lines += fmt.wrap(text, WIDTH, indent=" " * 4, first=f"  {fmt.ascii_text(f.function)}: ")
+    rows = [f for f in g.functions if f.against == against]
+    for f in rows:
+        lines += fmt.wrap(words.verdict_text(f, g, c), WIDTH, indent=" " * 4, first=f"  {fmt.ascii_text(f.function)}: ")
+    short = [f for f in rows if not f.change.has_verdict]
+    if short:
+        word = words.unit_word(g.runs[g.side_names[0]] + g.runs[against], 2)[:-1]
+        lines += fmt.wrap(words.need_text(short[0].change, word), WIDTH, indent="  ", first="  ")
     return lines
 
 
 def _windows(g: ArchGroup, c: Comparison) -> list[str]:
     lines = []
-    for w in g.windows:
-        lines.append(f"  {fmt.ascii_text(w.tracer)}:")
-        for label, s in ((c.before_label, w.before), (c.after_label, w.after)):
+    for tracer in dict.fromkeys(w.tracer for w in g.windows):
+        mine = [w for w in g.windows if w.tracer == tracer]
+        lines.append(f"  {fmt.ascii_text(tracer)}:")
+        sides = [(g.side_names[0], mine[0].before)] + [(w.against, w.after) for w in mine]
+        for label, s in sides:
             if s is None:
                 lines.append(f"    {fmt.ascii_text(label)}: no windows")
                 continue
             who = f"{s.comm}-{s.pid}" if s.comm else "?"
+            worst = sorted(s.unit_worst_ns.values(), reverse=True)
             text = (f"worst {fmt.ns(s.worst_latency_ns)} in {who}, started at "
                     f"{s.started_at or '?'}, ended at {s.ended_at or '?'} "
-                    f"({s.run_name}; worst of {len(s.latencies_ns)} in {s.runs} runs: "
-                    f"{', '.join(fmt.ns(x) for x in s.latencies_ns[:6])}"
-                    f"{', ...' if len(s.latencies_ns) > 6 else ''})")
+                    f"({s.run_name}); worst of each of {len(worst)} units: "
+                    f"{', '.join(fmt.ns(x) for x in worst[:6])}{', ...' if len(worst) > 6 else ''}")
             lines += fmt.wrap(text, WIDTH, indent=" " * 6, first=f"    {fmt.ascii_text(label)}: ")
-        if w.change_pct is not None:
-            lines.append(f"    change of the worst window: {fmt.pct(w.change_pct)}")
-        ch = w.change
-        if ch is not None and w.before is not None and w.after is not None:
-            nb, na = len(w.before.latencies_ns), len(w.after.latencies_ns)
-            if ch.verdict == _stats.TOO_FEW:
-                text = (f"all windows: median {fmt.pct(ch.median_pct)}, {nb} vs {na} windows, "
-                        f"too few for a verdict ({_stats.MIN_SAMPLES} a side needed)")
-            else:
-                tag = ch.verdict if ch.significant else "~ no significant change"
-                text = (f"all windows: {tag}, median {fmt.pct(ch.median_pct)} {fmt.ci(ch.median_ci)} "
-                        f"({fmt.p_eq(ch.p_value)}, n={nb}+{na})")
-            lines += fmt.wrap(text, WIDTH, indent=" " * 6, first="    ")
+        for w in mine:
+            if w.change is not None:
+                tag = f"{w.against} vs {g.side_names[0]}: " if len(mine) > 1 else ""
+                lines += fmt.wrap(tag + words.window_text(w, g), WIDTH, indent=" " * 6, first="    ")
     return lines
 
 
 def _events(g: ArchGroup, c: Comparison) -> list[str]:
     lines = [f"  {'count per run: mean (runs)':<40}{c.before_label[:14]:>15}{c.after_label[:14]:>15}"]
+    # (the first compared side; report.json has the counts of every side)
     for e in g.events:
         def cell(v: list[int]) -> str:
             return f"{_mean_text(v)} ({len(v)})" if v else "-"
@@ -205,34 +203,26 @@ def _predicted_windows(p: dict) -> list[str]:
 
 
 def _group(g: ArchGroup, c: Comparison) -> list[str]:
-    title = (f"{g.key}: {len(g.runs_before)} {c.before_label} run(s) vs "
-             f"{len(g.runs_after)} {c.after_label} run(s)")
+    title = f"{g.key}: " + " vs ".join(f"{words.units_text(g, s)} {s}" for s in g.side_names)
     lines = fmt.wrap(title, WIDTH)
     lines.append("=" * min(WIDTH, max(len(x) for x in lines)))
     if g.config_note:
         lines += fmt.wrap(g.config_note, WIDTH)
     if g.functions:
-        rb = max(f.runs_before for f in g.functions)
-        ra = max(f.runs_after for f in g.functions)
-        if (rb, ra) != (len(g.runs_before), len(g.runs_after)):
-            lines.append("")
-            lines += fmt.wrap(f"Calls come from the {rb} {c.before_label} and {ra} {c.after_label} "
-                              "run(s) that traced them (pooled).", WIDTH)
-        by_source: dict[str, list[str]] = {}
-        for f in g.functions:
-            if f.source:
-                by_source.setdefault(f.source, []).append(f.function)
-        if by_source:
-            lines += fmt.wrap("Tracer per function (never pooled across tracers): " + "; ".join(
-                f"{src} ({', '.join(fs)})" if len(by_source) > 1 else src for src, fs in by_source.items()
-            ) + ".", WIDTH)
+        lines.append("")
+        lines.append("Tracer per function (never pooled across tracers):")
+        for rows in by_function(g).values():
+            lines += fmt.wrap(words.source_text(rows[0]), WIDTH, indent="    ", first="  ")
         lines.append("")
         lines += _latency_table(g, c)
-        lines.append("")
-        lines += _change_table(g)
-        lines.append("")
-        lines.append("Verdicts:")
-        lines += _verdicts(g, c)
+        for against in g.side_names[1:]:
+            lines.append("")
+            if len(g.side_names) > 2:
+                lines.append(f"{fmt.ascii_text(against)} against {fmt.ascii_text(g.side_names[0])}:")
+            lines += _change_table(g, against)
+            lines.append("")
+            lines.append("Verdicts:")
+            lines += _verdicts(g, c, against)
     else:
         lines += ["", "No calls of the functions of interest were traced."]
     if g.windows:
@@ -248,21 +238,32 @@ def _group(g: ArchGroup, c: Comparison) -> list[str]:
 
 
 def summary_sentences(c: Comparison) -> list[str]:
-    """One sentence per group: the verdicts counted, and the worst windows' change."""
+    """One sentence per group and compared side: the verdicts counted, and the windows'."""
+    plural = {_stats.REGRESSION: "regressions", _stats.IMPROVEMENT: "improvements",
+              _stats.TOO_FEW: "without a verdict (too few units)"}
+    order = (_stats.REGRESSION, _stats.IMPROVEMENT, _stats.BELOW_THRESHOLD, _stats.NO_CHANGE, _stats.TOO_FEW)
     out = []
     for g in c.groups:
-        counts = {}
-        for f in g.functions:
-            counts[f.verdict] = counts.get(f.verdict, 0) + 1
-        plural = {_stats.REGRESSION: "regressions", _stats.IMPROVEMENT: "improvements"}
-        order = (_stats.REGRESSION, _stats.IMPROVEMENT, _stats.NO_CHANGE, _stats.TOO_FEW)
-        parts = [f"{counts[v]} {plural.get(v, v) if counts[v] > 1 else v}" for v in order if counts.get(v)]
-        text = f"{g.key}: " + (", ".join(parts) if parts else "no function of interest traced")
-        for w in g.windows:
-            if w.change_pct is not None:
-                text += (f"; worst {w.tracer} window {fmt.ns(w.before.worst_latency_ns)} -> "
-                         f"{fmt.ns(w.after.worst_latency_ns)} ({fmt.pct(w.change_pct)})")
-        out.append(text + ".")
+        for against in g.side_names[1:]:
+            counts: dict[str, int] = {}
+            for f in (f for f in g.functions if f.against == against):
+                counts[f.verdict] = counts.get(f.verdict, 0) + 1
+            parts = []
+            for v in order:
+                k = counts.get(v)
+                if not k:
+                    continue
+                if v == _stats.TOO_FEW:
+                    parts.append(f"{k} function{'s' if k > 1 else ''} without a verdict (too few units)")
+                else:
+                    parts.append(f"{k} {plural.get(v, v) if k > 1 and v in plural else v}")
+            tag = f"{g.key}" + (f", {against}" if len(g.side_names) > 2 else "")
+            text = f"{tag}: " + (", ".join(parts) if parts else "no function of interest traced")
+            for w in (w for w in g.windows if w.against == against and w.change is not None):
+                text += (f"; {w.tracer} windows, median of the units' worst "
+                         f"{fmt.ns(w.change.unit_median_before_ns)} -> {fmt.ns(w.change.unit_median_after_ns)} "
+                         f"({fmt.pct(w.change.median_pct)}): {w.change.verdict}")
+            out.append(text + ".")
     return out
 
 
@@ -282,7 +283,7 @@ def render_text(c: Comparison) -> str:
         lines.append("")
         lines += _group(g, c)
     lines.append("")
-    lines += fmt.wrap(fmt.METHOD_NOTE, WIDTH)
+    lines += fmt.wrap(words.method_note(), WIDTH)
     out = []
     for ln in (x for block in lines for x in fmt.ascii_text(block).split("\n")):
         ln = ln.rstrip()

@@ -47,33 +47,38 @@ def parse_formats(spec: str | list[str] | None) -> list[str]:
 
 
 def write_report(
-    patch: str,
+    patch: str | list[str],
     *,
     store: str | os.PathLike | ReportSource | None = None,
     patch_file: str | os.PathLike | None = None,
     patch_info: PatchInfo | None = None,
     before: str = "before",
-    after: str = "after",
+    after: str | list[str] = "after",
     functions: list[str] | None = None,
+    under: str | None = None,
     out_dir: str | os.PathLike = "tracekit-report",
     formats: str | list[str] | None = None,
     plots: bool = True,
 ) -> ReportResult:
-    """Compare the before/after runs of ``patch`` and write the report files into
-    ``out_dir``.  Raises ReportError (no such patch, empty store, bad format) or
-    PatchError (unreadable patch file)."""
+    """Compare the ``before`` (baseline) runs of ``patch`` with each ``after`` side and
+    write the report files into ``out_dir`` (the plots of an earlier report there are
+    removed).  ``patch`` may be several patches, ``after`` several labels (see
+    :func:`compare`); ``under`` keeps only calls made inside that caller.  Raises
+    ReportError (no such patch, empty store, bad format) or PatchError (unreadable patch
+    file)."""
     fmts = parse_formats(formats)
     src = store if hasattr(store, "spans") else open_source(store)
     if patch_info is None and patch_file is not None:
         patch_info = read_patch(patch_file)
-    comp = compare(src, patch, before=before, after=after, functions=functions, patch_info=patch_info)
+    comp = compare(src, patch, before=before, after=after, functions=functions, under=under, patch_info=patch_info)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = ReportResult(comparison=comp, out_dir=out)
     plot_map = {}
-    if plots and ({"md", "html"} & set(fmts)):
-        from tracekit.reports.plots import make_plots
+    from tracekit.reports.plots import clear_plots, make_plots
 
+    clear_plots(out)
+    if plots and ({"md", "html"} & set(fmts)):
         plot_map = make_plots(comp, out)
         result.plots = [p for g in plot_map.values() for files in g.values() for p in files.values()]
     for name in fmts:

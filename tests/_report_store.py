@@ -104,3 +104,48 @@ def hostile_source(n: int = 30):
         events_lf=pl.concat(events).lazy(),
         windows_lf=pl.concat(windows).lazy(),
     ), long_func
+
+
+def _mark(us: float) -> str:
+    """function_graph's duration mark (kernel/trace/trace_output.c, trace_find_mark)."""
+    for limit, mark in ((1e6, "$"), (1e5, "@"), (1e4, "*"), (1e3, "#"), (100, "!"), (10, "+")):
+        if us > limit:
+            return mark
+    return " "
+
+
+def fgraph_text(calls: list[tuple[str, str, float, float]], pid: int = 425) -> str:
+    """function_graph text (abstime, proc) of top-level calls, each ``(caller, callee,
+    caller_us, callee_us)``: ``caller() {``, a leaf ``callee();`` inside it, ``}``."""
+    lines = ["# tracer: function_graph", "#",
+             "#     TIME        CPU  TASK/PID         DURATION                  FUNCTION CALLS",
+             "#      |          |     |    |           |   |                     |   |   |   |"]
+    t = 10.0
+    for caller, callee, outer, inner in calls:
+        lines.append(f"{t:12.6f} |   0)  pgtfree-{pid}   |               |  {caller}() {{")
+        lines.append(f"{t + 1e-6:12.6f} |   0)  pgtfree-{pid}   | {_mark(inner)} {inner:.3f} us {'':<3}|    {callee}();")
+        lines.append(f"{t + outer / 1e6:12.6f} |   0)  pgtfree-{pid}   | {_mark(outer)} {outer:.3f} us {'':<3}|  }}")
+        t += outer / 1e6 + 0.001
+    return "\n".join(lines) + "\n"
+
+
+def boots_store(root: Path, medians_us: dict[str, list[float]], patch: str = "synthetic",
+                func: str = "free_pgtables", calls: int = 7) -> Path:
+    """A store of one function_graph trace per boot (``--boot``): for each label, one boot
+    per median given, each with ``calls`` calls of ``func`` inside exit_mmap whose
+    durations are the median -1%, ..., +1% (so the median of a boot's calls under
+    exit_mmap is exactly the one given), and one call inside unmap_region of ten times
+    that."""
+    import tracekit
+
+    for label, medians in medians_us.items():
+        for i, m in enumerate(medians):
+            spread = [m * (1 + (k - calls // 2) / 100 / max(calls // 2, 1)) for k in range(calls)]
+            rows = [("exit_mmap", func, d * 3, d) for d in spread] + [("unmap_region", func, m * 30, m * 10)]
+            path = root / "traces" / f"{label}-boot{i}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(fgraph_text(rows, pid=400 + i))
+            [res] = tracekit.ingest([str(path)], store=root / "store", patch=patch, label=label,
+                                    arch="x86_64", boot=f"{label}-boot{i}")
+            assert res.error is None, res.error
+    return root / "store"

@@ -33,3 +33,26 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def report_schema() -> dict:
+    """docs/report.schema.json, the JSON Schema of report.json."""
+    import json
+
+    return json.loads((ROOT / "docs" / "report.schema.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _reports_match_the_schema(request, report_schema):
+    """Every report.json a test writes under its tmp_path validates against the schema."""
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is None:
+        return
+    import json
+
+    import jsonschema
+
+    for path in tmp.rglob("report.json"):
+        jsonschema.validate(json.loads(path.read_text()), report_schema)

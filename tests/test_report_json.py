@@ -10,10 +10,10 @@ from _report_store import kbuild_store
 from tracekit.reports.compare import compare, open_source
 from tracekit.reports.render_json import SCHEMA_VERSION, render_json
 
-SIDE_KEYS = {"n", "median_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns", "stddev_ns", "runs"}
+SIDE_KEYS = {"n", "median_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns", "stddev_ns", "runs", "units"}
 RESULT_KEYS = {
     "function", "before", "after", "median_change_pct", "median_change_ci_pct", "p99_change_pct",
-    "p99_change_ci_pct", "p_value", "verdict", "significant",
+    "p99_change_ci_pct", "p_value", "p_adjusted", "verdict", "significant", "selection", "source",
 }
 
 
@@ -27,14 +27,15 @@ def test_schema(report):
     assert report["schema_version"] == SCHEMA_VERSION
     assert report["before_label"] == "before" and report["after_label"] == "after"
     assert report["functions"]["missing"] == ["no_such_fn"]
-    assert set(report["method"]) >= {"alpha", "min_effect_pct", "min_samples", "bootstrap_replicates", "seed"}
+    assert set(report["method"]) >= {"unit", "alpha", "min_effect_pct", "min_units", "bootstrap_replicates", "seed"}
     (g,) = report["groups"]
     assert g["arch"] == "x86_64"
     assert {r["function"] for r in g["results"]} == {"flush_tlb_mm_range", "exit_mmap", "no_such_fn"}
     for r in g["results"]:
         assert set(r) >= RESULT_KEYS
         assert set(r["before"]) >= SIDE_KEYS and set(r["after"]) >= SIDE_KEYS
-        assert r["verdict"] in ("improvement", "regression", "no significant change", "too few samples")
+        assert r["verdict"] in ("improvement", "regression", "no significant change",
+                                "significant, below the 5% threshold", "too few units")
         for k in ("median_change_ci_pct", "p99_change_ci_pct"):
             assert r[k] is None or (len(r[k]) == 2 and r[k][0] <= r[k][1])
 
@@ -50,10 +51,13 @@ def test_values_against_the_trace(report):
     assert r["after"]["median_ns"] == pytest.approx(4517)
     assert r["before"]["max_ns"] == 87811 and r["after"]["max_ns"] == 107239
     assert r["median_change_pct"] == pytest.approx((4517 - 4161) / 4161 * 100)  # +8.56%
-    assert r["before"]["runs"] == 1
+    assert r["before"]["runs"] == 1 and r["before"]["units"] == 1
+    # One run a side: every call of it is one sample of one unit; no verdict.
+    assert r["verdict"] == "too few units" and r["p_value"] is None and not r["significant"]
+    assert r["selection"]["runs"]["before"] and r["source"] == "function_graph"
     missing = {x["function"]: x for x in g["results"]}["no_such_fn"]
     assert missing["before"]["n"] == 0 and missing["before"]["median_ns"] is None
-    assert missing["verdict"] == "too few samples"
+    assert missing["verdict"] == "too few units"
 
 
 def test_json_has_no_nan(report):
@@ -71,3 +75,13 @@ def test_reports_are_reproducible(tmp_path):
                          functions=["exit_mmap", "free_pgtables"])
         outs.append((r.files["text"].read_bytes(), r.files["json"].read_bytes()))
     assert outs[0] == outs[1]
+
+
+def test_report_matches_the_schema(report, report_schema):
+    import jsonschema
+
+    jsonschema.validate(report, report_schema)
+    broken = json.loads(json.dumps(report))
+    broken["groups"][0]["results"][0]["verdict"] = "too few samples"  # the old word
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, report_schema)

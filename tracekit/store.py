@@ -218,6 +218,13 @@ class Store:
         """Every latency-tracer window (irqsoff / preemptoff / wakeup snapshots)."""
         return self._table("windows")
 
+    def calls(self, func: str | list[str], **where) -> pl.LazyFrame:
+        """The completed calls of ``func`` that a report compares, with their unit of
+        replication (``under=``, ``patch=``, ``label=``, ...: see tracekit.selection.calls)."""
+        from tracekit.selection import calls
+
+        return calls(self, func, **where)
+
     def has_run(self, run_id: str) -> bool:
         return (self.root / "runs" / f"{run_id}.parquet").exists()
 
