@@ -29,15 +29,19 @@ demo() {
   # The bundled real captures (fixtures/README.md says how each was made):
   #  x86_64:  one Debian 6.1 kernel booted preempt=none ("before") and preempt=full ("after")
   #  ppc64le: Debian 6.1.0-47 ("before") against 6.1.0-50 ("after"), a kernel update
+  # Every trace of a side was recorded in one boot (--boot): one boot a side, so the report
+  # gives the numbers and says how many boots a verdict needs.
   local d
   for side in before after; do
     d=fixtures/x86_64/$side
     "$tk" ingest "$d"/fgraph_exit_mmap.txt.gz "$d"/fgraph_teardown.txt.gz "$d"/function.txt.gz "$d"/events.txt.gz \
       "$d"/kprobes.txt.gz --store "$store" --patch preempt-none-to-full --label "$side" --arch x86_64 \
+      --boot "x86_64-6.1.0-56-$side" \
       --kernel 6.1.0-56-amd64 --preempt "$([ $side = before ] && echo none || echo full)"
     d=fixtures/ppc64le/$side
     "$tk" ingest "$d"/fgraph_exit_mmap.txt.gz "$d"/fgraph_teardown.txt.gz "$d"/function.txt.gz "$d"/events.txt.gz \
       "$d"/kprobes.txt.gz --store "$store" --patch ppc-kernel-update --label "$side" --arch ppc64le \
+      --boot "ppc64le-$([ $side = before ] && echo 6.1.0-47 || echo 6.1.0-50)-$side" \
       --kernel "$([ $side = before ] && echo 6.1.0-47-powerpc64le || echo 6.1.0-50-powerpc64le)" --preempt voluntary
   done
   "$tk" runs --store "$store"

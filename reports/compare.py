@@ -598,7 +598,7 @@ def _pick_source(fd: pl.DataFrame, sides: list[str]) -> tuple[str | None, str | 
     elif both.height == 1:
         why = "the only tracer of it on every side"
     else:
-        why = "traced on every side, with the most calls (tracers are never pooled: their overheads differ)"
+        why = "traced on every side, with the most calls"
     return chosen, why
 
 

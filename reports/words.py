@@ -69,8 +69,8 @@ def source_text(f: FunctionResult) -> str:
     """Which tracer the calls of a function come from, why, and what the others say."""
     text = f"{f.function}: {f.source} ({f.source_reason})"
     for o in f.other_sources:
-        parts = ", ".join(f"{side} {o.calls[side]} calls in {o.units[side]} units, median {fmt.ns(o.median_ns[side])}"
-                          for side in o.calls)
+        parts = ", ".join(f"{side} {o.calls[side]} calls in {o.units[side]} unit{'' if o.units[side] == 1 else 's'}, "
+                          f"median {fmt.ns(o.median_ns[side])}" for side in o.calls)
         text += f"; {o.source} also traced it ({parts}), not compared"
     return text + "."
 
