@@ -66,6 +66,16 @@ _SWITCH_RE = (
 )
 _IRQ_RE = r"^\s*(?:(?P<abs>\d+\.\d+)\s+\|\s+)?(?:(?P<cpu>\d+)\)\s+)?(?:(?P<proc>[^|]*?-\d+)\s+\|\s*)?(?:(?P<lat>[.A-Za-z0-9]{4,8})\s+\|)?\s*(?P<arrow>==========>|<==========)"
 
+#: What a line of this format can begin with (after the prologue's leading blanks): the
+#: header, a prologue field (abstime, REL TIME, CPU, task, duration, the '|' of the call
+#: tree), the rules and task-switch lines, lost events, overruns, an editor's elision.  A
+#: line that begins otherwise was broken off the line before it (by a mail client):
+#: :mod:`tracekit.pasted` joins it back.
+OWN_LINE_RE = (
+    r"^\s*(?:$|#|\d+\.\d+\s+\||\d+\s+us\s+\||\d+\)|[+!#*@$]?\s*\d+(?:\.\d+)?\s+us\b|\||-{5,}"
+    r"|\S+-\d+\s+(?:\||=>)|CPU:\s*\d+|\(Overruns|\[\.\.\.\]|\.\.\.)"
+)
+
 # Bodies of the call tree.
 _ENTRY_RE = r"^(?P<f>[^\s(){};/]+)\(.*\) \{(?:\s*/\*.*\*/)?$"
 _LEAF_RE = r"^(?P<f>[^\s(){};/]+)\(.*\);(?:\s*/\*.*\*/)?$"

@@ -157,6 +157,17 @@ _NOTE_RE = r"^(?:\w+=\S.*|no \w+ window >= \d+ us.*|version = \d+|CPU \d+ is emp
 _ELIDED_RE = r"^\s*\[(?:\.\.\.|omitted[^\]]*)\]\s*$|^\s*\.\.\.\s*$"
 _MODELINE_RE = r"^\s*vim:.*$"
 
+#: What a line of these formats can begin with: a header or help line (with or without
+#: "# "), a record of any layout (context, verbose, -rt tag or preempt count, display-graph
+#: REL TIME), a stack frame, an elision, a capture note.  A line that begins otherwise was
+#: broken off the line before it (by a mail client): :mod:`tracekit.pasted` joins it back.
+OWN_LINE_RE = (
+    r"^\s*(?:$|#|=>|\[|\.\.\.|\(T\d|vim:|-{3,}|={3,}|\||\\|_-|cmd\s+pid"
+    r"|\S+ latency trace v|latency:|\d+ us \||[0-9a-fA-F]{8}\s+\d+\.\d+ms"
+    r"|\S.*?-\d+\s+(?:\d+\S+\s+\d+|\(\s*[\d-]+\)\s+\[|\[\d+\])|\S.*?\s\d+\s+\d+\s+\d+\s+[0-9a-fA-F]{8}\s"
+    r"|\w+=|no \w+ window|version = |CPU \d+ is empty|cpus=)"
+)
+
 # Bodies.
 _FUNC_PARENT_RE = (
     r"^(?P<f>[^\s(<][^\s(]*(?:\s+<[0-9a-fA-F]+>)?|<[0-9a-fA-F]+>)"

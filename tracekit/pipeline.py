@@ -33,6 +33,7 @@ from tracekit import parsers
 from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical_arch
 from tracekit.io import InputError, content_sha256, iter_line_chunks, read_head, spool_stdin
 from tracekit.parsers.base import ParseContext, ParseError
+from tracekit.pasted import Paste, Rejoined, find_paste, strip_text, unpaste, wraps_in
 from tracekit.schema import COUNT_FIELDS, WINDOW_SCHEMA, conform
 from tracekit.spans import SpanBuilder
 from tracekit.store import Store, StoreError, open_store
@@ -216,6 +217,9 @@ def ingest_one(
             if real.is_dir():
                 raise InputError(f"{display}: is a directory")
         head = read_head(real)
+        paste = find_paste(head)
+        if paste:
+            head = strip_text(head.decode("latin-1"), paste).encode("latin-1")
         if format:
             mod = parsers.get(format)
         else:
@@ -231,9 +235,12 @@ def ingest_one(
                     display, 1, f"not a trace format tracekit knows (first line: {first!r}); see 'tracekit formats', or give --format"
                 )
         res.format = mod.FORMAT.name
+        own_line = getattr(mod, "OWN_LINE_RE", None)
+        if own_line and (paste or wraps_in(head, own_line)):
+            paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line)
         gate = _Gate(store, real, replace, res)
         try:
-            _run(mod, real, display, store, gate, res,
+            _run(mod, real, display, store, gate, res, paste,
                  arch=arch, kernel=kernel, patch=patch, label=label, boot=boot or None, clock_hz=clock_hz,
                  preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}))
         except _Duplicate as d:
@@ -265,7 +272,7 @@ def ingest_one(
     return res
 
 
-def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestResult,
+def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestResult, paste: Paste,
          *, arch, kernel, patch, label, boot, clock_hz, preempt, progress, extra_meta) -> None:
     ctx = ParseContext(display, options={"clock_hz": clock_hz})
     writer = None
@@ -286,6 +293,7 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
             if prog is not None:
                 prog.update(task, completed=n)
 
+        rejoined = Rejoined()
         if mod.FORMAT.kind == "binary":
             frames = mod.parse_file(str(real), ctx)
             nbytes = real.stat().st_size
@@ -296,7 +304,8 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
                     nlines += chunk.n_lines
                     yield chunk
 
-            frames = mod.parse(counted(), ctx)
+            chunks = unpaste(counted(), paste, rejoined) if paste else counted()
+            frames = mod.parse(chunks, ctx)
 
         # the clock conversion and the chunk's own share of the pairing run ahead in the
         # parsing thread, which starts now, beside the content hash; the main thread applies
@@ -330,6 +339,8 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
             wins = conform(pl.DataFrame(ctx.windows, infer_schema_length=None), WINDOW_SCHEMA)
             writer.write("windows", wins)
 
+        if paste:
+            _note_paste(ctx, display, paste, rejoined)
         meta = dict(ctx.meta)
         trace_arch = meta.pop("arch", None)
         found_arch = canonical_arch(trace_arch) if trace_arch else None
@@ -546,6 +557,19 @@ class _WriteBehind:
         self._thread.join()
         if self._error is not None and exc[0] is None:
             raise self._error
+
+
+def _note_paste(ctx: ParseContext, display: str, paste: Paste, rejoined: Rejoined) -> None:
+    """Say what was undone to read a pasted trace (quote prefix, indentation, wrapped lines)."""
+    if paste.quote_depth or paste.indent:
+        ctx.meta["pasted_prefix"] = {"quote_depth": paste.quote_depth, "indent": paste.indent}
+        ctx.warn(f"{display}: the trace is quoted or indented: {paste.describe()} was removed from every line before reading it")
+    if rejoined.joined or rejoined.orphans:
+        ctx.meta["wrapped_lines"] = {"rejoined": rejoined.joined, "not_rejoined": rejoined.orphans}
+        msg = f"{display}: {rejoined.joined} line(s) broken by a mail client were joined back onto the line before"
+        if rejoined.orphans:
+            msg += f"; {rejoined.orphans} line(s) that cannot begin a line of this format could not be rejoined"
+        ctx.warn(msg)
 
 
 def _known_non_trace(head: bytes) -> str | None:
