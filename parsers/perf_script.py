@@ -105,7 +105,9 @@ def sniff(head: str) -> int:
     n_frame = sum(1 for ln in lines if frame.match(ln))
     if n_sample and n_sample + n_frame >= 0.9 * len(lines) and n_frame:
         return 85
-    if n_sample >= 0.9 * len(lines) and re.search(r"^\S.*\s\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w:.-]+:", head, re.M):
+    # without callchains every line is a sample; perf right-aligns the comm ("%16s"), so
+    # a line may begin with blanks
+    if n_sample >= 0.9 * len(lines) and re.search(r"^\s*\S.*\s\d+(?:/\d+)?\s+(?:\[\d+\]\s+)?\d+\.\d+:\s+(?:\d+\s+)?[\w:.-]+:", head, re.M):
         return 55
     return 0
 
