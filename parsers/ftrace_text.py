@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import polars as pl
 
 from tracekit.parsers import FormatInfo
+from tracekit.parsers.noise import NOISE_COLUMNS, noise_columns
 from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr
@@ -58,7 +59,13 @@ def sniff(head: str) -> int:
     m = re.search(r"^# tracer: (\S+)", head, re.M)
     if m and m.group(1) in ("function", "nop", "blk", "mmiotrace"):
         return 90
-    lines = [ln for ln in head.splitlines()[:200] if ln.strip() and not ln.startswith("#")]
+    # a "<stack trace>" record's " => func" frames belong to it: they are not counted as
+    # lines that could be records (a stack can be longer than the records around it)
+    frame = re.compile(_STACK_FRAME_RE)
+    lines = [
+        ln for ln in head.splitlines()[:200]
+        if ln.strip() and not ln.startswith("#") and not frame.match(ln)
+    ]
     if not lines:
         return 0
     rx = re.compile(CONTEXT_RE)
@@ -103,7 +110,9 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
     ).unnest("c")
     body = pl.col("body")
     ev = body.str.extract_groups(_EVENT_RE)
-    g = g.with_columns(ev=ev).with_columns(
+    g = g.with_columns(ev=ev)
+    g = g.with_columns(**noise_columns(body, pl.col("ev").struct.field("ev")))
+    g = g.with_columns(
         kind=pl.when(pl.col("lost").struct.field("n").is_not_null())
         .then(pl.lit(Kind.LOST))
         .when(pl.col("frame").is_not_null() & pl.col("body").is_null())
@@ -116,7 +125,7 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .then(pl.lit(Kind.KPROBE_ENTRY))
         .when(pl.col("ev").struct.field("rest").str.contains(_KRETPROBE_RE))
         .then(pl.lit(Kind.KPROBE_EXIT))
-        .when(pl.col("ev").struct.field("ev").is_not_null())
+        .when(pl.col("ev").struct.field("ev").is_not_null() | pl.col("noise_event").is_not_null())
         .then(pl.lit(Kind.EVENT))
         .when(body.str.contains(_SYSCALL_RE))
         .then(pl.lit(Kind.EVENT))
@@ -159,10 +168,12 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         parent=pl.when(kind == Kind.FUNCTION).then(canonical_expr(body.str.extract(_FUNC_RE, 2))),
         flags="flags",
         event=pl.when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
-        .then(pl.coalesce(pl.col("ev").struct.field("ev"), body.str.extract(_SYSCALL_RE, 1)))
+        .then(pl.coalesce(pl.col("noise_event"), pl.col("ev").struct.field("ev"), body.str.extract(_SYSCALL_RE, 1)))
         .when(kind == Kind.FUNCTION)
         .then(pl.lit("function")),
-        body=pl.when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
+        body=pl.when(pl.col("noise_event").is_not_null() & pl.col("ev").struct.field("ev").is_null())
+        .then(body)
+        .when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
         .then(pl.coalesce(rest, body.str.extract(_SYSCALL_RE, 2)))
         .when(kind.is_in([Kind.LOST, Kind.MARKER]) | (kind == Kind.STACK) & pl.col("body").is_null())
         .then(pl.col("text").str.strip_chars())
@@ -170,6 +181,7 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .then(body),
         lost=pl.col("lost").struct.field("n").cast(pl.Int64, strict=False),
         ts_raw=pl.col("ts"),
+        *NOISE_COLUMNS,
     )
     if "time_unit" not in ctx.meta:
         first = out["ts_raw"].drop_nulls()

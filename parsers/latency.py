@@ -56,6 +56,7 @@ import polars as pl
 from tracekit.arch import arch_from_symbols
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.base import LineChunk, ParseContext
+from tracekit.parsers.noise import noise_columns
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
 from tracekit.symbols import canonical_expr
 
@@ -489,6 +490,8 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     # --- bodies of the non-graph lines
     fp = pl.col("rest").str.extract_groups(_FUNC_PARENT_RE)
     b = b.with_columns(fp=fp, ev=pl.col("rest").str.extract_groups(_EVENT_RE)).unnest("fp", "ev")
+    noise = noise_columns(pl.col("rest"), pl.col("ev"))
+    b = b.with_columns(**{k: pl.when(form == "context").then(v) for k, v in noise.items()})
     is_stack = pl.col("rest").str.contains(r"^<(?:user )?stack trace>")
     is_wake = pl.col("rest").str.contains(_WAKE_RE)
     wake_op = pl.col("rest").str.extract(_WAKE_RE, 1)
@@ -554,7 +557,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         depth=pl.when(form == "graph").then(((indent - 2) // 2).clip(lower_bound=0)),
         dur_ns=pl.when(form == "graph").then(g_dur_ns),
         event=pl.when(form.is_in(["lat", "verbose", "v10"])).then(event)
-        .when(form == "context").then(pl.coalesce(pl.col("ev"), pl.lit(ctx.meta.get("tracer")))),
+        .when(form == "context").then(pl.coalesce(pl.col("noise_event"), pl.col("ev"), pl.lit(ctx.meta.get("tracer")))),
         body=pl.when(form == "graph").then(gtext).when(form.is_in(["note", "switch"])).then(pl.col("text").str.strip_chars())
         .otherwise(pl.col("rest")),
     ).with_columns(

@@ -71,6 +71,16 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "lost": pl.Int64(),  # number of lost events on LOST rows
     "window": pl.Int32(),  # index of the latency window (snapshot) in the file, if any
     "callchain": pl.List(pl.String()),  # perf callchain / stack trace, innermost first
+    # the OS-noise tracers' numbers (parsers/noise.py), null on every other record:
+    "seqnum": pl.Int64(),  # hwlat / timerlat sample number ("#%-5u")
+    "latency_ns": pl.Int64(),  # timerlat timer_latency; hwlat inner latency (printed in us)
+    "outer_latency_ns": pl.Int64(),  # hwlat outer latency (printed in us)
+    "runtime_ns": pl.Int64(),  # osnoise: the sampling period's runtime (printed in us)
+    "noise_ns": pl.Int64(),  # osnoise: noise in the period (us); osnoise:* events: duration (ns)
+    "max_noise_ns": pl.Int64(),  # osnoise: the longest single noise in the period (printed in us)
+    "timer_context": pl.String(),  # timerlat: irq, thread or user-ret
+    # osnoise: interference counts in the period, by source
+    "interference": pl.Struct({k: pl.Int64() for k in ("hw", "nmi", "irq", "softirq", "thread")}),
 }
 
 #: One row per function call, completed or truncated.
