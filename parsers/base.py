@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header", "LOST_EVENTS_RE", "timestamp_ns_expr"]
+__all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header", "LOST_EVENTS_RE", "ELIDED_RE",
+           "ELIDED_REASON", "timestamp_ns_expr"]
 
 
 class ParseError(Exception):
@@ -175,6 +176,12 @@ class ParseContext:
 #: ``CPU:%d [LOST %lu EVENTS]``, printed by ``print_trace_line()`` (kernel/trace/trace.c)
 #: before the next event of a CPU whose buffer overwrote events, whatever the tracer.
 LOST_EVENTS_RE = r"^\s*CPU:(?P<cpu>\d+) \[LOST (?P<n>\d+) EVENTS\]\s*$"
+
+
+#: An editor's elision in a published trace ("[...]", "...", "[ omitted ]"): not a trace
+#: line; counted as skipped under :data:`ELIDED_REASON`.
+ELIDED_RE = r"^\s*\[(?:\.\.\.|\s*omitted[^\]]*)\]\s*$|^\s*\.{3,}\s*$"
+ELIDED_REASON = "elided line ([...])"
 
 
 def timestamp_ns_expr(ts: pl.Expr) -> pl.Expr:

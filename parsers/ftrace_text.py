@@ -20,7 +20,7 @@ import polars as pl
 
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.noise import NOISE_COLUMNS, noise_columns
-from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
+from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr
 
@@ -51,6 +51,10 @@ _SYSCALL_RE = r"^(?P<ev>sys_\w+)(?P<rest>\(.*\)| -> \S+)$"
 # 8 or 0xc on ppc64le (the local entry point, after the TOC set-up).
 _KPROBE_ENTRY_RE = r"^\((?P<f>[^\s+()<]+)\+0x(?:[0-9a-f])/0x[0-9a-f]+\)"
 _KRETPROBE_RE = r"^\((?P<caller>[^\s()]+) <- (?P<f>[^\s()]+)\)"
+# trace_printk() under the sym-offset option: trace_bprint_print() / trace_bputs_print()
+# print the caller with seq_print_ip_sym() ("%pS": func+0x28/0x6c), ": " and the text.
+# (Without sym-offset the caller's bare name reads like a trace event's; it stays one.)
+_PRINTK_RE = r"^(?P<ip>[A-Za-z_.][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[^\]]+\])?): "
 _STACK_FRAME_RE = r"^\s*=> (?P<f>\S+.*?)\s*$"
 
 
@@ -125,7 +129,8 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .then(pl.lit(Kind.KPROBE_ENTRY))
         .when(pl.col("ev").struct.field("rest").str.contains(_KRETPROBE_RE))
         .then(pl.lit(Kind.KPROBE_EXIT))
-        .when(pl.col("ev").struct.field("ev").is_not_null() | pl.col("noise_event").is_not_null())
+        .when(pl.col("ev").struct.field("ev").is_not_null() | pl.col("noise_event").is_not_null()
+              | body.str.contains(_PRINTK_RE))
         .then(pl.lit(Kind.EVENT))
         .when(body.str.contains(_SYSCALL_RE))
         .then(pl.lit(Kind.EVENT))
@@ -135,7 +140,9 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
     )
     unknown = g.filter(pl.col("kind").is_null() & ~pl.col("started"))
     if unknown.height:
-        ctx.skip("unrecognised ftrace line", unknown.height)
+        elided = int(unknown["text"].str.contains(ELIDED_RE).sum())
+        ctx.skip(ELIDED_REASON, elided)
+        ctx.skip("unrecognised ftrace line", unknown.height - elided)
         ctx.meta.setdefault("first_skipped_line", int(unknown["line"][0]))
     g = g.with_columns(
         kind=pl.when(pl.col("started")).then(pl.lit(Kind.MARKER)).otherwise(pl.col("kind"))
@@ -152,6 +159,8 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .then(rest.str.extract(_KRETPROBE_RE, 2))
         .when((kind == Kind.STACK) & pl.col("frame").is_not_null())
         .then(pl.col("frame"))
+        .when(kind == Kind.EVENT)
+        .then(body.str.extract(_PRINTK_RE, 1))
     )
     out = g.select(
         seq="line",
@@ -165,14 +174,21 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         ts_ns=timestamp_ns_expr(pl.col("ts")),
         kind=kind,
         raw_func=raw_func,
-        parent=pl.when(kind == Kind.FUNCTION).then(canonical_expr(body.str.extract(_FUNC_RE, 2))),
+        raw_parent=pl.when(kind == Kind.FUNCTION).then(body.str.extract(_FUNC_RE, 2)),
         flags="flags",
         event=pl.when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
-        .then(pl.coalesce(pl.col("noise_event"), pl.col("ev").struct.field("ev"), body.str.extract(_SYSCALL_RE, 1)))
+        .then(pl.coalesce(
+            pl.col("noise_event"),
+            pl.when(body.str.contains(_PRINTK_RE)).then(pl.lit("bprint")),
+            pl.col("ev").struct.field("ev"),
+            body.str.extract(_SYSCALL_RE, 1),
+        ))
         .when(kind == Kind.FUNCTION)
         .then(pl.lit("function")),
         body=pl.when(pl.col("noise_event").is_not_null() & pl.col("ev").struct.field("ev").is_null())
         .then(body)
+        .when(body.str.contains(_PRINTK_RE))
+        .then(body)  # as the trace.dat reader keeps a bprint record: "caller: text"
         .when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
         .then(pl.coalesce(rest, body.str.extract(_SYSCALL_RE, 2)))
         .when(kind.is_in([Kind.LOST, Kind.MARKER]) | (kind == Kind.STACK) & pl.col("body").is_null())
@@ -187,8 +203,11 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         first = out["ts_raw"].drop_nulls()
         if len(first):
             ctx.meta["time_unit"] = "ns" if "." in first[0] else "ticks"
-    out = out.with_columns(func=canonical_expr(pl.col("raw_func"))).with_columns(
-        raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func"))
+    out = out.with_columns(
+        func=canonical_expr(pl.col("raw_func")), parent=canonical_expr(pl.col("raw_parent"))
+    ).with_columns(
+        raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")),
+        raw_parent=pl.when(pl.col("raw_parent") != pl.col("parent")).then(pl.col("raw_parent")),
     )
     nlost = out.filter(kind == Kind.LOST)["lost"].sum()
     if nlost:

@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.base import LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
+from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.frames import by_value
 from tracekit.io import CSV_READ_ERRORS
 from tracekit.parsers.bytescan import read_abstime, read_cpu, read_duration
@@ -640,7 +640,9 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
 
     unknown = g.filter(pl.col("kind").is_null())
     if unknown.height:
-        ctx.skip("unrecognised function_graph line", unknown.height)
+        elided = int(unknown["text"].str.contains(ELIDED_RE).sum())
+        ctx.skip(ELIDED_REASON, elided)
+        ctx.skip("unrecognised function_graph line", unknown.height - elided)
         if not ctx.meta.get("first_skipped_line"):
             ctx.meta["first_skipped_line"] = int(unknown["line"][0])
     g = g.filter(pl.col("kind").is_not_null())

@@ -55,7 +55,7 @@ import polars as pl
 
 from tracekit.arch import arch_from_symbols
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.base import LineChunk, ParseContext
+from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LineChunk, ParseContext
 from tracekit.parsers.noise import noise_columns
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
 from tracekit.symbols import canonical_expr
@@ -155,7 +155,6 @@ _FRAME_RE = r"^\s*=>\s*(?P<frame>\S.*?)\s*$"
 # trace-cmd report prints a recorded latency trace as it is, after its own "version = 6",
 # "CPU N is empty" and "cpus=N" lines.
 _NOTE_RE = r"^(?:\w+=\S.*|no \w+ window >= \d+ us.*|version = \d+|CPU \d+ is empty)\s*$"
-_ELIDED_RE = r"^\s*\[(?:\.\.\.|omitted[^\]]*)\]\s*$|^\s*\.\.\.\s*$"
 _MODELINE_RE = r"^\s*vim:.*$"
 
 #: What a line of these formats can begin with: a header or help line (with or without
@@ -425,7 +424,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     b = b.with_columns(
         *[t.str.contains(rx).alias(f"is_{name}") for name, rx in _BODY_FORMS if name != "frame"],
         t.str.contains(_NOTE_RE).alias("is_note"),
-        t.str.contains(_ELIDED_RE).alias("is_elided"),
+        t.str.contains(ELIDED_RE).alias("is_elided"),
         t.str.contains(_MODELINE_RE).alias("is_modeline"),
     )
     form = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
@@ -444,7 +443,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     )
     unknown = b.filter(pl.col("form").is_null())
     if unknown.height:
-        ctx.skip("elided line ([...])", int(unknown["is_elided"].sum()))
+        ctx.skip(ELIDED_REASON, int(unknown["is_elided"].sum()))
         ctx.skip("editor modeline", int(unknown["is_modeline"].sum()))
         ctx.skip(
             "unrecognised latency-trace line",
@@ -569,6 +568,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         parent=canonical_expr(pl.col("parent_raw")),
     ).with_columns(
         raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")),
+        raw_parent=pl.when(pl.col("parent_raw") != pl.col("parent")).then(pl.col("parent_raw")),
     )
     if b.filter(form == "graph").height:
         st.graph = True

@@ -72,6 +72,11 @@ def sniff(head: str) -> int:
     matched = [m for ln in lines[:20] if (m := rec.match(ln))]
     if not matched or len(matched) < len(lines[:20]) // 2:
         return 0
+    # libtraceevent's function plugin prints "func <-- parent"; the kernel's
+    # print_fn_trace() prints " <-" (kernel/trace/trace_output.c): trace-cmd 1.x wrote the
+    # event name without padding, so this is what says it is trace-cmd's.
+    if any(m["event"] == "function" and re.match(r"\s*\S+ <-- \S+\s*$", m["body"]) for m in matched):
+        return 85
     # trace-cmd pads the event name to 20 columns ("%-20s"); the kernel prints one space.
     short = [m for m in matched if len(m["event"]) < 18]
     padded = sum(1 for m in short if m["body"].startswith("  "))
@@ -243,6 +248,7 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         canonical_expr(pl.col("raw_parent")).alias("parent"),
     ).with_columns(
         pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")).alias("raw_func"),
+        pl.when(pl.col("raw_parent") != pl.col("parent")).then(pl.col("raw_parent")).alias("raw_parent"),
         pl.when(comment).then(call).otherwise(body).alias("body"),
     )
     out = pl.concat([rec, lost], how="diagonal_relaxed").sort("line")

@@ -145,3 +145,68 @@ def test_osnoise_tracepoint_durations(tmp_path, corpus):
     assert ev.select("event", "noise_ns").rows() == [
         ("irq_noise", 1845), ("irq_noise", 2848), ("thread_noise", 3068), ("sample_threshold", 8812),
     ]
+
+
+# -- trace-cmd 1.x, trace_printk, printed names --------------------------------------------
+
+
+def test_tracecmd_v1_function_lines(tmp_path, corpus):
+    """trace-cmd 1.x report: ``function: f <-- parent`` (libtraceevent's function plugin;
+    the kernel prints ``<-``), no flags column.  Read as trace-cmd's function records."""
+    text = (
+        "              ls-13587 [002] 106467.860310: function: hrtick_start_fair <-- pick_next_task_fair\n"
+        "       trace-cmd-13586 [003] 106467.860314: function:             up_read <-- do_page_fault\n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    assert res.format == "tracecmd_report"
+    ev = _events(store)
+    assert ev.select("kind", "func", "parent", "pid", "cpu").rows() == [
+        ("function", "hrtick_start_fair", "pick_next_task_fair", 13587, 2),
+        ("function", "up_read", "do_page_fault", 13586, 3),
+    ]
+    # the man page's whole example: 7 function records and one sched_switch (counted by hand)
+    res, store = ingest_text(tmp_path, (corpus / WILD / "tracecmd-doc/record-function-sched_switch-old.txt").read_text(),
+                             name="man.txt")
+    kinds = _events(store)["kind"].to_list()
+    assert (kinds.count("function"), kinds.count("event"), res.counts["skipped_lines"]) == (7, 1, 0)
+
+
+def test_printed_parent_kept_beside_canonical(tmp_path):
+    """``sym-offset`` prints ``+0x../0x..`` after both names, and compiler clones carry
+    ``.part.5``: func and parent are canonical, raw_func and raw_parent as printed."""
+    text = "            bash-2181  [001] ....  9537.645900: copy_process.part.5+0x14/0x1b08 <-_do_fork+0xd8/0x438\n"
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    row = _events(store).row(0, named=True)
+    assert (row["func"], row["raw_func"]) == ("copy_process", "copy_process.part.5+0x14/0x1b08")
+    assert (row["parent"], row["raw_parent"]) == ("_do_fork", "_do_fork+0xd8/0x438")
+
+
+def test_trace_printk_with_symbol_offset_is_an_event(tmp_path):
+    """trace_bprint_print() prints the caller with seq_print_ip_sym(), so under sym-offset
+    a trace_printk line reads ``caller+0x28/0x6c: text``: a bprint event, the caller as its
+    function."""
+    text = (
+        "             cat-884   [002] d...   333.875361: rpi_get_interrupt_info+0x28/0x6c: "
+        "[cat] 17: 3f00b880.mailbox, irq_handler: bcm2835_mbox_irq+0x0/0x94 \n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    row = _events(store).row(0, named=True)
+    assert (row["kind"], row["event"], row["func"], row["raw_func"]) == (
+        "event", "bprint", "rpi_get_interrupt_info", "rpi_get_interrupt_info+0x28/0x6c")
+    assert row["body"].startswith("rpi_get_interrupt_info+0x28/0x6c: [cat] 17: 3f00b880.mailbox")
+
+
+@pytest.mark.parametrize("elision", ["[...]", "...", "            ...."])
+def test_editor_elisions_are_named(tmp_path, elision):
+    """Editors cut published traces with ``[...]`` or dots: not trace lines, and said so."""
+    text = (
+        "            bash-1977  [000] .... 17284.993652: sys_close <-system_call_fastpath\n"
+        f"{elision}\n"
+        "            bash-1977  [000] .... 17284.993653: __close_fd <-sys_close\n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    assert res.skipped == {"elided line ([...])": 1}

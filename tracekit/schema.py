@@ -63,6 +63,7 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "func": pl.String(),  # canonical function name (tracekit.symbols.canonical)
     "raw_func": pl.String(),  # the symbol as printed, where it differs from func
     "parent": pl.String(),  # calling function (function tracer "<-parent"), canonical
+    "raw_parent": pl.String(),  # the parent as printed ("+0x1a/0x40", ".isra.0"), where it differs
     "depth": pl.Int32(),  # call depth (function_graph indentation / record depth)
     "dur_ns": pl.Int64(),  # duration the trace states for this call, in ns
     "flags": pl.String(),  # irq-info / latency flag characters as printed ("d..2.")
