@@ -55,6 +55,15 @@ _KRETPROBE_RE = r"^\((?P<caller>[^\s()]+) <- (?P<f>[^\s()]+)\)"
 # print the caller with seq_print_ip_sym() ("%pS": func+0x28/0x6c), ": " and the text.
 # (Without sym-offset the caller's bare name reads like a trace event's; it stays one.)
 _PRINTK_RE = r"^(?P<ip>[A-Za-z_.][\w.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[^\]]+\])?): "
+# The sched_switch tracer's own records (2.6.2x; the wakeup tracers print them still):
+# TRACE_CTX / TRACE_WAKE, printed as " %5d:%3d:%c %s %5d:%3d:%c" (kernel/trace/trace.c
+# print_trace_fmt(), 2.6.27) and later "%7d:%3d:%c %s [%03d] %7d:%3d:%c %s"
+# (trace_ctxwake_print(), kernel/trace/trace_output.c): prev pid:prio:state, "==>" for a
+# switch or "  +" for a wakeup, [next cpu], next pid:prio:state, next comm.
+_CTXWAKE_RE = (
+    r"^\s*(?P<prev_pid>\d+):\s*(?P<prev_prio>\d+):(?P<prev_state>\S)\s+(?P<op>\+|==>)\s+"
+    r"(?:\[(?P<next_cpu>\d+)\]\s+)?(?P<next_pid>\d+):\s*(?P<next_prio>\d+):(?P<next_state>\S)(?:\s+\S.*)?$"
+)
 _STACK_FRAME_RE = r"^\s*=> (?P<f>\S+.*?)\s*$"
 
 
@@ -130,7 +139,7 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .when(pl.col("ev").struct.field("rest").str.contains(_KRETPROBE_RE))
         .then(pl.lit(Kind.KPROBE_EXIT))
         .when(pl.col("ev").struct.field("ev").is_not_null() | pl.col("noise_event").is_not_null()
-              | body.str.contains(_PRINTK_RE))
+              | body.str.contains(_PRINTK_RE) | body.str.contains(_CTXWAKE_RE))
         .then(pl.lit(Kind.EVENT))
         .when(body.str.contains(_SYSCALL_RE))
         .then(pl.lit(Kind.EVENT))
@@ -180,6 +189,8 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .then(pl.coalesce(
             pl.col("noise_event"),
             pl.when(body.str.contains(_PRINTK_RE)).then(pl.lit("bprint")),
+            pl.when(body.str.extract(_CTXWAKE_RE, 4) == "==>").then(pl.lit("sched_switch"))
+            .when(body.str.contains(_CTXWAKE_RE)).then(pl.lit("sched_wakeup")),
             pl.col("ev").struct.field("ev"),
             body.str.extract(_SYSCALL_RE, 1),
         ))
@@ -187,8 +198,8 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         .then(pl.lit("function")),
         body=pl.when(pl.col("noise_event").is_not_null() & pl.col("ev").struct.field("ev").is_null())
         .then(body)
-        .when(body.str.contains(_PRINTK_RE))
-        .then(body)  # as the trace.dat reader keeps a bprint record: "caller: text"
+        .when(body.str.contains(_PRINTK_RE) | body.str.contains(_CTXWAKE_RE))
+        .then(body.str.strip_chars())  # as the trace.dat reader keeps a bprint record: "caller: text"
         .when(kind.is_in([Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]))
         .then(pl.coalesce(rest, body.str.extract(_SYSCALL_RE, 2)))
         .when(kind.is_in([Kind.LOST, Kind.MARKER]) | (kind == Kind.STACK) & pl.col("body").is_null())

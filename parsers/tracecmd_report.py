@@ -48,6 +48,10 @@ RECORD_RE = (
     r"\s+(?P<ts>\d+(?:\.\d+)?)(?:\s+\(\+\d+\))?:\s+(?P<event>[^\s:][^:\s]*(?::[^:\s]+)?):(?P<body>.*)$"
 )
 LOST_RE = r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[(?:(?P<n>\d+) )?(?:EVENTS DROPPED|LOST (?P<k>\d+) EVENTS)\]\s*$"
+#: A frame of a ``kernel_stack`` / ``user_stack`` record (trace-cmd ``record -T``), printed
+#: by libtraceevent's stack handlers one a line after the record: ``=> schedule (ffffffff814b260e)``
+#: (older versions), `` => schedule`` or `` => <00007f5e9c8d2d8e>`` (user stack, no symbol).
+FRAME_RE = r"^\s*=>\s*(?P<frame>\S.*?)(?:\s+\((?P<addr>[0-9a-fA-F]+)\))?\s*$"
 SUBBUF_RE = r"^\s*CPU:\s*(\d+)\s+\[SUBBUFFER START\]\s*$"
 HEADER_RE = r"^\s*(?:version = (?P<version>\d+)|cpus=(?P<cpus>\d+)|CPU (?P<empty>\d+) is empty)\s*$"
 # function_graph plugin body: [overhead mark] [duration] | indent then the call.
@@ -103,9 +107,18 @@ def _hexnum(e: pl.Expr) -> pl.Expr:
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
     """trace-cmd report text -> event-schema frames, one chunk at a time."""
     counts = {"failed_to_parse": 0, "graph_rendered": 0, "graph_raw": 0}
+    carry: pl.DataFrame | None = None
     for chunk in chunks:
         df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+        if carry is not None:
+            df, carry = pl.concat([carry, df]), None
+        if not chunk.is_last:
+            df, carry = _hold_back_stack(df)
         frame = _parse_chunk(df, ctx, counts)
+        if frame is not None and frame.height:
+            yield conform(frame, EVENT_SCHEMA)
+    if carry is not None and carry.height:
+        frame = _parse_chunk(carry, ctx, counts)
         if frame is not None and frame.height:
             yield conform(frame, EVENT_SCHEMA)
     if counts["failed_to_parse"]:
@@ -114,6 +127,42 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
                  "(kept as events with their raw fields)")
     if counts["graph_raw"] or counts["graph_rendered"]:
         ctx.meta.setdefault("tracer", "function_graph")
+
+
+def _stack_frames(df: pl.DataFrame, is_rec: pl.Expr, is_frame: pl.Expr, ctx: ParseContext) -> pl.DataFrame | None:
+    """The ``=> func`` frames after a stack record, as the callchain (innermost first,
+    canonical names) of the record they follow; frames after no record are counted."""
+    f = df.select("line", is_rec.alias("rec"), is_frame.alias("frame"), pl.col("text")).filter(
+        pl.col("rec") | pl.col("frame")
+    )
+    if not f.select(pl.col("frame").any()).item():
+        return None
+    f = f.with_columns(owner=pl.when(pl.col("rec")).then(pl.col("line")).forward_fill()).filter(pl.col("frame"))
+    orphans = f.filter(pl.col("owner").is_null()).height
+    if orphans:
+        ctx.skip("stack frame without a stack record", orphans)
+    return (
+        f.drop_nulls("owner")
+        .group_by("owner", maintain_order=True)
+        .agg(callchain=canonical_expr(pl.col("text").str.extract(FRAME_RE, 1)))
+        .rename({"owner": "line"})
+    )
+
+
+def _hold_back_stack(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Split off the chunk's last record when its stack frames may go on in the next chunk
+    (the chunk ends in frames, or in the record that heads them)."""
+    text = pl.col("text")
+    solid = df.select((text.str.strip_chars() != "").arg_true().last()).item()
+    if solid is None:
+        return df, None
+    last = df["text"][solid]
+    if not re.match(FRAME_RE, last) and "stack trace>" not in last:
+        return df, None
+    head = df.select((~text.str.contains(FRAME_RE) & (text.str.strip_chars() != "")).arg_true().last()).item()
+    if not head:  # the whole chunk is one stack: nothing to split
+        return df, None
+    return df.slice(0, head), df.slice(head)
 
 
 def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFrame | None:
@@ -144,7 +193,9 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
     is_lost = pl.col("lost_cpu").is_not_null() | pl.col("subbuf_cpu").is_not_null()
     is_hdr = pl.col("version").is_not_null() | pl.col("cpus").is_not_null() | pl.col("empty").is_not_null()
     is_blank = text.str.strip_chars() == ""
-    other = df.filter(~is_rec & ~is_lost & ~is_hdr)
+    is_frame = ~is_rec & text.str.contains(FRAME_RE)
+    chains = _stack_frames(df, is_rec, is_frame, ctx)
+    other = df.filter(~is_rec & ~is_lost & ~is_hdr & ~is_frame)
     if other.height:
         blank = int(other.select(is_blank.sum()).item())
         ctx.skip("blank line", blank)
@@ -221,6 +272,9 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         .when(raw & (ev == "funcgraph_entry")).then(pl.lit(Kind.ENTRY))
         .when(raw & (ev == "funcgraph_exit")).then(pl.lit(Kind.EXIT))
         .when(is_function & pl.col("f_func").is_not_null()).then(pl.lit(Kind.FUNCTION))
+        # the ftrace stack records ("<stack trace>", kernel/trace/trace_entries.h): the kind
+        # the kernel's own text gives them
+        .when(ev.is_in(["kernel_stack", "user_stack"])).then(pl.lit(Kind.STACK))
         .otherwise(pl.lit(Kind.EVENT)).alias("kind"),
         pl.when(rendered).then(name_rendered)
         .when(raw).then(raw_func)
@@ -251,5 +305,7 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         pl.when(pl.col("raw_parent") != pl.col("parent")).then(pl.col("raw_parent")).alias("raw_parent"),
         pl.when(comment).then(call).otherwise(body).alias("body"),
     )
+    if chains is not None:
+        rec = rec.join(chains, on="line", how="left", maintain_order="left")
     out = pl.concat([rec, lost], how="diagonal_relaxed").sort("line")
     return out.with_columns(pl.col("line").alias("seq"))

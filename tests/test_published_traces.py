@@ -210,3 +210,72 @@ def test_editor_elisions_are_named(tmp_path, elision):
     res, store = ingest_text(tmp_path, text)
     assert res.error is None, res.error
     assert res.skipped == {"elided line ([...])": 1}
+
+
+# -- trace-cmd record -T stacks --------------------------------------------------------------
+
+
+def test_tracecmd_kernel_stack_frames_are_the_callchain(tmp_path, corpus):
+    """trace-cmd record -T: a kernel_stack record, then ``=> func (addr)`` frames from the
+    first column (trace-cmd-record.1.txt's example).  The frames are the record's
+    callchain, innermost first; nothing is skipped."""
+    path = corpus / WILD / "tracecmd-doc/record-T-kernel_stack.txt"
+    res, store = ingest_text(tmp_path, path.read_text())
+    assert res.error is None, res.error
+    assert res.format == "tracecmd_report"
+    ev = _events(store)
+    st = ev.filter(pl.col("event") == "kernel_stack").row(0, named=True)
+    assert st["kind"] == "stack"
+    assert st["callchain"] == ["schedule", "cpu_idle", "start_secondary"]
+    assert res.counts["skipped_lines"] == 0
+
+
+def test_tracecmd_stack_split_across_chunks(tmp_path):
+    """A stack whose frames fall into the next chunk still belongs to its record."""
+    from tracekit.parsers import tracecmd_report
+    from tracekit.parsers.base import LineChunk, ParseContext
+
+    lines = [
+        "          <idle>-0     [003] 58549.289091: sched_switch:         kworker/0:1:0 [120] R ==> trace-cmd:2603 [120]",
+        "          <idle>-0     [003] 58549.289092: kernel_stack:         <stack trace>",
+        "=> schedule (ffffffff814b260e)",
+        "=> cpu_idle (ffffffff8100a38c)",
+        "=> start_secondary (ffffffff814ab828)",
+    ]
+    chunks = [
+        LineChunk(1, pl.Series("text", lines[:3]), is_last=False),
+        LineChunk(4, pl.Series("text", lines[3:]), is_last=True),
+    ]
+    ctx = ParseContext("t.txt")
+    out = pl.concat(list(tracecmd_report.parse(iter(chunks), ctx)))
+    assert out.filter(pl.col("line") == 2)["callchain"].to_list() == [["schedule", "cpu_idle", "start_secondary"]]
+    assert not ctx.skipped
+
+
+# -- the 2.6.2x sched_switch tracer ----------------------------------------------------------
+
+
+def test_sched_switch_tracer_records(tmp_path, corpus):
+    """The sched_switch tracer of 2.6.27 printed TRACE_CTX / TRACE_WAKE records as
+    ``prev_pid:prio:state ==> next_pid:prio:state`` (a switch) or with ``+`` (a wakeup):
+    sched_switch and sched_wakeup events.  Documentation/ftrace.txt's example has 5
+    wakeups and 10 switches (counted by hand) and one ``[...]``."""
+    text = (
+        "# tracer: sched_switch\n#\n"
+        "#           TASK-PID   CPU#    TIMESTAMP  FUNCTION\n"
+        "#              | |      |          |         |\n"
+        "            bash-3997  [01]   240.132281:   3997:120:R   +  4055:120:R\n"
+        "            bash-3997  [01]   240.132284:   3997:120:R ==>  4055:120:R\n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    ev = _events(store)
+    assert ev.select("kind", "event", "pid", "cpu", "body").rows() == [
+        ("event", "sched_wakeup", 3997, 1, "3997:120:R   +  4055:120:R"),
+        ("event", "sched_switch", 3997, 1, "3997:120:R ==>  4055:120:R"),
+    ]
+    res, store = ingest_text(tmp_path, (corpus / WILD / "kdoc-2.6.35/sched_switch-tracer.txt").read_text(), name="doc.txt")
+    assert res.error is None, res.error
+    events = _events(store)["event"].to_list()
+    assert (events.count("sched_wakeup"), events.count("sched_switch")) == (5, 10)
+    assert res.skipped == {"elided line ([...])": 1}
