@@ -50,13 +50,18 @@ class LineChunk:
     hand them to polars' CSV reader to split fields natively, and then never needs
     ``lines``, which are split from ``raw`` only when first asked for."""
 
-    __slots__ = ("first_line", "_lines", "is_last", "raw", "n_lines", "newlines", "_bounds")
+    __slots__ = ("first_line", "_lines", "is_last", "raw", "n_lines", "newlines", "_bounds", "numbers")
 
     def __init__(self, first_line: int, lines: pl.Series | None = None, is_last: bool = False,
-                 raw: bytes | None = None) -> None:
+                 raw: bytes | None = None, numbers: pl.Series | None = None) -> None:
         if lines is None and raw is None:
             raise ValueError("a LineChunk needs lines or raw bytes")
+        if numbers is not None and (lines is None or len(numbers) != len(lines)):
+            raise ValueError("a LineChunk's line numbers go with its lines, one each")
         self.first_line = first_line
+        #: the file's line number of each line, when the lines are a selection of the
+        #: file's (one input of a several-input trace-cmd report); None: consecutive
+        self.numbers = numbers
         self._lines = lines
         self.is_last = is_last
         self.raw = raw
@@ -122,6 +127,8 @@ class LineChunk:
 
     @property
     def line_numbers(self) -> pl.Series:
+        if self.numbers is not None:
+            return self.numbers.cast(pl.Int64).alias("line")
         return pl.int_range(
             self.first_line, self.first_line + self.n_lines, dtype=pl.Int64, eager=True
         ).alias("line")

@@ -22,6 +22,7 @@ Each chunk of lines is parsed with polars string kernels, never line by line.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterator
 
 import polars as pl
@@ -32,7 +33,7 @@ from tracekit.symbols import canonical_expr
 from . import FormatInfo
 from .base import LineChunk, ParseContext
 
-__all__ = ["FORMAT", "sniff", "parse"]
+__all__ = ["FORMAT", "sniff", "parse", "ReportInputs", "report_inputs", "one_input"]
 
 FORMAT = FormatInfo(
     name="tracecmd_report",
@@ -59,6 +60,60 @@ GRAPH_RE = (
     r"^\s*(?:(?P<mark>[+!#@*$])\s*)?(?:(?P<us>\d+)\.(?P<frac>\d+) us)?\s*\|(?P<indent> *)"
     r"(?P<call>.*?)\s*$"
 )
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """A report of several trace files (``trace-cmd report -i a.dat -i b.dat``) or buffer
+    instances: trace-cmd's ``print_handle_file()`` (tracecmd/trace-read.c) puts
+    ``"%*s: "`` (the input's name, right-aligned to the longest name's ``width``) before
+    every line of an input, and prints each input's ``cpus=N`` header that way.  ``names``
+    are the inputs in the order their ``cpus=`` lines come."""
+
+    width: int
+    names: tuple[str, ...]
+
+
+_INPUT_CPUS_RE = re.compile(r"^(?P<pad> *)(?P<name>\S(?:.*\S)?): cpus=\d+\s*$")
+
+
+def report_inputs(head: bytes) -> ReportInputs | None:
+    """The inputs of a several-input report, from its first bytes; None for any other text.
+    Every ``name: cpus=N`` line must give the same width, and most record lines must carry
+    one of the names at that width."""
+    if b"\0" in head:
+        return None
+    lines = head.decode("latin-1").splitlines()[:4000]
+    found = [m for ln in lines if (m := _INPUT_CPUS_RE.match(ln))]
+    if not found:
+        return None
+    widths = {len(m["pad"]) + len(m["name"]) for m in found}
+    if len(widths) != 1:
+        return None
+    width = widths.pop()
+    names = tuple(dict.fromkeys(m["name"] for m in found))
+    body = [ln for ln in lines if ln.strip()]
+    tagged = sum(1 for ln in body if ln[width:width + 2] == ": " and ln[:width].strip() in names)
+    if tagged * 10 < len(body) * 9:
+        return None
+    return ReportInputs(width, names)
+
+
+def one_input(chunks: Iterator[LineChunk], inputs: ReportInputs, name: str) -> Iterator[LineChunk]:
+    """The lines of input ``name`` of a several-input report, without their prefix, each with
+    its line number in the file.  Lines that name no input go with the first one."""
+    w = inputs.width
+    for chunk in chunks:
+        df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+        tag = pl.col("text").str.slice(0, w).str.strip_chars()
+        tagged = (pl.col("text").str.slice(w, 2) == ": ") & tag.is_in(list(inputs.names))
+        keep = tagged & (tag == name)
+        if name == inputs.names[0]:
+            keep = keep | ~tagged
+        sel = df.filter(keep).with_columns(
+            text=pl.when(tagged).then(pl.col("text").str.slice(w + 2)).otherwise(pl.col("text"))
+        )
+        yield LineChunk(chunk.first_line, sel["text"], is_last=chunk.is_last, numbers=sel["line"])
 
 
 def sniff(head: str) -> int:

@@ -279,3 +279,38 @@ def test_sched_switch_tracer_records(tmp_path, corpus):
     events = _events(store)["event"].to_list()
     assert (events.count("sched_wakeup"), events.count("sched_switch")) == (5, 10)
     assert res.skipped == {"elided line ([...])": 1}
+
+
+# -- trace-cmd report of several files ---------------------------------------------------------
+
+
+def test_report_of_two_files_is_two_runs(tmp_path, corpus):
+    """``trace-cmd report -i trace.dat -i trace-guest.dat`` (trace-cmd-record.1.txt): every
+    line carries its file's name right-aligned to the longest (print_handle_file(),
+    ``"%*s: "``) and each file has its ``cpus=`` line.  One run per file, with its own CPU
+    count and records; the file names are not comms; line numbers are the file's."""
+    import tracekit
+
+    path = corpus / WILD / "tracecmd-doc/report-two-files.txt"
+    store = tracekit.open_store(tmp_path / "store")
+    results = tracekit.ingest([str(path)], store=store, on_error="collect")
+    assert [r.error for r in results] == [None, None]
+    assert [r.path for r in results] == [f"{path} (trace.dat)", f"{path} (trace-guest.dat)"]
+    runs = {r.run_id: r for r in results}
+    assert len(runs) == 2
+    ev = store.events().collect()
+    rows = store.runs().collect()
+    by_input = {}
+    for row in rows.iter_rows(named=True):
+        import json
+
+        name = json.loads(row["meta"])["report_input"]
+        mine = ev.filter(pl.col("run_id") == row["run_id"]).sort("line")
+        by_input[name] = (row["ncpus"], mine["line"].to_list(), sorted(set(mine["comm"])))
+    # host: lines 3 (ping) and 10 (sudo); guest: lines 4 to 9, all <idle>
+    assert by_input == {
+        "trace.dat": (28, [3, 10], ["ping", "sudo"]),
+        "trace-guest.dat": (1, [4, 5, 6, 7, 8, 9], ["<idle>"]),
+    }
+    again = tracekit.ingest([str(path)], store=store, on_error="collect")
+    assert [r.status for r in again] == ["duplicate", "duplicate"]

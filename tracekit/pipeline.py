@@ -10,6 +10,7 @@ summary.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -32,13 +33,14 @@ from tracekit import __version__
 from tracekit import parsers
 from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical_arch
 from tracekit.io import InputError, content_sha256, iter_line_chunks, read_head, spool_stdin
-from tracekit.parsers.base import ParseContext, ParseError
+from tracekit.parsers import tracecmd_report
+from tracekit.parsers.base import LineChunk, ParseContext, ParseError
 from tracekit.pasted import Paste, Rejoined, find_paste, strip_text, unpaste, wraps_in
 from tracekit.schema import COUNT_FIELDS, WINDOW_SCHEMA, conform
 from tracekit.spans import SpanBuilder
 from tracekit.store import Store, StoreError, open_store
 
-__all__ = ["ingest", "ingest_one", "IngestResult", "IngestError"]
+__all__ = ["ingest", "ingest_file", "ingest_one", "IngestResult", "IngestError"]
 
 
 class IngestError(Exception):
@@ -122,9 +124,10 @@ def ingest(
     )
     if jobs > 1 and len(paths) > 1 and "-" not in paths:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_ingest_worker, [(p, str(st.root), opts) for p in paths]))
+            per_path = list(pool.map(_ingest_worker, [(p, str(st.root), opts) for p in paths]))
     else:
-        results = [ingest_one(p, st, progress=progress, **opts) for p in paths]
+        per_path = [ingest_file(p, st, progress=progress, **opts) for p in paths]
+    results = [r for rs in per_path for r in rs]
     if on_error == "raise":
         for r in results:
             if r.error:
@@ -162,9 +165,30 @@ def _reuse_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 << 20)
 
 
-def _ingest_worker(args: tuple[str, str, dict]) -> IngestResult:
+def _ingest_worker(args: tuple[str, str, dict]) -> list[IngestResult]:
     path, root, opts = args
-    return ingest_one(path, Store(Path(root)), progress=False, **opts)
+    return ingest_file(path, Store(Path(root)), progress=False, **opts)
+
+
+def ingest_file(path: str, store: Store, **opts: Any) -> list[IngestResult]:
+    """Ingest one input (``-`` for standard input): one run, or one run per input of a
+    ``trace-cmd report -i a.dat -i b.dat`` text (each input's lines carry its name; see
+    :func:`tracekit.parsers.tracecmd_report.report_inputs`).  Options as :func:`ingest_one`."""
+    if path == "-":
+        spooled = spool_stdin(store.root / ".tmp")
+        try:
+            return ingest_file(str(spooled), store, display="<stdin>", **opts)
+        finally:
+            spooled.unlink(missing_ok=True)
+    inputs = None
+    if opts.get("format") in (None, tracecmd_report.FORMAT.name) and Path(path).is_file():
+        try:
+            inputs = tracecmd_report.report_inputs(read_head(Path(path)))
+        except (InputError, OSError):
+            inputs = None  # ingest_one says why the file cannot be read
+    if inputs is None:
+        return [ingest_one(path, store, **opts)]
+    return [ingest_one(path, store, report_input=(inputs, name), **opts) for name in inputs.names]
 
 
 def _progress_bar(path: str, total: int | None):
@@ -198,13 +222,18 @@ def ingest_one(
     preempt: str | None = None,
     progress: bool = False,
     extra_meta: dict[str, Any] | None = None,
+    display: str | None = None,
+    report_input: tuple[tracecmd_report.ReportInputs, str] | None = None,
 ) -> IngestResult:
-    """Ingest one trace file (``-`` for standard input) into ``store``."""
+    """Ingest one trace file (``-`` for standard input) into ``store``.  ``display`` is the
+    name to show for it (the path by default); ``report_input`` selects one input of a
+    several-input trace-cmd report (:func:`ingest_file` makes one run of each)."""
     _reuse_freed_memory()
     t0 = time.monotonic()
-    display = "<stdin>" if path == "-" else str(path)
+    display = display or ("<stdin>" if path == "-" else str(path))
+    shown = f"{display} ({report_input[1]})" if report_input else display
     boot = boot.strip() if boot else None
-    res = IngestResult(path=display, patch=patch, label=label, boot_id=boot or None)
+    res = IngestResult(path=shown, patch=patch, label=label, boot_id=boot or None)
     spooled: Path | None = None
     try:
         if path == "-":
@@ -217,6 +246,8 @@ def ingest_one(
             if real.is_dir():
                 raise InputError(f"{display}: is a directory")
         head = read_head(real)
+        if report_input:
+            head = _input_head(head, *report_input)
         paste = find_paste(head)
         if paste:
             head = strip_text(head.decode("latin-1"), paste).encode("latin-1")
@@ -238,9 +269,9 @@ def ingest_one(
         own_line = getattr(mod, "OWN_LINE_RE", None)
         if own_line and (paste or wraps_in(head, own_line)):
             paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line)
-        gate = _Gate(store, real, replace, res)
+        gate = _Gate(store, real, replace, res, part=report_input[1] if report_input else None)
         try:
-            _run(mod, real, display, store, gate, res, paste,
+            _run(mod, real, display, store, gate, res, paste, report_input,
                  arch=arch, kernel=kernel, patch=patch, label=label, boot=boot or None, clock_hz=clock_hz,
                  preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}))
         except _Duplicate as d:
@@ -273,8 +304,11 @@ def ingest_one(
 
 
 def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestResult, paste: Paste,
-         *, arch, kernel, patch, label, boot, clock_hz, preempt, progress, extra_meta) -> None:
-    ctx = ParseContext(display, options={"clock_hz": clock_hz})
+         report_input: tuple[tracecmd_report.ReportInputs, str] | None, *, arch, kernel, patch, label, boot, clock_hz,
+         preempt, progress, extra_meta) -> None:
+    ctx = ParseContext(res.path, options={"clock_hz": clock_hz})
+    if report_input:
+        ctx.meta["report_input"] = report_input[1]
     writer = None
     stream: _Ahead | None = None
     builder: SpanBuilder | None = None
@@ -298,13 +332,19 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
             frames = mod.parse_file(str(real), ctx)
             nbytes = real.stat().st_size
         else:
-            def counted():
+            chunks = iter_line_chunks(real, on_progress=on_progress)
+            if report_input:  # the run's lines are its input's
+                chunks = tracecmd_report.one_input(chunks, *report_input)
+
+            def counted(chunks):
                 nonlocal nlines
-                for chunk in iter_line_chunks(real, on_progress=on_progress):
+                for chunk in chunks:
                     nlines += chunk.n_lines
                     yield chunk
 
-            chunks = unpaste(counted(), paste, rejoined) if paste else counted()
+            chunks = counted(chunks)
+            if paste:
+                chunks = unpaste(chunks, paste, rejoined)
             frames = mod.parse(chunks, ctx)
 
         # the clock conversion and the chunk's own share of the pairing run ahead in the
@@ -481,10 +521,13 @@ class _Duplicate(Exception):
 
 class _Gate:
     """The run's identity and lock, taken when the content hash is done: the content is
-    hashed while the parser already works on the first chunks."""
+    hashed while the parser already works on the first chunks.  A ``part`` of a file (one
+    input of a several-input report) is a run of its own: its id is drawn from the
+    content's hash and the part's name."""
 
-    def __init__(self, store: Store, real: Path, replace: bool, res: IngestResult) -> None:
+    def __init__(self, store: Store, real: Path, replace: bool, res: IngestResult, part: str | None = None) -> None:
         self.store, self.real, self.replace, self.res = store, real, replace, res
+        self.part = part
         self._stack = ExitStack()
 
     def open(self) -> tuple[str, str, bool]:
@@ -492,6 +535,8 @@ class _Gate:
         the run exists and is not to be replaced."""
         sha = content_sha256(self.real)
         run_id = sha[:16]
+        if self.part is not None:
+            run_id = hashlib.sha256(f"{sha}\0{self.part}".encode()).hexdigest()[:16]
         self.res.run_id = run_id
         self._stack.enter_context(self.store.lock(run_id))
         existing = self.store.run_row(run_id)
@@ -557,6 +602,15 @@ class _WriteBehind:
         self._thread.join()
         if self._error is not None and exc[0] is None:
             raise self._error
+
+
+def _input_head(head: bytes, inputs: tracecmd_report.ReportInputs, name: str) -> bytes:
+    """The first bytes of one input of a several-input report, without the prefix."""
+    text = head.decode("latin-1")
+    whole = text[: text.rfind("\n") + 1] if "\n" in text else text
+    chunk = LineChunk(1, pl.Series("text", whole.split("\n")[:-1] if whole.endswith("\n") else [whole], dtype=pl.String))
+    (part,) = tracecmd_report.one_input(iter([chunk]), inputs, name)
+    return ("\n".join(part.lines.to_list()) + "\n").encode("latin-1")
 
 
 def _note_paste(ctx: ParseContext, display: str, paste: Paste, rejoined: Rejoined) -> None:
