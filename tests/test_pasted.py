@@ -142,6 +142,18 @@ def test_documentation_samples_read_as_published(tmp_path, corpus):
         assert (r_ind.counts["events"], r_ind.counts["spans"]) == (r_pl.counts["events"], r_pl.counts["spans"]), ind
 
 
+def test_reply_around_the_quote(tmp_path, corpus):
+    """A whole reply: the attribution line, the quoted trace (Documentation/trace/ftrace.rst's
+    preemptirqsoff example, 100 us), the reviewer's answer.  The window is read; the two
+    lines of prose are counted as not understood, not dropped."""
+    src = (corpus / WILD / "kdoc-5.4/preemptirqsoff-100us.txt").read_text()
+    text = "On Tue, 1 Jan 2013, Steven Rostedt wrote:\n" + mail_quote(src) + "\nThat is the long one.\n"
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    assert _window(store)["latency_ns"] == 100_000
+    assert res.counts["skipped_lines"] == 2
+
+
 def test_find_paste_shapes():
     assert find_paste(b"> > # tracer: nop\n> >\n> > #\n") == Paste(quote_depth=2)
     assert find_paste(b"\t\t# tracer: function\n\t\t#\n\t\t  bash-1 [000] 1.0: f <-g\n") == Paste(indent=16)
@@ -149,8 +161,10 @@ def test_find_paste_shapes():
     assert not find_paste(b"            bash-1994  [000] ....  5281.568961: f <-g\n")
     # a header at the first column: nothing to strip
     assert not find_paste(b"# tracer: nop\n            bash-1994  [000] ....  5281.568961: f <-g\n")
-    # one unquoted line is enough to leave the text alone
-    assert not find_paste(b"> # tracer: nop\nsome reply text\n")
+    # a reply's own words around the quote: the quoted lines are the trace
+    assert find_paste(b"On Mon, A wrote:\n> # tracer: nop\n> #\n>   bash-1 [000] 1.0: f <-g\n") == Paste(quote_depth=1)
+    # a quoted line or two in unquoted text is not a quoted trace
+    assert not find_paste(b"> # tracer: nop\nsome reply text\nmore reply text\n")
     assert not find_paste(b"\x17\x08Dtracing6\0\n  # x\n")
 
 

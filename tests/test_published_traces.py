@@ -314,3 +314,15 @@ def test_report_of_two_files_is_two_runs(tmp_path, corpus):
     }
     again = tracekit.ingest([str(path)], store=store, on_error="collect")
     assert [r.status for r in again] == ["duplicate", "duplicate"]
+
+
+@pytest.mark.parametrize("rel,what", [
+    ("kdoc-5.4/stack_trace.txt", "stack tracer"),
+    ("kdoc-5.4/stack_trace.indented.txt", "stack tracer"),
+    ("kdoc-5.4/hist-netif_receive_skb.txt", "hist trigger"),
+])
+def test_tracing_files_that_are_not_traces_are_named(tmp_path, corpus, rel, what):
+    """The documentation's stack_trace table and a hist file are tracefs output, not
+    traces: the error says which file it is."""
+    res, _ = ingest_text(tmp_path, (corpus / WILD / rel).read_text())
+    assert res.error and "not a trace" in res.error and what in res.error

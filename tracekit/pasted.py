@@ -78,12 +78,15 @@ def _expand_lead(line: str) -> str:
 
 
 def _quote_depth(lines: list[str]) -> int:
-    """The quoting every non-blank line shares (0 unless every one is quoted)."""
+    """The quoting the quoted lines share, when most non-blank lines are quoted (a reply's
+    own words around the quote are left as they are, and read as lines not understood);
+    0 otherwise."""
     depth = None
-    for ln in lines:
-        m = _QUOTE_RE.match(ln)
-        if not m:
-            return 0
+    quoted = [m for ln in lines if (m := _QUOTE_RE.match(ln))]
+    if len(quoted) * 2 <= len(lines):
+        return 0
+    for m in quoted:
+        ln = m.string
         rest = ln[m.end():]
         if not rest.strip():
             continue  # a quoted blank line (">", "> >") says nothing about the depth
@@ -111,9 +114,9 @@ def _indent(lines: list[str]) -> int:
 
 
 def find_paste(head: bytes) -> Paste:
-    """The quoting and indentation of the first bytes of an input (decompressed).  A prefix
-    counts only where every non-blank line has it, and indentation only where the trace's
-    own header shows it; an empty :class:`Paste` otherwise."""
+    """The quoting and indentation of the first bytes of an input (decompressed).  Quoting
+    counts where most non-blank lines have it, indentation where every one has it and the
+    trace's own header shows it; an empty :class:`Paste` otherwise."""
     if b"\0" in head:
         return Paste()  # binary (trace.dat)
     text = head.decode("latin-1")
@@ -126,7 +129,7 @@ def find_paste(head: bytes) -> Paste:
         return Paste()
     depth = _quote_depth(nonblank)
     if depth:
-        nonblank = [_strip_quote(ln, depth) for ln in nonblank]
+        nonblank = [_strip_quote(ln, depth) for ln in nonblank if _QUOTE_RE.match(ln)]
         nonblank = [ln for ln in nonblank if ln.strip()]
     return Paste(quote_depth=depth, indent=_indent(nonblank))
 

@@ -639,6 +639,12 @@ def _known_non_trace(head: bytes) -> str | None:
         return "a kernel configuration fragment (CONFIG_...= lines); ingest the traces of the kernel built with it"
     if lines and all(re.match(r"^[\w-]+:[\w.-]+$", ln) for ln in lines[:50]):
         return "a list of trace events (tracefs set_event), not their records"
+    # the stack tracer's table (kernel/trace/trace_stack.c, "Depth    Size   Location")
+    if re.search(r"^\s*Depth\s+Size\s+Location\s+\(\d+ entries\)", text, re.M):
+        return "the stack tracer's stack_trace table (the deepest stack seen), not a trace of events"
+    # a hist trigger's file (kernel/trace/trace_events_hist.c, "# event histogram")
+    if re.match(r"\s*# event histogram", text):
+        return "a hist trigger's histogram (events/*/hist), not a trace of events"
     return None
 
 
