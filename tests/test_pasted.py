@@ -65,7 +65,7 @@ def test_nested_mail_quote_wrapped_latency_trace_keeps_its_window(tmp_path, corp
     assert fn["parent"].null_count() == 0
     first = fn.sort("line").row(0, named=True)
     assert (first["func"], first["parent"]) == ("_raw_spin_lock_irqsave", "wake_up_new_task")
-    assert any("quote prefix > >" in w for w in res.warnings)
+    assert any("2 level(s) of mail quoting" in w for w in res.warnings)
     assert any("joined back" in w for w in res.warnings)
 
 
@@ -175,3 +175,24 @@ def test_rejoin_needs_a_break():
     out, stats = rejoin(lines, r"^\s*(?:$|#|\d+\))")
     assert out.to_list() == lines.to_list()
     assert (stats.joined, stats.orphans) == (0, 1)
+
+
+def test_real_quoted_wrapped_hwlat_trace(tmp_path, fixtures_dir):
+    """An hwlat trace quoted twice in an LKML reply (fixtures/published/README.md), every
+    record broken after ``inner/outer(us):``: six hwlat samples, #1 to #6, with the inner
+    and outer latencies the records print (41/41, 40/40, 40/41, 41/41, 41/41, 40/40 us)."""
+    import tracekit
+
+    store = tracekit.open_store(tmp_path / "s")
+    path = fixtures_dir / "published" / "lkml-2024-mgag200-hwlat.quoted.txt"
+    (res,) = tracekit.ingest([str(path)], store=store, on_error="collect")
+    assert res.error is None, res.error
+    assert (res.format, res.tracer) == ("latency", "hwlat")
+    ev = store.events().collect().sort("line")
+    assert ev.select("event", "seqnum", "latency_ns", "outer_latency_ns").rows() == [
+        ("hwlat", 1, 41_000, 41_000), ("hwlat", 2, 40_000, 40_000), ("hwlat", 3, 40_000, 41_000),
+        ("hwlat", 4, 41_000, 41_000), ("hwlat", 5, 41_000, 41_000), ("hwlat", 6, 40_000, 40_000),
+    ]
+    assert ev["cpu"].to_list() == [1, 0, 0, 0, 0, 0]
+    assert res.counts["skipped_lines"] == 0
+    assert any("6 line(s) broken by a mail client were joined back" in w for w in res.warnings)

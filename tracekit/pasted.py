@@ -61,14 +61,10 @@ class Paste:
         """What was removed, in words, for the run's warning."""
         what = []
         if self.quote_depth:
-            what.append("the mail quote prefix " + repeat_quote(self.quote_depth).strip())
+            what.append(f"{self.quote_depth} level(s) of mail quoting ('>')")
         if self.indent:
             what.append(f"an indentation of {self.indent} column(s)")
         return " and ".join(what)
-
-
-def repeat_quote(depth: int) -> str:
-    return "> " * depth
 
 
 def _expand_lead(line: str) -> str:
