@@ -67,6 +67,16 @@ _CTXWAKE_RE = (
 _STACK_FRAME_RE = r"^\s*=> (?P<f>\S+.*?)\s*$"
 
 
+#: What a line of this format can begin with: the header, a record's context
+#: (``comm-pid [cpu]``, with the tgid column or not), a stack frame, a lost-events line, the
+#: annotate option's "##### CPU 2 buffer started ####", an editor's elision.  A line that
+#: begins otherwise was broken off the line before it (by a mail client):
+#: :mod:`tracekit.pasted` joins it back.
+OWN_LINE_RE = (
+    r"^\s*(?:$|#|=>|CPU:\s*\d+|\[\.\.\.\]|\.{3}|\S.*?-\d+\s+(?:\(\s*[\d-]+\)\s+)?\[\d+\])"
+)
+
+
 def sniff(head: str) -> int:
     """How sure we are that ``head`` is function-tracer / event text."""
     m = re.search(r"^# tracer: (\S+)", head, re.M)

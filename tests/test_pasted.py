@@ -196,3 +196,21 @@ def test_real_quoted_wrapped_hwlat_trace(tmp_path, fixtures_dir):
     assert ev["cpu"].to_list() == [1, 0, 0, 0, 0, 0]
     assert res.counts["skipped_lines"] == 0
     assert any("6 line(s) broken by a mail client were joined back" in w for w in res.warnings)
+
+
+def test_wrapped_hwlat_trace_pipe_lines(tmp_path):
+    """trace_pipe of the hwlat tracer (no header, so read as ftrace text) pasted by a
+    client that broke each record before ``ts:``: the records are whole again."""
+    text = (
+        "           <...>-5820  [001] d... 354016.973699: #1     inner/outer(us): 2152/1933\n"
+        "ts:1578801212.559595228\n"
+        "           <...>-5820  [000] d... 354017.985568: #2     inner/outer(us):   19/26\n"
+        "ts:1578801213.571460991\n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    ev = store.events().collect().sort("line")
+    assert ev.select("event", "seqnum", "latency_ns", "outer_latency_ns").rows() == [
+        ("hwlat", 1, 2_152_000, 1_933_000), ("hwlat", 2, 19_000, 26_000),
+    ]
+    assert res.counts["skipped_lines"] == 0
