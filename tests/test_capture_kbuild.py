@@ -4,6 +4,7 @@ kernel builds (the builds themselves run only in the slow end-to-end test)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 import subprocess
 
 import pytest
@@ -135,3 +136,35 @@ def test_boot_ids_are_distinct_and_name_the_run():
 
     a, b = new_boot_id("0001-before-b1"), new_boot_id("0001-before-b1")
     assert a != b and a.startswith("0001-before-b1-") and len(a) == len("0001-before-b1-") + 8
+
+
+def test_ingest_capture_gives_every_trace_of_a_boot_its_id(corpus, tmp_path):
+    """A run directory as a boot leaves it: capture.json (with the boot id), a kprobe
+    trace, two latency runs and a --latency-path run; every trace is ingested with the
+    boot's id, the path run apart, its meta saying so."""
+    import gzip
+    import json
+
+    import polars as pl
+
+    import tracekit
+    from tracekit.capture.runner import ingest_capture, trace_files
+
+    run = tmp_path / "0001-after-b2"
+    run.mkdir()
+    (run / "capture.json").write_text(json.dumps({"arch": "x86_64", "kernel_release": "6.1.176-tk-after",
+                                                  "preempt": "full", "workload": "pgtfree:forks=2,mb=256,sparse=64,loops=5",
+                                                  "boot_id": "0001-after-b2-0123abcd"}))
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures" / "x86_64" / "before"
+    (run / "kprobes.txt").write_bytes(gzip.decompress((fixtures / "kprobes.txt.gz").read_bytes()))
+    seed = corpus / "kbuild-x86_64-6.1.192" / "A"
+    for src, dst in (("run1", "run1"), ("run2", "run2"), ("run3", "path")):
+        (run / f"latency_preemptoff.{dst}.txt").write_text((seed / f"latency_preemptoff.{src}.txt").read_text())
+    assert [p.name for p in trace_files(run)] == ["kprobes.txt", "latency_preemptoff.run1.txt",
+                                                  "latency_preemptoff.run2.txt"]
+    got = ingest_capture(run, store=tmp_path / "s", patch="0001", label="after")
+    assert len(got) == 4 and not any(d.get("error") for d in got)
+    runs = tracekit.open_store(tmp_path / "s").runs().collect()
+    assert set(runs["boot_id"]) == {"0001-after-b2-0123abcd"}
+    path = runs.filter(pl.col("path").str.ends_with("latency_preemptoff.path.txt"))
+    assert json.loads(path["meta"][0])["latency"].startswith("path")

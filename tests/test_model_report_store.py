@@ -197,7 +197,7 @@ def test_prediction_beside_the_measured_worst_windows(corpus, tmp_path, monkeypa
     store2 = tmp_path / "store2"
     files = [str(seed / "A" / f"latency_preemptoff.run{i}.txt") for i in (1, 2, 3)]
     one = [{"run_id": r.run_id} for r in tracekit.ingest(files, store=str(store2), patch="seed", label="before",
-                                                         arch="x86_64", extra_meta={"capture": {"boot_id": "A-1"}})]
+                                                         arch="x86_64", boot="A-1")]
     save_store_profile(store2, "seed", "x86_64", entry)
     w = predict_for_report("x86_64", FUNCS, one, [], None, store=store2)["windows"]["preemptoff"]
     assert (w["before"]["measured_worst_ns"], w["before"]["boots"]) == (11574000, 1)

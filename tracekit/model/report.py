@@ -208,7 +208,7 @@ def predict_for_report(arch: str, functions: list[str], runs_before: list[dict],
       measured_worst_ns, boots, error_pct}}}``: the model's worst preempt-off window
       (``preemptoff``; ``resched_gap`` on !PREEMPT, which no tracer measures) against the
       median over the side's boots of each boot's worst window (one boot: a run's
-      ``meta.capture.boot_id``, else the run)."""
+      ``boot_id``, else the boot id its capture recorded in ``meta``, else the run)."""
     found = load_report_profile(arch)
     if found is None:
         ids = [r["run_id"] for r in runs_before + runs_after if r.get("run_id")]
@@ -290,8 +290,9 @@ class _Measured:
             "run_id", "latency_ns").collect()
         if not w.height:
             return {"measured_worst_ns": None, "boots": 0}
-        boots = st.runs().filter(pl.col("run_id").is_in(ids)).select("run_id", "meta").collect()
-        boot_of = {r["run_id"]: _boot_id(r["meta"]) or r["run_id"] for r in boots.iter_rows(named=True)}
+        boots = st.runs().filter(pl.col("run_id").is_in(ids)).collect()
+        boot_of = {r["run_id"]: r.get("boot_id") or _boot_id(r["meta"]) or r["run_id"]
+                   for r in boots.iter_rows(named=True)}
         per_boot = (w.with_columns(boot=pl.col("run_id").replace_strict(boot_of, default=pl.col("run_id")))
                     .group_by("boot").agg(worst=pl.col("latency_ns").max()))
         return {"measured_worst_ns": int(per_boot["worst"].median()), "boots": per_boot.height,
