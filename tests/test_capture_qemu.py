@@ -72,6 +72,17 @@ def test_self_built_kernel_gets_tsc_settings():
     assert words[-3:] == ["tsc=reliable", "tsc_early_khz=2596130", "ignore_loglevel"]
 
 
+def test_icount_makes_guest_time_count_instructions(tmp_path):
+    """-icount shift=N,sleep=off; the TSC then runs at one tick per virtual ns (1 GHz)."""
+    plan = CapturePlan(arch="x86_64", tsc_khz=2596130, icount=0)
+    cmd = qemu_command(plan, "bzImage", "initrd", tmp_path, None)
+    assert cmd[cmd.index("-icount") + 1] == "shift=0,sleep=off"
+    assert "tsc_early_khz=1000000" in kernel_cmdline(plan).split()
+    assert "-icount" not in qemu_command(CapturePlan(arch="x86_64"), "bzImage", "initrd", tmp_path, None)
+    with pytest.raises(CaptureError, match="0..10"):
+        CapturePlan(arch="x86_64", icount=11)
+
+
 def test_share_path_with_comma_is_refused(tmp_path):
     with pytest.raises(CaptureError, match="comma"):
         qemu_command(CapturePlan(arch="x86_64"), "k", "i", tmp_path, tmp_path / "a,b")

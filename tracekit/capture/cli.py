@@ -142,6 +142,14 @@ def capture_command(
             "through the window; its length is stretched by the tracing).",
         ),
     ] = False,
+    icount: Annotated[
+        Optional[int],
+        typer.Option(
+            help="QEMU -icount shift N: the guest clock counts instructions, 2**N ns each, so "
+            "other work on the host does not stretch the measured windows (times are then "
+            "instruction counts, not any real CPU's).",
+        ),
+    ] = None,
     thp: Annotated[Optional[str], typer.Option(help="transparent_hugepage= boot value (never to measure PTE-level teardown).")] = None,
     patch: Annotated[str, typer.Option(help="Name of the patch under test, in the store.")] = "none",
     label: Annotated[Optional[str], typer.Option(help="Side of the comparison (default preempt-<mode>).")] = None,
@@ -200,6 +208,7 @@ def capture_command(
                     latency_runs=latency_runs,
                     repeat=repeat,
                     latency_path=latency_path,
+                    icount=icount,
                 )
             for res in results:
                 _print_summary(res, json_out)
@@ -217,6 +226,7 @@ def capture_command(
                 plan = CapturePlan(
                     arch=arch, tag=run_tag + (f"-b{i}" if repeat > 1 else ""), preempt=preempt,
                     tracers=trs, workload=wl, thp=thp, latency_runs=latency_runs, latency_path=latency_path,
+                    icount=icount,
                 )  # fmt: skip
                 results.append(
                     capture(

@@ -376,6 +376,7 @@ def capture_patch_pair(
     latency_runs: int = 3,
     repeat: int = 1,
     latency_path: bool = False,
+    icount: int | None = None,
 ) -> list:
     """Build the unpatched and patched kernels, capture each ``repeat`` times, and ingest
     them under ``patch`` with labels ``before`` and ``after``.  Boots alternate (before,
@@ -426,6 +427,7 @@ def capture_patch_pair(
             tsc_khz=tsc,
             latency_runs=latency_runs,
             latency_path=latency_path,
+            icount=icount,
         )
         b = builds[side]
         results.append(

@@ -235,7 +235,10 @@ class CapturePlan:
     workload runs each latency tracer gets, with tracing_max_latency reset before each and
     function tracing off (``options/function-trace`` 0: the window's length alone);
     ``latency_path`` adds one run per latency tracer with function tracing on (the path
-    through the worst window, ``latency_<tracer>.path.txt``).
+    through the worst window, ``latency_<tracer>.path.txt``).  ``icount`` (a shift N)
+    makes the guest's clock count instructions, 2**N ns each (QEMU ``-icount
+    shift=N,sleep=off``): the host's load no longer stretches what the guest measures, at
+    the price of a clock no real CPU has (every instruction the same length).
     """
 
     arch: str
@@ -247,6 +250,7 @@ class CapturePlan:
     buffer_kb: int = 16384
     latency_runs: int = 3
     latency_path: bool = False
+    icount: int | None = None  # QEMU -icount shift: guest time counts instructions
     tsc_khz: int | None = None  # self-built x86 kernels: tsc=reliable tsc_early_khz=...
     extra_append: tuple[str, ...] = ()
 
@@ -258,5 +262,7 @@ class CapturePlan:
             )
         if self.thp is not None and self.thp not in ("never", "always", "madvise"):
             raise CaptureError(f"--thp must be never, always or madvise, not {self.thp!r}")
+        if self.icount is not None and not 0 <= self.icount <= 10:
+            raise CaptureError(f"--icount shift must be 0..10 (2**N ns per instruction), not {self.icount}")
         if not re.fullmatch(r"[A-Za-z0-9._+-]+", self.tag):
             raise CaptureError(f"run tag {self.tag!r} may only hold letters, digits and ._+-")

@@ -47,7 +47,7 @@ def kernel_cmdline(plan: CapturePlan) -> str:
     hang; ``preempt=`` selects the PREEMPT_DYNAMIC mode; ``transparent_hugepage=never`` keeps
     anonymous memory on 4 KiB PTEs.  A self-built x86 kernel needs ``tsc=reliable
     tsc_early_khz=<host kHz>``, or its TSC is marked unstable under TCG and every latency
-    reads one tick.
+    reads one tick (with ``-icount`` the TSC runs at 1 GHz of virtual time).
     """
     arch = arch_info(plan.arch)
     words = [f"console={arch.console}", "panic=-1", "loglevel=5"]
@@ -56,7 +56,9 @@ def kernel_cmdline(plan: CapturePlan) -> str:
     if plan.thp:
         words.append(f"transparent_hugepage={plan.thp}")
     if plan.tsc_khz:
-        words += ["tsc=reliable", f"tsc_early_khz={plan.tsc_khz}"]
+        # under -icount the TSC counts virtual nanoseconds: 1 GHz whatever the shift
+        khz = 1_000_000 if plan.icount is not None else plan.tsc_khz
+        words += ["tsc=reliable", f"tsc_early_khz={khz}"]
     words += list(plan.extra_append)
     return " ".join(words)
 
@@ -92,6 +94,9 @@ def qemu_command(
         "-serial", f"file:{run_dir / 'dataport.log'}",
         "-no-reboot",
     ]  # fmt: skip
+    if plan.icount is not None:
+        # guest time = instructions executed: host load cannot stretch a measured window
+        cmd += ["-icount", f"shift={plan.icount},sleep=off"]
     if share_dir is not None:
         # the fsdev path may not hold a comma: QEMU's option parser would split on it
         if "," in str(share_dir):

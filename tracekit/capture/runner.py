@@ -379,6 +379,7 @@ def capture(
         "latency_runs": plan.latency_runs,
         "latency_function_trace": "off (options/function-trace 0)",
         "latency_path": plan.latency_path,
+        "icount_shift": plan.icount,
         "host_load": host_load(),
         "outmode": result.outmode,
         "qemu_wall_s": round(qres.wall_s, 1),
