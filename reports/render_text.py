@@ -194,8 +194,10 @@ def _predicted_windows(p: dict) -> list[str]:
             continue
         for side, w in sides.items():
             measured = w.get("measured_worst_ns")
-            got = (f"measured {fmt.ns(measured)} (median of {w.get('boots', 0)} boot(s)' worst), "
-                   f"error {fmt.pct(w.get('error_pct'))}") if measured else "not measured"
+            where = "; ".join(fmt.ascii_text(x) for x in w.get("measured_where") or [])
+            got = (f"measured {fmt.ns(measured)} (median of {w.get('boots', 0)} boot(s)' worst"
+                   + (f", in {where}" if where else "") + f"), error {fmt.pct(w.get('error_pct'))}"
+                   ) if measured else "not measured"
             text = (f"predicted {fmt.ns(w.get('worst_ns'))} ({fmt.ascii_text(w.get('strategy', '?'))}, ends in "
                     f"{fmt.ascii_text(w.get('ended_in') or '?')}), {got}")
             lines += fmt.wrap(text, WIDTH, indent=" " * 4, first=f"  worst {fmt.ascii_text(tracer)} {side}: ")

@@ -189,6 +189,8 @@ def test_prediction_beside_the_measured_worst_windows(corpus, tmp_path, monkeypa
     w = p["windows"]["preemptoff"]
     assert (w["before"]["measured_worst_ns"], w["before"]["boots"]) == (11203000, 3)
     assert w["before"]["measured_worst_by_boot_ns"] == [11193000, 11203000, 11574000]
+    # "=> started at: / ended at:" of A's snapshots
+    assert w["before"]["measured_where"] == ["exit_mmap .. exit_mmap"]
     assert (w["after"]["measured_worst_ns"], w["after"]["boots"]) == (749000, 3)
     assert w["before"]["strategy"] == "modern-np-pgfree" and w["before"]["ended_in"] == "exit_mmap"
     pred = w["before"]["worst_ns"]

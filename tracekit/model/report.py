@@ -208,7 +208,9 @@ def predict_for_report(arch: str, functions: list[str], runs_before: list[dict],
       measured_worst_ns, boots, error_pct}}}``: the model's worst preempt-off window
       (``preemptoff``; ``resched_gap`` on !PREEMPT, which no tracer measures) against the
       median over the side's boots of each boot's worst window (one boot: a run's
-      ``boot_id``, else the boot id its capture recorded in ``meta``, else the run)."""
+      ``boot_id``, else the boot id its capture recorded in ``meta``, else the run), and
+      where those windows started and ended (``measured_where``: a window outside the
+      modelled path is not the model's to predict)."""
     found = load_report_profile(arch)
     if found is None:
         ids = [r["run_id"] for r in runs_before + runs_after if r.get("run_id")]
@@ -287,16 +289,20 @@ class _Measured:
         if st is None or not ids:
             return {"measured_worst_ns": None, "boots": 0}
         w = st.windows().filter(pl.col("run_id").is_in(ids) & (pl.col("tracer") == tracer)).select(
-            "run_id", "latency_ns").collect()
+            "run_id", "latency_ns", "started_at", "ended_at").collect()
         if not w.height:
             return {"measured_worst_ns": None, "boots": 0}
         boots = st.runs().filter(pl.col("run_id").is_in(ids)).collect()
         boot_of = {r["run_id"]: r.get("boot_id") or _boot_id(r["meta"]) or r["run_id"]
                    for r in boots.iter_rows(named=True)}
         per_boot = (w.with_columns(boot=pl.col("run_id").replace_strict(boot_of, default=pl.col("run_id")))
-                    .group_by("boot").agg(worst=pl.col("latency_ns").max()))
+                    .sort("latency_ns", descending=True).group_by("boot", maintain_order=True)
+                    .agg(worst=pl.col("latency_ns").first(), started=pl.col("started_at").first(),
+                         ended=pl.col("ended_at").first()))
+        where = sorted({f"{a} .. {b}" for a, b in zip(per_boot["started"], per_boot["ended"])})
         return {"measured_worst_ns": int(per_boot["worst"].median()), "boots": per_boot.height,
-                "measured_worst_by_boot_ns": sorted(int(x) for x in per_boot["worst"])}
+                "measured_worst_by_boot_ns": sorted(int(x) for x in per_boot["worst"]),
+                "measured_where": where}
 
     def mean_per_call(self, runs: list[dict], fn: str) -> float | None:
         """Mean time per call of ``fn`` directly under the runs' exit_mmap calls."""
