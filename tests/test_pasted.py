@@ -214,3 +214,54 @@ def test_wrapped_hwlat_trace_pipe_lines(tmp_path):
         ("hwlat", 1, 2_152_000, 1_933_000), ("hwlat", 2, 19_000, 26_000),
     ]
     assert res.counts["skipped_lines"] == 0
+
+
+def test_real_quoted_printable_irqsoff_trace(tmp_path, fixtures_dir):
+    """An irqsoff trace in a mail body still in quoted-printable form (the issue's 8111 us
+    window; fixtures/published/README.md): the header's numbers, 40 function records
+    and the stack trace's 10 frames (counted by hand), parents whole again."""
+    import tracekit
+
+    store = tracekit.open_store(tmp_path / "s")
+    path = fixtures_dir / "published" / "lkml-2025-page_alloc-irqsoff-8111us.qp.txt"
+    (res,) = tracekit.ingest([str(path)], store=store, on_error="collect")
+    assert res.error is None, res.error
+    w = _window(store)
+    assert (w["latency_ns"], w["entries_shown"], w["entries_total"], w["cpu"], w["comm"], w["pid"]) == (
+        8_111_000, 4323, 4323, 0, "dd", 820)
+    assert (w["started_at"], w["ended_at"]) == ("__rmqueue_pcplist", "_raw_spin_unlock_irqrestore")
+    ev = store.events().collect().sort("line")
+    fn = ev.filter(pl.col("kind") == "function")
+    assert fn.height == 40
+    assert set(fn["parent"].drop_nulls()) == {"__rmqueue_pcplist", "_raw_spin_unlock_irqrestore"}
+    (chain,) = ev.filter(pl.col("kind") == "stack")["callchain"].to_list()
+    assert len(chain) == 10 and chain[0] == "get_page_from_freelist" and chain[-1] == "ret_fast_syscall"
+    assert res.skipped == {"elided line ([...])": 2}
+    assert any("quoted-printable" in w for w in res.warnings)
+
+
+def test_real_outlook_quoted_irqsoff_trace(tmp_path, fixtures_dir):
+    """The same thread's first irqsoff trace, quoted twice by Outlook in quoted-printable
+    form, each record broken before its parent: 93635 us, #13758/13758, and ten records
+    whose parents are back (nine of them __rmqueue_pcplist)."""
+    import tracekit
+
+    store = tracekit.open_store(tmp_path / "s")
+    path = fixtures_dir / "published" / "lkml-2025-page_alloc-irqsoff-93635us.qp-quoted.txt"
+    (res,) = tracekit.ingest([str(path)], store=store, on_error="collect")
+    assert res.error is None, res.error
+    w = _window(store)
+    assert (w["latency_ns"], w["entries_shown"], w["comm"], w["pid"]) == (93_635_000, 13758, "dd", 764)
+    ev = store.events().collect().sort("line")
+    assert ev["ts_ns"].to_list() == [t * 1000 for t in (1, 206, 209, 210, 213, 281, 282, 284, 286, 288)]
+    assert ev["parent"].to_list() == [None] + ["__rmqueue_pcplist"] * 9
+    # the quoted report's own words, "2. After add this patch: ..." and its wrapped tail
+    assert res.skipped == {"unrecognised latency-trace line": 2}
+
+
+def test_decode_quoted_printable():
+    from tracekit.pasted import decode_quoted_printable
+
+    lines = ["#  =3D> started at: f", "   0d....    7us : g <-__rmqueue_pcplis=", "t", "a=20b", "x = y"]
+    assert decode_quoted_printable(lines) == [
+        "#  => started at: f", "   0d....    7us : g <-__rmqueue_pcplist", "", "a b", "x = y"]

@@ -20,6 +20,7 @@ blank line where it was.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -27,7 +28,8 @@ import polars as pl
 
 from tracekit.parsers.base import LineChunk
 
-__all__ = ["Paste", "Rejoined", "find_paste", "strip_text", "rejoin", "wraps_in", "unpaste", "WRAP_WIDTH"]
+__all__ = ["Paste", "Rejoined", "find_paste", "strip_text", "decode_quoted_printable", "rejoin", "wraps_in", "unpaste",
+           "WRAP_WIDTH"]
 
 #: Mail quote markers at the start of a line, nested or not: ``> ``, ``> > ``, ``>> ``.
 _QUOTE_RE = re.compile(r"^((?:[ \t]*>)+)")
@@ -45,7 +47,9 @@ _UNFINISHED_RE = r"(?:\||:|\(|,|<-)\s*$"
 
 @dataclass(frozen=True)
 class Paste:
-    """How a trace was pasted: ``quote_depth`` levels of mail quoting (``> ``) and
+    """How a trace was pasted: ``quoted_printable`` when it is still in a mail's
+    quoted-printable transfer encoding (RFC 2045: ``=3D`` for ``=``, a line ending in
+    ``=`` continued on the next), ``quote_depth`` levels of mail quoting (``> ``) and
     ``indent`` columns of indentation (tabs count to the next multiple of 8) around the
     text the kernel printed, and whether lines broken by a mail client are to be rejoined
     (``rejoin``: the format's regex of what may begin a line of its own, or None)."""
@@ -53,13 +57,16 @@ class Paste:
     quote_depth: int = 0
     indent: int = 0
     rejoin: str | None = None
+    quoted_printable: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.quote_depth or self.indent or self.rejoin)
+        return bool(self.quote_depth or self.indent or self.rejoin or self.quoted_printable)
 
     def describe(self) -> str:
         """What was removed, in words, for the run's warning."""
         what = []
+        if self.quoted_printable:
+            what.append("the mail's quoted-printable encoding")
         if self.quote_depth:
             what.append(f"{self.quote_depth} level(s) of mail quoting ('>')")
         if self.indent:
@@ -73,22 +80,32 @@ def _expand_lead(line: str) -> str:
     return line[: len(line) - len(body)].expandtabs(8) + body
 
 
+#: What only a trace's own lines begin with, once unquoted: a "#" header line, or a
+#: record's "comm-pid" context followed by a CPU ("[003]", or the latency format's "0d...").
+_TRACE_LINE_RE = re.compile(r"^\s*(?:#|\S.*?-\d+\s+(?:\(\s*[\d-]+\)\s+)?(?:\[\d+\]|\d+[.a-zA-Z]))")
+
+
 def _quote_depth(lines: list[str]) -> int:
-    """The quoting the quoted lines share, when most non-blank lines are quoted (a reply's
-    own words around the quote are left as they are, and read as lines not understood);
-    0 otherwise."""
-    depth = None
+    """How deeply the trace is quoted, when most non-blank lines are quoted: the depth
+    most of the quoted trace lines (headers, records) have.  Lines a client wrapped after
+    quoting carry fewer markers, a reply's own words fewer or none; they lose what they
+    have, and what is not a trace is read as lines not understood.  0 when not quoted."""
     quoted = [m for ln in lines if (m := _QUOTE_RE.match(ln))]
     if len(quoted) * 2 <= len(lines):
         return 0
+    depths = Counter()
     for m in quoted:
-        ln = m.string
-        rest = ln[m.end():]
+        rest = m.string[m.end():]
         if not rest.strip():
             continue  # a quoted blank line (">", "> >") says nothing about the depth
         d = m.group(1).count(">")
-        depth = d if depth is None else min(depth, d)
-    return depth or 0
+        depths[d] += 1 if _TRACE_LINE_RE.match(rest) else 0  # (a key for every depth seen)
+    if not depths:
+        return 0
+    best = max(depths.values())
+    if best == 0:  # no trace line among the quoted ones: the shallowest quoting
+        return min(depths)
+    return max(d for d, n in depths.items() if n == best)
 
 
 def _strip_quote(line: str, depth: int) -> str:
@@ -120,20 +137,62 @@ def find_paste(head: bytes) -> Paste:
     if len(lines) > 1 and not text.endswith("\n"):
         lines = lines[:-1]  # the head may end inside a line
     lines = [ln.rstrip("\r") for ln in lines[:4000]]
+    qp = _is_quoted_printable(lines)
+    if qp:
+        lines = decode_quoted_printable(lines)
     nonblank = [ln for ln in lines if ln.strip()]
     if not nonblank:
-        return Paste()
+        return Paste(quoted_printable=qp)
     depth = _quote_depth(nonblank)
     if depth:
         nonblank = [_strip_quote(ln, depth) for ln in nonblank if _QUOTE_RE.match(ln)]
         nonblank = [ln for ln in nonblank if ln.strip()]
-    return Paste(quote_depth=depth, indent=_indent(nonblank))
+    return Paste(quote_depth=depth, indent=_indent(nonblank), quoted_printable=qp)
 
 
 def strip_text(text: str, paste: Paste) -> str:
     """``text`` (whole lines) without the paste's prefix: what format detection reads."""
     lines = text.split("\n")
+    if paste.quoted_printable:
+        lines = decode_quoted_printable(lines)
     return "\n".join(_strip_line(ln, paste) for ln in lines)
+
+
+#: A quoted-printable escape (RFC 2045 6.7: "=" and two upper-case hex digits).
+_QP_ESCAPE_RE = re.compile(r"=([0-9A-F]{2})")
+
+
+def _is_quoted_printable(lines: list[str]) -> bool:
+    """Text still in quoted-printable form: soft line breaks (a line ending in a lone "=")
+    and "=3D" escapes of the "=" the trace printed, both; a trace itself prints neither
+    "=3D>" for "=>" nor such line ends in numbers."""
+    soft = sum(1 for ln in lines if ln.endswith("=") and not ln.endswith("=="))
+    escaped = sum(1 for ln in lines if "=3D" in ln)
+    return soft > 0 and escaped > 0
+
+
+def decode_quoted_printable(lines: list[str]) -> list[str]:
+    """Undo the quoted-printable encoding line by line: a soft line break joins the next
+    line onto this one (which leaves a blank line, so that line numbers stay the file's),
+    escapes become their bytes (read as UTF-8, else Latin-1)."""
+    out = list(lines)
+    i = 0
+    while i < len(out):
+        j = i
+        while out[i].endswith("=") and not _QP_ESCAPE_RE.search(out[i][-3:]) and j + 1 < len(out):
+            j += 1
+            out[i] = out[i][:-1] + out[j]
+            out[j] = ""
+        i = j + 1
+    return [_unescape(ln) if "=" in ln else ln for ln in out]
+
+
+def _unescape(line: str) -> str:
+    raw = _QP_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), line).encode("latin-1", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _strip_line(line: str, paste: Paste) -> str:
@@ -150,10 +209,10 @@ def _strip_series(lines: pl.Series, paste: Paste) -> pl.Series:
     """The prefix removed from every line of a chunk (vectorized for the common shapes)."""
     s = lines
     if paste.quote_depth:
-        marker = r"[ \t]*>" * paste.quote_depth
-        # quoted lines lose exactly the markers and one space; a line quoted less deeply
-        # (a quoted blank line) loses what it has
-        s = s.str.replace(r"^(?:" + marker + r" ?|(?:[ \t]*>)+ ?$)", "")
+        # quoted lines lose the markers, up to the trace's depth, and one space; a line
+        # quoted less deeply (a quoted blank line, a line wrapped after quoting) loses
+        # what it has
+        s = s.str.replace(r"^(?:[ \t]*>){1," + str(paste.quote_depth) + r"} ?", "")
     if paste.indent:
         tabbed = s.str.contains(r"^[ ]*\t")
         if tabbed.any():
@@ -240,6 +299,8 @@ def unpaste(chunks: Iterator[LineChunk], paste: Paste, counts: Rejoined) -> Iter
     ``counts`` adds up what :func:`rejoin` did over the whole input."""
     for chunk in chunks:
         lines = chunk.lines
+        if paste.quoted_printable:  # a mail's size: line by line is fine
+            lines = pl.Series("text", decode_quoted_printable(lines.to_list()), dtype=pl.String)
         raw_len = lines.str.len_chars()
         if paste.quote_depth or paste.indent:
             lines = _strip_series(lines, paste)

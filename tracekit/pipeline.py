@@ -268,7 +268,7 @@ def ingest_one(
         res.format = mod.FORMAT.name
         own_line = getattr(mod, "OWN_LINE_RE", None)
         if own_line and (paste or wraps_in(head, own_line)):
-            paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line)
+            paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
         gate = _Gate(store, real, replace, res, part=report_input[1] if report_input else None)
         try:
             _run(mod, real, display, store, gate, res, paste, report_input,
@@ -615,9 +615,10 @@ def _input_head(head: bytes, inputs: tracecmd_report.ReportInputs, name: str) ->
 
 def _note_paste(ctx: ParseContext, display: str, paste: Paste, rejoined: Rejoined) -> None:
     """Say what was undone to read a pasted trace (quote prefix, indentation, wrapped lines)."""
-    if paste.quote_depth or paste.indent:
-        ctx.meta["pasted_prefix"] = {"quote_depth": paste.quote_depth, "indent": paste.indent}
-        ctx.warn(f"{display}: the trace is quoted or indented: {paste.describe()} was removed from every line before reading it")
+    if paste.quote_depth or paste.indent or paste.quoted_printable:
+        ctx.meta["pasted_prefix"] = {"quote_depth": paste.quote_depth, "indent": paste.indent,
+                                     "quoted_printable": paste.quoted_printable}
+        ctx.warn(f"{display}: the trace is pasted from mail or a document; undone before reading it: {paste.describe()}")
     if rejoined.joined or rejoined.orphans:
         ctx.meta["wrapped_lines"] = {"rejoined": rejoined.joined, "not_rejoined": rejoined.orphans}
         msg = f"{display}: {rejoined.joined} line(s) broken by a mail client were joined back onto the line before"
