@@ -265,3 +265,27 @@ def test_decode_quoted_printable():
     lines = ["#  =3D> started at: f", "   0d....    7us : g <-__rmqueue_pcplis=", "t", "a=20b", "x = y"]
     assert decode_quoted_printable(lines) == [
         "#  => started at: f", "   0d....    7us : g <-__rmqueue_pcplist", "", "a b", "x = y"]
+
+
+def test_quoted_printable_without_soft_breaks(tmp_path):
+    """A function_graph trace quoted in a quoted-printable reply whose lines were short
+    enough for no soft break: the task switch's "=>" arrives as "=3D>" (from a 2025 LKML
+    reply on filesystems_thaw(), read through the code index, id 22012152835).  The switch
+    is read: CPU 11 ran systemd-54512, then systemd-66433."""
+    text = (
+        "> # tracer: function_graph\n"
+        "> #\n"
+        "> # CPU  DURATION                  FUNCTION CALLS\n"
+        "> # |     |   |                     |   |   |   |\n"
+        ">   11) + 16.894 us   |  filesystems_thaw();\n"
+        ">   ------------------------------------------\n"
+        ">   11) systemd-54512  =3D> systemd-66433\n"
+        ">   ------------------------------------------\n"
+        ">\n"
+        ">   11) + 15.167 us   |  filesystems_thaw();\n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    sp = store.spans().collect().sort("seq")
+    assert sp.select("cpu", "pid", "dur_ns").rows() == [(11, 54512, 16_894), (11, 66433, 15_167)]
+    assert res.counts["skipped_lines"] == 0

@@ -164,11 +164,13 @@ _QP_ESCAPE_RE = re.compile(r"=([0-9A-F]{2})")
 
 def _is_quoted_printable(lines: list[str]) -> bool:
     """Text still in quoted-printable form: soft line breaks (a line ending in a lone "=")
-    and "=3D" escapes of the "=" the trace printed, both; a trace itself prints neither
-    "=3D>" for "=>" nor such line ends in numbers."""
-    soft = sum(1 for ln in lines if ln.endswith("=") and not ln.endswith("=="))
-    escaped = sum(1 for ln in lines if "=3D" in ln)
-    return soft > 0 and escaped > 0
+    together with "=3D" escapes of the "=" the trace printed; or escapes no trace prints on
+    its own: "=3D>" for the "=>" of stack frames, headers and task switches, "=3D " for a
+    retval's "= ", "=20" for a line's trailing blank."""
+    soft = any(ln.endswith("=") and not ln.endswith("==") for ln in lines)
+    escaped = any("=3D" in ln for ln in lines)
+    telling = any("=3D>" in ln or "=3D " in ln or ln.endswith("=20") for ln in lines)
+    return (soft and escaped) or telling
 
 
 def decode_quoted_printable(lines: list[str]) -> list[str]:
