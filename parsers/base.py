@@ -15,6 +15,7 @@ at all raises :class:`ParseError` with file, line and reason.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import polars as pl
 
 __all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header", "LOST_EVENTS_RE", "ELIDED_RE",
-           "ELIDED_REASON", "timestamp_ns_expr"]
+           "ELIDED_REASON", "STACK_FRAME_RE", "hold_back_stack", "timestamp_ns_expr"]
 
 
 class ParseError(Exception):
@@ -189,6 +190,29 @@ LOST_EVENTS_RE = r"^\s*CPU:(?P<cpu>\d+) \[LOST (?P<n>\d+) EVENTS\]\s*$"
 #: line; counted as skipped under :data:`ELIDED_REASON`.
 ELIDED_RE = r"^\s*\[(?:\.\.\.|\s*omitted[^\]]*)\]\s*$|^\s*\.{3,}\s*$"
 ELIDED_REASON = "elided line ([...])"
+
+
+#: A stack trace's frame line: `` => func`` (the kernel's ``trace_stack_print()``), ``=> func
+#: (addr)`` (trace-cmd's), ``=> <00007f...>`` (a user stack without symbols).
+STACK_FRAME_RE = r"^\s*=>\s*\S"
+
+
+def hold_back_stack(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Split a chunk's lines (a frame with ``line`` and ``text``) before its last record when
+    that record's stack frames may go on in the next chunk: the chunk ends in frames, or in
+    a ``<stack trace>`` record.  Returns (the lines to parse now, the lines to carry), the
+    second None when nothing is carried."""
+    text = pl.col("text")
+    solid = df.select((text.str.strip_chars() != "").arg_true().last()).item()
+    if solid is None:
+        return df, None
+    last = df["text"][solid]
+    if not re.match(STACK_FRAME_RE, last) and "stack trace>" not in last:
+        return df, None
+    head = df.select((~text.str.contains(STACK_FRAME_RE) & (text.str.strip_chars() != "")).arg_true().last()).item()
+    if not head:  # the whole chunk is one stack: nothing to split
+        return df, None
+    return df.slice(0, head), df.slice(head)
 
 
 def timestamp_ns_expr(ts: pl.Expr) -> pl.Expr:

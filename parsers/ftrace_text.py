@@ -20,7 +20,10 @@ import polars as pl
 
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.noise import NOISE_COLUMNS, noise_columns
-from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
+from tracekit.parsers.base import (
+    ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, hold_back_stack, read_trace_header,
+    timestamp_ns_expr,
+)
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr
 
@@ -77,6 +80,27 @@ OWN_LINE_RE = (
 )
 
 
+def _stack_callchains(out: pl.DataFrame) -> pl.DataFrame:
+    """The frames after a ``<stack trace>`` record, innermost first, as that record's
+    callchain (as the latency and trace-cmd readers give it); the frame rows stay."""
+    is_frame = (pl.col("kind") == Kind.STACK) & pl.col("body").str.starts_with("=>")
+    is_head = (pl.col("kind") == Kind.STACK) & ~is_frame & pl.col("pid").is_not_null()
+    owner = pl.when(is_head).then(pl.col("line")).when(~is_frame).then(-1).forward_fill()
+    marked = out.with_columns(owner=owner)
+    chains = (
+        marked.filter(is_frame & (pl.col("owner") >= 0))
+        .group_by("owner", maintain_order=True)
+        .agg(chain=pl.col("func"))
+    )
+    if not chains.height:
+        return out
+    return (
+        out.join(chains, left_on="line", right_on="owner", how="left", maintain_order="left")
+        .with_columns(callchain=pl.when(is_head).then(pl.col("chain")))
+        .drop("chain")
+    )
+
+
 def sniff(head: str) -> int:
     """How sure we are that ``head`` is function-tracer / event text."""
     m = re.search(r"^# tracer: (\S+)", head, re.M)
@@ -110,10 +134,19 @@ def _header(lines: pl.Series, ctx: ParseContext) -> None:
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
     """Yield one event frame per chunk of function-tracer / trace-event text."""
     ctx.meta.setdefault("span_source", "kprobe")
+    carry: pl.DataFrame | None = None
     for chunk in chunks:
-        if len(chunk.lines) == 0:
-            continue
-        df = _parse_chunk(chunk, ctx)
+        lines = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+        if carry is not None:
+            lines, carry = pl.concat([carry, lines]), None
+        if not chunk.is_last:  # a stack's frames may go on in the next chunk
+            lines, carry = hold_back_stack(lines)
+        if lines.height:
+            df = _parse_chunk(LineChunk(chunk.first_line, lines["text"], numbers=lines["line"]), ctx)
+            if df.height:
+                yield df
+    if carry is not None and carry.height:
+        df = _parse_chunk(LineChunk(int(carry["line"][0]), carry["text"], numbers=carry["line"]), ctx)
         if df.height:
             yield df
 
@@ -230,6 +263,7 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")),
         raw_parent=pl.when(pl.col("raw_parent") != pl.col("parent")).then(pl.col("raw_parent")),
     )
+    out = _stack_callchains(out)
     nlost = out.filter(kind == Kind.LOST)["lost"].sum()
     if nlost:
         ctx.lost_events += int(nlost)

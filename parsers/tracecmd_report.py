@@ -31,7 +31,7 @@ from tracekit.schema import EVENT_SCHEMA, Kind, conform
 from tracekit.symbols import canonical_expr
 
 from . import FormatInfo
-from .base import LineChunk, ParseContext
+from .base import LineChunk, ParseContext, hold_back_stack
 
 __all__ = ["FORMAT", "sniff", "parse", "ReportInputs", "report_inputs", "one_input"]
 
@@ -168,7 +168,7 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
         if carry is not None:
             df, carry = pl.concat([carry, df]), None
         if not chunk.is_last:
-            df, carry = _hold_back_stack(df)
+            df, carry = hold_back_stack(df)
         frame = _parse_chunk(df, ctx, counts)
         if frame is not None and frame.height:
             yield conform(frame, EVENT_SCHEMA)
@@ -202,22 +202,6 @@ def _stack_frames(df: pl.DataFrame, is_rec: pl.Expr, is_frame: pl.Expr, ctx: Par
         .agg(callchain=canonical_expr(pl.col("text").str.extract(FRAME_RE, 1)))
         .rename({"owner": "line"})
     )
-
-
-def _hold_back_stack(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Split off the chunk's last record when its stack frames may go on in the next chunk
-    (the chunk ends in frames, or in the record that heads them)."""
-    text = pl.col("text")
-    solid = df.select((text.str.strip_chars() != "").arg_true().last()).item()
-    if solid is None:
-        return df, None
-    last = df["text"][solid]
-    if not re.match(FRAME_RE, last) and "stack trace>" not in last:
-        return df, None
-    head = df.select((~text.str.contains(FRAME_RE) & (text.str.strip_chars() != "")).arg_true().last()).item()
-    if not head:  # the whole chunk is one stack: nothing to split
-        return df, None
-    return df.slice(0, head), df.slice(head)
 
 
 def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFrame | None:

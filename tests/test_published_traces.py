@@ -326,3 +326,27 @@ def test_tracing_files_that_are_not_traces_are_named(tmp_path, corpus, rel, what
     traces: the error says which file it is."""
     res, _ = ingest_text(tmp_path, (corpus / WILD / rel).read_text())
     assert res.error and "not a trace" in res.error and what in res.error
+
+
+def test_kernel_stack_trace_callchain_across_chunks():
+    """The kernel's ``<stack trace>`` record carries its frames as its callchain (as the
+    latency and trace-cmd readers give it), also when the frames fall into the next chunk."""
+    from tracekit.parsers import ftrace_text
+    from tracekit.parsers.base import LineChunk, ParseContext
+
+    lines = [
+        "            bash-946   [003] ....   676.984928: sys_clone <-ret_fast_syscall",
+        "            bash-946   [003] ....   676.984929: <stack trace>",
+        " => copy_process",
+        " => _do_fork",
+        " => sys_clone",
+    ]
+    chunks = [
+        LineChunk(1, pl.Series("text", lines[:3]), is_last=False),
+        LineChunk(4, pl.Series("text", lines[3:]), is_last=True),
+    ]
+    ctx = ParseContext("t.txt")
+    out = pl.concat(list(ftrace_text.parse(iter(chunks), ctx))).sort("line")
+    assert out.filter(pl.col("line") == 2)["callchain"].to_list() == [["copy_process", "_do_fork", "sys_clone"]]
+    assert out["line"].to_list() == [1, 2, 3, 4, 5]
+    assert not ctx.skipped
