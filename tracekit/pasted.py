@@ -108,15 +108,6 @@ def _quote_depth(lines: list[str]) -> int:
     return max(d for d, n in depths.items() if n == best)
 
 
-def _strip_quote(line: str, depth: int) -> str:
-    for _ in range(depth):
-        stripped = line.lstrip(" \t")
-        if not stripped.startswith(">"):
-            break
-        line = stripped[1:]
-    return line[1:] if line.startswith(" ") else line
-
-
 def _indent(lines: list[str]) -> int:
     """The indentation every non-blank line shares, when the trace's own header lines carry
     it (the kernel prints them from the first column); 0 otherwise."""
@@ -145,8 +136,8 @@ def find_paste(head: bytes) -> Paste:
         return Paste(quoted_printable=qp)
     depth = _quote_depth(nonblank)
     if depth:
-        nonblank = [_strip_quote(ln, depth) for ln in nonblank if _QUOTE_RE.match(ln)]
-        nonblank = [ln for ln in nonblank if ln.strip()]
+        quoted = pl.Series("text", [ln for ln in nonblank if _QUOTE_RE.match(ln)], dtype=pl.String)
+        nonblank = [ln for ln in _strip_series(quoted, Paste(quote_depth=depth)).to_list() if ln.strip()]
     return Paste(quote_depth=depth, indent=_indent(nonblank), quoted_printable=qp)
 
 
@@ -155,7 +146,7 @@ def strip_text(text: str, paste: Paste) -> str:
     lines = text.split("\n")
     if paste.quoted_printable:
         lines = decode_quoted_printable(lines)
-    return "\n".join(_strip_line(ln, paste) for ln in lines)
+    return "\n".join(_strip_series(pl.Series("text", lines, dtype=pl.String), paste).to_list())
 
 
 #: A quoted-printable escape (RFC 2045 6.7: "=" and two upper-case hex digits).
@@ -197,18 +188,9 @@ def _unescape(line: str) -> str:
         return raw.decode("latin-1")
 
 
-def _strip_line(line: str, paste: Paste) -> str:
-    if paste.quote_depth:
-        line = _strip_quote(line, paste.quote_depth)
-    if paste.indent:
-        line = _expand_lead(line)
-        lead = len(line) - len(line.lstrip(" "))
-        line = line[min(lead, paste.indent):]
-    return line
-
-
 def _strip_series(lines: pl.Series, paste: Paste) -> pl.Series:
-    """The prefix removed from every line of a chunk (vectorized for the common shapes)."""
+    """The paste's quoting and indentation removed from every line (of a chunk, or of the
+    first bytes read for detection)."""
     s = lines
     if paste.quote_depth:
         # quoted lines lose the markers, up to the trace's depth, and one space; a line
