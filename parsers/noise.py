@@ -1,71 +1,80 @@
-"""The records of the OS-noise tracers, whichever file they are read from: hwlat, osnoise and
-timerlat print their own bodies after the usual context (``trace_hwlat_print()``,
-``trace_osnoise_print()``, ``trace_timerlat_print()`` in kernel/trace/trace_output.c), and
-the ``osnoise:*`` tracepoints print ``... duration %llu ns`` (include/trace/events/osnoise.h)::
+"""The records of the OS-noise tracers, whichever file they are read from.
+
+hwlat, osnoise and timerlat print their own bodies after the usual context in the kernel's
+``trace`` file (``trace_hwlat_print()``, ``trace_osnoise_print()``,
+``trace_timerlat_print()`` in kernel/trace/trace_output.c)::
 
     #1     inner/outer(us):   12/14    ts:1499801089.066141940 count:6       (hwlat)
     1000000        190  99.98100       9     18      0   1007     18      1  (osnoise)
     #1     context    irq timer_latency       932 ns                         (timerlat)
-    irq_noise: local_timer:236 start 5789.857529929 duration 1845 ns         (osnoise:irq_noise)
 
-The printers' formats: hwlat ``"#%-5u inner/outer(us): %4llu/%-5llu ts:%lld.%09ld count:%d"``
+with the formats hwlat ``"#%-5u inner/outer(us): %4llu/%-5llu ts:%lld.%09ld count:%d"``
 (then `` nmi-total:%llu`` and `` nmi-count:%u`` when NMIs hit the sample; ``count:`` is
 absent before 5.x), osnoise ``"%llu %10llu %3llu.%05llu %7llu"`` (runtime, noise, % of the
 CPU available, max single noise, all in us) then five ``" %6u"`` interference counters (hw,
 nmi, irq, softirq, thread), timerlat ``"#%-5u context %6s timer_latency %9llu ns"``.
+Readers of the binary records see them through the events' format files instead
+(kernel/trace/trace_entries.h): fields ``seqnum``, ``context``, ``timer_latency``;
+``duration``, ``outer_duration``; ``noise``, ``runtime``, ``max_sample``, ``hw_count`` ...
+(``field=value`` in trace.dat bodies and ``trace-cmd report -R``), printed by the format's
+``F_printk`` as ``seq:%u context:%d timer_latency:%llu``, ``seq:%u ts:... inner:%llu
+outer:%llu ...``, ``noise:%llu max_sample:%llu hw:%u nmi:%u irq:%u softirq:%u thread:%u``.
+The ``osnoise:*`` tracepoints print ``... duration %llu ns`` (include/trace/events/osnoise.h).
 
-:func:`noise_columns` turns a body into the event name and the numeric columns of
-:data:`tracekit.schema.EVENT_SCHEMA` (every time in ns), the same whether the file has the
-tracer's ``#`` header (read by the latency parser) or not (a ``trace_pipe`` excerpt, read by
-the ftrace parser): one record, one kind.
+:func:`noise_columns` turns any of these into the event name and the numeric columns of
+:data:`tracekit.schema.EVENT_SCHEMA` (every time in ns): one record, one kind and the same
+numbers, whether the file has the tracer's ``#`` header (read by the latency parser) or not
+(a ``trace_pipe`` excerpt, read by the ftrace parser), or comes from trace-cmd.
 """
 
 from __future__ import annotations
 
-import re
-
 import polars as pl
 
-__all__ = ["NOISE_EVENTS", "NOISE_COLUMNS", "noise_columns", "NOISE_BODY_RE"]
+__all__ = ["NOISE_EVENTS", "NOISE_TRACERS", "NOISE_COLUMNS", "noise_columns"]
 
 #: The columns :func:`noise_columns` fills, as the parsers select them.
 NOISE_COLUMNS = ("seqnum", "latency_ns", "outer_latency_ns", "runtime_ns", "noise_ns",
                  "max_noise_ns", "timer_context", "interference")
+#: The tracers' own records (their event names in format files and trace-cmd output).
+NOISE_TRACERS = frozenset({"hwlat", "osnoise", "timerlat"})
+#: The osnoise tracepoints and the duration their print fmt ends with.
+NOISE_EVENTS = frozenset({"nmi_noise", "irq_noise", "softirq_noise", "thread_noise", "sample_threshold"})
 
 _HWLAT_RE = (
-    r"^#(?P<h_seq>\d+)\s+inner/outer\(us\):\s*(?P<h_inner>\d+)/(?P<h_outer>\d+)\s+"
-    r"ts:\d+\.\d+(?:\s+count:(?P<h_count>\d+))?(?:\s+nmi-total:\d+)?(?:\s+nmi-count:(?P<h_nmi>\d+))?\s*$"
+    r"^#(?P<h_seq>\d+)\s+inner/outer\(us\):\s*(?P<h_inner>\d+)/(?P<h_outer>\d+)"
+    r"(?:\s+ts:\d+\.\d+)?(?:\s+count:\d+)?(?:\s+nmi-total:\d+)?(?:\s+nmi-count:\d+)?\s*$"
 )
 _OSNOISE_RE = (
     r"^(?P<o_runtime>\d+)\s+(?P<o_noise>\d+)\s+\d+\.\d+\s+(?P<o_max>\d+)\s+(?P<o_hw>\d+)\s+"
-    r"(?P<o_nmi>\d+)\s+(?P<o_irq>\d+)\s+(?P<o_sirq>\d+)\s+(?P<o_thread>\d+)\s*$"
+    r"(?P<o_nmi>\d+)\s+(?P<o_irq>\d+)\s+(?P<o_softirq>\d+)\s+(?P<o_thread>\d+)\s*$"
 )
 _TIMERLAT_RE = r"^#(?P<t_seq>\d+)\s+context\s+(?P<t_ctx>\S+)\s+timer_latency\s+(?P<t_lat>\d+)\s+ns\s*$"
-#: The osnoise tracepoints and the duration their print fmt ends with.
-NOISE_EVENTS = frozenset({"nmi_noise", "irq_noise", "softirq_noise", "thread_noise", "sample_threshold"})
 _TP_DURATION_RE = r"\bduration (\d+) ns\b"
-def _strip_names(rx: str) -> str:
-    """``rx`` without its group names (to combine regexes that share none)."""
-    return re.sub(r"\(\?P<\w+>", "(?:", rx)
-
-
-#: Any of the three tracers' bodies (for classification).
-NOISE_BODY_RE = "|".join(_strip_names(rx) for rx in (_HWLAT_RE, _OSNOISE_RE, _TIMERLAT_RE))
+#: timerlat's ``context`` field, by value (``timerlat_lat_context[]``, trace_output.c).
+_TIMERLAT_CONTEXTS = {"0": "irq", "1": "thread", "2": "user-ret"}
 
 
 def _n(e: pl.Expr) -> pl.Expr:
     return e.cast(pl.Int64, strict=False)
 
 
+def _field(body: pl.Expr, *names: str) -> pl.Expr:
+    """A numeric field of a record rendered from its format: ``name=value`` (a trace.dat
+    body, ``report -R``) or ``name:value`` (the format's F_printk), under any of ``names``."""
+    alt = "|".join(names)
+    return _n(body.str.extract(rf"(?:^|\s)(?:{alt})[=:](\d+)\b", 1))
+
+
 def noise_columns(body: pl.Expr, event: pl.Expr) -> dict[str, pl.Expr]:
-    """For a record's ``body`` (the text after the context's ``: ``) and its tracepoint name
-    ``event`` (null when the body is not ``name: fields``): ``noise_event`` ("hwlat",
-    "osnoise", "timerlat", the tracepoint's name, or null for every other record) and the
-    numeric columns: ``seqnum``, ``latency_ns`` (timerlat's timer_latency, hwlat's inner
-    latency), ``outer_latency_ns`` (hwlat), ``runtime_ns``, ``noise_ns`` (osnoise's noise in
-    the period, or a tracepoint's duration), ``max_noise_ns`` (osnoise's max single noise),
-    ``timer_context`` (timerlat: irq, thread, user-ret) and ``interference`` (osnoise's hw,
-    nmi, irq, softirq and thread counters)."""
+    """For a record's ``body`` (the text after the context's ``: ``, or after trace-cmd's
+    event name) and its event name ``event`` (null when the body is not ``name: fields``):
+    ``noise_event`` ("hwlat", "osnoise", "timerlat", the tracepoint's name, or null for
+    every other record) and the numeric columns: ``seqnum``, ``latency_ns`` (timerlat's
+    timer_latency, hwlat's inner latency), ``outer_latency_ns`` (hwlat), ``runtime_ns``,
+    ``noise_ns`` (osnoise's noise in the period, or a tracepoint's duration),
+    ``max_noise_ns`` (osnoise's max single noise), ``timer_context`` (timerlat: irq, thread,
+    user-ret) and ``interference`` (osnoise's hw, nmi, irq, softirq and thread counters)."""
     h = body.str.extract_groups(_HWLAT_RE)
     o = body.str.extract_groups(_OSNOISE_RE)
     t = body.str.extract_groups(_TIMERLAT_RE)
@@ -73,25 +82,44 @@ def noise_columns(body: pl.Expr, event: pl.Expr) -> dict[str, pl.Expr]:
     is_o = o.struct.field("o_runtime").is_not_null()
     is_t = t.struct.field("t_seq").is_not_null()
     is_tp = event.is_in(list(NOISE_EVENTS))
+    # the records as their format files render them, named by the event
+    rec_h = (event == "hwlat") & ~is_h
+    rec_o = (event == "osnoise") & ~is_o
+    rec_t = (event == "timerlat") & ~is_t
     us = 1000
+
+    def counter(printed: str, *names: str) -> pl.Expr:
+        return pl.when(is_o).then(_n(o.struct.field(printed))).when(rec_o).then(_field(body, *names))
+
     return {
-        "noise_event": pl.when(is_h).then(pl.lit("hwlat"))
-        .when(is_o).then(pl.lit("osnoise"))
-        .when(is_t).then(pl.lit("timerlat"))
+        "noise_event": pl.when(is_h | rec_h).then(pl.lit("hwlat"))
+        .when(is_o | rec_o).then(pl.lit("osnoise"))
+        .when(is_t | rec_t).then(pl.lit("timerlat"))
         .when(is_tp).then(event),
-        "seqnum": pl.coalesce(_n(h.struct.field("h_seq")), _n(t.struct.field("t_seq"))),
-        "latency_ns": pl.coalesce(_n(t.struct.field("t_lat")), _n(h.struct.field("h_inner")) * us),
-        "outer_latency_ns": _n(h.struct.field("h_outer")) * us,
-        "runtime_ns": _n(o.struct.field("o_runtime")) * us,
+        "seqnum": pl.when(is_h).then(_n(h.struct.field("h_seq")))
+        .when(is_t).then(_n(t.struct.field("t_seq")))
+        .when(rec_h | rec_t).then(_field(body, "seqnum", "seq")),
+        "latency_ns": pl.when(is_t).then(_n(t.struct.field("t_lat")))
+        .when(is_h).then(_n(h.struct.field("h_inner")) * us)
+        .when(rec_t).then(_field(body, "timer_latency"))
+        .when(rec_h).then(_field(body, "duration", "inner") * us),
+        "outer_latency_ns": pl.when(is_h).then(_n(h.struct.field("h_outer")) * us)
+        .when(rec_h).then(_field(body, "outer_duration", "outer") * us),
+        "runtime_ns": pl.when(is_o).then(_n(o.struct.field("o_runtime")) * us)
+        .when(rec_o).then(_field(body, "runtime") * us),
         "noise_ns": pl.when(is_tp).then(_n(body.str.extract(_TP_DURATION_RE, 1)))
-        .otherwise(_n(o.struct.field("o_noise")) * us),
-        "max_noise_ns": _n(o.struct.field("o_max")) * us,
-        "timer_context": t.struct.field("t_ctx"),
-        "interference": pl.when(is_o).then(pl.struct(
-            hw=_n(o.struct.field("o_hw")),
-            nmi=_n(o.struct.field("o_nmi")),
-            irq=_n(o.struct.field("o_irq")),
-            softirq=_n(o.struct.field("o_sirq")),
-            thread=_n(o.struct.field("o_thread")),
+        .when(is_o).then(_n(o.struct.field("o_noise")) * us)
+        .when(rec_o).then(_field(body, "noise") * us),
+        "max_noise_ns": pl.when(is_o).then(_n(o.struct.field("o_max")) * us)
+        .when(rec_o).then(_field(body, "max_sample") * us),
+        "timer_context": pl.when(is_t).then(t.struct.field("t_ctx"))
+        .when(rec_t).then(_field(body, "context").cast(pl.String).replace_strict(
+            _TIMERLAT_CONTEXTS, default=None, return_dtype=pl.String)),
+        "interference": pl.when(is_o | rec_o).then(pl.struct(
+            hw=counter("o_hw", "hw_count", "hw"),
+            nmi=counter("o_nmi", "nmi_count", "nmi"),
+            irq=counter("o_irq", "irq_count", "irq"),
+            softirq=counter("o_softirq", "softirq_count", "softirq"),
+            thread=counter("o_thread", "thread_count", "thread"),
         )),
     }

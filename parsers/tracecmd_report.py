@@ -32,6 +32,7 @@ from tracekit.symbols import canonical_expr
 
 from . import FormatInfo
 from .base import LineChunk, ParseContext, hold_back_stack
+from .noise import noise_columns
 
 __all__ = ["FORMAT", "sniff", "parse", "ReportInputs", "report_inputs", "one_input"]
 
@@ -329,6 +330,9 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         pl.when(raw & (ev == "funcgraph_exit") & rettime.is_not_null()).then(rettime)
         .otherwise(pl.col("ts_ns")).alias("ts_ns"),
     )
+    # hwlat / osnoise / timerlat records and the osnoise tracepoints: their numbers
+    noise = noise_columns(body, ev)
+    rec = rec.with_columns(**{k: v for k, v in noise.items() if k != "noise_event"})
     n_rendered = int(rec.select(rendered.sum()).item() or 0)
     n_raw = int(rec.select(raw.sum()).item() or 0)
     counts["graph_rendered"] += n_rendered

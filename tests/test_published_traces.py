@@ -350,3 +350,49 @@ def test_kernel_stack_trace_callchain_across_chunks():
     assert out.filter(pl.col("line") == 2)["callchain"].to_list() == [["copy_process", "_do_fork", "sys_clone"]]
     assert out["line"].to_list() == [1, 2, 3, 4, 5]
     assert not ctx.skipped
+
+
+def test_noise_records_as_their_format_files_render_them():
+    """Readers of the binary records see hwlat / osnoise / timerlat through the events'
+    format files (kernel/trace/trace_entries.h): as F_printk prints them
+    (``seq:%u\\tcontext:%d\\ttimer_latency:%llu``, ``noise:%llu\\tmax_sample:%llu\\thw:%u...``,
+    ``seq:%u\\tts:...\\tinner:%llu\\touter:%llu...``) or as ``field=value``.  The numbers
+    are the same columns as the kernel text's, in ns (hwlat and osnoise fields are us)."""
+    from tracekit.parsers.noise import noise_columns
+
+    bodies = pl.DataFrame({
+        "event": ["timerlat", "timerlat", "hwlat", "osnoise", "osnoise"],
+        "body": [
+            "seq:1\tcontext:1\ttimer_latency:11700",
+            "seqnum=2 context=0 timer_latency=769",
+            "seq:3\tts:1499801089.0066141940\tinner:12\touter:14\tcount:6\tnmi-ts:0\tnmi-count:0",
+            "noise:190\tmax_sample:9\thw:18\tnmi:0\tirq:1007\tsoftirq:18\tthread:1",
+            "noise=656 runtime=1000000 max_sample=74 hw_count=23 nmi_count=0 irq_count=1006 softirq_count=16 thread_count=3",
+        ],
+    })
+    out = bodies.select(**noise_columns(pl.col("body"), pl.col("event")))
+    assert out.select("noise_event", "seqnum", "latency_ns", "outer_latency_ns", "timer_context").rows() == [
+        ("timerlat", 1, 11_700, None, "thread"),
+        ("timerlat", 2, 769, None, "irq"),
+        ("hwlat", 3, 12_000, 14_000, None),
+        ("osnoise", None, None, None, None),
+        ("osnoise", None, None, None, None),
+    ]
+    assert out.select("runtime_ns", "noise_ns", "max_noise_ns").rows()[3:] == [
+        (None, 190_000, 9_000), (1_000_000_000, 656_000, 74_000)]
+    assert out["interference"].to_list()[3:] == [
+        {"hw": 18, "nmi": 0, "irq": 1007, "softirq": 18, "thread": 1},
+        {"hw": 23, "nmi": 0, "irq": 1006, "softirq": 16, "thread": 3},
+    ]
+
+
+def test_tracecmd_report_timerlat_record(tmp_path):
+    """trace-cmd report prints the timerlat record with its format's F_printk."""
+    text = (
+        "cpus=2\n"
+        "          <idle>-0     [000]    54.029328: timerlat:             seq:1\tcontext:0\ttimer_latency:932\n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    row = _events(store).row(0, named=True)
+    assert (row["event"], row["seqnum"], row["timer_context"], row["latency_ns"]) == ("timerlat", 1, "irq", 932)

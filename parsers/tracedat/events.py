@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
+from tracekit.parsers.noise import NOISE_EVENTS, NOISE_TRACERS, noise_columns
 from tracekit.schema import Kind
 from tracekit.symbols import canonical_expr
 
@@ -394,6 +395,10 @@ def _decode_type(block: np.ndarray, off: np.ndarray, ln: np.ndarray, sel: np.nda
     else:
         body = pl.Series("body", [""] * k, dtype=pl.String)
     df = df.with_columns(body.alias("body"), pl.lit(fmt.name).alias("event"), pl.lit(Kind.EVENT).alias("kind"))
+    if fmt.name in NOISE_TRACERS or fmt.name in NOISE_EVENTS:
+        # hwlat / osnoise / timerlat records and the osnoise tracepoints: their numbers
+        noise = noise_columns(pl.col("body"), pl.col("event"))
+        df = df.with_columns(**{k: v for k, v in noise.items() if k != "noise_event"})
 
     if fmt.system == "ftrace":
         df = _ftrace_record(df, fmt, vals, layout, symbols, printk)
