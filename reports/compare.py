@@ -567,18 +567,29 @@ def _scan(lf: pl.LazyFrame, runs: pl.DataFrame) -> pl.LazyFrame:
 
 
 def _calls(src: ReportSource, runs: pl.DataFrame, funcs: list[str], under: str | None) -> pl.DataFrame:
-    """side, unit, run_id, func, source, dur_ns of the calls the report compares: the
-    selection of tracekit.selection.calls, restricted to the runs of each side."""
+    """side, ucode (the number of the run's unit, see :func:`_unit_names`), run_id, func,
+    source, dur_ns of the calls the report compares: the selection of
+    tracekit.selection.calls, restricted to the runs of each side."""
     from tracekit.selection import calls
 
+    schema = {"side": pl.String, "run_id": pl.String, "func": pl.String,
+              "source": pl.String, "dur_ns": pl.Int64, "ucode": pl.Int64}
     if not funcs:
-        return pl.DataFrame(schema={"side": pl.String, "unit": pl.String, "run_id": pl.String, "func": pl.String,
-                                    "source": pl.String, "dur_ns": pl.Int64})
+        return pl.DataFrame(schema=schema)
     lf = calls(src, funcs, under=under, patch=runs["patch"].unique().to_list(),
                label=runs["label"].unique().to_list(), run_id=runs["run_id"].unique().to_list())
-    pairs = runs.select("patch", "label", "run_id", "side").unique().lazy()
-    return (lf.join(pairs, on=["patch", "label", "run_id"], how="inner")
-            .select("side", "unit", "run_id", "func", pl.col("source").fill_null("unknown"), "dur_ns").collect())
+    side = pl.lit(None, pl.String)
+    for patch, label, sname in runs.select("patch", "label", "side").unique().iter_rows():
+        side = pl.when((pl.col("patch") == patch) & (pl.col("label") == label)).then(pl.lit(sname)).otherwise(side)
+    # Units are numbered (an integer sort is many times faster than one of names).
+    unit_of = dict(runs.select("run_id", pl.coalesce("boot_id", "run_id")).unique("run_id").iter_rows())
+    number = {u: i for i, u in enumerate(_unit_names(runs))}
+    code_of_run = {r: number[u] for r, u in unit_of.items()}
+    return (lf.with_columns(side.alias("side"))
+            .filter(pl.col("side").is_not_null())
+            .select("side", "run_id", "func", pl.col("source").fill_null("unknown"), "dur_ns",
+                    pl.col("run_id").replace_strict(code_of_run, return_dtype=pl.Int64).alias("ucode"))
+            .collect())
 
 
 def _pick_source(fd: pl.DataFrame, sides: list[str]) -> tuple[str | None, str | None]:
@@ -602,43 +613,54 @@ def _pick_source(fd: pl.DataFrame, sides: list[str]) -> tuple[str | None, str | 
     return chosen, why
 
 
-def _units(fd: pl.DataFrame, side: str) -> _stats.Units:
-    sd = fd.filter(pl.col("side") == side)
-    return _stats.Units.from_arrays(sd["unit"].to_numpy(), sd["dur_ns"].to_numpy())
+def _unit_names(runs: pl.DataFrame) -> list[str]:
+    """The units of these runs, in the order of their numbers (``ucode``)."""
+    return sorted(set(runs.select(pl.coalesce("boot_id", "run_id")).to_series().to_list()))
 
 
-def _source_note(fd: pl.DataFrame, source: str, sides: list[str]) -> SourceNote:
-    sub = fd.filter(pl.col("source") == source)
+def _units(sd: pl.DataFrame | None, names: list[str]) -> _stats.Units:
+    """The calls of one side (rows of :func:`_calls`) grouped by unit."""
+    if sd is None or sd.is_empty():
+        return _stats.Units([], np.empty(0), np.zeros(1, dtype=np.int64))
+    return _stats.Units.from_codes(sd["ucode"].to_numpy(), sd["dur_ns"].to_numpy(), dict(enumerate(names)))
+
+
+def _by_side(fd: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    return {k[0]: v for k, v in fd.partition_by("side", as_dict=True).items()} if fd.height else {}
+
+
+def _source_note(fd: pl.DataFrame, source: str, sides: list[str], names: list[str]) -> SourceNote:
+    parts = _by_side(fd.filter(pl.col("source") == source))
     calls, units, med = {}, {}, {}
     for side in sides:
-        u = _units(sub, side)
+        u = _units(parts.get(side), names)
         calls[side] = int(u.values.size)
         units[side] = u.count
         med[side] = float(np.median(u.quantile(0.5))) if u.count else None
     return SourceNote(source, calls, units, med)
 
 
-def _function_rows(gd: pl.DataFrame, func: str, sides: list[str], key: str, seed: int,
+def _function_rows(fd: pl.DataFrame, func: str, sides: list[str], names: list[str], key: str, seed: int,
                    under: str | None) -> tuple[list[FunctionResult], dict[str, np.ndarray]]:
-    """One row per compared side for ``func`` (verdicts drawn later, per family)."""
-    fd = gd.filter(pl.col("func") == func)
+    """One row per compared side for ``func`` from its calls ``fd`` (verdicts drawn later,
+    per family)."""
     source, why = _pick_source(fd, sides)
-    others = sorted(set(fd["source"].to_list()) - {source}) if source else []
-    notes = [_source_note(fd, o, sides) for o in others]
-    if source is not None:
+    others = sorted(set(fd["source"].unique().to_list()) - {source}) if source else []
+    notes = [_source_note(fd, o, sides, names) for o in others]
+    if source is not None and others:
         fd = fd.filter(pl.col("source") == source)
-    base = _units(fd, sides[0])
-    xb = base.values
-    samples = {sides[0]: xb}
+    parts = _by_side(fd)
+    runs_of = {s: (parts[s]["run_id"].n_unique() if s in parts else 0) for s in sides}
+    base = _units(parts.get(sides[0]), names)
+    samples = {sides[0]: base.values}
     rows = []
     for side in sides[1:]:
-        other = _units(fd, side)
+        other = _units(parts.get(side), names)
         samples[side] = other.values
         ch = _stats.compare_units(base, other, seed=_stats.row_seed(key, func, side, base=seed))
-        runs_of = lambda s: fd.filter(pl.col("side") == s)["run_id"].n_unique()  # noqa: E731
         rows.append(FunctionResult(
-            func, _stats.side_stats(xb), _stats.side_stats(other.values), ch, runs_of(sides[0]), runs_of(side),
-            source, why, notes, side, base.summaries(), other.summaries(), under,
+            func, _stats.side_stats(base.values), _stats.side_stats(other.values), ch, runs_of[sides[0]],
+            runs_of[side], source, why, notes, side, base.summaries(), other.summaries(), under,
         ))
     return rows, samples
 
@@ -789,6 +811,7 @@ def compare(
     runs = _select_runs(src, sides)
     wanted, functions_from = _functions_wanted(functions, patch_info)
     calls = _calls(src, runs, wanted, under)
+    units = _unit_names(runs)
     present = set(calls["func"].unique().to_list())
     funcs = wanted if functions else [f for f in wanted if f in present]
     missing = [f for f in wanted if f not in present] if functions else []
@@ -798,11 +821,14 @@ def compare(
                       under=under)
     for arch, cfg, note, gruns in _group_runs(runs, names):
         group = ArchGroup(arch=arch, config=cfg, runs={s: _run_refs(gruns, s) for s in names}, config_note=note)
-        gd = calls.join(gruns.select("run_id", "side").unique(), on=["run_id", "side"], how="semi")
+        ids = gruns["run_id"].unique()
+        gd = calls if ids.len() == runs["run_id"].n_unique() else calls.filter(pl.col("run_id").is_in(ids.to_list()))
+        per_func = {k[0]: v for k, v in gd.partition_by("func", as_dict=True).items()} if gd.height else {}
         for func in funcs:
-            if not functions and gd.filter(pl.col("func") == func).is_empty():
+            if not functions and func not in per_func:
                 continue
-            rows, samples = _function_rows(gd, func, names, group.key, seed, under)
+            fd = per_func.get(func, gd.clear())
+            rows, samples = _function_rows(fd, func, names, units, group.key, seed, under)
             group.functions += rows
             if keep_samples:
                 group.samples[func] = samples

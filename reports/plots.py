@@ -7,9 +7,10 @@ and the group, legends outside the axes so that they never cover data:
   median marked beneath it, and the histogram (log-spaced bins, fraction of calls per side
   so that sides of unequal size compare);
 * per latency tracer: the worst window of each side as a timeline of its trace lines (time
-  since the window opened), every line one tick, only the few lines that matter labelled
-  (the first, the last and those before the longest gaps), so that a window of any size
-  draws in bounded time.
+  since the window opened), every line one tick (a density strip beyond
+  :data:`WINDOW_TICKS` lines), only the few lines that matter labelled (the first, the last
+  and those before the longest gaps), so that a window of any size draws in bounded time.
+  CDFs of millions of calls are drawn at :data:`CDF_POINTS` ranks.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ DPI = 120  # 1200 x 672 pixels
 PALETTE = ("#1f5fa8", "#d9620b", "#2a9d3c", "#a02c8c", "#7a5c00", "#0b8c8c")
 #: Labelled lines of a window timeline, at most.
 WINDOW_LABELS = 8
+#: Points a CDF is drawn with, at most (the exact ECDF at evenly spaced ranks), and lines of
+#: a window drawn one tick each (more are drawn as their count per 1/1000 of the window).
+CDF_POINTS = 4096
+WINDOW_TICKS = 4000
 
 plt.rcParams.update(
     {
@@ -54,6 +59,10 @@ def _save(fig: plt.Figure, stem: Path) -> dict[str, Path]:
     """Write ``stem``.png and ``stem``.svg; returns both paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = {}
+    # Lay the figure out once, then keep those positions for both files (the constrained
+    # layout would otherwise be worked out again for each).
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
     for ext in ("png", "svg"):
         p = stem.with_suffix(f".{ext}")
         meta = {"Software": None} if ext == "png" else {"Date": None}
@@ -126,6 +135,19 @@ def _legend(fig: plt.Figure, ax: plt.Axes) -> None:
 Series = list[tuple[str, np.ndarray, list[float]]]  # (legend, durations ns, unit medians ns)
 
 
+def _ecdf(x: np.ndarray, points: int = CDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical CDF of the positive values of ``x``: every value when there are at most
+    ``points``, else the exact ECDF at that many evenly spaced ranks (first and last kept),
+    so that a plot of millions of calls draws as fast as one of thousands."""
+    xs = x[x > 0]
+    n = xs.size
+    if n <= points:
+        xs = np.sort(xs)
+        return xs, np.arange(1, n + 1) / max(n, 1)
+    ranks = np.unique(np.linspace(0, n - 1, points).astype(np.int64))
+    return np.sort(np.partition(xs, ranks)[ranks]), (ranks + 1) / n
+
+
 def plot_cdf(title: str, series: Series, stem: Path) -> dict[str, Path]:
     """Empirical CDF of call durations of every side, log time axis; each unit's median
     marked as a tick beneath the curves, in its side's colour."""
@@ -134,11 +156,10 @@ def plot_cdf(title: str, series: Series, stem: Path) -> dict[str, Path]:
     unit, scale = time_unit(allx)
     pos = allx[allx > 0] / scale
     for i, (label, x, medians) in enumerate(series):
-        xs = np.sort(np.asarray(x, dtype=np.float64)[x > 0] / scale)
+        xs, y = _ecdf(np.asarray(x, dtype=np.float64) / scale)
         if xs.size == 0:
             continue
         color = PALETTE[i % len(PALETTE)]
-        y = np.arange(1, xs.size + 1) / xs.size
         ax.step(xs, y, where="post", color=color, lw=1.8, label=_t(label))
         m = np.asarray(medians, dtype=np.float64) / scale
         ax.plot(m, np.full(m.size, -0.04 - 0.03 * i), "|", color=color, ms=12, mew=2)
@@ -169,9 +190,9 @@ def plot_histogram(title: str, series: Series, stem: Path) -> dict[str, Path]:
             if xs.size == 0:
                 continue
             color = PALETTE[i % len(PALETTE)]
-            w = np.full(xs.size, 1.0 / xs.size)
-            ax.hist(xs, bins=bins, weights=w, histtype="stepfilled", alpha=0.25, color=color)
-            ax.hist(xs, bins=bins, weights=w, histtype="step", lw=1.6, color=color, label=_t(label))
+            frac = np.histogram(xs, bins=bins)[0] / xs.size
+            ax.stairs(frac, bins, fill=True, alpha=0.25, color=color)
+            ax.stairs(frac, bins, lw=1.6, color=color, label=_t(label))
         _log_axis(ax, lo, hi)
     ax.set_xlabel(f"call duration ({unit}, log scale)")
     ax.set_ylabel("fraction of calls")
@@ -202,7 +223,12 @@ def _window_lane(ax: plt.Axes, s: WindowSide, label: str, color: str, scale: flo
         if ev.height:
             ts = ev["ts_ns"].to_numpy().astype(np.float64)
             t = (ts - ts.min()) / scale
-            ax.vlines(t, -0.3, 0.3, color=color, lw=1.2)
+            if t.size <= WINDOW_TICKS:
+                ax.vlines(t, -0.3, 0.3, color=color, lw=1.2)
+            else:  # as many lines per 1/1000 of the window, drawn as a density strip
+                edges = np.linspace(0.0, max(float(t.max()), 1e-9), 1001)
+                counts = np.histogram(t, bins=edges)[0]
+                ax.stairs(0.6 * counts / counts.max() - 0.3, edges, baseline=-0.3, fill=True, color=color, alpha=0.8)
             names = ev["func"].to_list()
             keep = _labelled(t)
             right = 0.6 * xmax
@@ -212,7 +238,8 @@ def _window_lane(ax: plt.Axes, s: WindowSide, label: str, color: str, scale: flo
                             xytext=(0, 6 if up else -6), textcoords="offset points", fontsize=8, color="#333333",
                             ha="right" if t[i] > right else "left", va="bottom" if up else "top")
             if ev.height > keep.size:
-                ax.text(1.0, -0.02, f"{ev.height} lines, {keep.size} labelled", transform=ax.transAxes,
+                how = "" if t.size <= WINDOW_TICKS else " (drawn as their density)"
+                ax.text(1.0, -0.02, f"{ev.height} lines{how}, {keep.size} labelled", transform=ax.transAxes,
                         ha="right", va="top", fontsize=8, color="#555555")
     ax.set_ylim(-1.2, 1.2)
     ax.set_yticks([])

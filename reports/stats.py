@@ -170,6 +170,27 @@ class Units:
         return cls([str(x) for x in names], v[order], offsets)
 
     @classmethod
+    def from_codes(cls, codes: np.ndarray, values: np.ndarray, names: dict[int, str]) -> "Units":
+        """Group ``values`` by the parallel array of small non-negative integers ``codes``;
+        ``names`` maps a code to its unit's name.  Integer durations below 2**44 ns (4.9
+        hours) are sorted as one packed key, code in the high bits, which is many times
+        faster than sorting pairs."""
+        v = np.asarray(values)
+        c = np.asarray(codes, dtype=np.int64)
+        if v.dtype.kind in "iu" and v.size and int(v.min()) >= 0 and int(v.max()) < (1 << 44) and int(c.max()) < (1 << 19):
+            key = np.sort((c << 44) | v.astype(np.int64))
+            c, v = key >> 44, (key & ((1 << 44) - 1)).astype(np.float64)
+        else:
+            v = v.astype(np.float64)
+            keep = np.isfinite(v)
+            v, c = v[keep], c[keep]
+            order = np.lexsort((v, c))
+            v, c = v[order], c[order]
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if c.size else np.empty(0, dtype=np.int64)
+        offsets = np.append(starts, c.size).astype(np.int64)
+        return cls([names[int(k)] for k in c[starts]], v, offsets)
+
+    @classmethod
     def from_groups(cls, groups: dict[str, np.ndarray]) -> "Units":
         names = sorted(groups)
         parts = [np.sort(_clean(groups[k])) for k in names]
@@ -216,6 +237,18 @@ def row_seed(*parts: str, base: int = BASE_SEED) -> int:
     return (base ^ zlib.crc32("/".join(parts).encode())) & 0xFFFFFFFF
 
 
+def midranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x``, tied values sharing the mean of the ranks they span."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    ends = np.append(starts[1:], xs.size)
+    mean_rank = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
 def _u_statistic(ranks: np.ndarray, first: np.ndarray) -> np.ndarray:
     """Mann-Whitney U of the first side for each row of ``first`` (indices into ranks)."""
     m = first.shape[-1]
@@ -232,9 +265,7 @@ def rank_test(before, after, *, seed: int = BASE_SEED) -> tuple[float | None, st
     m, n = b.size, a.size
     if m == 0 or n == 0:
         return None, "none"
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([b, a]))
+    ranks = midranks(np.concatenate([b, a]))
     centre = m * n / 2.0
     observed = abs(_u_statistic(ranks, np.arange(m)) - centre)
     eps = 1e-9

@@ -86,7 +86,7 @@ def test_window_of_any_size_labels_only_what_matters(tmp_path):
     labels = svg.count(" @")
     assert 2 <= labels <= WINDOW_LABELS
     assert "fn19 @" in svg  # line 19999 (19999 % 97 = 19) opens the 3 ms gap
-    assert f"{n} lines, {labels} labelled" in svg
+    assert f"{n} lines (drawn as their density), {labels} labelled" in svg
 
 
 def test_a_new_report_removes_the_old_plots(tmp_path):
@@ -113,3 +113,17 @@ def test_trace_strings_are_not_mathtext(tmp_path):
                                                    ("after", np.arange(1100, 2100), [1600.0])], tmp_path / "w")
     svg = files["svg"].read_text()
     assert "$weird_$func^ &lt;b&gt;" in svg
+
+
+def test_ecdf_of_many_calls_is_exact_at_its_ranks():
+    import numpy as np
+
+    from tracekit.reports.plots import _ecdf
+
+    x = np.arange(10_000, 0, -1, dtype=np.float64)  # 1..10000, reversed
+    xs, y = _ecdf(x, points=101)
+    # ranks 0, 99.99 -> 99, ..., 9999: value rank+1, fraction (rank+1)/10000
+    assert xs.size == 101 and xs[0] == 1.0 and xs[-1] == 10_000.0 and y[-1] == 1.0
+    assert np.allclose(y, xs / 10_000)
+    small, ys = _ecdf(np.array([3.0, 1.0, 2.0, 0.0]))  # non-positive values are not drawn on a log axis
+    assert list(small) == [1.0, 2.0, 3.0] and list(ys) == [1 / 3, 2 / 3, 1.0]

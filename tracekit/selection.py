@@ -98,4 +98,12 @@ def calls(
         targets = lf.select("run_id", "span_id", "parent_id").unique(["run_id", "span_id"]).collect()
         inside = _inside(spans, targets, under)
         lf = lf.join(inside.lazy(), on=["run_id", "span_id"], how="semi")
-    return lf.join(unit_of_runs(src), on="run_id", how="left")
+    return _with_units(lf, src)
+
+
+def _with_units(lf: pl.LazyFrame, src: TableSource) -> pl.LazyFrame:
+    """Add boot_id and unit by run_id: a lookup in the (small) runs table, not a join."""
+    runs = unit_of_runs(src).collect()
+    boots = dict(zip(runs["run_id"].to_list(), runs["boot_id"].to_list()))
+    boot = pl.col("run_id").replace_strict(boots, default=None, return_dtype=pl.String) if boots else pl.lit(None, pl.String)
+    return lf.with_columns(boot.alias("boot_id")).with_columns(UNIT)
