@@ -97,7 +97,8 @@ def time_unit(values_ns: np.ndarray) -> tuple[str, float]:
 
 def ticks_125(lo: float, hi: float) -> list[float]:
     """Ticks at 1, 2 and 5 times the powers of ten within [lo, hi] (positive); when the range
-    holds fewer than three of those, 1 to 9 times them."""
+    holds fewer than three of those, 1 to 9 times them; when still fewer (a range within a
+    decade), evenly spaced at the first 1-2-5 step that gives at most eight."""
     if not (lo > 0 and hi > 0) or not math.isfinite(lo * hi):
         return []
     hi = max(hi, lo)
@@ -107,6 +108,13 @@ def ticks_125(lo: float, hi: float) -> list[float]:
                for m in mults if lo <= m * 10.0 ** e <= hi]
         if len(out) >= 3:
             return out
+    e = math.floor(math.log10(hi - lo)) - 1 if hi > lo else math.floor(math.log10(hi)) - 1
+    for k in range(e, e + 3):
+        for m in (1, 2, 5):
+            step = m * 10.0 ** k
+            ticks = [round(x * step, 12) for x in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
+            if len(ticks) <= 8:
+                return ticks
     return out
 
 

@@ -41,7 +41,7 @@ code, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-
 .toofew { color: #8a6d00; }
 .note { color: #444; max-width: 80ch; }
 figure { display: inline-block; margin: .4em .8em .8em 0; }
-figure img { width: 560px; max-width: 100%; height: auto; border: 1px solid #ddd; }
+figure img { width: 900px; max-width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #555; }
 """
 

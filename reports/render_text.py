@@ -95,6 +95,30 @@ def _latency_table(g: ArchGroup, c: Comparison) -> list[str]:
     return lines
 
 
+def _side_table(g: ArchGroup) -> list[str]:
+    """Benchstat style: one row per function, one column per side, each compared side
+    with its change against the baseline ('~' none significant, '?' no verdict); three
+    compared sides to a table, so that it fits the width."""
+    word = words.unit_word(sum(g.runs.values(), []), 2)
+    lines = fmt.wrap(f"Median over {word} of each one's median, and change against "
+                     f"{g.side_names[0]} ('~': no significant change, '?': no verdict):", WIDTH)
+    rows = by_function(g)
+    others = g.side_names[1:]
+    for start in range(0, len(others), 3):
+        chunk = others[start:start + 3]
+        head = f"{'':<14}{fmt.ascii_text(g.side_names[0])[:8]:>9}" + "".join(f"{fmt.ascii_text(s)[:15]:>16}" for s in chunk)
+        lines += ["", head, "-" * len(head)]
+        for func, fs in rows.items():
+            by = {f.against: f for f in fs}
+            line = f"{fmt.ascii_text(func)[:13]:<14}{fmt.ns(fs[0].change.unit_median_before_ns):>9}"
+            for side in chunk:
+                ch = by[side].change
+                mark = "?" if not ch.has_verdict else (fmt.pct(ch.median_pct) if ch.significant else "~")
+                line += f"{fmt.ns(ch.unit_median_after_ns):>9}{mark:>7}"
+            lines.append(line)
+    return lines
+
+
 def _change_table(g: ArchGroup, against: str) -> list[str]:
     head = f"{'change':<20}{'median':>8} {'(95% CI)':<13}{'p99':>8} {'(95% CI)':<13}{'p':>7}"
     lines = [head, "-" * len(head)]
@@ -216,6 +240,8 @@ def _group(g: ArchGroup, c: Comparison) -> list[str]:
         for rows in by_function(g).values():
             lines += fmt.wrap(words.source_text(rows[0]), WIDTH, indent="    ", first="  ")
         lines.append("")
+        if len(g.side_names) > 2:
+            lines += _side_table(g) + [""]
         lines += _latency_table(g, c)
         for against in g.side_names[1:]:
             lines.append("")

@@ -46,7 +46,9 @@ def test_ticks_125_by_hand():
     assert ticks_125(3.0, 700.0) == [5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]
     # fewer than three of 1, 2, 5 fit: 1 to 9 times the powers of ten
     assert ticks_125(1.5, 9.5) == [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
-    assert ticks_125(0.9, 1.2) == [0.9, 1.0]
+    # within a decade: evenly spaced, at most eight
+    assert ticks_125(0.9, 1.2) == [0.9, 0.95, 1.0, 1.05, 1.1, 1.15]
+    assert ticks_125(82.0, 197.0) == [100.0, 120.0, 140.0, 160.0, 180.0]
     assert time_unit([900, 1100, 1500]) == ("us", 1e3)
     assert time_unit([17.3e6, 17.6e6]) == ("ms", 1e6)
     assert time_unit([40, 900]) == ("ns", 1.0)

@@ -167,6 +167,8 @@ def test_baseline_against_several_sides(tmp_path):
     assert ["before", "5", "35", "102.0us"] in [x[:4] for x in rows]
     assert ["v1", "5", "35", "155.0us"] in [x[:4] for x in rows]
     assert ["v2", "5", "35", "101.0us"] in [x[:4] for x in rows]
+    # the benchstat-style table: each side's median over its boots, and its change
+    assert ["free_pgtables", "102.0us", "155.0us", "+52.0%", "101.0us", "~"] in rows
 
 
 def test_cli_baseline_compare(tmp_path):
@@ -203,3 +205,16 @@ def test_a_trace_shared_by_two_patches_appears_in_both_reports(tmp_path):
         c = compare(open_source(store), patch, functions=["free_pgtables"], under="exit_mmap")
         (f,) = c.groups[0].functions
         assert f.change.units_before == 5 and f.before.n == 35
+
+
+def test_several_patches_against_one_baseline(tmp_path):
+    # Patch A has the baseline and its own "after"; patch B only an "after".
+    store = boots_store(tmp_path, {"before": [100, 110, 105, 95, 102], "after": [150, 160, 155, 149, 170]}, patch="A")
+    boots_store(tmp_path, {"after": [101, 96, 108, 104, 99]}, patch="B")
+    c = compare(open_source(store), ["A", "B"], before="before", after="after", functions=["free_pgtables"],
+                under="exit_mmap")
+    assert [s.name for s in c.sides] == ["A:before", "A:after", "B:after"]
+    res = {f.against: f for f in c.groups[0].functions}
+    assert res["A:after"].verdict == "regression" and res["B:after"].verdict == "no significant change"
+    assert res["B:after"].change.unit_median_before_ns == 102_000  # A's baseline
+    assert "tracekit report: patch A,B, A:before vs A:after vs B:after" in render_text(c)
