@@ -209,14 +209,25 @@ def plot_histogram(title: str, series: Series, stem: Path) -> dict[str, Path]:
     return _save(fig, stem)
 
 
-def _labelled(t: np.ndarray, k: int = WINDOW_LABELS) -> np.ndarray:
+def _labelled(t: np.ndarray, k: int = WINDOW_LABELS, spacing: float = 0.12) -> np.ndarray:
     """Indices of the lines worth a label: the first, the last, and those that begin the
-    longest gaps (where the time of the window went)."""
-    if t.size <= k:
+    longest gaps (where the time of the window went), longest first, each at least
+    ``spacing`` of the window's span from those already taken so that labels never
+    overlap; at most ``k``.  A window of a handful of lines has every line labelled."""
+    if t.size <= k // 2:  # few enough to label all, alternately above and below the lane
         return np.arange(t.size)
+    span = float(t.max() - t.min()) or 1.0
     gaps = np.diff(t)
-    top = np.argpartition(gaps, -(k - 2))[-(k - 2):]
-    return np.unique(np.concatenate([[0, t.size - 1], top]))
+    m = min(gaps.size, 50 * k)
+    top = np.argpartition(gaps, -m)[-m:] if m else np.arange(0)
+    candidates = [0, t.size - 1] + [int(i) for i in top[np.argsort(-gaps[top], kind="stable")]]
+    taken: list[int] = []
+    for i in candidates:
+        if len(taken) == k:
+            break
+        if i not in taken and all(abs(t[i] - t[j]) >= spacing * span for j in taken):
+            taken.append(i)
+    return np.array(sorted(taken), dtype=np.int64)
 
 
 def _window_lane(ax: plt.Axes, s: WindowSide, label: str, color: str, scale: float, unit: str, xmax: float) -> None:
@@ -247,8 +258,8 @@ def _window_lane(ax: plt.Axes, s: WindowSide, label: str, color: str, scale: flo
                             ha="right" if t[i] > right else "left", va="bottom" if up else "top")
             if ev.height > keep.size:
                 how = "" if t.size <= WINDOW_TICKS else " (drawn as their density)"
-                ax.text(1.0, -0.02, f"{ev.height} lines{how}, {keep.size} labelled", transform=ax.transAxes,
-                        ha="right", va="top", fontsize=8, color="#555555")
+                ax.text(1.0, 1.02, f"{ev.height} lines{how}, {keep.size} labelled", transform=ax.transAxes,
+                        ha="right", va="bottom", fontsize=8, color="#555555")
     ax.set_ylim(-1.2, 1.2)
     ax.set_yticks([])
 
