@@ -87,7 +87,8 @@ def test_window_of_any_size_labels_only_what_matters(tmp_path):
     svg = files["svg"].read_text()
     labels = svg.count(" @")
     assert 2 <= labels <= WINDOW_LABELS
-    assert "fn19 @" in svg  # line 19999 (19999 % 97 = 19) opens the 3 ms gap
+    # line 19999 (fn17: 19999 = 97 * 206 + 17), 4.99975 ms after the first, opens the 3 ms gap
+    assert "fn17 @5ms" in svg
     assert f"{n} lines (drawn as their density), {labels} labelled" in svg
 
 
