@@ -177,6 +177,15 @@ _WAKE_RE = r"^\s*\d+:\s*\d+:\S\s+(?P<op>\+|==>)\s+\[\d+\]\s+\d+:\s*\d+:\S"
 _EVENT_RE = r"^(?P<ev>[A-Za-z_][\w:.-]*): (?P<erest>.*)$"
 
 
+
+#: The header's ``M:`` word and the preemption model it names, as the kernel's other
+#: interfaces (``preempt=``, ``/sys/kernel/debug/sched/preempt``) and the runs' config call
+#: it: print_trace_header() prints server, desktop, preempt or preempt_rt for
+#: preempt_model_none/voluntary/full/rt() [6.1.176:kernel/trace/trace.c:L4311-4320].  The
+#: window rows keep the header's own word.
+PREEMPT_MODELS = {"server": "none", "desktop": "voluntary", "preempt": "full", "preempt_rt": "rt"}
+
+
 def sniff(head: str) -> int:
     """How sure we are that ``head`` is latency-tracer output (or timerlat/osnoise/hwlat)."""
     m = re.search(r"^#\s*tracer:\s*(\S+)", head, re.M)
@@ -661,7 +670,7 @@ def _finalize(st: _State, ctx: ParseContext, before: int | None = None) -> None:
         if h.get("lat_us") is None:
             continue
         if h.get("model"):
-            ctx.meta.setdefault("preempt_model", h["model"])
+            ctx.meta.setdefault("preempt_model", PREEMPT_MODELS.get(h["model"], h["model"]))
         win = {
             "window": snap,
             "tracer": tracer,

@@ -343,3 +343,20 @@ def test_osnoise_kept_as_events(fixtures_dir):
     assert df["body"][2] == "1000000       5675  99.43250     202      6      0   1013     25     21"
     # the legend's column titles ("MAX") are not flag names
     assert ctx.meta["lat_flag_columns"] == ["irqs-off", "need-resched", "hardirq/softirq", "preempt-depth"]
+
+
+def test_run_config_names_the_preemption_model_as_the_kernel_does_elsewhere(corpus, tmp_path):
+    """print_trace_header() prints M:preempt for preempt_model_full(): the run's config says
+    full, as tracekit capture's --preempt and debugfs sched/preempt do, so latency runs and
+    the other traces of a boot land in one report group; the window keeps the header's word."""
+    import json
+
+    import tracekit
+
+    path = corpus / "kbuild-x86_64-6.1.192" / "A" / "latency_preemptoff.run1.txt"
+    r = tracekit.ingest([str(path)], store=str(tmp_path / "s"), arch="x86_64", preempt="full")[0]
+    st = tracekit.open_store(tmp_path / "s")
+    cfg = json.loads(st.runs().collect()["config"][0])
+    assert cfg["preempt_model"] == "full"
+    assert st.windows().collect()["preempt_model"].to_list() == ["preempt"]
+    assert r.run_id
