@@ -73,7 +73,7 @@ def test_calibrate_then_report(seed_store, tmp_path, monkeypatch):
     assert "Model prediction (tracekit.model v2622 -> modern)" in text
     # 16 MiB = 4096 PTEs: v2622 PREEMPT flushes at every 8-PTE ZAP_BLOCK end (512) and once more at the end
     assert "TLB flushes 513 -> " in text
-    assert f"fitted to run {ids['after'][:8]} (after)" in text
+    assert f"fitted to function_graph spans, run {ids['after'][:8]} (after)" in " ".join(text.split())
     # the worst window each side is predicted to have, and that no latency tracer measured it
     assert "worst preemptoff before: predicted" in text and "(v2622, ends in" in text
     assert "worst preemptoff after: predicted" in text and "not measured" in text

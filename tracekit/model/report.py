@@ -184,7 +184,10 @@ def _costs_origin(entry: dict[str, Any], f: Path) -> str:
     cal = entry.get("calibrated_from")
     if isinstance(cal, dict) and cal.get("run_id"):
         label = f" ({cal['label']})" if cal.get("label") else ""
-        return f"fitted to run {str(cal['run_id'])[:8]}{label}, {f.parent.name}/{f.name}"
+        ids = str(cal["run_id"]).split(",")
+        runs = f"run {ids[0][:8]}" if len(ids) == 1 else f"{len(ids)} runs ({', '.join(i[:8] for i in ids)})"
+        source = f" {cal['source']} spans," if cal.get("source") else ""
+        return f"fitted to{source} {runs}{label}, {f.parent.name}/{f.name}"
     return f"from {f.name}"
 
 
