@@ -161,8 +161,9 @@ _MODELINE_RE = r"^\s*vim:.*$"
 #: "# "), a record of any layout (context, verbose, -rt tag or preempt count, display-graph
 #: REL TIME), a stack frame, an elision, a capture note.  A line that begins otherwise was
 #: broken off the line before it (by a mail client): :mod:`tracekit.pasted` joins it back.
+#: So is a line that begins "#P:", the end of print_trace_header()'s "# latency:" line.
 OWN_LINE_RE = (
-    r"^\s*(?:$|#|=>|\[|\.\.\.|\(T\d|vim:|-{3,}|={3,}|\||\\|_-|cmd\s+pid"
+    r"^\s*(?:$|#(?:$|[^P]|P$|P[^:])|=>|\[|\.\.\.|\(T\d|vim:|-{3,}|={3,}|\||\\|_-|cmd\s+pid"
     r"|\S+ latency trace v|latency:|\d+ us \||[0-9a-fA-F]{8}\s+\d+\.\d+ms"
     r"|\S.*?-\d+\s+(?:\d+\S+\s+\d+|\(\s*[\d-]+\)\s+\[|\[\d+\])|\S.*?\s\d+\s+\d+\s+\d+\s+[0-9a-fA-F]{8}\s"
     r"|\w+=|no \w+ window|version = |CPU \d+ is empty|cpus=)"

@@ -289,3 +289,24 @@ def test_quoted_printable_without_soft_breaks(tmp_path):
     sp = store.spans().collect().sort("seq")
     assert sp.select("cpu", "pid", "dur_ns").rows() == [(11, 54512, 16_894), (11, 66433, 15_167)]
     assert res.counts["skipped_lines"] == 0
+
+
+def test_real_quoted_preemptirqsoff_with_wrapped_header(tmp_path, fixtures_dir):
+    """A preemptirqsoff window quoted three times in a reply (fixtures/published/README.md),
+    its ``# latency:`` line broken before ``#P:512)``: the header's numbers, all of them
+    (10620430 us, #4/4, CPU#260, M:desktop, #P:512), three records and the 13 frames."""
+    import tracekit
+
+    store = tracekit.open_store(tmp_path / "s")
+    path = fixtures_dir / "published" / "lkml-2024-ilookup-preemptirqsoff.quoted.txt"
+    (res,) = tracekit.ingest([str(path)], store=store, on_error="collect")
+    assert res.error is None, res.error
+    w = _window(store)
+    assert (w["latency_ns"], w["entries_shown"], w["entries_total"], w["cpu"], w["comm"], w["pid"],
+            w["preempt_model"]) == (10_620_430_000, 4, 4, 260, "fio", 3244715, "desktop")
+    (run,) = store.runs().collect().to_dicts()
+    assert run["ncpus"] == 512
+    ev = store.events().collect().sort("line")
+    assert ev["ts_ns"].to_list() == [0, 10_620_429_000, 10_620_430_000, 10_620_440_000]
+    assert len(ev["callchain"][-1]) == 13
+    assert res.counts["skipped_lines"] == 0
