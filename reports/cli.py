@@ -13,7 +13,7 @@ __all__ = ["register", "report"]
 
 def report(
     patch: Annotated[str, typer.Option("--patch", help="The patch whose runs are compared (as given to tracekit ingest --patch); several, comma-separated, compare each one's --compare sides with the first one's baseline.", show_default=False)],
-    store: Annotated[Optional[Path], typer.Option("--store", help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Store: a directory or a URL (s3://bucket/prefix, ...) (default: $TRACEKIT_STORE, else ./tracekit-store).", show_default=False)] = None,
     patch_file: Annotated[Optional[Path], typer.Option("--patch-file", help="The patch as git format-patch output or an mbox from the list: subject, author, Message-ID and the functions it touches.", show_default=False)] = None,
     before: Annotated[str, typer.Option("--before", help="Label of the runs before the patch.")] = "before",
     after: Annotated[str, typer.Option("--after", help="Label of the runs after the patch.")] = "after",

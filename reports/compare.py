@@ -107,21 +107,26 @@ class FrameSource:
         return self.windows_lf
 
 
-def default_store_path(store: str | os.PathLike | None) -> Path:
-    """--store, else $TRACEKIT_STORE, else ./tracekit-store."""
+def default_store_path(store: str | os.PathLike | None) -> str:
+    """--store (a directory or a URL), else $TRACEKIT_STORE, else ./tracekit-store."""
     if store is not None:
-        return Path(store)
-    return Path(os.environ.get("TRACEKIT_STORE") or "tracekit-store")
+        return os.fspath(store)
+    return os.environ.get("TRACEKIT_STORE") or "tracekit-store"
 
 
 def open_source(store: str | os.PathLike | None) -> ReportSource:
     """Open the store at ``store`` (see :func:`default_store_path`) for reading."""
-    path = default_store_path(store)
-    if not (path / "runs").exists():
-        raise ReportError(f"{path}: no store here (no runs ingested); run 'tracekit ingest' first")
-    from tracekit.store import open_store
+    from tracekit.store import StoreError, open_store
 
-    return open_store(path, create=False)
+    location = default_store_path(store)
+    try:
+        st = open_store(location, create=False)
+        present = st.has_table("runs")
+    except (StoreError, OSError) as e:
+        raise ReportError(f"{location}: cannot open the store: {e}") from None
+    if not present:
+        raise ReportError(f"{location}: no store here (no runs ingested); run 'tracekit ingest' first")
+    return st
 
 
 @dataclass(frozen=True)

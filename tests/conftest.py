@@ -14,12 +14,13 @@ FIXTURES = ROOT / "fixtures"
 def pytest_collection_modifyitems(config, items):
     import os
 
-    if os.environ.get("TRACEKIT_SLOW"):
-        return
-    skip = pytest.mark.skip(reason="slow test: set TRACEKIT_SLOW=1 to run it")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    for marker, env in (("slow", "TRACEKIT_SLOW"), ("spark", "TRACEKIT_SPARK")):
+        if os.environ.get(env):
+            continue
+        skip = pytest.mark.skip(reason=f"{marker} test: set {env}=1 to run it")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +57,67 @@ def _reports_match_the_schema(request, report_schema):
 
     for path in tmp.rglob("report.json"):
         jsonschema.validate(json.loads(path.read_text()), report_schema)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc, what: str, timeout: float = 60) -> None:
+    import socket
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with status {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """An S3 endpoint on loopback (moto's standalone server, started here), its address and
+    credentials in the environment of this process and of every process it starts, as a
+    user's would be.  Returns a function making a fresh bucket and giving its name."""
+    import itertools
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        _wait_for_port(port, proc, "moto_server")
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        counter = itertools.count()
+
+        def make() -> str:
+            name = f"tk-{next(counter)}"
+            fs.mkdir(name)
+            return name
+
+        yield make
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -34,36 +34,85 @@ def big_trace(tmp_path_factory) -> Path:
 def test_same_content_is_one_run(tmp_path, corpus):
     store = tracekit.open_store(tmp_path / "s")
     (a,) = tracekit.ingest([str(corpus / FG)], store=store, patch="p", label="before")
-    (b,) = tracekit.ingest([str(corpus / FG)], store=store, patch="p", label="after")
+    (b,) = tracekit.ingest([str(corpus / FG)], store=store, patch="p", label="before")
     assert a.status == "ingested" and b.status == "duplicate" and a.run_id == b.run_id
-    assert b.label == "before"  # says where it already is
     assert store.runs().collect().height == 1
-    (c,) = tracekit.ingest([str(corpus / FG)], store=store, patch="p", label="after", replace=True)
-    assert c.status == "replaced"
-    runs = store.runs().collect()
-    assert runs.height == 1 and runs["label"][0] == "after"
-    spans = store.spans().collect()
-    assert spans["label"].unique().to_list() == ["after"] and spans.height == a.counts["spans"]
+    (c,) = tracekit.ingest([str(corpus / FG)], store=store, patch="p", label="before", replace=True)
+    assert c.status == "replaced" and c.memberships == [("p", "before")]
+    assert store.runs().collect().height == 1
+    assert store.spans().collect().height == a.counts["spans"]
+    # one attempt's parts, the replaced one's are gone
+    assert len(list((store.root / "spans" / a.run_id).iterdir())) == 1
 
 
-def test_partition_values_are_sanitised(tmp_path, corpus):
+def test_membership_is_shared_not_copied(tmp_path, corpus):
+    """The same trace for another patch or label adds a membership, never a second copy;
+    --replace re-ingests the data and keeps every membership."""
     store = tracekit.open_store(tmp_path / "s")
-    patch = "../../etc/x=1\x00y"
-    (r,) = tracekit.ingest([str(corpus / FG)], store=store, patch=patch, label="a/b", arch="x86_64")
-    assert r.status == "ingested"
-    dirs = [p.relative_to(store.root) for p in (store.root / "spans").rglob("run_id=*")]
-    assert len(dirs) == 1 and ".." not in str(dirs[0]) and "\x00" not in str(dirs[0])
-    assert dirs[0].parts[1] == "patch=_etc_x_1_y" or dirs[0].parts[1].startswith("patch=")
+    (a,) = tracekit.ingest([str(corpus / FG)], store=store, patch="mm/foo", label="before")
+    (b,) = tracekit.ingest([str(corpus / FG)], store=store, patch="mm:foo", label="after")
+    assert b.status == "added" and b.run_id == a.run_id
+    assert b.memberships == [("mm/foo", "before"), ("mm:foo", "after")]
+    parts = list((store.root / "spans").rglob("part-*.parquet"))
+    assert len(parts) == 1  # the data once
+    runs = store.runs().collect().sort("patch")
+    assert runs.select("patch", "label").rows() == [("mm/foo", "before"), ("mm:foo", "after")]
+    n = a.counts["spans"]
+    per = store.spans().group_by("patch", "label").len().collect().sort("patch")
+    assert per.rows() == [("mm/foo", "before", n), ("mm:foo", "after", n)]
+    assert store.spans().filter(pl.col("patch") == "mm:foo").collect().height == n
+    (c,) = tracekit.ingest([str(corpus / FG)], store=store, patch="mm/foo", label="after", replace=True)
+    assert c.status == "replaced"
+    assert c.memberships == [("mm/foo", "after"), ("mm/foo", "before"), ("mm:foo", "after")]
+    assert store.runs().collect().height == 3 and store.spans().collect().height == 3 * n
+    assert len(list((store.root / "spans").rglob("part-*.parquet"))) == 1
+
+
+def test_cli_says_membership_added(tmp_path, corpus):
+    s = str(tmp_path / "s")
+    _tk("ingest", str(corpus / FG), "--store", s, "--patch", "p", "--label", "before")
+    out = _tk("ingest", str(corpus / FG), "--store", s, "--patch", "q", "--label", "before")
+    assert out.returncode == 0, out.stderr
+    assert "already in the store" in out.stdout and "added to patch q, label before" in out.stdout
+    assert "patch p, label before" in out.stdout
+
+
+def test_names_never_collide_or_change_type(tmp_path, corpus):
+    """mm/foo and mm:foo are two patches; 1234 and 1 stay strings; a path-like name
+    stays inside the store."""
+    store = tracekit.open_store(tmp_path / "s")
+    hostile = "../../etc/x=1\x00y"
+    for patch, label in (("mm/foo", "before"), ("mm:foo", "before"), ("1234", "1"), (hostile, "a/b")):
+        (r,) = tracekit.ingest([str(corpus / FG)], store=store, patch=patch, label=label, arch="x86_64")
+        assert r.status in ("ingested", "added")
+    names = sorted(p.name for p in (store.root / "memberships").iterdir() if p.is_dir())
+    assert names == sorted(["mm%2Ffoo", "mm%3Afoo", "1234", "%2E.%2F..%2Fetc%2Fx%3D1%00y"])
     assert all(p.resolve().is_relative_to(store.root.resolve()) for p in store.root.rglob("*"))
-    row = store.runs().collect().row(0, named=True)
-    assert row["patch"] == patch and row["label"] == "a/b"
-    assert row["partition"]["label"] == sanitize_partition("a/b") == "a_b"
+    runs = store.runs().collect()
+    assert runs.schema["patch"] == pl.String and runs.schema["label"] == pl.String
+    assert sorted(runs["patch"].to_list()) == sorted(["mm/foo", "mm:foo", "1234", hostile])
+    raw = pl.read_parquet(str(store.root / "memberships" / "**" / "*.parquet"))
+    assert raw.schema["patch"] == pl.String and raw.schema["label"] == pl.String
+    assert sorted(raw["label"].to_list()) == ["1", "a/b", "before", "before"]
+
+
+def test_encode_name_is_reversible():
+    from tracekit.store import StoreError, decode_name, encode_name
+
+    for name in ("mm/foo", "mm:foo", "mm_foo", "..", ".", "_x", "a%2Fb", "1234", "ünïcode ✓", "x" * 60):
+        enc = encode_name(name)
+        assert decode_name(enc) == name
+        assert "/" not in enc and not enc.startswith((".", "_")) and enc not in (".", "..")
+    assert len({encode_name(n) for n in ("mm/foo", "mm:foo", "mm_foo", "mm%2Ffoo")}) == 4
+    with pytest.raises(StoreError):
+        encode_name("")
+    with pytest.raises(StoreError):
+        encode_name("/" * 100)
 
 
 def test_sanitize_partition():
     assert sanitize_partition("..") == "_"
     assert sanitize_partition("") == "none"
-    assert sanitize_partition("mm: reduce pagetable-freeing latencies") == "mm__reduce_pagetable-freeing_latencies"
     assert "/" not in sanitize_partition("a/../b") and ".." not in sanitize_partition("a/../b")
 
 
@@ -71,34 +120,37 @@ def test_crash_before_runs_row_leaves_nothing_visible(tmp_path, corpus, monkeypa
     store = tracekit.open_store(tmp_path / "s")
     real_commit = RunWriter.commit
 
-    def crash_after_tables(self, run_row, replace=False):
-        # publish the table directories, then die before the runs row
-        real_rename = os.rename
-        calls = []
+    def crash_before_runs_row(self, run_row, replace=False):
+        # the parts and the membership are written, then the process dies
+        self.store.add_membership(self.run_id, run_row["patch"], run_row["label"])
+        raise KeyboardInterrupt("simulated crash")
 
-        def rename(src, dst):
-            if str(dst).endswith(".parquet") and "/runs/" in str(dst):
-                raise KeyboardInterrupt("simulated crash")
-            calls.append(dst)
-            return real_rename(src, dst)
-
-        monkeypatch.setattr(os, "rename", rename)
-        try:
-            return real_commit(self, run_row, replace)
-        finally:
-            monkeypatch.setattr(os, "rename", real_rename)
-
-    monkeypatch.setattr(RunWriter, "commit", crash_after_tables)
+    monkeypatch.setattr(RunWriter, "commit", crash_before_runs_row)
+    monkeypatch.setattr(RunWriter, "abort", lambda self: None)  # a crash cleans nothing up
     with pytest.raises(KeyboardInterrupt):
         tracekit.ingest([str(corpus / FG)], store=store)
-    monkeypatch.setattr(RunWriter, "commit", real_commit)
-    # the span directory was renamed in, but without its runs row nothing shows
-    assert list((store.root / "spans").rglob("run_id=*"))
+    monkeypatch.undo()
+    assert list((store.root / "spans").rglob("part-*.parquet"))
+    assert list((store.root / "memberships").rglob("*/*/*.parquet"))
     assert store.runs().collect().height == 0 and store.spans().collect().height == 0
-    (r,) = tracekit.ingest([str(corpus / FG)], store=store)
+    (r,) = tracekit.ingest([str(corpus / FG)], store=store)  # recovers first
     assert r.status == "ingested"
     assert store.spans().collect().height == r.counts["spans"]
-    assert len(list((store.root / "spans").rglob("run_id=*"))) == 1
+    assert len(list((store.root / "spans").rglob("part-*.parquet"))) == 1
+
+
+def test_gc_removes_orphans(tmp_path, corpus, monkeypatch):
+    store = tracekit.open_store(tmp_path / "s")
+    monkeypatch.setattr(RunWriter, "commit", lambda self, row, replace=False: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(RunWriter, "abort", lambda self: None)
+    with pytest.raises(KeyboardInterrupt):
+        tracekit.ingest([str(corpus / FG)], store=store, patch="p", label="x")
+    monkeypatch.undo()
+    assert list((store.root / "spans").rglob("part-*.parquet"))
+    out = _tk("gc", "--store", str(store.root))
+    assert out.returncode == 0, out.stderr
+    assert "removed 1" in out.stdout
+    assert not list((store.root / "spans").rglob("part-*.parquet"))
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.0, 2.0])
@@ -147,14 +199,44 @@ def test_concurrent_ingests_all_land(tmp_path, corpus):
     assert {k: v for k, v in counts.items() if v} == dict(per_run.iter_rows())
 
 
-def test_store_readable_by_plain_polars_and_pyarrow(tmp_path, corpus):
-    store = tracekit.open_store(tmp_path / "s")
-    (r,) = tracekit.ingest([str(corpus / FG)], store=store, patch="p1", label="before", arch="x86_64")
+def test_store_readable_by_plain_polars_pyarrow_pandas_duckdb(tmp_path, corpus):
+    """The raw files, read with nothing of tracekit: the documented join (docs/store.md)
+    gives the runs' spans with their patch, label and arch, strings all."""
+    import duckdb
+    import pandas as pd
     import pyarrow.dataset as ds
 
-    d = ds.dataset(str(store.root / "spans"), format="parquet", partitioning="hive")
-    t = d.to_table()
-    assert t.num_rows == r.counts["spans"]
-    assert set(t.column("run_id").to_pylist()) == {r.run_id}
-    df = pl.scan_parquet(str(store.root / "spans" / "**" / "*.parquet"), hive_partitioning=True).collect()
-    assert df.height == r.counts["spans"] and df["patch"].unique().to_list() == ["p1"]
+    store = tracekit.open_store(tmp_path / "s")
+    (r,) = tracekit.ingest([str(corpus / FG)], store=store, patch="1234", label="1", arch="x86_64")
+    tracekit.ingest([str(corpus / FG)], store=store, patch="mm/foo", label="before")
+    n = r.counts["spans"]
+    root = store.root
+    t = ds.dataset(str(root / "spans"), format="parquet").to_table()
+    assert t.num_rows == n and set(t.column("run_id").to_pylist()) == {r.run_id}
+    m = pd.read_parquet(root / "memberships")
+    assert sorted(m["patch"]) == ["1234", "mm/foo"] and m["label"].map(type).eq(str).all()
+    df = pl.scan_parquet(str(root / "memberships" / "**" / "*.parquet")).collect()
+    assert df.schema["patch"] == pl.String and sorted(df["label"].to_list()) == ["1", "before"]
+    got = duckdb.sql(f"""
+        SELECT m.patch, m.label, r.arch, count(*) AS n, any_value(typeof(m.patch)) AS t
+        FROM read_parquet('{root}/spans/**/*.parquet') s
+        JOIN read_parquet('{root}/runs/*.parquet') r USING (run_id, attempt)
+        JOIN read_parquet('{root}/memberships/**/*.parquet') m USING (run_id)
+        GROUP BY ALL ORDER BY ALL""").fetchall()
+    assert got == [("1234", "1", "x86_64", n, "VARCHAR"), ("mm/foo", "before", "x86_64", n, "VARCHAR")]
+    # an empty table has its schema: windows has no rows here
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{root}/windows/**/*.parquet')").fetchall() == [(0,)]
+    assert pl.scan_parquet(str(root / "windows" / "**" / "*.parquet")).collect().columns[:3] == ["window", "tracer", "latency_ns"]
+    assert ds.dataset(str(root / "windows"), format="parquet").schema.field("latency_ns").type == "int64"
+    assert list(pd.read_parquet(root / "windows").columns)[:2] == ["window", "tracer"]
+
+
+def test_empty_store_reads_as_empty_everywhere(tmp_path):
+    import duckdb
+
+    store = tracekit.open_store(tmp_path / "s")
+    assert store.runs().collect().height == 0 and store.spans().collect().height == 0
+    assert store.spans().collect_schema()["patch"] == pl.String
+    for table in ("runs", "memberships", "spans", "events", "windows"):
+        assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{store.root}/{table}/**/*.parquet')").fetchall() == [(0,)]
+        assert pl.scan_parquet(str(store.root / table / "**" / "*.parquet")).collect().height == 0

@@ -45,10 +45,11 @@ def die(message: str, code: int = 2) -> "typer.Exit":
 
 
 StoreOpt = Annotated[
-    Optional[Path],
+    Optional[str],
     typer.Option(
         "--store",
-        help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).",
+        help="Store: a directory or a URL (s3://bucket/prefix, gs://..., file://...); credentials "
+        "and endpoint from the environment (AWS_ENDPOINT_URL, ...).  Default: $TRACEKIT_STORE, else ./tracekit-store.",
         show_default=False,
     ),
 ]
@@ -71,6 +72,7 @@ def ingest(
     clock_hz: Annotated[Optional[float], typer.Option("--clock-hz", help="Frequency of a counter trace clock (x86-tsc, ppc-tb), to convert ticks to ns.")] = None,
     preempt: Annotated[Optional[str], typer.Option(help="Preemption model of the traced kernel (none, voluntary, full, rt), when the trace does not say.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Ingest this many files in parallel.")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Ingest on a dask.distributed cluster: the scheduler's address (tcp://host:8786).  The workers write straight into --store, which they must reach (s3://..., or a directory they all mount).  Needs tracekit[cluster].", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Read traces into the store: spans, events and latency windows, one run per file.
@@ -80,7 +82,8 @@ def ingest(
         tracekit ingest trace-before.txt --patch pgfree-lat --label before --arch x86_64
 
     The format, arch and kernel are taken from the trace where it says so.  The same trace
-    twice is one run (the second ingest says so; --replace re-ingests).  Exit status: 0 on
+    twice is one run: for another patch or label it is added to them, its data not stored
+    again; for the same, the ingest says so (--replace re-ingests it).  Exit status: 0 on
     success (warnings allowed), 2 on input that cannot be read.
     """
     from tracekit.pipeline import IngestError, ingest as do_ingest
@@ -101,7 +104,8 @@ def ingest(
             clock_hz=clock_hz,
             preempt=preempt,
             jobs=jobs,
-            progress=progress,
+            scheduler=scheduler,
+            progress=progress and scheduler is None,
             on_error="collect",
         )
     except IngestError as e:
@@ -128,10 +132,13 @@ def runs(
         tracekit runs --store ./tracekit-store --json
     """
     from tracekit.summary import print_runs
-    from tracekit.store import open_store
+    from tracekit.store import StoreError, open_store
 
-    st = open_store(store, create=False)
-    df = st.runs().collect()
+    try:
+        st = open_store(store, create=False)
+        df = st.runs().collect()
+    except (StoreError, OSError) as e:
+        raise die(str(e))
     if patch is not None:
         df = df.filter(df["patch"] == patch)
     if json_out:
@@ -143,6 +150,28 @@ def runs(
         out.print(json.dumps(rows, indent=2), markup=False)
     else:
         print_runs(df, out)
+
+
+@app.command()
+def gc(
+    store: StoreOpt = None,
+    grace: Annotated[Optional[float], typer.Option("--grace", help="On object storage, keep orphans younger than this many seconds (a writer may still be at work); default 6 hours.  On a local store, a live writer's lock keeps what it writes.")] = None,
+) -> None:
+    """Remove what interrupted ingests left: parts no run commits, memberships of runs
+    never committed, work files of dead processes.  Nothing visible changes.
+
+    Example:
+
+        tracekit gc --store s3://ci-traces/store --grace 3600
+    """
+    from tracekit.store import StoreError, open_store
+
+    try:
+        st = open_store(store, create=False)
+        n = st.gc(grace)
+    except (StoreError, OSError) as e:
+        raise die(str(e))
+    out.print(f"{st.url}: removed {n} orphaned attempt(s), membership(s) and work file(s)", markup=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import queue
 import sys
@@ -38,7 +39,7 @@ from tracekit.parsers.base import LineChunk, ParseContext, ParseError
 from tracekit.pasted import Paste, Rejoined, find_paste, strip_text, unpaste, wraps_in
 from tracekit.schema import COUNT_FIELDS, WINDOW_SCHEMA, conform
 from tracekit.spans import SpanBuilder
-from tracekit.store import Store, StoreError, open_store
+from tracekit.store import Store, StoreError, encode_name, ingested_by, open_store
 
 __all__ = ["ingest", "ingest_file", "ingest_one", "IngestResult", "IngestError"]
 
@@ -49,7 +50,9 @@ class IngestError(Exception):
 
 @dataclass
 class IngestResult:
-    """What happened to one input: ``status`` is ingested, replaced, duplicate or failed."""
+    """What happened to one input: ``status`` is ingested, replaced, added (the run was in
+    the store and now also belongs to this patch and label), duplicate (it already did) or
+    failed.  ``memberships``: every (patch, label) the run belongs to afterwards."""
 
     path: str
     status: str = "failed"
@@ -68,6 +71,7 @@ class IngestResult:
     error: str | None = None
     seconds: float = 0.0
     bytes: int = 0
+    memberships: list[tuple[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,11 +91,17 @@ def ingest(
     clock_hz: float | None = None,
     preempt: str | None = None,
     jobs: int = 1,
+    scheduler: str | None = None,
     progress: bool = False,
     on_error: str = "raise",
     extra_meta: dict[str, Any] | None = None,
 ) -> list[IngestResult]:
     """Ingest ``paths`` into ``store``; one :class:`IngestResult` per path.
+
+    ``jobs`` files are ingested at a time by processes of this machine; with ``scheduler``
+    (the address of a dask.distributed scheduler, ``tcp://host:8786``) the cluster's workers
+    ingest them instead, each file with the same code, straight into ``store``, which they
+    must reach too (object storage, or a directory every worker mounts).
 
     ``on_error="raise"`` raises :class:`ParseError` / :class:`InputError` for the first input
     that cannot be read; ``"collect"`` records it in that input's result and goes on.
@@ -114,6 +124,11 @@ def ingest(
         except KeyError as e:
             raise IngestError(str(e.args[0])) from None
     try:
+        for what, name in (("--patch", patch), ("--label", label)):
+            encode_name(name)
+    except StoreError as e:
+        raise IngestError(f"{what}: {e}") from None
+    try:
         st = store if isinstance(store, Store) else open_store(store)
         st.recover()
     except (StoreError, OSError) as e:
@@ -122,9 +137,14 @@ def ingest(
         arch=arch, kernel=kernel, patch=patch, label=label, boot=boot, format=format, replace=replace,
         clock_hz=clock_hz, preempt=preempt, extra_meta=extra_meta,
     )
-    if jobs > 1 and len(paths) > 1 and "-" not in paths:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            per_path = list(pool.map(_ingest_worker, [(p, str(st.root), opts) for p in paths]))
+    if scheduler is not None:
+        from tracekit.cluster import ingest_on_cluster
+
+        per_path = ingest_on_cluster(scheduler, paths, st, opts)
+    elif jobs > 1 and len(paths) > 1 and "-" not in paths:
+        # spawned, not forked: a fork of a process whose polars threads run may deadlock
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            per_path = list(pool.map(_ingest_worker, [(p, st.url, opts) for p in paths]))
     else:
         per_path = [ingest_file(p, st, progress=progress, **opts) for p in paths]
     results = [r for rs in per_path for r in rs]
@@ -166,8 +186,8 @@ def _reuse_freed_memory() -> None:
 
 
 def _ingest_worker(args: tuple[str, str, dict]) -> list[IngestResult]:
-    path, root, opts = args
-    return ingest_file(path, Store(Path(root)), progress=False, **opts)
+    path, url, opts = args
+    return ingest_file(path, Store(url), progress=False, **opts)
 
 
 def ingest_file(path: str, store: Store, **opts: Any) -> list[IngestResult]:
@@ -175,7 +195,7 @@ def ingest_file(path: str, store: Store, **opts: Any) -> list[IngestResult]:
     ``trace-cmd report -i a.dat -i b.dat`` text (each input's lines carry its name; see
     :func:`tracekit.parsers.tracecmd_report.report_inputs`).  Options as :func:`ingest_one`."""
     if path == "-":
-        spooled = spool_stdin(store.root / ".tmp")
+        spooled = spool_stdin(store.scratch())
         try:
             return ingest_file(str(spooled), store, display="<stdin>", **opts)
         finally:
@@ -224,10 +244,13 @@ def ingest_one(
     extra_meta: dict[str, Any] | None = None,
     display: str | None = None,
     report_input: tuple[tracecmd_report.ReportInputs, str] | None = None,
+    recorded_path: str | None = None,
 ) -> IngestResult:
     """Ingest one trace file (``-`` for standard input) into ``store``.  ``display`` is the
     name to show for it (the path by default); ``report_input`` selects one input of a
-    several-input trace-cmd report (:func:`ingest_file` makes one run of each)."""
+    several-input trace-cmd report (:func:`ingest_file` makes one run of each);
+    ``recorded_path`` is the path the run records, when ``path`` is a copy (a cluster
+    worker's) of the trace the user named (by default, ``display`` made absolute)."""
     _reuse_freed_memory()
     t0 = time.monotonic()
     display = display or ("<stdin>" if path == "-" else str(path))
@@ -235,9 +258,11 @@ def ingest_one(
     boot = boot.strip() if boot else None
     res = IngestResult(path=shown, patch=patch, label=label, boot_id=boot or None)
     spooled: Path | None = None
+    if recorded_path is None:
+        recorded_path = os.path.abspath(display) if display != "<stdin>" else display
     try:
         if path == "-":
-            spooled = spool_stdin(store.root / ".tmp")
+            spooled = spool_stdin(store.scratch())
             real = spooled
         else:
             real = Path(path)
@@ -271,13 +296,15 @@ def ingest_one(
             paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
         gate = _Gate(store, real, replace, res, part=report_input[1] if report_input else None)
         try:
-            _run(mod, real, display, store, gate, res, paste, report_input,
+            _run(mod, real, display, recorded_path, store, gate, res, paste, report_input,
                  arch=arch, kernel=kernel, patch=patch, label=label, boot=boot or None, clock_hz=clock_hz,
                  preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}))
         except _Duplicate as d:
             existing = d.row
-            res.status = "duplicate"
-            res.patch, res.label = existing["patch"], existing["label"]
+            before = _memberships_of(store, res.run_id)
+            added = store.add_membership(res.run_id, patch, label)
+            res.status = "added" if added else "duplicate"
+            res.memberships = sorted(set(before) | {(patch, label)})
             res.boot_id = existing.get("boot_id")
             res.arch, res.kernel = existing["arch"], existing["kernel"]
             res.tracer, res.format = existing["tracer"], existing["format"]
@@ -303,7 +330,7 @@ def ingest_one(
     return res
 
 
-def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestResult, paste: Paste,
+def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: _Gate, res: IngestResult, paste: Paste,
          report_input: tuple[tracecmd_report.ReportInputs, str] | None, *, arch, kernel, patch, label, boot, clock_hz,
          preempt, progress, extra_meta) -> None:
     ctx = ParseContext(res.path, options={"clock_hz": clock_hz})
@@ -424,9 +451,10 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
         ncpus = meta.pop("ncpus", None)
         meta.pop("span_source", None)
         meta.update({k: v for k, v in extra_meta.items()})
+        meta["ingested_by"] = ingested_by()
         row = {
             "run_id": run_id,
-            "path": os.path.abspath(display) if display != "<stdin>" else display,
+            "path": recorded_path,
             "sha256": sha,
             "format": mod.FORMAT.name,
             "tracer": tracer,
@@ -460,11 +488,17 @@ def _run(mod, real: Path, display: str, store: Store, gate: _Gate, res: IngestRe
         if prog is not None:
             prog.stop()
     res.status = "replaced" if replacing else "ingested"
+    res.memberships = _memberships_of(store, run_id) if replacing else [(patch, label)]
     res.tracer, res.arch, res.kernel = tracer, final_arch, final_kernel
     res.counts, res.spans_by_source = counts, spans_by_source
     res.skipped = dict(ctx.skipped)
     res.warnings = list(ctx.warnings)
     res.bytes = nbytes
+
+
+def _memberships_of(store: Store, run_id: str) -> list[tuple[str, str]]:
+    m = store.memberships().filter(pl.col("run_id") == run_id)
+    return sorted(m.select("patch", "label").iter_rows())
 
 
 class _Ahead:

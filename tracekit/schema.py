@@ -17,6 +17,7 @@ __all__ = [
     "STORED_EVENT_SCHEMA",
     "WINDOW_SCHEMA",
     "RUN_SCHEMA",
+    "MEMBERSHIP_SCHEMA",
     "COUNT_FIELDS",
     "Kind",
     "conform",
@@ -155,6 +156,16 @@ RUN_SCHEMA: dict[str, pl.DataType] = {
     "meta": pl.String(),  # JSON object: everything else the trace said (header numbers, ...)
     "tracekit_version": pl.String(),
     "ingested_at": pl.Datetime("us", "UTC"),
+}
+
+
+#: One row per (run, patch, label): a run belongs to every patch and label it was ingested
+#: for, its data stored once.
+MEMBERSHIP_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "patch": pl.String(),
+    "label": pl.String(),
+    "added_at": pl.Datetime("us", "UTC"),  # when the run was first ingested for this patch and label
 }
 
 

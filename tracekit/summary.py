@@ -37,12 +37,21 @@ def print_summary(results: list[IngestResult], out: Console, err: Console) -> No
         if r.status == "failed":
             err.print(f"tracekit: error: {r.error}", markup=False)
             continue
-        if r.status == "duplicate":
-            out.print(
-                f"{r.path}: already in the store as run {r.run_id} (patch {r.patch}, label {r.label}); "
-                "nothing to do (--replace re-ingests)",
-                markup=False,
-            )
+        if r.status in ("duplicate", "added"):
+            others = [m for m in r.memberships if m != (r.patch, r.label)]
+            where = "; ".join(f"patch {p}, label {lab}" for p, lab in others)
+            if r.status == "added":
+                out.print(
+                    f"{r.path}: already in the store as run {r.run_id} ({where}); "
+                    f"added to patch {r.patch}, label {r.label} (its data is not stored again)",
+                    markup=False,
+                )
+            else:
+                out.print(
+                    f"{r.path}: already in the store as run {r.run_id} in patch {r.patch}, label {r.label}"
+                    + (f" (and {where})" if where else "") + "; nothing to do (--replace re-ingests)",
+                    markup=False,
+                )
             continue
         verb = "re-ingested" if r.status == "replaced" else "ingested"
         rate = f", {r.bytes / 1e6 / r.seconds:.1f} MB/s" if r.seconds > 0 and r.bytes > 1e6 else ""
@@ -58,10 +67,12 @@ def print_summary(results: list[IngestResult], out: Console, err: Console) -> No
         for w in r.warnings:
             err.print(f"tracekit: warning: {w}", markup=False)
     ok = sum(r.status in ("ingested", "replaced") for r in results)
+    added = sum(r.status == "added" for r in results)
     dup = sum(r.status == "duplicate" for r in results)
     bad = sum(r.status == "failed" for r in results)
     if len(results) > 1:
-        out.print(f"{ok} ingested, {dup} already present, {bad} failed", markup=False)
+        also = f"{added} added to this patch and label, " if added else ""
+        out.print(f"{ok} ingested, {also}{dup} already present, {bad} failed", markup=False)
 
 
 def print_runs(df: pl.DataFrame, out: Console) -> None:
