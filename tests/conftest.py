@@ -121,3 +121,42 @@ def s3_bucket():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(s3_bucket, tmp_path_factory):
+    """A dask.distributed scheduler and two worker processes on loopback, started here (no
+    nanny: a killed worker stays dead), with the S3 endpoint's environment.  Yields the
+    scheduler's address and a dict worker address -> the worker's Popen."""
+    import subprocess
+    import sys
+
+    from distributed import Client
+
+    d = tmp_path_factory.mktemp("dask")
+    port = _free_port()
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    address = f"tcp://127.0.0.1:{port}"
+    try:
+        _wait_for_port(port, procs[0], "dask scheduler")
+        for i in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--no-nanny", "--nthreads", "1",
+                 "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}", "--local-directory", str(d / f"w{i}")],
+                cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            pids = client.run(lambda: __import__("os").getpid())
+        by_pid = {p.pid: p for p in procs[1:]}
+        yield address, {addr: by_pid[pid] for addr, pid in pids.items()}
+    finally:
+        for p in procs[::-1]:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()

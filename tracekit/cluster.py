@@ -29,10 +29,6 @@ from tracekit.store import Store
 
 __all__ = ["ingest_on_cluster"]
 
-#: Seconds to wait for the scheduler to answer.
-CONNECT_TIMEOUT_S = 30
-
-
 def ingest_on_cluster(scheduler: str, paths: list[str], store: Store, opts: dict[str, Any]) -> list[list[IngestResult]]:
     """The results of each path (one per run it makes), in the order of ``paths``, each
     ingested by a worker of the cluster whose scheduler is at ``scheduler``."""
@@ -41,17 +37,18 @@ def ingest_on_cluster(scheduler: str, paths: list[str], store: Store, opts: dict
     except ImportError:
         raise IngestError("--scheduler needs dask.distributed, which is not installed: pip install 'tracekit[cluster]'") from None
     try:
-        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        # (how long to wait for the scheduler is Dask's: distributed.comm.timeouts.connect)
+        client = distributed.Client(scheduler, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as e:
         raise IngestError(f"--scheduler {scheduler}: cannot reach the scheduler: {e}") from None
     results: list[list[IngestResult] | None] = [None] * len(paths)
     with client:
         window = 2 * max(1, sum(client.nthreads().values()))
         todo = list(enumerate(paths))[::-1]
-        running = distributed.as_completed()
         names: dict[str, tuple[int, str]] = {}
 
-        def submit_next() -> None:
+        def submit_next():
+            """Send the next trace that exists; its future, or None when none is left."""
             while todo:
                 i, path = todo.pop()
                 if path != "-" and not Path(path).is_file():  # the local ingest's own message
@@ -65,15 +62,18 @@ def ingest_on_cluster(scheduler: str, paths: list[str], store: Store, opts: dict
                     fut = client.submit(_ingest_shipped, display, recorded, name, data, store.url, opts,
                                         key=f"tracekit-ingest-{uuid.uuid4().hex}", pure=False)
                 names[fut.key] = (i, display)
-                running.add(fut)
-                return
+                return fut
+            return None
 
-        for _ in range(window):
-            submit_next()
-        for fut in running:
-            i, display = names.pop(fut.key)
-            results[i] = _result(fut, display, distributed)
-            submit_next()
+        first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+        if first:
+            running = distributed.as_completed(first, loop=client.loop)
+            for fut in running:
+                i, display = names.pop(fut.key)
+                results[i] = _result(fut, display, distributed)
+                nxt = submit_next()
+                if nxt is not None:
+                    running.add(nxt)
     return [r for r in results if r is not None]
 
 
