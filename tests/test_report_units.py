@@ -186,7 +186,6 @@ def test_cli_baseline_compare(tmp_path):
     assert "tracekit report: patch synthetic, before vs v1 vs v2" in r.output
 
 
-@pytest.mark.xfail(strict=True, reason="shared membership (a run in several patches, data stored once) is not in the store yet")
 def test_a_trace_shared_by_two_patches_appears_in_both_reports(tmp_path):
     store = tmp_path / "store"
     medians = {"before": [100, 110, 105, 95, 102]}

@@ -80,7 +80,9 @@ STORED_RUN_SCHEMA: dict[str, pl.DataType] = {
 #: What readers of spans, events and windows get besides the table's columns.
 MEMBER_COLUMNS = ("patch", "arch", "label", "run_id")
 
-_RUN_ID = re.compile(r"^[0-9a-f]{16}$")
+#: A run id (tracekit's are 16 hex digits of the content's SHA-256; the library takes any
+#: such name): what may name a runs file and a run's directories.
+_RUN_ID = re.compile(r"^(?!empty$)(?!.*\.parquet$)[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
 _ATTEMPT = re.compile(r"^(\d{10})-[0-9a-f]{12}$")
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
 _MAX_NAME = 200  # bytes of an encoded name: a path segment stays under every filesystem's 255
@@ -601,6 +603,8 @@ class Store:
     def begin_run(self, run_id: str) -> RunWriter:
         """Start writing run ``run_id`` under a fresh attempt; on a local store the caller
         holds :meth:`lock` (run_id)."""
+        if not _RUN_ID.match(run_id):
+            raise StoreError(f"{run_id!r}: not a run id (letters, digits, '.', '_', '-')")
         return RunWriter(self, run_id, _new_attempt())
 
     def _remove_attempt(self, run_id: str, attempt: str) -> None:
