@@ -61,25 +61,23 @@ def test_killed_worker_leaves_nothing_partial_and_the_retry_lands_once(tmp_path,
                    capture_output=True, cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     url = f"s3://{s3_bucket()}/store"
     st = tracekit.open_store(url)
-    got: list = []
-    t = threading.Thread(target=lambda: got.extend(tracekit.ingest([str(big)], store=url, arch="x86_64",
-                                                                   scheduler=address, on_error="collect")))
-    t.start()
-    # wait for the first part of the attempt, then kill the worker writing it
     files = st._files
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not [f for f in files.find("spans") if "part-" in f]:
-        time.sleep(0.05)
-    parts = [f for f in files.find("spans") if "part-" in f]
-    assert parts, "no part was written"
+    got: list = []
     from distributed import Client
 
     with Client(address, timeout=30) as c:
+        t = threading.Thread(target=lambda: got.extend(tracekit.ingest([str(big)], store=url, arch="x86_64",
+                                                                       scheduler=address, on_error="collect")))
+        t.start()
+        # wait for the first part of the attempt, then kill the worker writing it
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not [f for f in files.find("spans") if "part-" in f]:
+            time.sleep(0.02)
         busy = [w for w, tasks in c.processing().items() if tasks]
-    assert len(busy) == 1
-    killed = workers[busy[0]]
-    killed.kill()
-    killed.wait()
+        assert len(busy) == 1, "no worker is ingesting"
+        killed = workers[busy[0]]
+        killed.kill()
+        killed.wait()
     assert st.runs().collect().height == 0 and st.spans().collect().height == 0  # nothing partial
     t.join(300)
     (r,) = got
@@ -100,3 +98,13 @@ def test_unreachable_scheduler_is_one_clear_line(tmp_path, corpus):
               env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"})
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("tracekit: error: --scheduler tcp://127.0.0.1:9: cannot reach the scheduler"), out.stderr
+
+
+def test_without_dask_the_message_says_what_to_install(tmp_path, corpus):
+    code = ("import sys; sys.modules['distributed'] = None; sys.argv = ['tracekit'] + sys.argv[1:];"
+            " from tracekit.cli import main; main()")
+    out = subprocess.run([sys.executable, "-c", code, "ingest", str(corpus / BATCH[0]), "--store", str(tmp_path / "s"),
+                          "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == ("tracekit: error: --scheduler needs dask.distributed, which is not installed: "
+                                  "pip install 'tracekit[cluster]'")

@@ -240,3 +240,25 @@ def test_empty_store_reads_as_empty_everywhere(tmp_path):
     for table in ("runs", "memberships", "spans", "events", "windows"):
         assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{store.root}/{table}/**/*.parquet')").fetchall() == [(0,)]
         assert pl.scan_parquet(str(store.root / table / "**" / "*.parquet")).collect().height == 0
+
+
+def test_parts_let_readers_skip_row_groups_by_function(tmp_path, corpus):
+    """A part's func and comm carry min/max statistics and a Bloom filter: DuckDB's probe
+    excludes a function the run never called and keeps one it did."""
+    import duckdb
+
+    store = tracekit.open_store(tmp_path / "s")
+    (r,) = tracekit.ingest([str(corpus / FG)], store=store, arch="x86_64")
+    (part,) = (store.root / "spans").rglob("part-*.parquet")
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(part).metadata
+    names = [md.schema.column(i).name for i in range(md.num_columns)]
+    stats = md.row_group(0).column(names.index("func")).statistics
+    assert stats.has_min_max and stats.min <= "exit_mmap" <= stats.max
+
+    def excluded(col: str, value: str) -> bool:
+        return duckdb.sql(f"SELECT bloom_filter_excludes FROM parquet_bloom_probe('{part}', '{col}', '{value}')").fetchall()[0][0]
+
+    assert not excluded("func", "exit_mmap") and excluded("func", "no_such_kernel_function")
+    assert excluded("comm", "no-such-task")

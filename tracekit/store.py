@@ -60,7 +60,7 @@ import polars as pl
 from tracekit.schema import MEMBERSHIP_SCHEMA, RUN_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, WINDOW_SCHEMA
 
 __all__ = [
-    "Store", "RunWriter", "StoreError", "open_store", "default_store_path",
+    "Store", "RunWriter", "StoreError", "open_store", "default_store_location", "default_store_path",
     "encode_name", "decode_name", "sanitize_partition", "STORED_RUN_SCHEMA", "DATA_KEYS",
 ]
 
@@ -94,9 +94,14 @@ class StoreError(Exception):
     """A store that cannot be opened or written (path and reason in the message)."""
 
 
-def default_store_path() -> str:
-    """``$TRACEKIT_STORE``, else ``./tracekit-store``."""
+def default_store_location() -> str:
+    """``$TRACEKIT_STORE`` (a directory or a URL), else ``./tracekit-store``."""
     return os.environ.get("TRACEKIT_STORE") or "tracekit-store"
+
+
+def default_store_path() -> Path:
+    """:func:`default_store_location` as a local path (for files kept beside a local store)."""
+    return Path(default_store_location())
 
 
 def encode_name(value: str) -> str:
@@ -185,9 +190,11 @@ def write_part(df: pl.DataFrame, sink) -> None:
     durations, nearly all distinct and mostly increasing: delta-encoded (a dictionary of
     distinct values would only be built to be thrown away).  Then zstd, and min/max
     statistics of the numeric columns (readers skip row groups by time, CPU or pid), of
-    ``func`` and ``comm`` (readers looking for one function or task skip the row groups
-    whose range misses it) and of the run and attempt (a reader of the raw files skips
-    whole files of other runs)."""
+    ``func`` and ``comm`` and of the run and attempt (a reader of the raw files skips whole
+    files of other runs).  A part's calls come in time order, so the name range of a row
+    group spans most of the alphabet: ``func`` and ``comm`` also get Bloom filters, with
+    which DuckDB and Spark skip the row groups that do not hold the function or task a
+    query names."""
     import pyarrow.parquet as pq
 
     # (string views go to the writer as they are, without a copy into one buffer; the
@@ -197,8 +204,14 @@ def write_part(df: pl.DataFrame, sink) -> None:
     dictionary = [name for name in df.columns if name not in delta]
     stats = [name for name, dtype in df.schema.items() if dtype.is_numeric()]
     stats += [c for c in ("func", "comm", *DATA_KEYS) if c in df.columns]
+    bloom = {c: {"ndv": ndv, "fpp": 0.01} for c, ndv in _BLOOM.items() if c in df.columns}
     pq.write_table(table, sink, compression="zstd", use_dictionary=dictionary, column_encoding=delta,
-                   write_statistics=stats, store_schema=False)
+                   write_statistics=stats, store_schema=False, bloom_filter_options=bloom or None)
+
+
+#: Distinct values a row group's Bloom filter is sized for (at 1% false positives: 5 KiB
+#: for the functions, about a kernel's traced set in one part; 1.2 KiB for the tasks).
+_BLOOM = {"func": 4096, "comm": 1024}
 
 
 class _Files:
@@ -263,7 +276,7 @@ class _Files:
             return
         d = os.path.dirname(p)
         os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".put-", dir=scratch or d)
+        fd, tmp = tempfile.mkstemp(prefix=f"put-{os.getpid()}-", dir=scratch or d)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -286,12 +299,6 @@ class _Files:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-
-    def cat(self, rels: list[str]) -> dict[str, bytes]:
-        if self.local:
-            return {r: Path(self.path(r)).read_bytes() for r in rels}
-        got = self.fs.cat([self.path(r) for r in rels], on_error="omit")
-        return {self.rel(k): v for k, v in got.items()}
 
     def open(self, rel: str):
         return open(self.path(rel), "rb") if self.local else self.fs.open(self.path(rel), "rb")
@@ -347,8 +354,11 @@ class RunWriter:
         row.update(attempt=self.attempt, parts=dict(self._parts))
         files.put(f"runs/{self.run_id}.parquet", _parquet_bytes(pl.DataFrame([row], schema=STORED_RUN_SCHEMA)),
                   scratch=st._scratch_on_store())
-        if old is not None and old["attempt"] and old["attempt"] != self.attempt:
-            st._remove_attempt(self.run_id, old["attempt"])
+        stale = {old["attempt"]} if old is not None and old["attempt"] else set()
+        if files.local:  # under the run's lock: every other attempt is a dead one's
+            stale.update(a for table in TABLES for a in files.ls(table, self.run_id))
+        for attempt in stale - {self.attempt}:
+            st._remove_attempt(self.run_id, attempt)
 
     def abort(self) -> None:
         """Forget everything written for this run by this attempt."""
@@ -633,17 +643,25 @@ class Store:
             return age < grace or (files.local and self._locked_by_other(run_id))
 
         removed = 0
-        committed = dict(self._run_rows(self.run_ids()).select("run_id", "attempt").iter_rows())
+        ids = self.run_ids()
+        found: dict[str, set[str]] = {}
         for table in TABLES:
-            for run_id in files.ls(table):
-                if not _RUN_ID.match(run_id):
-                    continue
-                for attempt in files.ls(table, run_id):
-                    if committed.get(run_id) != attempt and not busy(run_id, _attempt_age(attempt, now)):
-                        self._remove_attempt(run_id, attempt)
-                        removed += 1
+            for run_id in filter(_RUN_ID.match, files.ls(table)):
+                found.setdefault(run_id, set()).update(files.ls(table, run_id))
+        # a committed run with one attempt on disk: that is the one its row names (an
+        # earlier attempt is removed only after the later one is committed), unless the
+        # committed attempt wrote no part at all (a trace with no records) and a later
+        # one died, which is left; the rows of runs with several attempts are read
+        committed = {r: next(iter(a)) for r, a in found.items() if r in ids and len(a) == 1}
+        unsure = [r for r, a in found.items() if r in ids and len(a) > 1]
+        committed.update(self._run_rows(unsure).select("run_id", "attempt").iter_rows())
+        for run_id, attempts in found.items():
+            for attempt in sorted(attempts):
+                if committed.get(run_id) != attempt and not busy(run_id, _attempt_age(attempt, now)):
+                    self._remove_attempt(run_id, attempt)
+                    removed += 1
         for run_id, patch, label in self.memberships().iter_rows():
-            if run_id in committed:
+            if run_id in ids:
                 continue
             rel = f"memberships/{encode_name(patch)}/{encode_name(label)}/{run_id}.parquet"
             added = self._read([rel], MEMBERSHIP_SCHEMA, ["added_at"])["added_at"]
@@ -724,7 +742,7 @@ def open_store(path: str | os.PathLike | None = None, create: bool = True) -> St
     With ``create`` the store is made when missing (directories, schema files); without it
     a missing store reads as empty.
     """
-    location = os.fspath(path) if path is not None else default_store_path()
+    location = os.fspath(path) if path is not None else default_store_location()
     try:
         st = Store(location)
     except ImportError as e:

@@ -147,7 +147,7 @@ def find_store_profile(arch: str, run_ids: list[str], store: str | os.PathLike |
 
     if not run_ids:
         return None
-    root = Path(store if store is not None else default_store_path())
+    root = Path(store) if store is not None else default_store_path()
     patches = _run_patches(root, run_ids)
     for patch in patches or []:
         f = store_profile_path(root, patch, arch)
