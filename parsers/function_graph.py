@@ -29,10 +29,12 @@ import numpy as np
 import polars as pl
 
 from tracekit.parsers import FormatInfo
+from numba import njit
+
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
-from tracekit.frames import by_value
-from tracekit.io import CSV_READ_ERRORS
-from tracekit.parsers.bytescan import read_abstime, read_cpu, read_duration
+from tracekit.parsers.scan import (DOT, NINE, ZERO, buffer, find_byte, line_bounds, read_decimal, read_uint, skip_back_spaces,
+                                   skip_spaces, strings)
+from tracekit.parsers.scan import dictionary as scan_dictionary
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
 
@@ -154,338 +156,62 @@ def detect_layout(lines: pl.Series) -> Layout | None:
     return Layout(have["abs"], have["rel"], have["cpu"], have["proc"], have["lat"])
 
 
-def _scaled_decimal(text: pl.Expr, digits: int) -> tuple[pl.Expr, pl.Expr]:
-    """``text`` (``123``, ``123.4``, ``123.456789``) times 10**digits as an exact integer
-    (the physical value of polars' fixed-point Decimal), and whether the text has at most
-    ``digits`` fraction digits: a decimal cast rounds extra digits, so the caller sends
-    other texts to the general path, which truncates them as the kernel's own printing
-    does."""
-    value = text.cast(pl.Decimal(38, digits), strict=False).to_physical().cast(pl.Int64, strict=False)
-    fits = (text.str.len_bytes().cast(pl.Int64) - text.str.find(".", literal=True) - 1 <= digits).fill_null(True)
-    return value, fits
-
-
-#: how the duration column starts: a space, ``trace_find_mark()``'s mark or a space, a space
-_DURATION_LEADS = [f" {m} " for m in " +!#*@$"]
-
-_EXIT_NAME_RE = r"^\}\s*/\*\s*([A-Za-z_.][\w.$]*?)(?:\(\))?\s*\*/$"
-
-
-def _fields(chunk: LineChunk, lay: Layout) -> pl.DataFrame:
-    """The chunk's lines cut at the prologue's ``|`` separators: columns ``f0`` .. ``fK``
-    (K = ``lay.bars``), "" where a line has fewer fields.  From the chunk's bytes through
-    polars' CSV reader when it has them (a line with more separators is cut short: the
-    length check in :func:`_parse_fast` sends it to the general path), else by splitting
-    the text (the last field keeps any further ``|``)."""
-    k = lay.bars
-    if chunk.raw is not None:
-        try:
-            f = pl.read_csv(
-                chunk.raw,
-                has_header=False,
-                separator="|",
-                quote_char=None,
-                comment_prefix=None,
-                schema={f"f{i}": pl.String for i in range(k + 1)},
-                missing_columns="insert",
-                extra_columns="ignore",
-                truncate_ragged_lines=True,
-                empty_string_is_null=False,
-                raise_if_empty=False,
-            )
-            if f.height == chunk.n_lines:
-                return f
-        except CSV_READ_ERRORS:
-            pass
-    parts = chunk.lines.str.splitn("|", k + 1).struct.unnest()
-    return parts.rename({f"field_{i}": f"f{i}" for i in range(k + 1)})
-
-
-def _split_cpu(first: pl.Expr, lay: Layout) -> tuple[pl.Expr, pl.Expr]:
-    """The ``%*d) `` CPU at the head of the first prologue field, and the text after it."""
-    if not lay.cpu:
-        return pl.lit(None, pl.Int32), first
-    parts = first.str.splitn(")", 2)
-    cpu = parts.struct.field("field_0").str.strip_chars().cast(pl.Int32, strict=False)
-    return cpu, parts.struct.field("field_1")
-
-
-def _parse_task_field(u: pl.DataFrame, lay: Layout) -> pl.DataFrame:
-    """Distinct values of the first prologue field when it holds the task (``  0)
-    pgtfree-1000  ``) or the latency flags: the CPU, comm, pid and flags, and whether the
-    field reads cleanly (``_pok``)."""
-    cpu, after = _split_cpu(pl.col("s"), lay)
-    u = u.with_columns(cpu=cpu, _after=after.str.strip_chars())
-    if lay.proc:
-        dash = pl.col("_after").str.find(r"-\d+$")
-        u = u.with_columns(_dash=dash).with_columns(
-            pid=pl.col("_after").str.slice(pl.col("_dash") + 1).cast(pl.Int32, strict=False),
-            comm=pl.col("_after").str.slice(0, pl.col("_dash")),
-            flags=pl.lit(None, pl.String),
-        )
-        ok = pl.col("_dash").is_not_null()
-    else:  # latency flags without funcgraph-proc
-        u = u.with_columns(pid=pl.lit(None, pl.Int32), comm=pl.lit(None, pl.String), flags=pl.col("_after"))
-        ok = pl.lit(True)
-    if lay.cpu:
-        ok = ok & pl.col("cpu").is_not_null()
-    return u.select("cpu", "pid", "comm", "flags", _pok=ok.fill_null(False))
-
-
-def _parse_call_tree(u: pl.DataFrame) -> pl.DataFrame:
-    """Distinct values of the call-tree column (indent and ``func() {`` / ``func();`` /
-    ``}`` / ``} /* func */`` / ``/* comment */``): kind, names, depth, comment text, and
-    whether the fast path may take the line (``_bok``)."""
-    raw = pl.col("s")
-    b = pl.col("_b")
-    u = u.with_columns(
-        _b=raw.str.strip_chars(),
-        _indent=raw.str.len_bytes().cast(pl.Int32) - raw.str.strip_chars_start(" ").str.len_bytes().cast(pl.Int32),
-    )
-    u = u.with_columns(
-        kind=pl.when(b.str.ends_with(") {"))
-        .then(pl.lit(Kind.ENTRY))
-        .when(b.str.ends_with(");"))
-        .then(pl.lit(Kind.LEAF))
-        .when(b.str.starts_with("}"))
-        .then(pl.lit(Kind.EXIT))
-        .when(b.str.starts_with("/*") & b.str.ends_with("*/"))
-        .then(pl.lit(Kind.COMMENT)),
-        # "} /* name */" names its function; "}" alone, or a tail holding a return value,
-        # names none here (the general path reads return values)
-        _exit_name=b.str.extract(_EXIT_NAME_RE, 1),
-        _entry_name=b.str.splitn("(", 2).struct.field("field_0"),
-    )
-    kind = pl.col("kind")
-    ok = kind.is_not_null() & (pl.col("_indent") >= 2)
-    ok = ok & ((kind != Kind.EXIT) | (b == "}") | pl.col("_exit_name").is_not_null())
-    u = u.select(
-        _blank=b == "",
-        kind="kind",
-        raw_func=pl.when(kind == Kind.EXIT).then(pl.col("_exit_name")).when(kind != Kind.COMMENT).then(pl.col("_entry_name")),
-        depth=pl.when(kind != Kind.COMMENT).then((pl.col("_indent") - 2) // 2),
-        body=pl.when(kind == Kind.COMMENT).then(b.str.slice(2, b.str.len_chars() - 4).str.strip_chars()),
-        _bok=ok.fill_null(False),
-    )
-    return canonicalize(u)
-
-
-def _field_starts(lines: "_Lines", lens: list[np.ndarray]) -> list[np.ndarray] | None:
-    """Byte offset of every prologue field of every line in the chunk's bytes (None when
-    the chunk has no bytes)."""
-    if lines.chunk.raw is None:
-        return None
-    starts, _ = lines.chunk.bounds()
-    at = [starts]
-    for ln in lens[:-1]:
-        at.append(at[-1] + ln + 1)
-    return at
-
-
-def _cpu_column(first: pl.Series, lay: Layout, at: np.ndarray | None, length: np.ndarray, lines: "_Lines"
-                ) -> tuple[pl.Series, pl.Series, tuple[np.ndarray, np.ndarray] | None]:
-    """The CPU of every line when the field that starts with it holds no task (``%*d) ``
-    then the duration): (cpu, whether it reads, (bytes up to the duration, ok) from the
-    bytes or None).  The bytes are read where the chunk has them; the lines they do not
-    cover are read from their text."""
-    n = len(first)
-    if not lay.cpu:
-        return _nulls("cpu", n, pl.Int32), pl.repeat(True, n, dtype=pl.Boolean, eager=True).alias("_pok"), None
-    if at is None:
-        cpu = first.to_frame("s").select(_split_cpu(pl.col("s"), lay)[0]).to_series().alias("cpu")
-        return cpu, cpu.is_not_null().alias("_pok"), None
-    value, after, ok = read_cpu(np.frombuffer(lines.chunk.raw, dtype=np.uint8), at)
-    ok &= after <= length  # (the ')' inside the field, not in the line after it)
-    cpu = pl.Series("cpu", value, dtype=pl.Int32)
-    slow = np.flatnonzero(~ok)
-    if len(slow):
-        take = pl.Series("_i", slow, dtype=pl.UInt32)
-        text = first.gather(take).to_frame("s").select(_split_cpu(pl.col("s"), lay)[0]).to_series()
-        cpu = cpu.scatter(take, text)
-        return cpu, cpu.is_not_null().alias("_pok"), (after, ok)
-    return cpu, pl.Series("_pok", ok, dtype=pl.Boolean), (after, ok)
-
-
-def _times(lines: "_Lines", lay: Layout, f: list[pl.Series], lens: list[np.ndarray], at: list[np.ndarray] | None,
-           i: int, dur_at: int | None, dur_text, cpu_after: tuple[np.ndarray, np.ndarray] | None) -> pl.DataFrame:
-    """The absolute time and the duration column of every line: ``ts_ns``, ``dur_ns`` (null
-    where blank), whether each reads cleanly (``_ts_ok``, ``_dur_ok``) and, where the
-    duration column holds an IRQ arrow, its kind (``_irq_kind``).
-
-    The kernel's own shapes are read from the chunk's bytes (:mod:`tracekit.parsers.bytescan`);
-    the lines they do not cover, and chunks without bytes, are read from the field strings
-    (:func:`_times_from_text`), which decide every odd case."""
-    n = len(lens[0])
-    if at is None:
-        return _times_from_text(f[0] if lay.abstime else None, dur_text(None), lay.abstime)
-    buf = np.frombuffer(lines.chunk.raw, dtype=np.uint8)
-    if lay.abstime:
-        ts, ts_ok = read_abstime(buf, at[0], lens[0])
+def _parse_fast(chunk: LineChunk, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The call-tree lines of a chunk of a known layout, read by the compiled scanner
+    (:func:`_scan_lines`); task switches are read here too.  Returns (rows read, the
+    lines left to the general path as ``line`` and ``text``)."""
+    raw = chunk.raw
+    if raw is None:  # (text that had carriage returns: lines already split)
+        raw = ("\n".join(chunk.lines.to_list()) + "\n").encode("utf-8")
+        starts, ends = line_bounds(buffer(raw))
     else:
-        ts, ts_ok = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
-    if dur_at is not None:
-        d_at, d_len, d_ok = at[dur_at], lens[dur_at], True
-    elif cpu_after is not None:  # the duration follows the "%*d) " CPU in the same field
-        after, d_ok = cpu_after
-        d_at, d_len = at[i] + after, lens[i] - after
-    else:
-        d_at, d_len, d_ok = at[i], lens[i], True
-    dur, blank, dur_ok = read_duration(buf, d_at, d_len)
-    dur_ok &= d_ok
-    has = dur_ok & ~blank
-    irq_kind = None
-    slow = np.flatnonzero(~(ts_ok & dur_ok))
-    if len(slow):
-        take = pl.Series("_i", slow, dtype=pl.UInt32)
-        text = _times_from_text(f[0].gather(take) if lay.abstime else None, dur_text(take), lay.abstime)
-        ts[slow] = text.get_column("ts_ns").fill_null(0).to_numpy()
-        ts_ok[slow] = text.get_column("_ts_ok").to_numpy()
-        d = text.get_column("dur_ns")
-        dur[slow] = d.fill_null(0).to_numpy()
-        has[slow] = d.is_not_null().to_numpy()
-        dur_ok[slow] = text.get_column("_dur_ok").to_numpy()
-        kinds = text.get_column("_irq_kind")
-        if kinds.null_count() < len(kinds):
-            irq_kind = _nulls("_irq_kind", n, pl.String).scatter(take, kinds)
-    out = pl.DataFrame({
-        "ts_ns": pl.Series(ts, dtype=pl.Int64),
-        "_ts_ok": pl.Series(ts_ok, dtype=pl.Boolean),
-        "dur_ns": pl.Series(dur, dtype=pl.Int64),
-        "_has": pl.Series(has, dtype=pl.Boolean),
-        "_dur_ok": pl.Series(dur_ok, dtype=pl.Boolean),
-        "_irq_kind": irq_kind if irq_kind is not None else _nulls("_irq_kind", n, pl.String),
+        starts, ends = chunk.bounds()
+    kind, ts, cpu, pid, dur, depth, offs = _scan_lines(
+        buffer(raw), starts, ends, int(lay.abstime), int(lay.reltime), int(lay.cpu), int(lay.proc), int(lay.lat))
+    rows = np.flatnonzero(kind)
+    o = offs[:, rows]
+    names, values = scan_dictionary(raw, o[4], o[5], "raw_func")
+    canon = canonicalize(values.to_frame())
+    line = pl.Series("line", rows + chunk.first_line, dtype=pl.Int64)
+    good = pl.DataFrame({
+        "seq": line.alias("seq"),
+        "line": line,
+        "cpu": _masked("cpu", cpu[rows], pl.Int32),
+        "pid": _masked("pid", pid[rows], pl.Int32),
+        "comm": strings(raw, o[0], o[1], "comm"),  # (funcgraph-proc, and the task-switch lines)
+        "ts_ns": _masked("ts_ns", ts[rows], pl.Int64),
+        "kind": pl.Series("kind", _SCAN_KINDS[1:], dtype=pl.String).gather(pl.Series(kind[rows] - 1, dtype=pl.UInt32)),
+        "func": canon.get_column("func").gather(names),
+        "raw_func": canon.get_column("raw_func").gather(names),
+        "depth": _masked("depth", depth[rows], pl.Int32),
+        "dur_ns": _masked("dur_ns", dur[rows], pl.Int64),
+        "flags": strings(raw, o[2], o[3], "flags") if lay.lat else _nulls("flags", len(rows), pl.String),
+        "body": strings(raw, o[6], o[7], "body"),
+        "lost": _nulls("lost", len(rows), pl.Int64),
     })
-    return out.with_columns(
-        ts_ns=pl.col("ts_ns") if lay.abstime else pl.lit(None, pl.Int64),
-        dur_ns=pl.when(pl.col("_has")).then(pl.col("dur_ns")),
-    ).drop("_has")
+    rest = _Lines(chunk).rows(np.flatnonzero(kind == 0))
+    # Of the rest, the header, blank lines and the rules around task switches say nothing;
+    # anything else takes the general path.
+    stripped = pl.col("text").str.strip_chars()
+    quiet = pl.col("text").str.starts_with("#") | (stripped == "") | stripped.str.contains(r"^-{10,}$")
+    return good, rest.filter(~quiet)
+
+
+def _merge(rows: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """Two frames of lines in file order (``seq`` rising) as one: a merge, not a sort;
+    ``more`` takes the columns and types of ``rows`` (null where it lacks one)."""
+    more = more.select([(pl.col(c) if c in more.columns else pl.lit(None)).cast(t).alias(c)
+                        for c, t in rows.schema.items()])
+    return rows.merge_sorted(more, key="seq")
+
+
+def _masked(name: str, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """``values`` as a column, null where negative (the scanner's "none")."""
+    return pl.Series(name, np.ma.masked_less(values, 0), dtype=dtype)
 
 
 def _nulls(name: str, n: int, dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, [], dtype=dtype).extend_constant(None, n)
-
-
-def _times_from_text(abs_f: pl.Series | None, dur_f: pl.Series, abstime: bool) -> pl.DataFrame:
-    """:func:`_times` from the field strings: exact decimal casts, and the checks the fast
-    path needs (no more fraction digits than the unit holds, a duration lead the kernel prints)."""
-    frame = pl.DataFrame({
-        "_abs": abs_f.str.strip_chars() if abs_f is not None else _nulls("_abs", len(dur_f), pl.String),
-        # print_graph_duration(): a space, the overhead mark or a space, a space, the
-        # number, " us", spaces; blank when the line has no duration
-        "_num": dur_f.str.strip_chars_end().str.strip_suffix(" us").str.slice(3),
-        "_mark_ok": dur_f.str.slice(0, 3).is_in(_DURATION_LEADS),
-    })
-    ts_ns, ts_frac = _scaled_decimal(pl.col("_abs"), 9)
-    dur_ns, dur_frac = _scaled_decimal(pl.col("_num"), 3)
-    num = pl.col("_num")
-    ts_ok = (ts_ns.is_not_null() & ts_frac) if abstime else pl.lit(True)
-    return frame.select(
-        ts_ns=ts_ns,
-        _ts_ok=ts_ok.fill_null(False),
-        dur_ns=pl.when(num != "").then(dur_ns),
-        _dur_ok=(pl.col("_mark_ok") & ((num == "") | (dur_ns.is_not_null() & dur_frac))).fill_null(False),
-        _irq_kind=pl.when(~pl.col("_mark_ok")).then(pl.lit(None, pl.String))
-        .when(num == "==========>").then(pl.lit(Kind.IRQ_ENTRY))
-        .when(num == "<==========").then(pl.lit(Kind.IRQ_EXIT)),
-    )
-
-
-def _parse_fast(chunk: LineChunk, fields: pl.DataFrame, lay: Layout) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The fast path for ordinary call lines of a known layout, over the lines cut at the
-    prologue's ``|`` separators (:func:`_fields`).  The task and call-tree columns are read
-    once per distinct value (:func:`tracekit.frames.by_value`); times and durations are read
-    from the bytes as exact integers (:func:`_times`).  Lines it cannot take (task switches, IRQ markers, headers, odd shapes) are
-    returned for the general path.  Returns (parsed rows, rows it could not take)."""
-    k = lay.bars
-    f = [fields.get_column(f"f{i}") for i in range(k + 1)]
-    lines = _Lines(chunk)
-    # exactly k separators, and not a header line
-    lens = [c.str.len_bytes().fill_null(0).to_numpy().astype(np.int64) for c in f]
-    exact = pl.Series("_exact", sum(lens) + k == lines.lengths(), dtype=pl.Boolean) & ~f[0].str.starts_with("#")
-    i = int(lay.abstime) + int(lay.reltime)
-    first = f[i]
-    cols: dict[str, pl.Series] = {"line": chunk.line_numbers, "_exact": exact}
-    at = _field_starts(lines, lens)  # (None without the chunk's bytes)
-    dur_at: int | None = None  # which field is the duration column, when it is one
-    cpu_after = None
-    if lay.proc or lay.lat:
-        task = by_value(first, lambda u: _parse_task_field(u, lay))
-        if lay.proc and lay.lat:
-            lat = by_value(f[i + 1], lambda u: u.select(flags=pl.col("s").str.strip_chars()))
-            task = task.with_columns(flags=lat.get_column("flags"))
-        dur_at = i + 1 + int(lay.proc and lay.lat)
-
-        def dur_text(take: pl.Series | None) -> pl.Series:
-            return f[dur_at] if take is None else f[dur_at].gather(take)
-    else:
-        cpu, pok, cpu_after = _cpu_column(first, lay, at[i] if at is not None else None, lens[i], lines)
-        task = pl.DataFrame({
-            "cpu": cpu, "pid": _nulls("pid", len(first), pl.Int32), "comm": _nulls("comm", len(first), pl.String),
-            "flags": _nulls("flags", len(first), pl.String), "_pok": pok,
-        })
-
-        def dur_text(take: pl.Series | None) -> pl.Series:
-            part = first if take is None else first.gather(take)
-            return part.to_frame("s").select(_split_cpu(pl.col("s"), lay)[1]).to_series() if lay.cpu else part
-    tree = by_value(f[k], _parse_call_tree)
-    frame = pl.DataFrame(cols).hstack(task).hstack(tree)
-    frame = frame.hstack(_times(lines, lay, f, lens, at, i, dur_at, dur_text, cpu_after))
-    ok = pl.col("_exact") & pl.col("_pok") & pl.col("_bok") & pl.col("_ts_ok") & pl.col("_dur_ok")
-    # IRQ markers print the prologue, then the arrow in the duration column
-    irq = pl.col("_exact") & pl.col("_pok") & pl.col("_blank") & pl.col("_ts_ok") & pl.col("_irq_kind").is_not_null()
-    frame = frame.with_columns(_ok=ok.fill_null(False), _irq=irq.fill_null(False))
-    taken = (frame.get_column("_ok") | frame.get_column("_irq")).to_numpy()
-    rest = lines.rows(np.flatnonzero(~taken))
-    # Of the rest: the header, blank lines and the rules around task switches say nothing;
-    # task switches ("prev-pid => next-pid") are read here; anything else takes the general path.
-    stripped = pl.col("text").str.strip_chars()
-    rest = rest.with_columns(
-        _quiet=pl.col("text").str.starts_with("#") | (stripped == "") | stripped.str.contains(r"^-{10,}$"),
-        _sw=pl.when(pl.col("text").str.contains("=>", literal=True)).then(pl.col("text")).str.extract_groups(_SWITCH_RE),
-    )
-    is_sw = ~pl.col("_quiet") & pl.col("_sw").struct.field("next_pid").is_not_null()
-    switches = rest.filter(is_sw)
-    general = rest.filter(~pl.col("_quiet") & ~is_sw).select("line", "text")
-    n = frame.height
-    sw_at = np.zeros(n, dtype=bool)
-    if switches.height:
-        rows = switches.get_column("line").to_numpy() - chunk.first_line
-        sw_at[rows] = True
-        sw = pl.col("_sw")
-        proc = sw.struct.field("next").str.strip_chars()
-        sw_table = switches.select(
-            cpu=sw.struct.field("cpu").cast(pl.Int32, strict=False),
-            pid=proc.str.extract(r"-(\d+)$", 1).cast(pl.Int32, strict=False),
-            comm=proc.str.extract(r"^(.*)-\d+$", 1),
-            ts_ns=timestamp_ns_expr(sw.struct.field("abs")),
-            body=pl.col("text").str.strip_chars(),
-        )
-    cols = {c: frame.get_column(c) for c in ("cpu", "pid", "comm", "ts_ns", "kind", "flags", "body")}
-    irq_rows = np.flatnonzero(frame.get_column("_irq").to_numpy())
-    if len(irq_rows):
-        at = pl.Series("_i", irq_rows, dtype=pl.UInt32)
-        cols["kind"] = cols["kind"].clone().scatter(at, frame.get_column("_irq_kind").gather(at))
-    if switches.height:
-        # the switch line's own fields, written over the few rows where they are
-        at = pl.Series("_i", rows, dtype=pl.UInt32)
-        for c in ("cpu", "pid", "comm", "ts_ns", "body"):
-            cols[c] = cols[c].clone().scatter(at, sw_table.get_column(c).cast(cols[c].dtype))
-        cols["kind"] = cols["kind"].clone().scatter(at, pl.repeat(Kind.SWITCH, len(rows), dtype=pl.String, eager=True))
-        cols["flags"] = cols["flags"].clone().scatter(at, _nulls("flags", len(rows), pl.String))
-    good = pl.DataFrame({
-        "seq": frame.get_column("line").alias("seq"),
-        "line": frame.get_column("line"),
-        **{c: cols[c] for c in ("cpu", "pid", "comm", "ts_ns", "kind")},
-        **{c: frame.get_column(c) for c in ("func", "raw_func", "depth", "dur_ns")},
-        "flags": cols["flags"],
-        "body": cols["body"],
-        "lost": _nulls("lost", n, pl.Int64),
-    })
-    keep = frame.get_column("_ok").to_numpy() | sw_at
-    keep[irq_rows] = True
-    if not keep.all():
-        good = good.filter(pl.Series("_k", keep, dtype=pl.Boolean))
-    return good, general
 
 
 class _Lines:
@@ -524,8 +250,8 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext, layout: Layout | None) -> 
     if layout is not None:
         # The fast path takes the ordinary call lines and hands back everything else
         # (task switches, IRQ markers, lost-event lines, headers, blank lines).
-        good, rest = _parse_fast(chunk, _fields(chunk, layout), layout)
-        out = pl.concat([good, _parse_general(rest, ctx)]).sort("seq") if rest.height else good
+        good, rest = _parse_fast(chunk, layout)
+        out = _merge(good, _parse_general(rest, ctx)) if rest.height else good
     else:
         out = _parse_general(pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines}), ctx)
     nlost = out.filter(pl.col("kind") == Kind.LOST)["lost"].sum()
@@ -708,3 +434,281 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")).otherwise(None),
     )
     return out.select(_OUT_COLUMNS)
+
+
+# -- the compiled reader of the call-tree lines ---------------------------------------------
+
+#: kind codes of :func:`_scan_lines` (0: a line it does not take)
+_SCAN_KINDS = (None, Kind.ENTRY, Kind.LEAF, Kind.EXIT, Kind.COMMENT, Kind.IRQ_ENTRY, Kind.IRQ_EXIT, Kind.SWITCH)
+_K_ENTRY, _K_LEAF, _K_EXIT, _K_COMMENT, _K_IRQ_ENTRY, _K_IRQ_EXIT, _K_SWITCH = 1, 2, 3, 4, 5, 6, 7
+_BAR, _PAREN_OPEN, _PAREN_CLOSE, _DASH, _STAR, _SLASH = 124, 40, 41, 45, 42, 47
+_MARK_BYTES = np.array([ord(c) for c in "+!#*@$"], dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _is_mark(c: int) -> bool:
+    for m in _MARK_BYTES:
+        if c == m:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _name_end(buf: np.ndarray, at: int, end: int) -> int:
+    """The end of a function name printed by the call tree (``%ps``: no blank, parenthesis,
+    brace, semicolon or slash), or ``at`` when none starts there."""
+    i = at
+    while i < end:
+        c = buf[i]
+        if c <= 32 or c == 40 or c == 41 or c == 123 or c == 125 or c == 59 or c == 47:
+            break
+        i += 1
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _word_byte(c: int) -> bool:
+    """[A-Za-z0-9_.]: the bytes of a C identifier, and the dot of clone suffixes."""
+    return c == 46 or c == 95 or (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
+
+
+@njit(cache=True, nogil=True)
+def _arrow(buf: np.ndarray, at: int, end: int) -> int:
+    """``print_graph_irq()``'s arrow at ``at``: ``==========>`` (IRQ entry) or
+    ``<==========`` (IRQ exit), as its kind code; 0 for neither."""
+    if at + 11 > end:
+        return 0
+    for k in range(1, 10):
+        if buf[at + k] != 61:  # '='
+            return 0
+    if buf[at] == 61 and buf[at + 10] == 62:
+        return _K_IRQ_ENTRY
+    if buf[at] == 60 and buf[at + 10] == 61:
+        return _K_IRQ_EXIT
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _read_duration(buf: np.ndarray, at: int, end: int) -> tuple[int, int]:
+    """``print_graph_duration()``'s column in ``[at, end)``: blank, or the overhead mark of
+    ``trace_find_mark()`` or a space, then ``usecs.nsecs us``: (ns or -1 when blank, 1).
+    ``print_graph_irq()``'s arrow there gives (-1, its kind code); anything else (-1, 0)."""
+    p = skip_spaces(buf, at, end)
+    if p == end:
+        return -1, 1
+    irq = _arrow(buf, p, end)
+    if irq:
+        return -1, irq if skip_spaces(buf, p + 11, end) == end else 0
+    if _is_mark(buf[p]):
+        if p + 1 >= end or buf[p + 1] != 32:
+            return -1, 0
+        p = skip_spaces(buf, p + 1, end)
+    v, p, ok = read_decimal(buf, p, end, 3)
+    if not ok or p + 3 > end or buf[p] != 32 or buf[p + 1] != 117 or buf[p + 2] != 115:  # " us"
+        return -1, 0
+    if skip_spaces(buf, p + 3, end) != end:
+        return -1, 0
+    return v, 1
+
+
+@njit(cache=True, nogil=True)
+def _task_end(buf: np.ndarray, s: int, t: int) -> int:
+    """Where ``comm`` ends in the task ``comm-pid`` printed in ``[s, t)``: the position of
+    the dash before the pid, or -1 when it does not end in ``-digits``."""
+    d = t - 1
+    while d > s and ZERO <= buf[d] <= NINE:
+        d -= 1
+    if d < s or buf[d] != _DASH or d == t - 1:
+        return -1
+    return d
+
+
+@njit(cache=True, nogil=True)
+def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
+    """A line of the task-switch block (``print_graph_proc()`` via ``verif_pid()``):
+    optional absolute time, the CPU, ``prev-pid  =>  next-pid``.  Records the CPU, the time,
+    the next task (comm and pid) and the whole line as its body."""
+    t0 = skip_spaces(buf, a, e)
+    t1 = skip_back_spaces(buf, t0, e)
+    p = t0
+    v, q, ok = read_decimal(buf, p, t1, 9)
+    if ok and find_byte(buf, p, q, DOT) >= 0:  # "%5lu.%06lu |"
+        r = skip_spaces(buf, q, t1)
+        if r == q or r >= t1 or buf[r] != _BAR or r + 1 >= t1 or buf[r + 1] != 32:
+            return False
+        ts[li] = v
+        p = skip_spaces(buf, r + 1, t1)
+    v, q = read_uint(buf, p, t1)
+    if q > p:
+        if q + 1 >= t1 or buf[q] != _PAREN_CLOSE or buf[q + 1] != 32:
+            return False
+        cpu[li] = v
+        p = skip_spaces(buf, q + 1, t1)
+    arrow = p
+    while arrow + 1 < t1 and not (buf[arrow] == 61 and buf[arrow + 1] == 62):  # "=>"
+        arrow += 1
+    if arrow + 1 >= t1 or arrow == p or buf[arrow - 1] != 32 or arrow + 2 >= t1 or buf[arrow + 2] != 32:
+        return False
+    prev_end = skip_back_spaces(buf, p, arrow)
+    if _task_end(buf, p, prev_end) < 0:
+        return False
+    n0 = skip_spaces(buf, arrow + 2, t1)
+    d = _task_end(buf, n0, t1)
+    if d < 0 or n0 == t1:
+        return False
+    v, q = read_uint(buf, d + 1, t1)
+    if q != t1:
+        return False
+    pid[li] = v
+    offs[0, li] = n0
+    offs[1, li] = d
+    offs[6, li] = t0
+    offs[7, li] = t1
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
+    """Read every call-tree line of a chunk of the layout (abstime, reltime, cpu, proc,
+    lat): ``print_graph_prologue()``'s fields cut at their ``|`` separators, then the call
+    tree.  Returns per line its kind code (0 for lines left to the general path: headers,
+    task switches, IRQ markers, odd shapes), the numbers, and (start, end) offsets of its
+    names; every offset lies within the line."""
+    n = len(starts)
+    kind = np.zeros(n, dtype=np.int8)
+    ts = np.full(n, -1, dtype=np.int64)
+    cpu = np.full(n, -1, dtype=np.int64)
+    pid = np.full(n, -1, dtype=np.int64)
+    dur = np.full(n, -1, dtype=np.int64)
+    depth = np.full(n, -1, dtype=np.int64)
+    offs = np.full((8, n), -1, dtype=np.int64)  # comm, flags, name, comment: start/end pairs
+    nbars = abstime + reltime + proc + lat + 1
+    bars = np.empty(nbars + 1, dtype=np.int64)
+    for li in range(n):
+        a = starts[li]
+        e = ends[li]
+        if a >= e or buf[a] == 35:  # '#': the header
+            continue
+        # the prologue's separators; bars[0] is the position before the first field
+        bars[0] = a - 1
+        nb = 0
+        p = a
+        while nb < nbars and p < e:
+            if buf[p] == _BAR:
+                nb += 1
+                bars[nb] = p
+            p += 1
+        if nb < nbars:
+            if _read_switch(buf, a, e, li, ts, cpu, pid, offs):
+                kind[li] = _K_SWITCH
+            else:
+                ts[li] = -1
+            continue
+        f = 0
+        if abstime:
+            s = skip_spaces(buf, bars[0] + 1, bars[1])
+            v, q, ok = read_decimal(buf, s, bars[1], 9)
+            if (not ok or find_byte(buf, s, q, DOT) < 0 or q == bars[1] or skip_spaces(buf, q, bars[1]) != bars[1]
+                    or buf[bars[1] + 1] != 32):  # (not "%5lu.%06lu |  ")
+                continue
+            ts[li] = v
+            f += 1
+        f += reltime
+        p = bars[f] + 1
+        fe = bars[f + 1]
+        if has_cpu:
+            p = skip_spaces(buf, p, fe)
+            v, q = read_uint(buf, p, fe)
+            if q == p or q + 1 >= fe or buf[q] != _PAREN_CLOSE or buf[q + 1] != 32:  # "%*d) "
+                continue
+            cpu[li] = v
+            p = q + 1
+        good = True
+        if proc:
+            s = skip_spaces(buf, p, fe)
+            t = skip_back_spaces(buf, s, fe)
+            d = _task_end(buf, s, t)
+            if t == fe or d < 0:  # (a space before the '|', and comm-pid)
+                continue
+            v, q = read_uint(buf, d + 1, t)
+            if q != t:
+                continue
+            pid[li] = v
+            offs[0, li] = s
+            offs[1, li] = d
+            f += 1
+            p = bars[f] + 1
+            fe = bars[f + 1]
+        if lat:  # the latency flags: 4 to 8 of [.A-Za-z0-9]
+            s = skip_spaces(buf, p, fe)
+            t = skip_back_spaces(buf, s, fe)
+            q = s
+            while q < t and buf[q] != 95 and _word_byte(buf[q]):
+                q += 1
+            if q != t or not 4 <= t - s <= 8 or t == fe:
+                continue
+            offs[2, li] = s
+            offs[3, li] = t
+            f += 1
+            p = bars[f] + 1
+            fe = bars[f + 1]
+        v, how = _read_duration(buf, p, fe)
+        if how == 0:
+            continue
+        if how != 1:  # an IRQ arrow: the prologue's fields only
+            kind[li] = how
+            continue
+        dur[li] = v
+        # the call tree: two spaces per level, then the call
+        b = fe + 1
+        t0 = skip_spaces(buf, b, e)
+        t1 = skip_back_spaces(buf, t0, e)
+        if t0 == t1:
+            continue
+        indent = t0 - b
+        n_tree = t1 - t0
+        k = 0
+        if n_tree >= 4 and buf[t0] == _SLASH and buf[t0 + 1] == _STAR and buf[t1 - 2] == _STAR and buf[t1 - 1] == _SLASH:
+            s = skip_spaces(buf, t0 + 2, t1 - 2)
+            offs[6, li] = s
+            offs[7, li] = skip_back_spaces(buf, s, t1 - 2)
+            kind[li] = _K_COMMENT
+            dur[li] = -1
+            continue
+        if indent < 2:
+            continue
+        if buf[t0] == 125:  # '}'
+            k = _K_EXIT
+            if n_tree > 1:  # "} /* func */" (funcgraph-tail, or the entry is not in the buffer)
+                s = skip_spaces(buf, t0 + 1, t1)
+                if s + 1 >= t1 or buf[s] != _SLASH or buf[s + 1] != _STAR:
+                    continue
+                s = skip_spaces(buf, s + 2, t1)
+                q = s
+                while q < t1 and (_word_byte(buf[q]) or buf[q] == 36):  # (and '$')
+                    q += 1
+                if q == s or (48 <= buf[s] <= 57) or buf[s] == 36:
+                    continue
+                r = q
+                if r + 1 < t1 and buf[r] == _PAREN_OPEN and buf[r + 1] == _PAREN_CLOSE:
+                    r += 2
+                r = skip_spaces(buf, r, t1)
+                if r + 2 != t1 or buf[r] != _STAR or buf[r + 1] != _SLASH:
+                    continue
+                offs[4, li] = s
+                offs[5, li] = q
+        elif n_tree >= 4 and buf[t1 - 3] == _PAREN_CLOSE and buf[t1 - 2] == 32 and buf[t1 - 1] == 123:  # ") {"
+            k = _K_ENTRY
+        elif n_tree >= 3 and buf[t1 - 2] == _PAREN_CLOSE and buf[t1 - 1] == 59:  # ");"
+            k = _K_LEAF
+        else:
+            continue
+        if k != _K_EXIT:
+            q = _name_end(buf, t0, t1)
+            if q == t0 or buf[q] != _PAREN_OPEN:
+                continue
+            offs[4, li] = t0
+            offs[5, li] = q
+        kind[li] = k
+        depth[li] = (indent - 2) // 2
+    return kind, ts, cpu, pid, dur, depth, offs

@@ -92,7 +92,7 @@ def test_fast_paths_equal_the_general_path_line_by_line(corpus):
     path = corpus / PROCABS
     chunk = _one_chunk(path)
     lay = fg.detect_layout(chunk.lines)
-    good, rest = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+    good, rest = fg._parse_fast(chunk, lay)
     ctx = ParseContext(str(path))
     general = fg._parse_general(pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines}), ctx)
     assert good.height > 0.9 * chunk.n_lines
@@ -102,19 +102,19 @@ def test_fast_paths_equal_the_general_path_line_by_line(corpus):
         assert both[col].equals(both[f"{col}_fast"].alias(col), check_names=False), col
 
 
-def test_csv_fields_and_split_fields_agree(corpus):
+def test_chunk_bytes_and_split_lines_agree(corpus):
     chunk = _one_chunk(corpus / PROCABS)
     lay = fg.detect_layout(chunk.lines)
-    by_csv, _ = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+    by_bytes, _ = fg._parse_fast(chunk, lay)
     text_only = LineChunk(chunk.first_line, chunk.lines)
-    by_split, _ = fg._parse_fast(text_only, fg._fields(text_only, lay), lay)
-    assert by_csv.equals(by_split)
+    by_split, _ = fg._parse_fast(text_only, lay)
+    assert by_bytes.equals(by_split)
 
 
 def test_private_categories_and_the_fallback_agree(corpus, monkeypatch):
     chunk = _one_chunk(corpus / PROCABS)
     lay = fg.detect_layout(chunk.lines)
-    fast, _ = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+    fast, _ = fg._parse_fast(chunk, lay)
 
     class NoCategories:
         @staticmethod
@@ -122,7 +122,7 @@ def test_private_categories_and_the_fallback_agree(corpus, monkeypatch):
             raise AttributeError("no private categories in this polars")
 
     monkeypatch.setattr(pl, "Categories", NoCategories)
-    fallback, _ = fg._parse_fast(chunk, fg._fields(chunk, lay), lay)
+    fallback, _ = fg._parse_fast(chunk, lay)
     assert fast.equals(fallback)
 
 
@@ -287,4 +287,5 @@ def test_lines_that_begin_like_a_compressed_stream_are_still_text():
         assert len(split_lines(raw)) == 2
         chunk = LineChunk(1, raw=raw)
         lay = fg.Layout(abstime=False, reltime=False, cpu=True, proc=False, lat=False)
-        assert fg._fields(chunk, lay).height == 2
+        good, rest = fg._parse_fast(chunk, lay)
+        assert good["func"].to_list() == ["g"] and rest["line"].to_list() == [1]

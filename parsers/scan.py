@@ -1,0 +1,200 @@
+"""The compiled scanning core: loops over the bytes of a chunk, shared by the text parsers.
+
+A parser's grammar is a numba function (``@njit(cache=True, nogil=True)``) over the chunk's
+bytes as a ``uint8`` array; it calls the readers here to find fields and read numbers in
+place, and records names as (start, end) offsets into the chunk.  :func:`strings` turns
+those offsets into a string column, decoding each distinct value once (traces repeat a few
+hundred names millions of times).  The loops release the GIL, so chunks are scanned in
+parallel threads.
+
+Invariants every reader keeps, whatever the bytes: it never reads outside ``[at, end)``
+(every index that comes from the input is checked against the line's end), and it reports
+failure instead of guessing (the caller then hands the line to its general path, which
+decides every odd case and counts what it cannot read).
+
+Compiled code is cached beside this file, or in the user's cache directory when the
+installation is not writable (numba's own fallback), so its cost is paid once per install.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+__all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "read_uint", "read_decimal",
+           "find_byte", "intern", "dictionary", "strings"]
+
+SPACE = 32
+DOT = 46
+ZERO = 48
+NINE = 57
+
+
+def buffer(raw: bytes) -> np.ndarray:
+    """The chunk's bytes as the ``uint8`` array the compiled loops read (no copy)."""
+    return np.frombuffer(raw, dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def line_bounds(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each line of ``buf`` starts and ends (its newline, or the end of the bytes
+    for a last line without one)."""
+    n = 0
+    for i in range(len(buf)):
+        if buf[i] == 10:
+            n += 1
+    last = len(buf) > 0 and buf[len(buf) - 1] != 10
+    starts = np.empty(n + int(last), dtype=np.int64)
+    ends = np.empty(n + int(last), dtype=np.int64)
+    j = 0
+    s = 0
+    for i in range(len(buf)):
+        if buf[i] == 10:
+            starts[j] = s
+            ends[j] = i
+            j += 1
+            s = i + 1
+    if last:
+        starts[j] = s
+        ends[j] = len(buf)
+    return starts, ends
+
+
+@njit(cache=True, nogil=True, inline="always")
+def skip_spaces(buf: np.ndarray, at: int, end: int) -> int:
+    """The first position at or after ``at`` (before ``end``) that is not a space."""
+    while at < end and buf[at] == SPACE:
+        at += 1
+    return at
+
+
+@njit(cache=True, nogil=True, inline="always")
+def skip_back_spaces(buf: np.ndarray, start: int, end: int) -> int:
+    """``end`` moved back over the spaces before it (not before ``start``)."""
+    while end > start and buf[end - 1] == SPACE:
+        end -= 1
+    return end
+
+
+@njit(cache=True, nogil=True, inline="always")
+def find_byte(buf: np.ndarray, at: int, end: int, byte: int) -> int:
+    """The position of the first ``byte`` in ``[at, end)``, or -1."""
+    while at < end:
+        if buf[at] == byte:
+            return at
+        at += 1
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def read_uint(buf: np.ndarray, at: int, end: int) -> tuple[int, int]:
+    """The decimal digits at ``at`` (before ``end``) as an integer: (value, position after
+    them); the position is ``at`` when there is no digit.  At most 18 digits are read (a
+    longer number stops there, and the caller sees a non-digit where it expects an end)."""
+    v = 0
+    i = at
+    while i < end and i - at < 18:
+        c = buf[i]
+        if c < ZERO or c > NINE:
+            break
+        v = v * 10 + (c - ZERO)
+        i += 1
+    return v, i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def read_decimal(buf: np.ndarray, at: int, end: int, digits: int) -> tuple[int, int, bool]:
+    """``123`` or ``123.456`` at ``at`` as an exact integer times 10**``digits`` (the
+    kernel's ``%lu.%06lu`` timestamps with 9, ``usecs.nsecs`` durations with 3): (value,
+    position after it, ok).  Not ok when there is no integer part, one too long for 63
+    bits, a dot without digits after it, or more fraction digits than ``digits`` (the kernel's printing truncates; the
+    caller's general path decides)."""
+    whole, i = read_uint(buf, at, end)
+    if i == at or i - at > 18 - digits or (i < end and ZERO <= buf[i] <= NINE):
+        return 0, i, False  # (no integer part, or one that would overflow)
+    frac = 0
+    nfrac = 0
+    if i < end and buf[i] == DOT:
+        j = i + 1
+        frac, i = read_uint(buf, j, end)
+        nfrac = i - j
+        if nfrac == 0 or nfrac > digits:
+            return 0, i, False
+    for _ in range(digits - nfrac):
+        frac *= 10
+    for _ in range(digits):
+        whole *= 10
+    return whole + frac, i, True
+
+
+@njit(cache=True, nogil=True)
+def _same(buf: np.ndarray, a: int, b: int, n: int) -> bool:
+    for k in range(n):
+        if buf[a + k] != buf[b + k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def intern(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dictionary-encode the byte strings ``buf[starts[i]:ends[i]]`` (rows with ``starts[i]
+    < 0`` have none): (code of each row, -1 for none; the row where each code first
+    appears).  An open-addressing hash table over the bytes, so each row costs one hash
+    and, on a hit, one comparison."""
+    n = len(starts)
+    size = 1024
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    table = np.full(size, -1, dtype=np.int64)  # code at each slot
+    first = np.empty(n, dtype=np.int64)
+    codes = np.full(n, -1, dtype=np.int64)
+    ncodes = 0
+    for i in range(n):
+        a = starts[i]
+        if a < 0:
+            continue
+        b = ends[i]
+        h = np.uint64(14695981039346656037)
+        for k in range(a, b):
+            h = (h ^ np.uint64(buf[k])) * np.uint64(1099511628211)
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            c = table[slot]
+            if c < 0:
+                table[slot] = ncodes
+                first[ncodes] = i
+                codes[i] = ncodes
+                ncodes += 1
+                break
+            r = first[c]
+            if ends[r] - starts[r] == b - a and _same(buf, starts[r], a, b - a):
+                codes[i] = c
+                break
+            slot = (slot + 1) & mask
+    return codes, first[:ncodes].copy()
+
+
+def dictionary(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> tuple[pl.Series, pl.Series]:
+    """(codes, values) of the byte ranges ``raw[starts[i]:ends[i]]``: ``values`` (named
+    ``name``) holds each distinct one once, decoded (UTF-8; Latin-1 for bytes that are
+    not), ``codes`` (UInt32) its index per row, null where ``starts[i] < 0``."""
+    codes, first = intern(buffer(raw), starts, ends)
+    values = pl.Series(name, [_decode(raw[a:b]) for a, b in zip(starts[first].tolist(), ends[first].tolist())],
+                       dtype=pl.String)
+    return pl.Series("_i", np.ma.masked_less(codes, 0), dtype=pl.UInt32), values
+
+
+def strings(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> pl.Series:
+    """The string column of the byte ranges ``raw[starts[i]:ends[i]]`` (null where
+    ``starts[i] < 0``), each distinct value decoded once."""
+    codes, values = dictionary(raw, starts, ends, name)
+    return values.gather(codes)
+
+
+def _decode(b: bytes) -> str:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
