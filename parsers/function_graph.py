@@ -613,7 +613,15 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
                 continue
             ts[li] = v
             f += 1
-        f += reltime
+        if reltime:  # display-graph's "%llu us |": checked, not kept
+            s = skip_spaces(buf, bars[f] + 1, bars[f + 1])
+            v, q = read_uint(buf, s, bars[f + 1])
+            r = skip_spaces(buf, q, bars[f + 1])
+            if (q == s or r == q or r + 2 > bars[f + 1] or buf[r] != 117 or buf[r + 1] != 115
+                    or r + 2 == bars[f + 1] or skip_spaces(buf, r + 2, bars[f + 1]) != bars[f + 1]
+                    or buf[bars[f + 1] + 1] != 32):
+                continue
+            f += 1
         p = bars[f] + 1
         fe = bars[f + 1]
         if has_cpu:

@@ -95,7 +95,7 @@ def read_uint(buf: np.ndarray, at: int, end: int) -> tuple[int, int]:
     v = 0
     i = at
     while i < end and i - at < 18:
-        c = buf[i]
+        c = int(buf[i])  # (a byte widened before the arithmetic)
         if c < ZERO or c > NINE:
             break
         v = v * 10 + (c - ZERO)

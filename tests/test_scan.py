@@ -44,7 +44,7 @@ def _kernel_ns(dur_ns: int) -> int:
 
 
 NAMES = st.sampled_from(["f", "zap_pte_range.isra.0", ".free_pgtables", "__x64_sys_exit_group", "do_wp_page.cold"])
-LAYOUTS = st.builds(fg.Layout, abstime=st.booleans(), reltime=st.just(False), cpu=st.booleans(),
+LAYOUTS = st.builds(fg.Layout, abstime=st.booleans(), reltime=st.booleans(), cpu=st.booleans(),
                     proc=st.booleans(), lat=st.booleans())
 
 
@@ -70,6 +70,8 @@ def _line(draw, lay: fg.Layout) -> tuple[str, dict]:
         ns = draw(st.integers(0, 10**14))
         out += f"{ns // 10**9:5d}.{ns % 10**9 // 1000:06d} |  "
         want["ts_ns"] = ns // 1000 * 1000
+    if lay.reltime:  # display-graph's relative time
+        out += f"{draw(st.integers(0, 10**6)):8d} us |  "
     if lay.cpu:
         cpu = draw(st.integers(0, 255))
         out += f" {cpu:>2}) "

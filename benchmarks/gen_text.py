@@ -1,0 +1,125 @@
+"""Generate realistic trace text of the formats other than function_graph, for benchmarks.
+
+Each line follows the printf format of the program that prints it:
+
+* ``function``: the kernel's function tracer with irq-info (``print_trace_fmt()``:
+  ``%16s-%-7d [%03d] %s %5lu.%06lu: `` then ``%ps <-%ps``);
+* ``events``: the kernel's trace file with sched_switch, sched_wakeup, tlb_flush and
+  mm_page_free_batched records (each event's own ``print fmt``);
+* ``tracecmd``: ``trace-cmd report`` (``%16s-%-5d [%03d] %5lu.%06lu: %s:`` then the event's
+  ``print fmt``), after its ``cpus=N`` line;
+* ``perf``: ``perf script`` of kprobe hits with callchains (comm right-aligned to 16
+  columns, pid, ``[%03d]``, ``%lu.%06lu:``, the event, then one ``\\t%16x %s`` line per frame
+  and a blank line).
+
+Seeded: the same arguments give the same bytes.
+
+Usage: python benchmarks/gen_text.py FORMAT OUT.txt --mib 100 [--seed 1] [--cpus 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+FUNCS = ["exit_mmap", "unmap_vmas", "unmap_page_range", "zap_pte_range", "page_remove_rmap",
+         "free_pgtables", "tlb_finish_mmu", "free_pages_and_swap_cache", "release_pages",
+         "__mod_lruvec_page_state", "flush_tlb_mm_range", "handle_mm_fault", "do_wp_page",
+         "zap_pmd_range.isra.0", "__tlb_remove_page_size", "lru_add_drain_cpu"]
+COMMS = ["bash", "pgtfree", "kworker/1:2", "systemd-journal", "swapper/0", "cc1"]
+FLAGS = ["d..2.", "....1", "dN.2.", "d.h1.", "..s1.", "d..1."]
+
+
+def _task(rng) -> tuple[str, int]:
+    return COMMS[rng.integers(len(COMMS))], int(rng.integers(1, 60000))
+
+
+def _ts(t_ns: int) -> str:
+    return f"{t_ns // 10**9:5d}.{t_ns % 10**9 // 1000:06d}"
+
+
+def _function(rng, t, cpus) -> str:
+    comm, pid = _task(rng)
+    f, p = FUNCS[rng.integers(len(FUNCS))], FUNCS[rng.integers(len(FUNCS))]
+    return f"{comm:>16}-{pid:<7d} [{rng.integers(cpus):03d}] {FLAGS[rng.integers(len(FLAGS))]} {_ts(t)}: {f} <-{p}\n"
+
+
+def _event_body(rng) -> tuple[str, str]:
+    k = rng.integers(4)
+    if k == 0:
+        (a, ap), (b, bp) = _task(rng), _task(rng)
+        return "sched_switch", (f"prev_comm={a} prev_pid={ap} prev_prio=120 prev_state=S ==> "
+                                f"next_comm={b} next_pid={bp} next_prio=120")
+    if k == 1:
+        a, ap = _task(rng)
+        return "sched_wakeup", f"comm={a} pid={ap} prio=120 target_cpu={rng.integers(4):03d}"
+    if k == 2:
+        return "tlb_flush", f"pages:{rng.integers(-1, 64)} reason:flush on task switch (0)"
+    pfn = int(rng.integers(0x1000, 0x400000))
+    return "mm_page_free_batched", f"page=0000000012345678 pfn=0x{pfn:x} order=0"
+
+
+def _events(rng, t, cpus) -> str:
+    comm, pid = _task(rng)
+    ev, body = _event_body(rng)
+    return f"{comm:>16}-{pid:<7d} [{rng.integers(cpus):03d}] {FLAGS[rng.integers(len(FLAGS))]} {_ts(t)}: {ev}: {body}\n"
+
+
+def _tracecmd(rng, t, cpus) -> str:
+    comm, pid = _task(rng)
+    ev, body = _event_body(rng)
+    return f"{comm:>16}-{pid:<5d} [{rng.integers(cpus):03d}] {_ts(t)}: {ev + ':':<20} {body}\n"
+
+
+def _perf(rng, t, cpus) -> str:
+    comm, pid = _task(rng)
+    ret = rng.integers(2) == 1
+    ev = "probe:free_pgtables__return" if ret else "probe:free_pgtables"
+    addr = "(ffffffffb7ee7a80 <- ffffffffb7ee7b7b)" if ret else "(ffffffffb7ee7a80)"
+    out = f"{comm:>16} {pid:5d} [{rng.integers(cpus):03d}] {t // 10**9}.{t % 10**9 // 1000:06d}: {ev:>30}: {addr}\n"
+    for d in range(int(rng.integers(3, 9))):
+        out += f"\t{0xffffffff81000000 + int(rng.integers(1 << 20)):16x} {FUNCS[(d * 5) % len(FUNCS)]}+0x{d * 16 + 4:x} ([kernel.kallsyms])\n"
+    return out + "\n"
+
+
+HEADERS = {
+    "function": "# tracer: function\n#\n#                                _-----=> irqs-off/BH-disabled\n"
+                "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |\n",
+    "events": "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |\n",
+    "tracecmd": "cpus={cpus}\n",
+    "perf": "",
+}
+LINES = {"function": _function, "events": _events, "tracecmd": _tracecmd, "perf": _perf}
+
+
+def generate(fmt: str, out: str, mib: float, seed: int = 1, cpus: int = 4) -> None:
+    rng = np.random.default_rng(seed)
+    want = int(mib * (1 << 20))
+    line = LINES[fmt]
+    t = 50 * 10**9
+    with open(out, "w") as f:
+        n = f.write(HEADERS[fmt].format(cpus=cpus))
+        block: list[str] = []
+        while n < want:
+            t += int(rng.integers(100, 3000))
+            block.append(line(rng, t, cpus))
+            if len(block) == 4096:
+                n += f.write("".join(block))
+                block = []
+        f.write("".join(block))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("format", choices=sorted(LINES))
+    ap.add_argument("out")
+    ap.add_argument("--mib", type=float, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--cpus", type=int, default=4)
+    a = ap.parse_args()
+    generate(a.format, a.out, a.mib, a.seed, a.cpus)
+
+
+if __name__ == "__main__":
+    main()
