@@ -24,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 LAYOUT_BITS = ("abstime", "reltime", "cpu", "proc", "lat")
@@ -43,8 +44,8 @@ def check(data: bytes) -> None:
     runs += 1
     from tracekit.parsers import function_graph as fg
     from tracekit.parsers.base import LineChunk, ParseContext
-    from tracekit.schema import conform
-    from tracekit.spans import SpanBuilder
+    from tracekit.schema import Kind, conform
+    from tracekit.spans import _KIND_CODE, _codes, _nest_rows
 
     if not data:
         return
@@ -61,10 +62,18 @@ def check(data: bytes) -> None:
     for col in COLUMNS:
         if not both[col].equals(both[f"{col}_fast"].alias(col), check_names=False):
             raise AssertionError(f"the scanner and the general path read {col} differently")
-    rows = pl.concat([good, conform(general)], how="diagonal_relaxed").sort("seq")
-    builder = SpanBuilder(nesting=True)
-    builder.feed(SpanBuilder.prepare(conform(rows), True))
-    builder.finish()
+    # the pairing, over every row in file order (the task: the pid, else the CPU)
+    rows = conform(pl.concat([conform(good), conform(general)]).sort("seq"))
+    task = _codes(rows.select(pl.coalesce(pl.col("pid").cast(pl.Int64), -1 - pl.col("cpu").cast(pl.Int64))).to_series())
+    ntasks = int(task.max()) + 2 if len(task) else 1
+    kind = np.array([_KIND_CODE.get(k, 0) for k in rows["kind"].to_list()], dtype=np.int64)
+    partner, is_open, parent, depth, _, _ = _nest_rows(
+        np.where(task < 0, ntasks - 1, task), kind, rows["depth"].cast(pl.Int64).fill_null(-1).to_numpy(),
+        _codes(rows["func"]), rows["cpu"].cast(pl.Int64).fill_null(-1).to_numpy(), rows["seq"].to_numpy(),
+        ntasks, _KIND_CODE[Kind.ENTRY], _KIND_CODE[Kind.EXIT], _KIND_CODE[Kind.LEAF], _KIND_CODE[Kind.LOST])
+    closed = partner[partner >= 0]
+    if len(set(closed.tolist())) != len(closed) or (partner >= len(rows)).any():
+        raise AssertionError("a return closed two entries")
 
 
 def fuzz(data: bytes) -> None:
@@ -72,8 +81,6 @@ def fuzz(data: bytes) -> None:
 
 
 def main() -> None:
-    import numpy as np
-
     np.seterr(over="ignore")  # (the name hash wraps by design, as it does compiled)
     if len(sys.argv) > 2 and sys.argv[1] == "--replay":
         for p in sorted(Path(sys.argv[2]).iterdir()):

@@ -66,7 +66,8 @@ _SWITCH_RE = (
     r"^\s*(?:(?P<abs>\d+\.\d+)\s+\|\s+)?(?:(?P<cpu>\d+)\)\s+)?"
     r"(?P<prev>\S.*?-\d+)\s+=>\s+(?P<next>\S.*?-(?P<next_pid>\d+))\s*$"
 )
-_IRQ_RE = r"^\s*(?:(?P<abs>\d+\.\d+)\s+\|\s+)?(?:(?P<cpu>\d+)\)\s+)?(?:(?P<proc>[^|]*?-\d+)\s+\|\s*)?(?:(?P<lat>[.A-Za-z0-9]{4,8})\s+\|)?\s*(?P<arrow>==========>|<==========)"
+# (print_graph_irq() prints the prologue: abstime, REL TIME, CPU, task, flags)
+_IRQ_RE = r"^\s*(?:(?P<abs>\d+\.\d+)\s+\|\s+)?(?:(?P<rel>\d+)\s+us\s+\|\s+)?(?:(?P<cpu>\d+)\)\s+)?(?:(?P<proc>[^|]*?-\d+)\s+\|\s*)?(?:(?P<lat>[.A-Za-z0-9]{4,8})\s+\|)?\s*(?P<arrow>==========>|<==========)"
 
 #: What a line of this format can begin with (after the prologue's leading blanks): the
 #: header, a prologue field (abstime, REL TIME, CPU, task, duration, the '|' of the call
@@ -420,8 +421,9 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         kind="kind",
         raw_func=raw_func,
         depth=(pl.col("indent").str.len_chars().cast(pl.Int32) - 2) // 2,
-        dur_ns=duration_ns_expr(pl.col("dur")),
-        flags=pl.when(is_irq).then(irq.struct.field("lat")).otherwise(pl.col("lat")),
+        # (only a call has a duration: a task-switch line read with a '|' in a name has none)
+        dur_ns=pl.when(pl.col("kind").is_in([Kind.ENTRY, Kind.LEAF, Kind.EXIT])).then(duration_ns_expr(pl.col("dur"))),
+        flags=pl.when(is_irq).then(irq.struct.field("lat")).when(~is_switch).then(pl.col("lat")),
         body=pl.when(pl.col("kind").is_in([Kind.COMMENT, Kind.SWITCH, Kind.LOST, Kind.MARKER]))
         .then(pl.when(pl.col("kind") == Kind.COMMENT).then(b.str.extract(_COMMENT_RE, 1)).otherwise(pl.col("text").str.strip_chars()))
         .otherwise(None),
@@ -460,10 +462,17 @@ def _name_end(buf: np.ndarray, at: int, end: int) -> int:
     i = at
     while i < end:
         c = buf[i]
-        if c <= 32 or c == 40 or c == 41 or c == 123 or c == 125 or c == 59 or c == 47:
-            break
+        if c <= 32 or c >= 127 or c == 40 or c == 41 or c == 123 or c == 125 or c == 59 or c == 47:
+            break  # (kernel symbols are ASCII: other bytes are left to the general path)
         i += 1
     return i
+
+
+@njit(cache=True, nogil=True)
+def _plain(c: int) -> bool:
+    """A printable ASCII byte other than the space: text around it is stripped alike
+    whatever the definition of white space."""
+    return 33 <= c <= 126
 
 
 @njit(cache=True, nogil=True)
@@ -530,6 +539,8 @@ def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
     the next task (comm and pid) and the whole line as its body."""
     t0 = skip_spaces(buf, a, e)
     t1 = skip_back_spaces(buf, t0, e)
+    if t0 == t1 or not (_plain(buf[t0]) and _plain(buf[t1 - 1])):
+        return False
     p = t0
     v, q, ok = read_decimal(buf, p, t1, 9)
     if ok and find_byte(buf, p, q, DOT) >= 0:  # "%5lu.%06lu |"
@@ -554,7 +565,7 @@ def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
         return False
     n0 = skip_spaces(buf, arrow + 2, t1)
     d = _task_end(buf, n0, t1)
-    if d < 0 or n0 == t1:
+    if d < 0 or n0 == t1 or not _plain(buf[n0]):
         return False
     v, q = read_uint(buf, d + 1, t1)
     if q != t1:
@@ -636,7 +647,7 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
             s = skip_spaces(buf, p, fe)
             t = skip_back_spaces(buf, s, fe)
             d = _task_end(buf, s, t)
-            if t == fe or d < 0:  # (a space before the '|', and comm-pid)
+            if t == fe or d < 0 or not _plain(buf[s]):  # (a space before the '|', and comm-pid)
                 continue
             v, q = read_uint(buf, d + 1, t)
             if q != t:
@@ -678,8 +689,11 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
         k = 0
         if n_tree >= 4 and buf[t0] == _SLASH and buf[t0 + 1] == _STAR and buf[t1 - 2] == _STAR and buf[t1 - 1] == _SLASH:
             s = skip_spaces(buf, t0 + 2, t1 - 2)
+            r = skip_back_spaces(buf, s, t1 - 2)
+            if s < r and not (_plain(buf[s]) and _plain(buf[r - 1])):
+                continue
             offs[6, li] = s
-            offs[7, li] = skip_back_spaces(buf, s, t1 - 2)
+            offs[7, li] = r
             kind[li] = _K_COMMENT
             dur[li] = -1
             continue
