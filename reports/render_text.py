@@ -265,10 +265,20 @@ def _group(g: ArchGroup, c: Comparison) -> list[str]:
     return lines
 
 
+def _count_text(verdict: str, k: int) -> str:
+    """``2 regressions``, ``1 function with no significant change``, ..."""
+    fn = f"{k} function{'s' if k > 1 else ''}"
+    if verdict in (_stats.REGRESSION, _stats.IMPROVEMENT):
+        return f"{k} {verdict}{'s' if k > 1 else ''}"
+    if verdict == _stats.NO_CHANGE:
+        return f"{fn} with no significant change"
+    if verdict == _stats.TOO_FEW:
+        return f"{fn} without a verdict (too few units)"
+    return f"{fn} {verdict}"
+
+
 def summary_sentences(c: Comparison) -> list[str]:
     """One sentence per group and compared side: the verdicts counted, and the windows'."""
-    plural = {_stats.REGRESSION: "regressions", _stats.IMPROVEMENT: "improvements",
-              _stats.TOO_FEW: "without a verdict (too few units)"}
     order = (_stats.REGRESSION, _stats.IMPROVEMENT, _stats.BELOW_THRESHOLD, _stats.NO_CHANGE, _stats.TOO_FEW)
     out = []
     for g in c.groups:
@@ -276,21 +286,14 @@ def summary_sentences(c: Comparison) -> list[str]:
             counts: dict[str, int] = {}
             for f in (f for f in g.functions if f.against == against):
                 counts[f.verdict] = counts.get(f.verdict, 0) + 1
-            parts = []
-            for v in order:
-                k = counts.get(v)
-                if not k:
-                    continue
-                if v == _stats.TOO_FEW:
-                    parts.append(f"{k} function{'s' if k > 1 else ''} without a verdict (too few units)")
-                else:
-                    parts.append(f"{k} {plural.get(v, v) if k > 1 and v in plural else v}")
+            parts = [_count_text(v, counts[v]) for v in order if counts.get(v)]
             tag = f"{g.key}" + (f", {against}" if len(g.side_names) > 2 else "")
             text = f"{tag}: " + (", ".join(parts) if parts else "no function of interest traced")
             for w in (w for w in g.windows if w.against == against and w.change is not None):
                 text += (f"; {w.tracer} windows, median of the units' worst "
                          f"{fmt.ns(w.change.unit_median_before_ns)} -> {fmt.ns(w.change.unit_median_after_ns)} "
-                         f"({fmt.pct(w.change.median_pct)}): {w.change.verdict}")
+                         f"({fmt.pct(w.change.median_pct)}): "
+                         + ("no verdict (too few units)" if not w.change.has_verdict else w.change.verdict))
             out.append(text + ".")
     return out
 
