@@ -163,8 +163,8 @@ def test_find_paste_shapes():
     assert not find_paste(b"# tracer: nop\n            bash-1994  [000] ....  5281.568961: f <-g\n")
     # a reply's own words around the quote: the quoted lines are the trace
     assert find_paste(b"On Mon, A wrote:\n> # tracer: nop\n> #\n>   bash-1 [000] 1.0: f <-g\n") == Paste(quote_depth=1)
-    # a quoted line or two in unquoted text is not a quoted trace
-    assert not find_paste(b"> # tracer: nop\nsome reply text\nmore reply text\n")
+    # a quoted line in an unquoted trace does not make the trace quoted
+    assert not find_paste(b"> # tracer: nop\n  bash-1 [000] 1.0: f <-g\n  bash-1 [000] 1.1: g <-h\n")
     assert not find_paste(b"\x17\x08Dtracing6\0\n  # x\n")
 
 
@@ -310,3 +310,22 @@ def test_real_quoted_preemptirqsoff_with_wrapped_header(tmp_path, fixtures_dir):
     assert ev["ts_ns"].to_list() == [0, 10_620_429_000, 10_620_430_000, 10_620_440_000]
     assert len(ev["callchain"][-1]) == 13
     assert res.counts["skipped_lines"] == 0
+
+
+def test_whole_message_with_headers(tmp_path, fixtures_dir):
+    """A saved message: mail headers, the attribution, prose at one level of quoting and
+    the trace at two (fixtures/published/lkml-2024-mgag200-hwlat.quoted.txt inside such a
+    message).  The trace lines decide the quoting; headers and prose are counted as lines
+    not understood."""
+    trace = (fixtures_dir / "published" / "lkml-2024-mgag200-hwlat.quoted.txt").read_text()
+    headers = "".join(f"X-Header-{i}: value {i}\n" for i in range(60))
+    text = (
+        headers + "Subject: Re: [PATCH] drm/mgag200: Flush the cache to improve latency\n\n"
+        "On 06/02/2024 14:33, Daniel Vetter wrote:\n> On Mon, Dec 11, 2023, Jocelyn Falempe wrote:\n"
+        ">> Test Results:\n>>\n>> V6.6 (~40us latency)\n>>\n" + trace + ">>\n> \n\nThanks,\n"
+    )
+    res, store = ingest_text(tmp_path, text)
+    assert res.error is None, res.error
+    ev = store.events().collect()
+    assert ev["event"].to_list() == ["hwlat"] * 6
+    assert sorted(ev["latency_ns"].to_list()) == [40_000, 40_000, 40_000, 41_000, 41_000, 41_000]

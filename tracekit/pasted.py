@@ -86,12 +86,16 @@ _TRACE_LINE_RE = re.compile(r"^\s*(?:#|\S.*?-\d+\s+(?:\(\s*[\d-]+\)\s+)?(?:\[\d+
 
 
 def _quote_depth(lines: list[str]) -> int:
-    """How deeply the trace is quoted, when most non-blank lines are quoted: the depth
-    most of the quoted trace lines (headers, records) have.  Lines a client wrapped after
+    """How deeply the trace is quoted, when most of the trace's own lines (or, failing
+    those, of all non-blank lines) are quoted: the depth most of the quoted trace lines
+    (headers, records) have.  Lines a client wrapped after
     quoting carry fewer markers, a reply's own words fewer or none; they lose what they
     have, and what is not a trace is read as lines not understood.  0 when not quoted."""
     quoted = [m for ln in lines if (m := _QUOTE_RE.match(ln))]
-    if len(quoted) * 2 <= len(lines):
+    in_quote = sum(1 for m in quoted if _TRACE_LINE_RE.match(m.string[m.end():]))
+    outside = sum(1 for ln in lines if not _QUOTE_RE.match(ln) and _TRACE_LINE_RE.match(ln))
+    # a whole message (headers, prose) counts its trace lines; a bare excerpt its lines
+    if in_quote <= outside and len(quoted) * 2 <= len(lines):
         return 0
     depths = Counter()
     for m in quoted:
@@ -119,8 +123,8 @@ def _indent(lines: list[str]) -> int:
 
 def find_paste(head: bytes) -> Paste:
     """The quoting and indentation of the first bytes of an input (decompressed).  Quoting
-    counts where most non-blank lines have it, indentation where every one has it and the
-    trace's own header shows it; an empty :class:`Paste` otherwise."""
+    counts where most trace lines (or most lines) have it, indentation where every line has
+    it and the trace's own header shows it; an empty :class:`Paste` otherwise."""
     if b"\0" in head:
         return Paste()  # binary (trace.dat)
     text = head.decode("latin-1")
