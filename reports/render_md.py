@@ -108,6 +108,7 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]], out_d
             pc = _stats.percent_change(row.get("before_ns"), row.get("after_ns"))
             lines.append(_row([e(row.get("function", "?")), fmt.pct(pc), fmt.pct(measured.get(row.get("function")))]))
         lines.append("")
+        lines += _predicted_windows(p)
     if plots:
         lines += ["### Plots", ""]
         for key, files in plots.items():
@@ -150,3 +151,21 @@ def render_md(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None
         lines += _group(g, c, (plots or {}).get(g.key, {}), out_dir)
     lines += ["## Method", "", e(words.method_note()), ""]
     return "\n".join(lines)
+
+
+def _predicted_windows(p: dict) -> list[str]:
+    """Each side's predicted worst window beside the measured one (median of the boots'
+    worst windows), where the measured ones were, and the error."""
+    e = md_escape
+    rows = [(tracer, side, w) for tracer, sides in (p.get("windows") or {}).items() if isinstance(sides, dict)
+            for side, w in sides.items()]
+    if not rows:
+        return []
+    lines = [_row(["worst window", "predicted", "measured (median of boots)", "error"]), _row(["---", "---", "---", "---:"])]
+    for tracer, side, w in rows:
+        where = "; ".join(w.get("measured_where") or [])
+        got = (f"{fmt.ns(w['measured_worst_ns'])}, {w.get('boots', 0)} boot(s)" + (f", in {where}" if where else "")
+               if w.get("measured_worst_ns") else "not measured")
+        pred = f"{fmt.ns(w.get('worst_ns'))} ({w.get('strategy', '?')}, ends in {w.get('ended_in') or '?'})"
+        lines.append(_row([e(f"{tracer} {side}"), e(pred), e(got), fmt.pct(w.get("error_pct"))]))
+    return lines + [""]

@@ -67,9 +67,11 @@ def test_calibrate_then_report(seed_store, tmp_path, monkeypatch):
     assert set(entry["costs"]) >= {"pte_anon", "page_free", "pt_free"}
 
     out = tmp_path / "rep"
-    r = runner.invoke(app, ["report", "--store", str(store), "--patch", "seed", "--out", str(out), "--format", "text,json", "-q"])
+    r = runner.invoke(app, ["report", "--store", str(store), "--patch", "seed", "--out", str(out), "--format", "text,md,json", "-q"])
     assert r.exit_code == 0, r.output
     text = (out / "report.txt").read_text()
+    md = (out / "report.md").read_text()
+    assert "| preemptoff before | " in md and "| preemptoff after | " in md and "not measured" in md
     assert "Model prediction (tracekit.model v2622 -> modern)" in text
     # 16 MiB = 4096 PTEs: v2622 PREEMPT flushes at every 8-PTE ZAP_BLOCK end (512) and once more at the end
     assert "TLB flushes 513 -> " in text
