@@ -31,6 +31,9 @@ def test_capture_is_registered_with_an_example():
         (["--preempt", "sometimes", "--kernel", "x"], "unknown preempt mode"),
         ([], "--kernel is needed"),
         (["--kernel-source", "linux-source-6.1"], "--kernel-source needs --patch-file"),
+        (["--kernel", "x", "--repeat", "0"], "--repeat must be at least 1"),
+        (["--kernel", "x", "--icount", "12"], "--icount shift must be 0..10"),
+        (["--workload", "pgtfree:sparse=-1"], "whole number"),
     ],
 )
 def test_bad_options_are_one_clear_line(args, words):
