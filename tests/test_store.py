@@ -262,3 +262,18 @@ def test_parts_let_readers_skip_row_groups_by_function(tmp_path, corpus):
 
     assert not excluded("func", "exit_mmap") and excluded("func", "no_such_kernel_function")
     assert excluded("comm", "no-such-task")
+
+
+def test_forget_takes_a_run_out_of_one_patch_and_label(tmp_path, corpus):
+    s = str(tmp_path / "s")
+    _tk("ingest", str(corpus / FG), "--store", s, "--patch", "p", "--label", "before")
+    _tk("ingest", str(corpus / FG), "--store", s, "--patch", "p", "--label", "after")
+    store = tracekit.open_store(s, create=False)
+    rid = next(iter(store.run_ids()))
+    out = _tk("forget", rid[:8], "--store", s, "--patch", "p", "--label", "before")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"run {rid}: no longer in patch p, label before; still in patch p, label after"
+    assert store.runs().select("label").collect()["label"].to_list() == ["after"]
+    assert store.spans().select("label").unique().collect()["label"].to_list() == ["after"]
+    again = _tk("forget", rid, "--store", s, "--patch", "p", "--label", "before")
+    assert again.returncode == 2 and again.stderr.strip() == f"tracekit: error: run {rid} is not in patch p, label before (see tracekit runs)"

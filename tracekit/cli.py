@@ -153,6 +153,39 @@ def runs(
 
 
 @app.command()
+def forget(
+    run: Annotated[str, typer.Argument(help="The run id (or a prefix of it that names one run).", show_default=False)],
+    patch: Annotated[str, typer.Option(help="The patch to take the run out of.", show_default=False)],
+    label: Annotated[str, typer.Option(help="The label to take the run out of.", show_default=False)],
+    store: StoreOpt = None,
+) -> None:
+    """Take a run out of one patch and label (a trace ingested under the wrong label).  Its
+    data stays for the other patches and labels it belongs to.
+
+    Example:
+
+        tracekit forget 5282ac9b --patch pgfree-lat --label before
+    """
+    from tracekit.store import StoreError, open_store
+
+    try:
+        st = open_store(store, create=False)
+        hits = sorted(r for r in st.run_ids() if r.startswith(run))
+        if len(hits) != 1:
+            raise die(f"run {run!r}: {'no such run' if not hits else 'ambiguous prefix'} in the store (see tracekit runs)")
+        if not st.remove_membership(hits[0], patch, label):
+            raise die(f"run {hits[0]} is not in patch {patch}, label {label} (see tracekit runs)")
+    except (StoreError, OSError) as e:
+        raise die(str(e))
+    members = st.memberships()
+    left = members.filter(members["run_id"] == hits[0])
+    where = "; ".join(f"patch {p}, label {lab}" for p, lab in sorted(left.select("patch", "label").iter_rows()))
+    out.print(f"run {hits[0]}: no longer in patch {patch}, label {label}"
+              + (f"; still in {where}" if where else "; in no patch now (invisible; ingest it again to add it back)"),
+              markup=False)
+
+
+@app.command()
 def gc(
     store: StoreOpt = None,
     grace: Annotated[Optional[float], typer.Option("--grace", help="On object storage, keep orphans younger than this many seconds (a writer may still be at work); default 6 hours.  On a local store, a live writer's lock keeps what it writes.")] = None,

@@ -462,14 +462,19 @@ class Store:
 
     def _read(self, rels: list[str], schema: dict[str, pl.DataType], columns: list[str] | None = None) -> pl.DataFrame:
         """The rows of these Parquet files in ``schema`` (columns a file lacks are null)."""
+        return self._scan(rels, schema, columns).collect()
+
+    def _scan(self, rels: list[str], schema: dict[str, pl.DataType], columns: list[str] | None = None) -> pl.LazyFrame:
+        """:meth:`_read` as a LazyFrame: on a local store a Parquet scan, into which polars
+        pushes a later filter (row groups skipped by their statistics)."""
         columns = list(schema) if columns is None else columns
         sub = {c: schema[c] for c in columns}
         if not rels:
-            return pl.DataFrame(schema=sub)
+            return pl.LazyFrame(schema=sub)
         if self._files.local:
             return (pl.scan_parquet([self._files.path(r) for r in rels], schema=schema, missing_columns="insert",
                                     extra_columns="ignore")
-                    .select(columns).collect())
+                    .select(columns))
         import pyarrow.parquet as pq
 
         frames = []
@@ -480,7 +485,7 @@ class Store:
                 df = pl.from_arrow(pf.read(columns=have))
             frames.append(df.select([pl.col(c).cast(sub[c]) if c in df.columns else pl.lit(None, sub[c]).alias(c)
                                      for c in columns]))
-        return pl.concat(frames)
+        return pl.concat(frames).lazy()
 
     def _run_rows(self, run_ids: Iterable[str]) -> pl.DataFrame:
         ids = sorted(set(run_ids))
@@ -547,9 +552,9 @@ class Store:
                 rels = [f"{table}/{r}/{a}/part-{i:05d}.parquet"
                         for r, a, n in batch.select("run_id", "attempt", pl.col("parts").struct.field(table)).unique().iter_rows()
                         for i in range(n)]
-                rows = self._read(rels, stored, [*cols, "run_id"])
-                df = rows.join(batch.select(*MEMBER_COLUMNS), on="run_id", how="inner", maintain_order="left")
-                out = _finish(df, with_columns or list(schema), predicate, left)
+                rows = self._scan(rels, stored, [*cols, "run_id"])
+                lf = rows.join(batch.select(*MEMBER_COLUMNS).lazy(), on="run_id", how="inner", maintain_order="left")
+                out = _finish(lf, with_columns or list(schema), predicate, left).collect()
                 if out.height:
                     yield out
                 if left is not None:
@@ -720,7 +725,8 @@ def _conjuncts(predicate: pl.Expr | None) -> list[pl.Expr]:
     return [predicate]
 
 
-def _finish(df: pl.DataFrame, with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None) -> pl.DataFrame:
+def _finish(df: pl.DataFrame | pl.LazyFrame, with_columns: list[str] | None, predicate: pl.Expr | None,
+            n_rows: int | None) -> pl.DataFrame | pl.LazyFrame:
     if predicate is not None:
         df = df.filter(predicate)
     if with_columns is not None:
