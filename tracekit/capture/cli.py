@@ -153,7 +153,7 @@ def capture_command(
     thp: Annotated[Optional[str], typer.Option(help="transparent_hugepage= boot value (never to measure PTE-level teardown).")] = None,
     patch: Annotated[str, typer.Option(help="Name of the patch under test, in the store.")] = "none",
     label: Annotated[Optional[str], typer.Option(help="Side of the comparison (default preempt-<mode>).")] = None,
-    store: Annotated[Optional[Path], typer.Option(help="Store directory (default: $TRACEKIT_STORE, else ./tracekit-store).")] = None,
+    store: Annotated[Optional[str], typer.Option(help="Store: a directory or a URL (s3://bucket/prefix, ...) (default: $TRACEKIT_STORE, else ./tracekit-store).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the run's files go (default: the cache's out/).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before QEMU is stopped.")] = 900.0,
     tag: Annotated[Optional[str], typer.Option(help="Name of the run directory (default <arch>-<release-or-image>-<label>).")] = None,
