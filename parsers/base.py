@@ -23,24 +23,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from tracekit.errors import ParseError
+
 __all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header", "LOST_EVENTS_RE", "ELIDED_RE",
            "ELIDED_REASON", "STACK_FRAME_RE", "hold_back_stack", "timestamp_ns_expr"]
-
-
-class ParseError(Exception):
-    """Input that cannot be read at all: names the file, the line (or byte offset) and why."""
-
-    def __init__(self, path: str, line: int | None, reason: str, *, offset: int | None = None):
-        self.path = path
-        self.line = line
-        self.offset = offset
-        self.reason = reason
-        where = path
-        if line is not None:
-            where += f":{line}"
-        elif offset is not None:
-            where += f": byte {offset}"
-        super().__init__(f"{where}: {reason}")
 
 
 class LineChunk:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from tracekit.errors import ReportError
 from tracekit.reports import stats as _stats
 from tracekit.reports.patch import PatchInfo
 
@@ -68,11 +69,6 @@ TEARDOWN_FUNCTIONS: tuple[str, ...] = (
 #: Event names counted per run; tlb_flush is split by its ``reason:`` field.
 TLB_FLUSH_EVENT = "tlb_flush"
 PAGE_FREE_PREFIX = "mm_page_free"
-
-
-class ReportError(Exception):
-    """The report cannot be made (no such patch, empty store, no runs on a side): the
-    message says why and what exists instead."""
 
 
 class ReportSource(Protocol):

@@ -25,6 +25,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tracekit.errors import InputError
+
 __all__ = ["PatchInfo", "PatchError", "read_patch", "parse_patch_text", "split_subject", "diff_functions"]
 
 LORE = "https://lore.kernel.org/r/"
@@ -41,7 +43,7 @@ _DEF_RE = re.compile(
 _NOT_FUNCS = frozenset({"if", "for", "while", "switch", "return", "sizeof", "defined", "typeof", "__attribute__"})
 
 
-class PatchError(Exception):
+class PatchError(InputError):
     """A patch file that cannot be read: names the file and the reason."""
 
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from tracekit.errors import InputError
+
 __all__ = [
     "ARCHES",
     "ArchConflict",
@@ -52,7 +54,7 @@ _ALIASES = {
 }
 
 
-class ArchConflict(ValueError):
+class ArchConflict(InputError, ValueError):
     """The trace says one architecture and the command line another."""
 
 

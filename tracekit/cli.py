@@ -16,10 +16,29 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+from tracekit.errors import TracekitError
 
 __all__ = ["app", "main", "EXTENSIONS", "die"]
 
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class _Commands(TyperGroup):
+    """The command group: a :class:`TracekitError` from any command is one line on stderr
+    and its exit status (2), under the console script and typer's test runner alike."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TracekitError as e:
+            raise die(str(e), e.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="tracekit",
     help=(
         "Ingest kernel traces (ftrace, trace-cmd, perf) into a Parquet store, compare them "
@@ -30,9 +49,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
 
 #: Modules that add their own commands with ``register(app)``.
 EXTENSIONS: tuple[str, ...] = ("tracekit.capture.cli", "tracekit.reports.cli", "tracekit.model.cli")

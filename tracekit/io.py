@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import polars as pl
 
+from tracekit.errors import InputError
 from tracekit.parsers.base import LineChunk
 
 __all__ = [
@@ -48,10 +49,6 @@ _MAGIC = (
     (b"\x28\xb5\x2f\xfd", "zstd"),
     (b"BZh", "bzip2"),
 )
-
-
-class InputError(Exception):
-    """An input that cannot be opened or decompressed (file and reason in the message)."""
 
 
 def compression_of(path: str | os.PathLike) -> str | None:

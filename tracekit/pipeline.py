@@ -129,7 +129,7 @@ def ingest(
     except StoreError as e:
         raise IngestError(f"{what}: {e}") from None
     try:
-        st = store if isinstance(store, Store) else open_store(store)
+        st = store if isinstance(store, Store) else open_store(store, create=True)
         st.recover()
     except (StoreError, OSError) as e:
         raise IngestError(str(e)) from None

@@ -57,6 +57,7 @@ from urllib.parse import unquote
 
 import polars as pl
 
+from tracekit.errors import StoreError
 from tracekit.schema import MEMBERSHIP_SCHEMA, RUN_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, WINDOW_SCHEMA
 
 __all__ = [
@@ -88,10 +89,6 @@ _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _MAX_NAME = 200  # bytes of an encoded name: a path segment stays under every filesystem's 255
 #: Object-store orphans younger than this may be a live writer's (seconds).
 DEFAULT_GRACE_S = 6 * 3600
-
-
-class StoreError(Exception):
-    """A store that cannot be opened or written (path and reason in the message)."""
 
 
 def default_store_location() -> str:
@@ -521,10 +518,18 @@ class Store:
             out = out.filter(c)
         return out.sort(["patch", "arch", "label", "run_id"])
 
+    def _require(self) -> None:
+        """Reading a local store that is not there is an error, not an empty store."""
+        if self._files.local and not os.path.isdir(self._files.root):
+            what = "not a directory" if os.path.exists(self._files.root) else "no such directory"
+            raise StoreError(f"{self._files.root}: {what}: no tracekit store there (tracekit ingest makes one)")
+
     def runs(self) -> pl.LazyFrame:
         """One row per membership of every committed run (RUN_SCHEMA: the run's row with the
         membership's patch and label; ``partition`` repeats patch, arch and label)."""
         from polars.io.plugins import register_io_source
+
+        self._require()
 
         def source(with_columns, predicate, n_rows, batch_size):
             m = self._members(predicate)
@@ -536,6 +541,8 @@ class Store:
 
     def _table(self, table: str) -> pl.LazyFrame:
         from polars.io.plugins import register_io_source
+
+        self._require()
 
         data = TABLES[table]
         stored = {**data, **DATA_KEYS}
@@ -741,12 +748,14 @@ def _batches(m: pl.DataFrame, runs: int) -> Iterator[pl.DataFrame]:
         yield m.filter(pl.col("run_id").is_in(ids[i:i + runs]))
 
 
-def open_store(path: str | os.PathLike | None = None, create: bool = True) -> Store:
+def open_store(path: str | os.PathLike | None = None, create: bool = False) -> Store:
     """Open the store at ``path``: a directory or a URL fsspec knows (default
     ``$TRACEKIT_STORE`` or ``./tracekit-store``).
 
-    With ``create`` the store is made when missing (directories, schema files); without it
-    a missing store reads as empty.
+    Opening never creates anything unless ``create`` is given (what ``tracekit ingest``
+    and ``tracekit capture`` do: directories, schema files): a local store that does not
+    exist yet can still be handed to :func:`tracekit.ingest`, which makes it, but reading it
+    raises :class:`StoreError`.
     """
     location = os.fspath(path) if path is not None else default_store_location()
     try:

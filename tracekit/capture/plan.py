@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from tracekit.errors import CaptureError
+
 __all__ = [
     "ArchInfo",
     "ARCHES",
@@ -25,11 +27,6 @@ __all__ = [
     "CapturePlan",
     "CaptureError",
 ]
-
-
-class CaptureError(Exception):
-    """A capture cannot go on: the message says what is missing or what failed, and how to
-    fix it (for a missing tool, the Debian package that provides it)."""
 
 
 @dataclass(frozen=True)

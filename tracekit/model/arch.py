@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from tracekit.errors import ModelError
+
 __all__ = ["Arch", "ARCHES", "get_arch"]
 
 
@@ -171,5 +173,5 @@ def get_arch(name: str) -> Arch:
     the known names otherwise."""
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in ARCHES:
-        raise ValueError(f"unknown arch {name!r}; known: {', '.join(ARCHES)}")
+        raise ModelError(f"unknown arch {name!r}; known: {', '.join(ARCHES)}")
     return ARCHES[key]

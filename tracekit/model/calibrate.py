@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from tracekit.errors import ModelError
 from tracekit.model import ModelResult, simulate
 from tracekit.model.costs import CostProfile
 
@@ -182,12 +183,12 @@ def measure(spans: pl.DataFrame | pl.LazyFrame, root: str = "exit_mmap", select:
     if source is None:
         source = next((s for s in SOURCES if s in have), next(iter(sorted(have)), None))
     if source is None or source not in have:
-        raise ValueError(f"no complete {root} spans in the run" + (f" from {source}" if source else "")
+        raise ModelError(f"no complete {root} spans in the run" + (f" from {source}" if source else "")
                          + ": nothing to calibrate against")
     lf = lf.filter(pl.col("source") == source)
     roots = _roots(lf, root, select)
     if not roots.height:
-        raise ValueError(f"no complete {root} spans in the run: nothing to calibrate against")
+        raise ModelError(f"no complete {root} spans in the run: nothing to calibrate against")
     ids = roots["span_id"]
     under = _descendants(lf, ids, max_depth=1 if source == "kprobe" else 64)
     direct = under.filter(pl.col("parent_id").is_in(ids.implode()) & pl.col("complete") & pl.col("dur_ns").is_not_null())
@@ -273,7 +274,7 @@ def calibrate(spans: pl.DataFrame | pl.LazyFrame, *, arch: str, workload: str, s
     measured, exits = m.means, m.calls
     funcs = [f for f in FIT_FUNCTIONS if f in measured]
     if not funcs:
-        raise ValueError(f"the run has none of {', '.join(FIT_FUNCTIONS)}: nothing to calibrate against")
+        raise ModelError(f"the run has none of {', '.join(FIT_FUNCTIONS)}: nothing to calibrate against")
     cols = []
     for g in GROUPS:
         r = simulate(arch, strategy, preempt=preempt, workload=workload, costs=_only(g), **model_kw)

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracekit.capture.plan import CaptureError
+from tracekit.errors import ModelError
 from tracekit.capture.plan import Workload as PgtfreeWorkload
 from tracekit.capture.plan import parse_workload as parse_pgtfree
 from tracekit.model.arch import Arch, get_arch
@@ -61,7 +62,7 @@ _PREEMPT_MODES = {"full": True, "rt": True, "none": False, "voluntary": False}
 OTHER_TABLES_MAX = 12
 
 
-class NoWorkloadMeta(ValueError):
+class NoWorkloadMeta(ModelError):
     """The run carries no capture metadata the model can build a workload from."""
 
 

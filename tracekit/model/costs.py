@@ -21,6 +21,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tracekit.errors import ModelError
+
 __all__ = ["CostProfile", "load_costs"]
 
 
@@ -78,7 +80,7 @@ def load_costs(path: str | Path | None) -> CostProfile:
     try:
         text = p.read_text()
     except OSError as e:
-        raise ValueError(f"{p}: cannot read cost profile: {e.strerror or e}") from None
+        raise ModelError(f"{p}: cannot read cost profile: {e.strerror or e}") from None
     try:
         if p.suffix.lower() == ".toml":
             import tomllib
@@ -87,18 +89,18 @@ def load_costs(path: str | Path | None) -> CostProfile:
         else:
             data = json.loads(text)
     except Exception as e:  # noqa: BLE001 - any decoder error is a user error here
-        raise ValueError(f"{p}: not a valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'} cost profile: {e}") from None
+        raise ModelError(f"{p}: not a valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'} cost profile: {e}") from None
     if isinstance(data, dict) and isinstance(data.get("costs"), dict):
         data = data["costs"]
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: a cost profile is a table of name = nanoseconds")
+        raise ModelError(f"{p}: a cost profile is a table of name = nanoseconds")
     known = {f.name for f in fields(CostProfile)}
     values: dict[str, int] = {}
     for k, v in data.items():
         key = k[2:] if k.startswith("c_") else k
         if key not in known:
-            raise ValueError(f"{p}: unknown cost {k!r}; known: {', '.join(sorted(known))}")
+            raise ModelError(f"{p}: unknown cost {k!r}; known: {', '.join(sorted(known))}")
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise ValueError(f"{p}: cost {k!r} must be a non-negative number of ns, not {v!r}")
+            raise ModelError(f"{p}: cost {k!r} must be a non-negative number of ns, not {v!r}")
         values[key] = int(round(v))
     return CostProfile(**values)

@@ -29,6 +29,7 @@ from typing import Any
 
 import polars as pl
 
+from tracekit.errors import ModelError
 from tracekit.model import ModelResult, simulate
 from tracekit.model.arch import Arch, get_arch
 
@@ -86,7 +87,7 @@ class EmitOptions:
 def _events_frame(result: ModelResult) -> pl.DataFrame:
     sim = result.sim
     if sim is None:
-        raise ValueError("emitters need a result simulated with record=True")
+        raise ModelError("emitters need a result simulated with record=True")
     rows = [e for e in sim.events if e[0] in ("entry", "exit")]
     return pl.DataFrame(
         {
@@ -308,7 +309,7 @@ def preemptoff_text(result: ModelResult, arch: Arch, opt: EmitOptions) -> tuple[
     sim = result.sim
     assert sim is not None
     if not sim.window_list:
-        raise ValueError("no preempt-off window to snapshot (a !PREEMPT simulation has resched gaps)")
+        raise ModelError("no preempt-off window to snapshot (a !PREEMPT simulation has resched gaps)")
     start, end, started_in, ended_in = max(sim.window_list, key=lambda w: (w[1] - w[0], -w[0]))
     p = arch.symbol_prefix
     ev = _events_frame(result).filter((pl.col("type") == "entry") & pl.col("ts").is_between(start, end))
@@ -380,7 +381,7 @@ def emit(
     a = get_arch(arch)
     unknown = set(formats) - set(FORMATS)
     if unknown:
-        raise ValueError(f"unknown emitter format(s) {sorted(unknown)}; known: {', '.join(FORMATS)}")
+        raise ModelError(f"unknown emitter format(s) {sorted(unknown)}; known: {', '.join(FORMATS)}")
     result = simulate(a, strategy, preempt=preempt, workload=workload, op=op, record=True,
                       online_cpus=opt.ncpus, **model_kw)
     out = Path(out_dir)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from tracekit.errors import ModelError
 from tracekit.model import ModelResult
 from tracekit.model.arch import Arch
 
@@ -139,7 +140,7 @@ def write_tracedat(path: str | Path, result: ModelResult, arch: Arch, *, comm: s
     rettime - calltime, and the tlb_flush records."""
     sim = result.sim
     if sim is None:
-        raise ValueError("write_tracedat needs a result simulated with record=True")
+        raise ModelError("write_tracedat needs a result simulated with record=True")
     be = arch.big_endian if big_endian is None else big_endian
     lay = DatLayout(be, arch.pointer_size, arch.page_size)
     e, L = lay.e, lay.long_size
@@ -193,7 +194,7 @@ def write_tracedat(path: str | Path, result: ModelResult, arch: Arch, *, comm: s
     first = page_of * k
     delta = ts_a - ts_a[first] if n else ts_a
     if n and delta.max() > TIME_DELTA_MAX:
-        raise ValueError("trace.dat emitter: more than 134 ms between records of one page; use a smaller workload")
+        raise ModelError("trace.dat emitter: more than 134 ms between records of one page; use a smaller workload")
     _put(rec, allrows, 0, lay.record_header(R // 4, delta), f"{e}u4")
     pages = np.zeros((npages, lay.page_size), dtype=np.uint8)
     padded = np.zeros((npages * k, 4 + R), dtype=np.uint8)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from tracekit.errors import ModelError
 from tracekit.model.arch import Arch
 from tracekit.model.costs import CostProfile
 from tracekit.model.sim import Sim
@@ -84,9 +85,9 @@ class AllocPolicy:
             try:
                 self.p = float(spec)
             except (TypeError, ValueError):
-                raise ValueError(f"--alloc-fail must be never, always or a probability, not {spec!r}") from None
+                raise ModelError(f"--alloc-fail must be never, always or a probability, not {spec!r}") from None
             if not 0.0 <= self.p <= 1.0:
-                raise ValueError(f"--alloc-fail probability must be between 0 and 1, not {spec}")
+                raise ModelError(f"--alloc-fail probability must be between 0 and 1, not {spec}")
         self.rng = random.Random(seed)
 
     @property
@@ -115,9 +116,9 @@ class KernelCfg:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
+            raise ModelError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
         if self.fallback_entries < 1:
-            raise ValueError("--fallback-entries must be at least 1")
+            raise ModelError("--fallback-entries must be at least 1")
 
     @property
     def design(self) -> str:

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tracekit.errors import ModelError
 from tracekit.model import simulate
 from tracekit.model.costs import CostProfile, load_costs
 
@@ -63,7 +64,7 @@ def load_report_profile(arch: str, path: str | os.PathLike | None = None) -> tup
     try:
         data = json.loads(f.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{f}: cannot read the model report profile: {e}") from None
+        raise ModelError(f"{f}: cannot read the model report profile: {e}") from None
     entry = data.get(arch) if isinstance(data, dict) else None
     if not isinstance(entry, dict):
         return None
@@ -75,7 +76,7 @@ def _checked_entry(entry: dict[str, Any], arch: str, f: Path) -> tuple[dict[str,
     key the prediction needs or its costs cannot be read."""
     for key in ("before", "after", "workload"):
         if key not in entry:
-            raise ValueError(f"{f}: {arch}: the model report profile needs {key!r}")
+            raise ModelError(f"{f}: {arch}: the model report profile needs {key!r}")
     costs = entry.get("costs")
     if isinstance(costs, str):
         profile = load_costs((f.parent / costs) if not Path(costs).is_absolute() else costs)
@@ -83,7 +84,7 @@ def _checked_entry(entry: dict[str, Any], arch: str, f: Path) -> tuple[dict[str,
         try:
             profile = CostProfile(**{k: int(v) for k, v in costs.items()})
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{f}: {arch}: bad inline costs: {e}") from None
+            raise ModelError(f"{f}: {arch}: bad inline costs: {e}") from None
     else:
         profile = CostProfile()
     return entry, profile, f
@@ -101,7 +102,7 @@ def save_store_profile(store: str | os.PathLike, patch: str, arch: str, entry: d
     path written.  Raises OSError when the store cannot be written."""
     for key in ("before", "after", "workload"):
         if key not in entry:
-            raise ValueError(f"a report profile needs {key!r}")
+            raise ModelError(f"a report profile needs {key!r}")
     path = store_profile_path(store, patch, arch)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {**entry, "patch": patch, "arch": arch,
@@ -155,9 +156,9 @@ def find_store_profile(arch: str, run_ids: list[str], store: str | os.PathLike |
             try:
                 entry = json.loads(f.read_text())
             except (OSError, ValueError) as e:
-                raise ValueError(f"{f}: cannot read the model report profile: {e}") from None
+                raise ModelError(f"{f}: cannot read the model report profile: {e}") from None
             if not isinstance(entry, dict):
-                raise ValueError(f"{f}: a model report profile is a JSON object")
+                raise ModelError(f"{f}: a model report profile is a JSON object")
             return _checked_entry(entry, arch, f)
     return None
 

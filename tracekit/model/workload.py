@@ -29,6 +29,7 @@ import re
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from tracekit.errors import ModelError
 from tracekit.model.arch import Arch
 
 __all__ = [
@@ -49,7 +50,7 @@ ENTRY_KINDS = PRESENT_KINDS + ("swap", "none")
 DEFAULT_BASE = 1 << 30
 
 
-class SpecError(ValueError):
+class SpecError(ModelError):
     """A workload SPEC that cannot be read; the message says which item and why."""
 
 
