@@ -9,6 +9,7 @@ which defines ``register(app)``.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -26,9 +27,22 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+def keep_examples(help_text: str) -> str:
+    """``help_text`` with its indented paragraphs (the examples) marked so that the help
+    formatter prints them as written: a command re-wrapped onto two lines would drop the
+    options of the second when its first line is pasted."""
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    marked = [
+        "\b\n" + p if p.strip() and all(line.startswith(" ") for line in p.splitlines() if line.strip()) else p
+        for p in paragraphs
+    ]
+    return "\n\n".join(marked)
+
+
 class _Commands(TyperGroup):
     """The command group: a :class:`TracekitError` from any command is one line on stderr
-    and its exit status (2), under the console script and typer's test runner alike."""
+    and its exit status (2), under the console script and typer's test runner alike; every
+    command's examples are printed as written (:func:`keep_examples`)."""
 
     def invoke(self, ctx):
         try:
@@ -36,28 +50,52 @@ class _Commands(TyperGroup):
         except TracekitError as e:
             raise die(str(e), e.exit_code) from None
 
+    def get_command(self, ctx, cmd_name):
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None and cmd.help and "\b" not in cmd.help:
+            cmd.help = keep_examples(cmd.help)
+        return cmd
+
 
 app = typer.Typer(
     cls=_Commands,
     name="tracekit",
     help=(
-        "Ingest kernel traces (ftrace, trace-cmd, perf) into a Parquet store, compare them "
-        "per patch, and model the page-table teardown path."
+        "Ingest kernel traces (ftrace, trace-cmd, perf) into a Parquet store, look at them "
+        "(sql, spans, export, flame graphs), compare them per patch, and model the page-table "
+        "teardown path."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 #: Modules that add their own commands with ``register(app)``.
-EXTENSIONS: tuple[str, ...] = ("tracekit.capture.cli", "tracekit.reports.cli", "tracekit.model.cli")
+EXTENSIONS: tuple[str, ...] = (
+    "tracekit.data_cli", "tracekit.capture.cli", "tracekit.reports.cli", "tracekit.model.cli",
+)
 
 
 def die(message: str, code: int = 2) -> "typer.Exit":
     """Print ``tracekit: error: message`` to stderr and return the Exit to raise."""
     err.print(f"tracekit: error: {message}", markup=False)
     return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from tracekit import __version__
+
+        out.print(f"tracekit {__version__}", markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", help="Print tracekit's version and exit.", callback=_version, is_eager=True)] = False,
+) -> None:
+    """The options of tracekit itself, before a command."""
 
 
 StoreOpt = Annotated[
@@ -250,7 +288,10 @@ _register_extensions()
 def main() -> None:
     """Entry point of the ``tracekit`` console script: never a traceback for user errors."""
     try:
-        app()
+        app(prog_name="tracekit")
+    except TracekitError as e:  # raised outside a command (while completing, say)
+        err.print(f"tracekit: error: {e}", markup=False)
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("tracekit: interrupted", markup=False)
         sys.exit(130)

@@ -571,6 +571,22 @@ class Store:
 
         return register_io_source(source, schema=schema, explain_name=f"tracekit {table}")
 
+    def parts(self, table: str) -> pl.DataFrame:
+        """run_id and the location (a local path or a URL) of every Parquet part of
+        ``table`` (spans, events or windows) that a committed run's row names: what a
+        reader other than polars (DuckDB) reads, joined with :meth:`runs` on run_id."""
+        self._require()
+        m = self._members(None)
+        rows = [(r, self._files.path(f"{table}/{r}/{a}/part-{i:05d}.parquet"))
+                for r, a, n in m.select("run_id", "attempt", pl.col("parts").struct.field(table)).unique().sort("run_id").iter_rows()
+                for i in range(n or 0)]
+        return pl.DataFrame(rows, schema={"run_id": pl.String, "location": pl.String}, orient="row")
+
+    def schema(self, table: str) -> dict[str, pl.DataType]:
+        """The columns readers of ``table`` see (runs: RUN_SCHEMA; spans, events, windows:
+        the table's own, then patch, arch, label and run_id)."""
+        return dict(RUN_SCHEMA) if table == "runs" else {**TABLES[table], **{c: pl.String() for c in MEMBER_COLUMNS}}
+
     def spans(self) -> pl.LazyFrame:
         """Every span of every committed run, with patch, arch, label and run_id columns
         (one copy per membership)."""
