@@ -10,74 +10,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from tracekit.model.table import comparison_table, fmt_ns, replay_table
+from tracekit.tables import print_rows
+
 __all__ = ["register", "model"]
-
-
-def _fmt_ns(ns: int) -> str:
-    if ns >= 1_000_000:
-        return f"{ns / 1e6:.2f} ms"
-    if ns >= 1_000:
-        return f"{ns / 1e3:.2f} us"
-    return f"{ns} ns"
-
-
-def _rows(results: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
-    """(metric, value per result) lines of the readable table."""
-    kind = "preempt-off" if results[0]["preempt"] else "resched gap"
-    causes: list[str] = []
-    comp_keys: list[str] = []
-    for d in results:
-        causes += [c for c in d["flushes_by_cause"] if c not in causes]
-        comp = (d.get("worst_window") or {}).get("composition") or {}
-        comp_keys += [k for k, v in comp.items() if v and k not in comp_keys]
-
-    def each(f) -> list[str]:
-        return [f(d) for d in results]
-
-    rows: list[tuple[str, list[str]]] = [("TLB flushes", each(lambda d: f"{d['tlb_flushes']:,}"))]
-    for c in causes:
-        rows.append((f"  {c}", each(lambda d: f"{d['flushes_by_cause'].get(c, 0):,}")))
-    rows += [
-        ("pages/flush (typ.)", each(lambda d: f"{d['typical_pages_per_flush']:,}")),
-        ("data pages freed", each(lambda d: f"{d['pages_freed']:,}")),
-        ("pt pages freed", each(lambda d: f"{d['pagetable_pages_freed']:,}")),
-        ("IPIs", each(lambda d: f"{d['ipis']:,}")),
-    ]
-    if any(d["hash_flushes"] for d in results):
-        rows.append(("hash flushes", each(lambda d: f"{d['hash_flushes']:,}")))
-    if any(d["batch_allocs"] or d["batch_alloc_failures"] for d in results):
-        rows.append(("batch allocs", each(lambda d: f"{d['batch_allocs']:,}")))
-        rows.append(("  failed", each(lambda d: f"{d['batch_alloc_failures']:,}")))
-    rows += [
-        (f"{kind} windows", each(lambda d: f"{d['windows']['count']:,}")),
-        (f"  max", each(lambda d: _fmt_ns(d["windows"]["max_ns"]))),
-        (f"  p50", each(lambda d: _fmt_ns(d["windows"]["p50_ns"]))),
-        (f"  p99", each(lambda d: _fmt_ns(d["windows"]["p99_ns"]))),
-        (f"  p99.9", each(lambda d: _fmt_ns(d["windows"]["p99.9_ns"]))),
-    ]
-    if comp_keys:
-        rows.append(("worst window holds", ["" for _ in results]))
-        for k in comp_keys:
-            rows.append((f"  {_SHORT.get(k, k)}", each(lambda d: f"{((d.get('worst_window') or {}).get('composition') or {}).get(k, 0):,}")))
-    rows.append(("simulated time", each(lambda d: _fmt_ns(d["total_ns"]))))
-    for f, label in _TIME_FUNCS.items():
-        if any(d["time_by_function_ns"].get(f) for d in results):
-            rows.append((f"  {label}", each(lambda d: _fmt_ns(d["time_by_function_ns"].get(f, 0)))))
-    return rows
-
-
-#: Functions whose (inclusive) simulated time the table shows, with short labels.
-_TIME_FUNCS = {
-    "unmap_vmas": "unmap_vmas",
-    "zap_pte_range": "zap_pte_range",
-    "free_pgtables": "free_pgtables",
-    "tlb_flush_mmu": "tlb_flush_mmu",
-    "tlb_finish_mmu": "tlb_finish_mmu",
-    "free_pages_and_swap_cache": "free_pages_...",
-    "anon_vma_unlink": "anon_vma_unlink",
-    "unlink_file_vma": "unlink_file_vma",
-}
-_SHORT = {"pagetable_pages_freed": "pt_pages_freed"}
 
 
 def model(
@@ -114,8 +50,6 @@ def model(
 
     Exit status: 0, or 2 for a bad option or workload.
     """
-    from rich.table import Table
-
     from tracekit.cli import die, out
     from tracekit.model import STRATEGIES, load_costs, simulate
 
@@ -177,15 +111,8 @@ def model(
         }
         out.print(json.dumps(obj, indent=2), markup=False)
         return
-    title = (f"{results[0]['arch']} {op} {workload}, "
-             f"{'CONFIG_PREEMPT' if preempt else '!CONFIG_PREEMPT'}")
-    table = Table(title=title, title_justify="left")
-    table.add_column("", no_wrap=True)
-    for d in results:
-        table.add_column(d["strategy"], justify="right")
-    for name, values in _rows(results):
-        table.add_row(name, *values)
-    out.print(table)
+    title, columns, rows = comparison_table(results, op, workload, preempt)
+    print_rows(out, columns, rows, right=[False] + [True] * (len(columns) - 1), title=title)
 
 
 @dataclass
@@ -382,14 +309,14 @@ def calibrate_cmd(
     for n in cal.notes:
         err.print(f"  {n}", markup=False)
     for f, m in cal.measured_ns.items():
-        out.print(f"{f:<16} measured {_fmt_ns(int(m)):>10}  fitted {_fmt_ns(int(cal.fitted_ns[f])):>10}", markup=False)
+        out.print(f"{f:<16} measured {fmt_ns(int(m)):>10}  fitted {fmt_ns(int(cal.fitted_ns[f])):>10}", markup=False)
     wrote = [str(p) for p in (out_file, saved) if p is not None]
     out.print("scales: " + ", ".join(f"{g} x{s:.3g}" for g, s in cal.scales.items())
               + f" ({cal.exits} exit_mmap calls)" + (f"; wrote {', '.join(wrote)}" if wrote else ""), markup=False)
     kind = "preempt-off window" if pre else "resched gap"
     for side in ("before", "after"):
         p = predicted[side]
-        out.print(f"predicted worst {kind}, {side} ({p['strategy']}): {_fmt_ns(p['worst_ns'])}"
+        out.print(f"predicted worst {kind}, {side} ({p['strategy']}): {fmt_ns(p['worst_ns'])}"
                   f" ending in {p['ended_in']}, {p['pagetable_pages_freed']:,} page-table pages freed in it",
                   markup=False)
     for w in cal.warnings:
@@ -438,8 +365,6 @@ def replay_cmd(
 
     Exit status: 0, or 2 when the run, its workload or the store cannot be used.
     """
-    from rich.table import Table
-
     from tracekit.cli import die, out
     from tracekit.model import load_costs
     from tracekit.model.calibrate import replay
@@ -461,20 +386,8 @@ def replay_cmd(
         rp["captured"] = cw.as_dict() if cw else None
         out.print(json.dumps(rp, indent=2), markup=False)
         return
-    t = Table(title=f"replay of {rp['exits']} exit_mmap calls, {rp['arch']} {spec}", title_justify="left")
-    t.add_column("per exit_mmap", no_wrap=True)
-    t.add_column("measured", justify="right")
-    t.add_column(f"model {measured_strategy}", justify="right")
-    t.add_column(f"model {strategy}", justify="right")
-    for row in rp["rows"]:
-        m = row["measured_ns"]
-        t.add_row(row["function"], _fmt_ns(int(m)) if m is not None else "-",
-                  _fmt_ns(row["model_measured_strategy_ns"]), _fmt_ns(row["model_strategy_ns"]))
-    a, b = rp["model_measured_strategy"], rp["model_strategy"]
-    t.add_row("TLB flushes", "", f"{a['tlb_flushes']:,}", f"{b['tlb_flushes']:,}")
-    kind = "max preempt-off" if pre else "max resched gap"
-    t.add_row(kind, "", _fmt_ns(a["windows"]["max_ns"]), _fmt_ns(b["windows"]["max_ns"]))
-    out.print(t)
+    title, columns, rows = replay_table(rp, spec, measured_strategy, strategy, pre)
+    print_rows(out, columns, rows, right=[False, True, True, True], title=title)
 
 
 def register(app: typer.Typer) -> None:
