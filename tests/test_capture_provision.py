@@ -172,3 +172,40 @@ def test_preempt_mode_from_debugfs_config_or_banner():
     assert preempt_mode({"uname_v": "#1 SMP PREEMPT Tue Nov 26"}, None) == "full"
     assert preempt_mode({"uname_v": "#1 SMP PREEMPT_RT Debian"}, None) == "rt"
     assert preempt_mode({"uname_v": "#1 SMP Debian 6.1.176-1"}, "voluntary") == "voluntary"
+
+
+def _fake_apt_cache(tmp_path, monkeypatch, answers: dict[str, str]) -> None:
+    """An apt-cache on PATH that answers ``apt-cache depends PKG`` from ``answers`` (what
+    Debian's apt-cache prints) and fails as apt-cache does for any other package."""
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cases = "".join(f"  {pkg}) cat <<'END'\n{out}END\n  ;;\n" for pkg, out in answers.items())
+    script = bin_dir / "apt-cache"
+    script.write_text(f'#!/bin/sh\n[ "$1" = depends ] || exit 99\ncase "$2" in\n{cases}'
+                      '  *) echo "E: No packages found" >&2; exit 100;;\nesac\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_metapackage_followed_to_its_kernel(tmp_path, monkeypatch):
+    from tracekit.capture.plan import CaptureError
+
+    # bookworm's ppc64el archive: the metapackage a user types depends on the ABI package
+    _fake_apt_cache(tmp_path, monkeypatch, {
+        "linux-image-powerpc64le:ppc64el":
+            "linux-image-powerpc64le:ppc64el\n  Depends: linux-image-6.1.0-41-powerpc64le:ppc64el\n",
+        "linux-image-rt-amd64:amd64":
+            "linux-image-rt-amd64\n  Depends: linux-image-6.1.0-41-rt-amd64\n",
+        "linux-image-amd64:amd64":
+            "linux-image-amd64\n  Depends: linux-image-6.1.0-41-amd64\n",
+    })
+    ppc = arch_info("ppc64le")
+    assert kernel_package_name("linux-image-powerpc64le", ppc) == "linux-image-6.1.0-41-powerpc64le"
+    assert kernel_package_name("linux-image-rt-amd64", arch_info("x86_64")) == "linux-image-6.1.0-41-rt-amd64"
+    assert kernel_package_name("default", arch_info("x86_64")) == "linux-image-6.1.0-41-amd64"
+    # an ABI package is taken as it is, without asking apt
+    assert kernel_package_name("linux-image-6.1.0-56-powerpc64le", ppc) == "linux-image-6.1.0-56-powerpc64le"
+    with pytest.raises(CaptureError, match="apt-cache depends linux-image-nosuch:ppc64el failed"):
+        kernel_package_name("linux-image-nosuch", ppc)

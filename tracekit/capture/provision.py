@@ -126,22 +126,45 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None, lines: int = 8) -> 
     return proc.stdout
 
 
+#: A kernel image package with its ABI release in the name (linux-image-6.1.0-56-amd64);
+#: anything else named linux-image-* is a metapackage that depends on one.
+_ABI_PACKAGE = re.compile(r"linux-image-\d+\.\d+")
+
+
+def _apt_depends(package: str) -> str:
+    return _run(["apt-cache", "depends", package], f"apt-cache depends {package}")
+
+
 def kernel_package_name(kernel: str, arch: ArchInfo) -> str:
     """The Debian package for a ``--kernel`` value: a full package name
     (``linux-image-6.1.0-56-amd64``), an ABI release (``6.1.0-56-amd64`` or ``6.1.0-56``,
-    the flavour added), or ``default`` for the newest (what ``linux-image-<flavour>`` depends
-    on)."""
+    the flavour added), a metapackage (``linux-image-powerpc64le``, ``linux-image-amd64``,
+    ``linux-image-rt-amd64``: followed through apt's metadata to the kernel it depends on),
+    or ``default`` for the newest (what ``linux-image-<flavour>`` depends on)."""
     if kernel == "default":
-        meta = f"linux-image-{arch.kernel_flavour}:{arch.debian_arch}"
-        out = _run(["apt-cache", "depends", meta], f"apt-cache depends {meta}")
-        m = re.search(r"Depends: (linux-image-\d[^\s:]*)", out)
-        if not m:
-            raise CaptureError(f"{meta} names no kernel package (apt-cache depends)")
-        return m.group(1)
+        return _follow_metapackage(f"linux-image-{arch.kernel_flavour}", arch)
     name = kernel if kernel.startswith("linux-image-") else f"linux-image-{kernel}"
     if re.fullmatch(r"linux-image-\d+\.\d+\.\d+-\d+", name):
         name += f"-{arch.kernel_flavour}"
+    if not _ABI_PACKAGE.match(name):
+        return _follow_metapackage(name, arch)
     return name
+
+
+def _follow_metapackage(meta: str, arch: ArchInfo, hops: int = 3) -> str:
+    """The kernel image package metapackage ``meta`` depends on, as ``apt-cache depends``
+    says (a metapackage may depend on another: followed ``hops`` deep)."""
+    name = meta
+    for _ in range(hops):
+        out = _apt_depends(f"{name}:{arch.debian_arch}")
+        deps = re.findall(r"^\s*\|?Depends: (linux-image-[^\s:<>]+)", out, re.M)
+        if not deps:
+            raise CaptureError(f"{name}:{arch.debian_arch} names no kernel image package (apt-cache depends); "
+                               "give --kernel linux-image-<release>")
+        name = deps[0]
+        if _ABI_PACKAGE.match(name):
+            return name
+    raise CaptureError(f"{meta}: no kernel image package within {hops} metapackages (apt-cache depends)")
 
 
 def ensure_foreign_arch(arch: ArchInfo) -> None:
