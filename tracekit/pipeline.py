@@ -32,6 +32,7 @@ import polars as pl
 
 from tracekit import __version__
 from tracekit import parsers
+from tracekit.errors import TracekitError
 from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical_arch
 from tracekit.io import InputError, content_sha256, iter_line_chunks, read_head, spool_stdin
 from tracekit.parsers import tracecmd_report
@@ -44,7 +45,7 @@ from tracekit.store import Store, StoreError, encode_name, ingested_by, open_sto
 __all__ = ["ingest", "ingest_file", "ingest_one", "IngestResult", "IngestError"]
 
 
-class IngestError(Exception):
+class IngestError(TracekitError):
     """An ingest that cannot start at all (bad store, bad option)."""
 
 
