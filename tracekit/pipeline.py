@@ -130,7 +130,8 @@ def ingest(
     except StoreError as e:
         raise IngestError(f"{what}: {e}") from None
     try:
-        st = store if isinstance(store, Store) else open_store(store, create=True)
+        # the store is made here, whether given by location or as a Store opened for reading
+        st = open_store(store.url if isinstance(store, Store) else store, create=True)
         st.recover()
     except (StoreError, OSError) as e:
         raise IngestError(str(e)) from None
