@@ -234,7 +234,7 @@ def test_store_readable_by_plain_polars_pyarrow_pandas_duckdb(tmp_path, corpus):
 def test_empty_store_reads_as_empty_everywhere(tmp_path):
     import duckdb
 
-    store = tracekit.open_store(tmp_path / "s")
+    store = tracekit.open_store(tmp_path / "s", create=True)
     assert store.runs().collect().height == 0 and store.spans().collect().height == 0
     assert store.spans().collect_schema()["patch"] == pl.String
     for table in ("runs", "memberships", "spans", "events", "windows"):
