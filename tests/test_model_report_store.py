@@ -205,3 +205,24 @@ def test_prediction_beside_the_measured_worst_windows(corpus, tmp_path, monkeypa
     save_store_profile(store2, "seed", "x86_64", entry)
     w = predict_for_report("x86_64", FUNCS, one, [], None, store=store2)["windows"]["preemptoff"]
     assert (w["before"]["measured_worst_ns"], w["before"]["boots"]) == (11574000, 1)
+
+
+def test_a_baseline_shared_by_two_patches_takes_the_compared_patch_profile(corpus, tmp_path, monkeypatch):
+    """One unpatched trace ingested for two patches is one run in both; the prediction for
+    each patch's comparison uses that patch's profile (the patch every compared run is in)."""
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    store = tmp_path / "store"
+    seed = corpus / "kbuild-x86_64-6.1.192"
+    base = str(seed / "B" / "latency_preemptoff.run1.txt")
+    runs = {}
+    for patch, after in (("p1", "run1"), ("p2", "run2")):
+        b = tracekit.ingest([base], store=str(store), patch=patch, label="before", arch="x86_64")[0].run_id
+        a = tracekit.ingest([str(seed / "A" / f"latency_preemptoff.{after}.txt")], store=str(store), patch=patch,
+                            label="after", arch="x86_64")[0].run_id
+        runs[patch] = ([{"run_id": b}], [{"run_id": a}])
+    assert runs["p1"][0] == runs["p2"][0]  # the same stored run
+    for patch, after in (("p1", "modern-np-pgfree"), ("p2", "v2622")):
+        save_store_profile(store, patch, "x86_64", {"before": "modern", "after": after, "preempt": True,
+                                                     "workload": WL})
+    assert predict_for_report("x86_64", FUNCS, *runs["p1"], None, store=store)["model"].endswith("modern-np-pgfree")
+    assert predict_for_report("x86_64", FUNCS, *runs["p2"], None, store=store)["model"].endswith("v2622")

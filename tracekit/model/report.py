@@ -134,10 +134,17 @@ def _run_patches(store: Path, run_ids: list[str]) -> list[str] | None:
                 .select("run_id", "patch", "partition").collect())
     except Exception:  # noqa: BLE001 - an unreadable store has no profile to offer
         return None
-    if runs.height != len(set(run_ids)):
+    if runs["run_id"].n_unique() != len(set(run_ids)):  # a run is one row per membership
         return None
     parts = runs["partition"].struct.field("patch") if runs.schema["partition"] != pl.Null else runs["patch"]
-    return sorted(set(parts.fill_null(runs["patch"]).to_list()))
+    runs = runs.with_columns(part=parts.fill_null(runs["patch"]))
+    # a run shared by several patches (the same trace ingested for each) belongs to all of
+    # them: the compared runs' patch is the one every run belongs to
+    common = None
+    for _, group in runs.group_by("run_id"):
+        mine = set(group["part"].to_list())
+        common = mine if common is None else common & mine
+    return sorted(common) if common else sorted(set(runs["part"].to_list()))
 
 
 def find_store_profile(arch: str, run_ids: list[str], store: str | os.PathLike | None = None
@@ -297,9 +304,15 @@ class _Measured:
         if not w.height:
             return {"measured_worst_ns": None, "boots": 0}
         boots = st.runs().filter(pl.col("run_id").is_in(ids)).collect()
-        boot_of = {r["run_id"]: r.get("boot_id") or _boot_id(r["meta"]) or r["run_id"]
-                   for r in boots.iter_rows(named=True)}
-        per_boot = (w.with_columns(boot=pl.col("run_id").replace_strict(boot_of, default=pl.col("run_id")))
+        if self.entry.get("patch") and self.entry["patch"] in boots["patch"].to_list():
+            boots = boots.filter(pl.col("patch") == self.entry["patch"])  # this patch's memberships
+        # one row per (run, boot): a trace recorded identically by two boots is in both
+        pairs = pl.DataFrame(
+            [{"run_id": r["run_id"], "boot": r.get("boot_id") or _boot_id(r["meta"]) or r["run_id"]}
+             for r in boots.iter_rows(named=True)],
+            schema={"run_id": pl.String, "boot": pl.String},
+        ).unique()
+        per_boot = (w.join(pairs, on="run_id", how="left").with_columns(pl.col("boot").fill_null(pl.col("run_id")))
                     .sort("latency_ns", descending=True).group_by("boot", maintain_order=True)
                     .agg(worst=pl.col("latency_ns").first(), started=pl.col("started_at").first(),
                          ended=pl.col("ended_at").first()))
