@@ -688,10 +688,19 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
         n_tree = t1 - t0
         k = 0
         if n_tree >= 4 and buf[t0] == _SLASH and buf[t0 + 1] == _STAR and buf[t1 - 2] == _STAR and buf[t1 - 1] == _SLASH:
-            s = skip_spaces(buf, t0 + 2, t1 - 2)
-            r = skip_back_spaces(buf, s, t1 - 2)
-            if s < r and not (_plain(buf[s]) and _plain(buf[r - 1])):
-                continue
+            # "/* %s */": the message keeps its own blanks, one space is taken off each side
+            s = t0 + 2
+            r = t1 - 2
+            if s < r:
+                if buf[s] == 32:
+                    s += 1
+                elif not _plain(buf[s]):
+                    continue
+                if r - 1 >= s and buf[r - 1] == 32:
+                    r -= 1
+                elif r - 1 >= s and not _plain(buf[r - 1]):
+                    continue
+                r = max(r, s)
             offs[6, li] = s
             offs[7, li] = r
             kind[li] = _K_COMMENT
