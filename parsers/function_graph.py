@@ -561,11 +561,11 @@ def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
     if arrow + 1 >= t1 or arrow == p or buf[arrow - 1] != 32 or arrow + 2 >= t1 or buf[arrow + 2] != 32:
         return False
     prev_end = skip_back_spaces(buf, p, arrow)
-    if _task_end(buf, p, prev_end) < 0:
+    if _task_end(buf, p, prev_end) <= p:  # (each task is some text, then -pid)
         return False
     n0 = skip_spaces(buf, arrow + 2, t1)
     d = _task_end(buf, n0, t1)
-    if d < 0 or n0 == t1 or not _plain(buf[n0]):
+    if d <= n0 or not _plain(buf[n0]):
         return False
     v, q = read_uint(buf, d + 1, t1)
     if q != t1:
