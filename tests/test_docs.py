@@ -1,6 +1,6 @@
-"""The project documents itself: no source file cites documents outside the repository, the
-documentation's index lists every page, and the test suite collects without the real-trace
-corpus beside it."""
+"""The project documents itself: every docs/ file and section the code cites exists, the
+links of the documentation resolve, no source file cites documents outside the repository,
+and the test suite collects without the real-trace corpus beside it."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SOURCE_DIRS = ("tracekit", "parsers", "reports", "benchmarks")
 
+#: A citation of the documentation from code: ``docs/model.md`` or ``docs/model.md#v2622``.
+CITATION = re.compile(r"\bdocs/(?P<file>[\w.-]+\.(?:md|json))(?:#(?P<anchor>[\w-]+))?")
+#: A Markdown link or image: ``[text](target)``.
+LINK = re.compile(r"!?\[[^\]]*\]\((?P<target>[^)\s]+)\)")
 #: What source files must not cite: documents that live outside the repository.
 OUTSIDE = re.compile(r"\.\./shared/|\b(?:DESIGN|MODEL|FORMATS|CAPTURE)\.md\b")
 
@@ -51,6 +56,15 @@ def anchors(md: Path) -> set[str]:
     return out
 
 
+def citations(paths: list[Path]) -> list[tuple[Path, int, str, str | None]]:
+    found = []
+    for p in paths:
+        for i, line in enumerate(p.read_text().splitlines(), 1):
+            for m in CITATION.finditer(line):
+                found.append((p, i, m.group("file"), m.group("anchor")))
+    return found
+
+
 def test_heading_slugs_follow_github():
     assert heading_slug("Linux 2.6.22 teardown") == "linux-2622-teardown"
     assert heading_slug("function_graph") == "function_graph"
@@ -64,6 +78,20 @@ def test_anchors_skip_code_blocks_and_number_repeats(tmp_path):
     assert anchors(md) == {"title", "notes", "notes-1"}
 
 
+def test_every_cited_docs_file_and_section_exists():
+    cited = citations(python_files(*SOURCE_DIRS, "tests"))
+    assert len(cited) >= 20, "the code cites its documentation by docs/<file>#<section>"
+    missing = []
+    for path, line, name, anchor in cited:
+        target = DOCS / name
+        where = f"{path.relative_to(ROOT)}:{line}: docs/{name}" + (f"#{anchor}" if anchor else "")
+        if not target.is_file():
+            missing.append(f"{where}: no such file")
+        elif anchor and anchor not in anchors(target):
+            missing.append(f"{where}: no such section")
+    assert not missing, "\n".join(missing)
+
+
 def test_no_source_file_cites_documents_outside_the_repository():
     offenders = [
         f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
@@ -72,6 +100,26 @@ def test_no_source_file_cites_documents_outside_the_repository():
         if OUTSIDE.search(line)
     ]
     assert not offenders, "\n".join(offenders)
+
+
+@pytest.mark.parametrize("md", [ROOT / "README.md", *sorted(DOCS.glob("*.md"))], ids=lambda p: str(p.relative_to(ROOT)))
+def test_documentation_links_resolve(md):
+    broken = []
+    text = md.read_text()
+    # inline code may show link syntax without being a link
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    for m in LINK.finditer(text):
+        target = m.group("target")
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        name, _, anchor = target.partition("#")
+        dest = (md.parent / name).resolve() if name else md
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+            broken.append(f"{target}: no such section")
+    assert not broken, f"{md.relative_to(ROOT)}:\n" + "\n".join(broken)
 
 
 def test_docs_index_lists_every_page():
