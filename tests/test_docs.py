@@ -136,10 +136,12 @@ def test_suite_collects_without_the_corpus(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     assert not (tmp_path / "shared").exists()
-    # a copy, not a link: the tests find the corpus from their own resolved location
+    # the tests copied, not linked: they find the corpus from their own resolved location;
+    # everything else of the tree linked as it is
     shutil.copytree(ROOT / "tests", repo / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / "fixtures").symlink_to(ROOT / "fixtures")
-    (repo / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    for entry in ROOT.iterdir():
+        if entry.name not in ("tests", ".git", ".venv") and not entry.name.startswith(".pytest"):
+            (repo / entry.name).symlink_to(entry)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
