@@ -35,6 +35,8 @@ __all__ = [
     "CHUNK_BYTES",
     "CSV_READ_ERRORS",
     "split_lines",
+    "binary_file_type",
+    "looks_binary",
 ]
 
 #: Bytes of text per chunk handed to a parser: large enough for vectorized kernels to pay
@@ -220,3 +222,47 @@ def iter_line_chunks(
                 if not piece:
                     yield LineChunk(line_no, pl.Series("text", [], dtype=pl.String), is_last=True)
                 return
+
+
+#: ELF e_type values (include/uapi/linux/elf.h: ET_REL, ET_EXEC, ET_DYN, ET_CORE).
+_ELF_TYPES = {1: "relocatable object (a .o or .ko)", 2: "executable", 3: "shared object or PIE executable", 4: "core dump"}
+#: ELF e_machine values of the architectures kernels are traced on (include/uapi/linux/elf-em.h).
+_ELF_MACHINES = {3: "i386", 20: "powerpc", 21: "ppc64", 22: "s390", 40: "arm", 50: "ia64", 62: "x86_64",
+                 183: "arm64", 243: "riscv"}
+#: Binary files that are not traces, by their leading bytes, and what to do instead.
+_BINARY_MAGIC = (
+    (b"PERFILE2", "perf.data (perf record's binary output): ingest the text of 'perf script --header' instead"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a zip archive: unpack it and ingest the traces in it"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"MZ", "a DOS/Windows executable"),
+)
+
+
+def binary_file_type(head: bytes) -> str | None:
+    """What a binary file that is not a trace is, named as ``file(1)`` would (ELF with its
+    class, byte order, type and machine; perf.data; images, archives), from its first
+    bytes; None for text and for binary data of no known type."""
+    if head.startswith(b"\x7fELF") and len(head) >= 20:
+        bits = {1: "32-bit", 2: "64-bit"}.get(head[4], "")
+        order = {1: "little", 2: "big"}.get(head[5])
+        if order is not None:
+            e_type = int.from_bytes(head[16:18], order)
+            machine = int.from_bytes(head[18:20], order)
+            what = _ELF_TYPES.get(e_type, f"file of type {e_type}")
+            arch = _ELF_MACHINES.get(machine, f"machine {machine}")
+            return f"an ELF {bits} {'LSB' if order == 'little' else 'MSB'} {what} for {arch}"
+        return "an ELF file"
+    for magic, what in _BINARY_MAGIC:
+        if head.startswith(magic):
+            return what
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "a tar archive: unpack it and ingest the traces in it"
+    return None
+
+
+def looks_binary(head: bytes) -> bool:
+    """Whether ``head`` is binary data rather than text: NUL bytes, which no trace text
+    holds."""
+    return b"\x00" in head[:4096]

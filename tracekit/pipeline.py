@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import queue
@@ -32,9 +33,9 @@ import polars as pl
 
 from tracekit import __version__
 from tracekit import parsers
-from tracekit.errors import TracekitError
+from tracekit.errors import OptionError, TracekitError
 from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical_arch
-from tracekit.io import InputError, content_sha256, iter_line_chunks, read_head, spool_stdin
+from tracekit.io import InputError, binary_file_type, content_sha256, iter_line_chunks, looks_binary, read_head, spool_stdin
 from tracekit.parsers import tracecmd_report
 from tracekit.parsers.base import LineChunk, ParseContext, ParseError
 from tracekit.pasted import Paste, Rejoined, find_paste, strip_text, unpaste, wraps_in
@@ -124,6 +125,7 @@ def ingest(
             parsers.get(format)
         except KeyError as e:
             raise IngestError(str(e.args[0])) from None
+    _check_options(jobs=jobs, clock_hz=clock_hz, preempt=preempt)
     try:
         for what, name in (("--patch", patch), ("--label", label)):
             encode_name(name)
@@ -155,6 +157,22 @@ def ingest(
             if r.error:
                 raise ParseError(r.path, None, r.error.split(": ", 1)[-1])
     return results
+
+
+#: The preemption models a kernel can be booted with (``preempt=`` and the CONFIG_PREEMPT_*
+#: choices: kernel/sched/core.c sched_dynamic_mode(), kernel/Kconfig.preempt), ``rt`` for
+#: PREEMPT_RT.
+PREEMPT_MODELS: tuple[str, ...] = ("none", "voluntary", "full", "lazy", "rt")
+
+
+def _check_options(*, jobs: int, clock_hz: float | None, preempt: str | None) -> None:
+    """:class:`OptionError` naming the option for a value outside what it accepts."""
+    if clock_hz is not None and not (math.isfinite(clock_hz) and clock_hz > 0):
+        raise OptionError(f"--clock-hz {clock_hz:g}: a clock frequency is a positive number of Hz")
+    if preempt is not None and preempt not in PREEMPT_MODELS:
+        raise OptionError(f"--preempt {preempt!r}: one of {', '.join(PREEMPT_MODELS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise OptionError(f"--jobs {jobs}: at least 1 file at a time")
 
 
 _MALLOC_TUNED = False
@@ -283,15 +301,7 @@ def ingest_one(
         else:
             mod = parsers.detect(head)
             if mod is None:
-                if not head.strip():
-                    raise ParseError(display, 1, "empty input: no trace in it")
-                first = head.split(b"\n", 1)[0][:80].decode("latin-1")
-                what = _known_non_trace(head)
-                if what:
-                    raise ParseError(display, 1, f"not a trace: {what}")
-                raise ParseError(
-                    display, 1, f"not a trace format tracekit knows (first line: {first!r}); see 'tracekit formats', or give --format"
-                )
+                raise _not_a_trace(display, head)
         res.format = mod.FORMAT.name
         own_line = getattr(mod, "OWN_LINE_RE", None)
         if own_line and (paste or wraps_in(head, own_line)):
@@ -300,7 +310,7 @@ def ingest_one(
         try:
             _run(mod, real, display, recorded_path, store, gate, res, paste, report_input,
                  arch=arch, kernel=kernel, patch=patch, label=label, boot=boot or None, clock_hz=clock_hz,
-                 preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}))
+                 preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}), format_given=bool(format))
         except _Duplicate as d:
             existing = d.row
             before = _memberships_of(store, res.run_id)
@@ -334,7 +344,7 @@ def ingest_one(
 
 def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: _Gate, res: IngestResult, paste: Paste,
          report_input: tuple[tracecmd_report.ReportInputs, str] | None, *, arch, kernel, patch, label, boot, clock_hz,
-         preempt, progress, extra_meta) -> None:
+         preempt, progress, extra_meta, format_given=False) -> None:
     ctx = ParseContext(res.path, options={"clock_hz": clock_hz})
     if report_input:
         ctx.meta["report_input"] = report_input[1]
@@ -407,6 +417,7 @@ def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: 
         if ctx.windows:
             wins = conform(pl.DataFrame(ctx.windows, infer_schema_length=None), WINDOW_SCHEMA)
             writer.write("windows", wins)
+        _require_something_read(ctx, writer.rows, display, mod.FORMAT.name, given=format_given)
 
         if paste:
             _note_paste(ctx, display, paste, rejoined)
@@ -501,6 +512,18 @@ def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: 
 def _memberships_of(store: Store, run_id: str) -> list[tuple[str, str]]:
     m = store.memberships().filter(pl.col("run_id") == run_id)
     return sorted(m.select("patch", "label").iter_rows())
+
+
+def _require_something_read(ctx: ParseContext, rows: dict[str, int], display: str, fmt: str, given: bool) -> None:
+    """A run in which lines were read but none understood (no span, event or window) is
+    input in another format than the one it was read as, not an empty trace: raise."""
+    if any(rows.values()) or not ctx.skipped:
+        return
+    n = sum(ctx.skipped.values())
+    reason, _ = max(ctx.skipped.items(), key=lambda kv: kv[1])
+    hint = "leave out --format to detect it, or see 'tracekit formats'" if given else "see 'tracekit formats'"
+    raise ParseError(display, ctx.meta.get("first_skipped_line"),
+                     f"nothing read as {fmt}: all {n} line(s) not understood (mostly: {reason}); {hint}")
 
 
 class _Ahead:
@@ -661,6 +684,23 @@ def _note_paste(ctx: ParseContext, display: str, paste: Paste, rejoined: Rejoine
         if rejoined.orphans:
             msg += f"; {rejoined.orphans} line(s) that cannot begin a line of this format could not be rejoined"
         ctx.warn(msg)
+
+
+def _not_a_trace(display: str, head: bytes) -> ParseError:
+    """The error for an input no format recognises: what it is when that can be told (a
+    binary file by type, files that travel with traces by content), else its first line
+    (or first bytes, for binary data)."""
+    if not head.strip():
+        return ParseError(display, 1, "empty input: no trace in it")
+    what = binary_file_type(head) or _known_non_trace(head)
+    if what:
+        return ParseError(display, 1, f"not a trace: {what}")
+    if looks_binary(head):
+        shown = f"binary data, first bytes {head[:8].hex(' ')}"
+    else:
+        first = head.split(b"\n", 1)[0][:80].decode("latin-1")
+        shown = f"first line: {first!r}"
+    return ParseError(display, 1, f"not a trace format tracekit knows ({shown}); see 'tracekit formats', or give --format")
 
 
 def _known_non_trace(head: bytes) -> str | None:
