@@ -46,6 +46,22 @@ def parse_formats(spec: str | list[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _require_comparable(comp: Comparison) -> None:
+    """A report that compares nothing is an error, not a pass (it would pass
+    --fail-on-regression in CI): no arch has runs on every side, or none of the functions
+    has a completed call on any side."""
+    names = [s.name for s in comp.sides]
+    shared = [g for g in comp.groups if all(g.runs.get(s) for s in names)]
+    if not shared:
+        per = {s: sorted({g.arch for g in comp.groups if g.runs.get(s)}) for s in names}
+        said = "; ".join(f"{s}: {', '.join(a) or 'none'}" for s, a in per.items())
+        raise ReportError(f"the sides share no arch, so nothing can be compared ({said})")
+    if not any(f.before.n or f.after.n for g in shared for f in g.functions) and not any(g.windows for g in shared):
+        wanted = ", ".join(comp.functions_requested) or "(none)"
+        raise ReportError(f"no completed call of {wanted} on any side of patch {comp.patch!r}: nothing to compare "
+                          "(see tracekit sql \"SELECT func, count(*) FROM spans GROUP BY func\")")
+
+
 def write_report(
     patch: str | list[str],
     *,
@@ -70,9 +86,15 @@ def write_report(
     src = store if hasattr(store, "spans") else open_source(store)
     if patch_info is None and patch_file is not None:
         patch_info = read_patch(patch_file)
-    comp = compare(src, patch, before=before, after=after, functions=functions, under=under, patch_info=patch_info)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out}: not a directory (the report is several files)")
+    comp = compare(src, patch, before=before, after=after, functions=functions, under=under, patch_info=patch_info)
+    _require_comparable(comp)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"--out {out}: cannot make the directory: {e.strerror or e}") from e
     result = ReportResult(comparison=comp, out_dir=out)
     plot_map = {}
     from tracekit.reports.plots import clear_plots, make_plots
