@@ -181,8 +181,28 @@ def test_boot_id_recorded_from_cli_and_python(tmp_path, corpus):
     assert res.boot_id is None
     rows = {r["label"]: r for r in json.loads(tk("runs", "--store", s, "--json").stdout)}
     assert rows["before"]["boot_id"] == "boot-7" and rows["after"]["boot_id"] is None
-    [again] = tracekit.ingest([str(corpus / FG)], store=s, patch="p", label="before", boot="ignored")
+    [again] = tracekit.ingest([str(corpus / FG)], store=s, patch="p", label="before", boot="boot-7")
     assert again.status == "duplicate" and again.boot_id == "boot-7"
     table = tk("runs", "--store", s).stdout.decode().splitlines()
     assert table[0].split()[:4] == ["run_id", "patch", "label", "boot"]
     assert any(line.split()[3] == "boot-7" for line in table[1:])
+
+
+def test_same_bytes_in_two_boots_are_two_runs(tmp_path, corpus):
+    """A deterministic guest (QEMU -icount) can write byte-identical traces in two boots:
+    each boot's copy is an observation of its own, while one file ingested twice in one
+    boot, or twice without a boot, is one run."""
+    import tracekit
+
+    s = str(tmp_path / "s")
+    one = tracekit.ingest([str(corpus / FG)], store=s, patch="p", label="before", boot="b1")
+    two = tracekit.ingest([str(corpus / FG)], store=s, patch="p", label="before", boot="b2")
+    again = tracekit.ingest([str(corpus / FG)], store=s, patch="p", label="before", boot="b2")
+    assert [r.status for r in one + two + again] == ["ingested", "ingested", "duplicate"]
+    assert one[0].run_id != two[0].run_id == again[0].run_id
+    plain = tracekit.ingest([str(corpus / FG)] * 2, store=s, patch="p", label="after")
+    assert sorted(r.status for r in plain) == ["duplicate", "ingested"]
+    assert len({one[0].run_id, two[0].run_id, plain[0].run_id}) == 3
+    runs = {r["run_id"]: r["boot_id"] for r in json.loads(tk("runs", "--store", s, "--json").stdout)}
+    assert runs == {one[0].run_id: "b1", two[0].run_id: "b2", plain[0].run_id: None}
+    assert one[0].counts == two[0].counts  # the same spans, stored once per boot

@@ -306,7 +306,7 @@ def ingest_one(
         own_line = getattr(mod, "OWN_LINE_RE", None)
         if own_line and (paste or wraps_in(head, own_line)):
             paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
-        gate = _Gate(store, real, replace, res, part=report_input[1] if report_input else None)
+        gate = _Gate(store, real, replace, res, part=report_input[1] if report_input else None, boot=boot or None)
         try:
             _run(mod, real, display, recorded_path, store, gate, res, paste, report_input,
                  arch=arch, kernel=kernel, patch=patch, label=label, boot=boot or None, clock_hz=clock_hz,
@@ -571,6 +571,18 @@ class _Ahead:
         self._worker.join()
 
 
+def run_identity(sha256: str, part: str | None = None, boot: str | None = None) -> str:
+    """A run's id (docs/store.md, runs): the first 16 hex digits of its content's SHA-256;
+    for one input of a several-input report, or a trace recorded in a named boot, those of
+    the SHA-256 of the content's hash with the input's name and the boot id."""
+    if part is None and boot is None:
+        return sha256[:16]
+    key = sha256 if part is None else f"{sha256}\0{part}"
+    if boot is not None:
+        key = f"{key}\0boot\0{boot}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 class _Duplicate(Exception):
     """The trace is in the store already (and --replace was not given)."""
 
@@ -581,21 +593,21 @@ class _Duplicate(Exception):
 class _Gate:
     """The run's identity and lock, taken when the content hash is done: the content is
     hashed while the parser already works on the first chunks.  A ``part`` of a file (one
-    input of a several-input report) is a run of its own: its id is drawn from the
-    content's hash and the part's name."""
+    input of a several-input report) is a run of its own, and so is a trace recorded in a
+    named ``boot``: the same bytes recorded in two boots (a deterministic guest under QEMU
+    -icount writes them) are two observations, not one trace ingested twice."""
 
-    def __init__(self, store: Store, real: Path, replace: bool, res: IngestResult, part: str | None = None) -> None:
+    def __init__(self, store: Store, real: Path, replace: bool, res: IngestResult, part: str | None = None,
+                 boot: str | None = None) -> None:
         self.store, self.real, self.replace, self.res = store, real, replace, res
-        self.part = part
+        self.part, self.boot = part, boot
         self._stack = ExitStack()
 
     def open(self) -> tuple[str, str, bool]:
         """(run_id, sha256, replacing) with the run's lock held; :class:`_Duplicate` when
         the run exists and is not to be replaced."""
         sha = content_sha256(self.real)
-        run_id = sha[:16]
-        if self.part is not None:
-            run_id = hashlib.sha256(f"{sha}\0{self.part}".encode()).hexdigest()[:16]
+        run_id = run_identity(sha, self.part, self.boot)
         self.res.run_id = run_id
         self._stack.enter_context(self.store.lock(run_id))
         existing = self.store.run_row(run_id)
