@@ -444,6 +444,7 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
 _SCAN_KINDS = (None, Kind.ENTRY, Kind.LEAF, Kind.EXIT, Kind.COMMENT, Kind.IRQ_ENTRY, Kind.IRQ_EXIT, Kind.SWITCH)
 _K_ENTRY, _K_LEAF, _K_EXIT, _K_COMMENT, _K_IRQ_ENTRY, _K_IRQ_EXIT, _K_SWITCH = 1, 2, 3, 4, 5, 6, 7
 _BAR, _PAREN_OPEN, _PAREN_CLOSE, _DASH, _STAR, _SLASH = 124, 40, 41, 45, 42, 47
+_INT32_MAX = 2**31 - 1
 _MARK_BYTES = np.array([ord(c) for c in "+!#*@$"], dtype=np.uint8)
 
 
@@ -551,7 +552,7 @@ def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
         p = skip_spaces(buf, r + 1, t1)
     v, q = read_uint(buf, p, t1)
     if q > p:
-        if q + 1 >= t1 or buf[q] != _PAREN_CLOSE or buf[q + 1] != 32:
+        if q + 1 >= t1 or buf[q] != _PAREN_CLOSE or buf[q + 1] != 32 or v > _INT32_MAX:
             return False
         cpu[li] = v
         p = skip_spaces(buf, q + 1, t1)
@@ -568,7 +569,7 @@ def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
     if d <= n0 or not _plain(buf[n0]):
         return False
     v, q = read_uint(buf, d + 1, t1)
-    if q != t1:
+    if q != t1 or v > _INT32_MAX:
         return False
     pid[li] = v
     offs[0, li] = n0
@@ -638,7 +639,7 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
         if has_cpu:
             p = skip_spaces(buf, p, fe)
             v, q = read_uint(buf, p, fe)
-            if q == p or q + 1 >= fe or buf[q] != _PAREN_CLOSE or buf[q + 1] != 32:  # "%*d) "
+            if q == p or q + 1 >= fe or buf[q] != _PAREN_CLOSE or buf[q + 1] != 32 or v > _INT32_MAX:  # "%*d) "
                 continue
             cpu[li] = v
             p = q + 1
@@ -650,7 +651,7 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
             if t == fe or d < 0 or not _plain(buf[s]):  # (a space before the '|', and comm-pid)
                 continue
             v, q = read_uint(buf, d + 1, t)
-            if q != t:
+            if q != t or v > _INT32_MAX:  # (a CPU or pid that does not fit the schema's Int32: damaged)
                 continue
             pid[li] = v
             offs[0, li] = s

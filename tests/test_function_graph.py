@@ -351,3 +351,16 @@ def test_nesting_starts_at_the_printed_depth_and_stays_quiet_when_they_agree(tmp
     assert s.select("func", "dur_ns", "complete", "depth").rows() == [
         (None, 2000, False, 2), (None, 9000, False, 1), ("g", 3000, True, 1), ("h", 500, True, 2)]
     assert not any("indented" in w for w in r.warnings)
+
+
+def test_a_pid_too_large_for_the_schema_is_damage_not_a_failure(tmp_path):
+    # found by benchmarks/fuzz_scan.py: PID_MAX_LIMIT is 4194304, an 11-digit pid is damage
+    text = (
+        "# tracer: function_graph\n"
+        "   50.000059 |  2)  pgtfree-1002  |   1.000 us    |  f();\n"
+        "   50.000060 |  2)  pgtfree-10000000002  |   2.000 us    |  g();\n"
+    )
+    r, st = ingest_text(tmp_path, text)
+    assert r.status == "ingested", r.error
+    s = _spans(st)
+    assert s.select("func", "pid").rows() == [("f", 1002), ("g", None)]
