@@ -59,14 +59,13 @@ def _save(fig: plt.Figure, stem: Path) -> dict[str, Path]:
     """Write ``stem``.png and ``stem``.svg; returns both paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     out = {}
-    # Lay the figure out once, then keep those positions for both files (the constrained
-    # layout would otherwise be worked out again for each).
-    fig.canvas.draw()
-    fig.set_layout_engine("none")
     for ext in ("png", "svg"):
         p = stem.with_suffix(f".{ext}")
         meta = {"Software": None} if ext == "png" else {"Date": None}
         fig.savefig(p, format=ext, dpi=DPI, metadata=meta)
+        # Laid out once, for the PNG: the SVG keeps those positions (the constrained
+        # layout would otherwise be worked out again).
+        fig.set_layout_engine("none")
         out[ext] = p
     plt.close(fig)
     return out
