@@ -124,7 +124,7 @@ def ingest(
     format: Annotated[Optional[str], typer.Option("--format", help="Input format; detected from content when omitted (see tracekit formats).")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Re-ingest a trace that is already in the store.")] = False,
     clock_hz: Annotated[Optional[float], typer.Option("--clock-hz", help="Frequency of a counter trace clock (x86-tsc, ppc-tb), to convert ticks to ns.")] = None,
-    preempt: Annotated[Optional[str], typer.Option(help="Preemption model of the traced kernel (none, voluntary, full, rt), when the trace does not say.")] = None,
+    preempt: Annotated[Optional[str], typer.Option(help="Preemption model of the traced kernel (none, voluntary, full, lazy, rt), when the trace does not say.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Ingest this many files in parallel.")] = 1,
     scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Ingest on a dask.distributed cluster: the scheduler's address (tcp://host:8786).  The workers write straight into --store, which they must reach (s3://..., or a directory they all mount).  Needs tracekit[cluster].", show_default=False)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -140,30 +140,15 @@ def ingest(
     again; for the same, the ingest says so (--replace re-ingests it).  Exit status: 0 on
     success (warnings allowed), 2 on input that cannot be read.
     """
-    from tracekit.pipeline import IngestError, ingest as do_ingest
+    from tracekit.pipeline import IngestOptions, ingest as do_ingest
     from tracekit.summary import print_summary
 
-    progress = sys.stderr.isatty() and not json_out
-    try:
-        results = do_ingest(
-            paths,
-            store=store,
-            arch=arch,
-            kernel=kernel,
-            patch=patch,
-            label=label,
-            boot=boot,
-            format=format,
-            replace=replace,
-            clock_hz=clock_hz,
-            preempt=preempt,
-            jobs=jobs,
-            scheduler=scheduler,
-            progress=progress and scheduler is None,
-            on_error="collect",
-        )
-    except IngestError as e:
-        raise die(str(e))
+    options = IngestOptions(
+        arch=arch, kernel=kernel, patch=patch, label=label, boot=boot, format=format, replace=replace,
+        clock_hz=clock_hz, preempt=preempt, jobs=jobs, scheduler=scheduler,
+        progress=sys.stderr.isatty() and not json_out and scheduler is None,
+    )
+    results = do_ingest(paths, store, options, on_error="collect")
     failed = [r for r in results if r.error]
     if json_out:
         out.print(json.dumps([r.as_dict() for r in results], indent=2), markup=False)

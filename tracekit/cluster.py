@@ -22,16 +22,18 @@ import tempfile
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
 
-from tracekit.pipeline import IngestError, IngestResult, ingest_file
+from tracekit.pipeline import IngestError, IngestOptions, IngestResult, ingest_file
 from tracekit.store import Store
 
 __all__ = ["ingest_on_cluster"]
 
-def ingest_on_cluster(scheduler: str, paths: list[str], store: Store, opts: dict[str, Any]) -> list[list[IngestResult]]:
+def ingest_on_cluster(scheduler: str, paths: list[str], store: Store, opts: IngestOptions, *,
+                      raising: bool = False) -> list[list[IngestResult]]:
     """The results of each path (one per run it makes), in the order of ``paths``, each
-    ingested by a worker of the cluster whose scheduler is at ``scheduler``."""
+    ingested by a worker of the cluster whose scheduler is at ``scheduler``.  With
+    ``raising``, the first error a worker reports is raised as the worker made it (the
+    files then in flight may still land; none is sent after it)."""
     try:
         import distributed
     except ImportError:
@@ -52,14 +54,14 @@ def ingest_on_cluster(scheduler: str, paths: list[str], store: Store, opts: dict
             while todo:
                 i, path = todo.pop()
                 if path != "-" and not Path(path).is_file():  # the local ingest's own message
-                    results[i] = ingest_file(path, store, **opts)
+                    results[i] = ingest_file(path, store, opts, raising=raising)
                     continue
                 display, recorded = ("<stdin>", "<stdin>") if path == "-" else (path, os.path.abspath(path))
                 data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
                 name = "stdin" if path == "-" else Path(path).name
                 with warnings.catch_warnings():  # a trace is a large argument, on purpose
                     warnings.simplefilter("ignore")
-                    fut = client.submit(_ingest_shipped, display, recorded, name, data, store.url, opts,
+                    fut = client.submit(_ingest_shipped, display, recorded, name, data, store.url, opts, raising,
                                         key=f"tracekit-ingest-{uuid.uuid4().hex}", pure=False)
                 names[fut.key] = (i, display)
                 return fut
@@ -70,30 +72,37 @@ def ingest_on_cluster(scheduler: str, paths: list[str], store: Store, opts: dict
             running = distributed.as_completed(first, loop=client.loop)
             for fut in running:
                 i, display = names.pop(fut.key)
-                results[i] = _result(fut, display, distributed)
+                results[i] = _result(fut, display, distributed, raising)
                 nxt = submit_next()
                 if nxt is not None:
                     running.add(nxt)
     return [r for r in results if r is not None]
 
 
-def _result(fut, display: str, distributed) -> list[IngestResult]:
+def _result(fut, display: str, distributed, raising: bool) -> list[IngestResult]:
+    """A future's results; an input's error as the local ingest reports it (with
+    ``raising``, the worker's own exception, raised)."""
     try:
         return fut.result()
     except distributed.KilledWorker as e:
         error = f"{display}: every worker that ingested it died ({e})"
+        if raising:
+            raise IngestError(error) from e
     except Exception as e:  # noqa: BLE001 - one input's failure, reported as the local ingest would
+        if raising:
+            raise
         error = f"{display}: internal error on the cluster: {type(e).__name__}: {e}"
     return [IngestResult(path=display, status="failed", error=error)]
 
 
-def _ingest_shipped(display: str, recorded: str, name: str, data: bytes, url: str, opts: dict[str, Any]) -> list[IngestResult]:
+def _ingest_shipped(display: str, recorded: str, name: str, data: bytes, url: str, opts: IngestOptions,
+                    raising: bool) -> list[IngestResult]:
     """On a worker: the trace's bytes into a file of its own, ingested into the store."""
     d = tempfile.mkdtemp(prefix="tracekit-ingest-")
     try:
         f = Path(d) / name
         f.write_bytes(data)
         del data
-        return ingest_file(str(f), Store(url), display=display, recorded_path=recorded, **opts)
+        return ingest_file(str(f), Store(url), opts, raising=raising, display=display, recorded_path=recorded)
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -10,6 +10,7 @@ summary.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -43,7 +44,7 @@ from tracekit.schema import COUNT_FIELDS, WINDOW_SCHEMA, conform
 from tracekit.spans import SpanBuilder
 from tracekit.store import Store, StoreError, encode_name, ingested_by, open_store
 
-__all__ = ["ingest", "ingest_file", "ingest_one", "IngestResult", "IngestError"]
+__all__ = ["ingest", "ingest_file", "ingest_one", "IngestOptions", "IngestResult", "IngestError", "PREEMPT_MODELS"]
 
 
 class IngestError(TracekitError):
@@ -79,100 +80,126 @@ class IngestResult:
         return asdict(self)
 
 
-def ingest(
-    paths: list[str] | str,
-    store: str | os.PathLike | Store | None = None,
-    *,
-    arch: str | None = None,
-    kernel: str | None = None,
-    patch: str = "none",
-    label: str = "none",
-    boot: str | None = None,
-    format: str | None = None,
-    replace: bool = False,
-    clock_hz: float | None = None,
-    preempt: str | None = None,
-    jobs: int = 1,
-    scheduler: str | None = None,
-    progress: bool = False,
-    on_error: str = "raise",
-    extra_meta: dict[str, Any] | None = None,
-) -> list[IngestResult]:
-    """Ingest ``paths`` into ``store``; one :class:`IngestResult` per path.
-
-    ``jobs`` files are ingested at a time by processes of this machine; with ``scheduler``
-    (the address of a dask.distributed scheduler, ``tcp://host:8786``) the cluster's workers
-    ingest them instead, each file with the same code, straight into ``store``, which they
-    must reach too (object storage, or a directory every worker mounts).
-
-    ``on_error="raise"`` raises :class:`ParseError` / :class:`InputError` for the first input
-    that cannot be read; ``"collect"`` records it in that input's result and goes on.
-    ``extra_meta`` is what the caller knows of every input and the traces may not say
-    (``config``: a dict merged into the run's configuration, ``clock``: the trace clock,
-    anything else: kept in the run's ``meta``).  ``boot`` names the boot (or iteration) the
-    traces were recorded in; traces of one boot are one unit of replication in a report, and
-    without it each trace is its own unit.
-    """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [str(paths)]
-    if arch is not None:
-        canon = canonical_arch(arch)
-        if canon is None:
-            raise IngestError(f"--arch {arch!r}: unknown architecture")
-        arch = canon
-    if format is not None:
-        try:
-            parsers.get(format)
-        except KeyError as e:
-            raise IngestError(str(e.args[0])) from None
-    _check_options(jobs=jobs, clock_hz=clock_hz, preempt=preempt)
-    try:
-        for what, name in (("--patch", patch), ("--label", label)):
-            encode_name(name)
-    except StoreError as e:
-        raise IngestError(f"{what}: {e}") from None
-    try:
-        # the store is made here, whether given by location or as a Store opened for reading
-        st = open_store(store.url if isinstance(store, Store) else store, create=True)
-        st.recover()
-    except (StoreError, OSError) as e:
-        raise IngestError(str(e)) from None
-    opts = dict(
-        arch=arch, kernel=kernel, patch=patch, label=label, boot=boot, format=format, replace=replace,
-        clock_hz=clock_hz, preempt=preempt, extra_meta=extra_meta,
-    )
-    if scheduler is not None:
-        from tracekit.cluster import ingest_on_cluster
-
-        per_path = ingest_on_cluster(scheduler, paths, st, opts)
-    elif jobs > 1 and len(paths) > 1 and "-" not in paths:
-        # spawned, not forked: a fork of a process whose polars threads run may deadlock
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            per_path = list(pool.map(_ingest_worker, [(p, st.url, opts) for p in paths]))
-    else:
-        per_path = [ingest_file(p, st, progress=progress, **opts) for p in paths]
-    results = [r for rs in per_path for r in rs]
-    if on_error == "raise":
-        for r in results:
-            if r.error:
-                raise ParseError(r.path, None, r.error.split(": ", 1)[-1])
-    return results
-
-
 #: The preemption models a kernel can be booted with (``preempt=`` and the CONFIG_PREEMPT_*
 #: choices: kernel/sched/core.c sched_dynamic_mode(), kernel/Kconfig.preempt), ``rt`` for
 #: PREEMPT_RT.
 PREEMPT_MODELS: tuple[str, ...] = ("none", "voluntary", "full", "lazy", "rt")
 
 
-def _check_options(*, jobs: int, clock_hz: float | None, preempt: str | None) -> None:
-    """:class:`OptionError` naming the option for a value outside what it accepts."""
-    if clock_hz is not None and not (math.isfinite(clock_hz) and clock_hz > 0):
-        raise OptionError(f"--clock-hz {clock_hz:g}: a clock frequency is a positive number of Hz")
-    if preempt is not None and preempt not in PREEMPT_MODELS:
-        raise OptionError(f"--preempt {preempt!r}: one of {', '.join(PREEMPT_MODELS)}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise OptionError(f"--jobs {jobs}: at least 1 file at a time")
+@dataclass(frozen=True)
+class IngestOptions:
+    """What the user says of every input of one ingest, and how to run it; the same object
+    reaches the local ``--jobs`` workers and the cluster's (it pickles).
+
+    The trace's own word wins where it speaks (arch, kernel, preemption model, clock
+    frequency); these fill in the rest.  ``boot`` names the boot (or iteration) the traces
+    were recorded in: traces of one boot are one unit of replication in a report, and
+    without it each trace is its own unit.  ``extra_meta`` is what a caller knows of every
+    input and the traces may not say (``config``: a dict merged into the run's
+    configuration, ``clock``: the trace clock, anything else: kept in the run's ``meta``).
+    ``jobs`` files are ingested at a time by processes of this machine; with ``scheduler``
+    (a dask.distributed scheduler's address) the cluster's workers ingest them instead.
+    :meth:`validated` checks every value.
+    """
+
+    arch: str | None = None
+    kernel: str | None = None
+    patch: str = "none"
+    label: str = "none"
+    boot: str | None = None
+    format: str | None = None
+    replace: bool = False
+    clock_hz: float | None = None
+    preempt: str | None = None
+    jobs: int = 1
+    scheduler: str | None = None
+    progress: bool = False
+    extra_meta: dict[str, Any] | None = None
+
+    def validated(self) -> "IngestOptions":
+        """These options with the arch spelled canonically and the boot stripped;
+        :class:`OptionError` naming the option for a value outside what it accepts."""
+        arch = self.arch
+        if arch is not None:
+            arch = canonical_arch(arch)
+            if arch is None:
+                raise OptionError(f"--arch {self.arch!r}: unknown architecture")
+        if self.format is not None:
+            try:
+                parsers.get(self.format)
+            except KeyError as e:
+                raise OptionError(str(e.args[0])) from None
+        if self.clock_hz is not None and not (math.isfinite(self.clock_hz) and self.clock_hz > 0):
+            raise OptionError(f"--clock-hz {self.clock_hz:g}: a clock frequency is a positive number of Hz")
+        if self.preempt is not None and self.preempt not in PREEMPT_MODELS:
+            raise OptionError(f"--preempt {self.preempt!r}: one of {', '.join(PREEMPT_MODELS)}")
+        if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 1:
+            raise OptionError(f"--jobs {self.jobs}: at least 1 file at a time")
+        for what, name in (("--patch", self.patch), ("--label", self.label)):
+            try:
+                encode_name(name)
+            except StoreError as e:
+                raise OptionError(f"{what}: {e}") from None
+        boot = self.boot.strip() if self.boot else None
+        return dataclasses.replace(self, arch=arch, boot=boot or None)
+
+
+def ingest(
+    paths: list[str] | str,
+    store: str | os.PathLike | Store | None = None,
+    options: IngestOptions | None = None,
+    *,
+    on_error: str = "raise",
+    **fields: Any,
+) -> list[IngestResult]:
+    """Ingest ``paths`` into ``store``; one :class:`IngestResult` per run made.
+
+    The options are ``options`` with any :class:`IngestOptions` field given as a keyword on
+    top (``ingest(paths, store, patch="pgfree-lat", label="before", arch="x86_64")``).
+    ``on_error="raise"`` raises the error of the first input (in the order given) that
+    cannot be read, as it was raised (a :class:`ParseError` keeps its file and line), and
+    ingests nothing after it; ``"collect"`` records it in that input's result and goes on.
+    With ``scheduler`` the cluster's workers ingest straight into ``store``, which they
+    must reach too (object storage, or a directory every worker mounts).
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [str(paths)]
+    if on_error not in ("raise", "collect"):
+        raise OptionError(f"on_error={on_error!r}: 'raise' or 'collect'")
+    try:
+        opts = dataclasses.replace(options or IngestOptions(), **fields).validated()
+    except TypeError as e:  # a keyword that is no option
+        raise OptionError(f"ingest(): {e}") from None
+    try:
+        # the store is made here, whether given by location or as a Store opened for reading
+        st = open_store(store.url if isinstance(store, Store) else store, create=True)
+        st.recover()
+    except (StoreError, OSError) as e:
+        raise IngestError(str(e)) from None
+    raising = on_error == "raise"
+    if opts.scheduler is not None:
+        from tracekit.cluster import ingest_on_cluster
+
+        per_path = ingest_on_cluster(opts.scheduler, paths, st, dataclasses.replace(opts, progress=False), raising=raising)
+    elif opts.jobs > 1 and len(paths) > 1 and "-" not in paths:
+        per_path = _ingest_parallel(paths, st, dataclasses.replace(opts, progress=False), raising)
+    else:
+        per_path = [ingest_file(p, st, opts, raising=raising) for p in paths]
+    return [r for rs in per_path for r in rs]
+
+
+def _ingest_parallel(paths: list[str], store: Store, opts: IngestOptions, raising: bool) -> list[list[IngestResult]]:
+    """Ingest ``paths`` in ``opts.jobs`` processes of this machine; with ``raising``, the
+    first input's error (in the order given) is raised as it was made, and inputs not yet
+    started are not started."""
+    # spawned, not forked: a fork of a process whose polars threads run may deadlock
+    with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_ingest_worker, p, store.url, opts, raising) for p in paths]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 _MALLOC_TUNED = False
@@ -205,30 +232,33 @@ def _reuse_freed_memory() -> None:
     mallopt(m_trim_threshold, 256 << 20)
 
 
-def _ingest_worker(args: tuple[str, str, dict]) -> list[IngestResult]:
-    path, url, opts = args
-    return ingest_file(path, Store(url), progress=False, **opts)
+def _ingest_worker(path: str, url: str, opts: IngestOptions, raising: bool) -> list[IngestResult]:
+    return ingest_file(path, Store(url), opts, raising=raising)
 
 
-def ingest_file(path: str, store: Store, **opts: Any) -> list[IngestResult]:
+def ingest_file(path: str, store: Store, options: IngestOptions | None = None, *, raising: bool = False,
+                display: str | None = None, recorded_path: str | None = None) -> list[IngestResult]:
     """Ingest one input (``-`` for standard input): one run, or one run per input of a
     ``trace-cmd report -i a.dat -i b.dat`` text (each input's lines carry its name; see
-    :func:`tracekit.parsers.tracecmd_report.report_inputs`).  Options as :func:`ingest_one`."""
+    :func:`tracekit.parsers.tracecmd_report.report_inputs`).  Errors and names as
+    :func:`ingest_one`."""
+    opts = options or IngestOptions()
     if path == "-":
         spooled = spool_stdin(store.scratch())
         try:
-            return ingest_file(str(spooled), store, display="<stdin>", **opts)
+            return ingest_file(str(spooled), store, opts, raising=raising, display="<stdin>", recorded_path=recorded_path)
         finally:
             spooled.unlink(missing_ok=True)
+    named = dict(raising=raising, display=display, recorded_path=recorded_path)
     inputs = None
-    if opts.get("format") in (None, tracecmd_report.FORMAT.name) and Path(path).is_file():
+    if opts.format in (None, tracecmd_report.FORMAT.name) and Path(path).is_file():
         try:
             inputs = tracecmd_report.report_inputs(read_head(Path(path)))
         except (InputError, OSError):
             inputs = None  # ingest_one says why the file cannot be read
     if inputs is None:
-        return [ingest_one(path, store, **opts)]
-    return [ingest_one(path, store, report_input=(inputs, name), **opts) for name in inputs.names]
+        return [ingest_one(path, store, opts, **named)]
+    return [ingest_one(path, store, opts, report_input=(inputs, name), **named) for name in inputs.names]
 
 
 def _progress_bar(path: str, total: int | None):
@@ -250,18 +280,9 @@ def _progress_bar(path: str, total: int | None):
 def ingest_one(
     path: str,
     store: Store,
+    options: IngestOptions | None = None,
     *,
-    arch: str | None = None,
-    kernel: str | None = None,
-    patch: str = "none",
-    label: str = "none",
-    boot: str | None = None,
-    format: str | None = None,
-    replace: bool = False,
-    clock_hz: float | None = None,
-    preempt: str | None = None,
-    progress: bool = False,
-    extra_meta: dict[str, Any] | None = None,
+    raising: bool = False,
     display: str | None = None,
     report_input: tuple[tracecmd_report.ReportInputs, str] | None = None,
     recorded_path: str | None = None,
@@ -270,13 +291,18 @@ def ingest_one(
     name to show for it (the path by default); ``report_input`` selects one input of a
     several-input trace-cmd report (:func:`ingest_file` makes one run of each);
     ``recorded_path`` is the path the run records, when ``path`` is a copy (a cluster
-    worker's) of the trace the user named (by default, ``display`` made absolute)."""
+    worker's) of the trace the user named (by default, ``display`` made absolute).
+
+    An input that cannot be read is recorded in the result's ``error``; with ``raising``
+    its error is raised as it was made instead (an :class:`OSError` as an
+    :class:`InputError` naming the file, the OSError kept as its cause)."""
+    opts = options or IngestOptions()
+    patch, label, boot = opts.patch, opts.label, opts.boot
     _reuse_freed_memory()
     t0 = time.monotonic()
     display = display or ("<stdin>" if path == "-" else str(path))
     shown = f"{display} ({report_input[1]})" if report_input else display
-    boot = boot.strip() if boot else None
-    res = IngestResult(path=shown, patch=patch, label=label, boot_id=boot or None)
+    res = IngestResult(path=shown, patch=patch, label=label, boot_id=boot)
     spooled: Path | None = None
     if recorded_path is None:
         recorded_path = os.path.abspath(display) if display != "<stdin>" else display
@@ -296,8 +322,8 @@ def ingest_one(
         paste = find_paste(head)
         if paste:
             head = strip_text(head.decode("latin-1"), paste).encode("latin-1")
-        if format:
-            mod = parsers.get(format)
+        if opts.format:
+            mod = parsers.get(opts.format)
         else:
             mod = parsers.detect(head)
             if mod is None:
@@ -306,11 +332,9 @@ def ingest_one(
         own_line = getattr(mod, "OWN_LINE_RE", None)
         if own_line and (paste or wraps_in(head, own_line)):
             paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
-        gate = _Gate(store, real, replace, res, part=report_input[1] if report_input else None, boot=boot or None)
+        gate = _Gate(store, real, opts.replace, res, part=report_input[1] if report_input else None, boot=boot)
         try:
-            _run(mod, real, display, recorded_path, store, gate, res, paste, report_input,
-                 arch=arch, kernel=kernel, patch=patch, label=label, boot=boot or None, clock_hz=clock_hz,
-                 preempt=preempt, progress=progress, extra_meta=dict(extra_meta or {}), format_given=bool(format))
+            _run(mod, real, display, recorded_path, store, gate, res, paste, report_input, opts)
         except _Duplicate as d:
             existing = d.row
             before = _memberships_of(store, res.run_id)
@@ -324,13 +348,17 @@ def ingest_one(
             return res
         finally:
             gate.close()
-    except (ParseError, InputError) as e:
-        res.status = "failed"
-        res.error = str(e)
+    except TracekitError as e:
+        res.status, res.error = "failed", str(e)
+        if raising:
+            raise
     except OSError as e:
-        res.status = "failed"
-        res.error = f"{display}: {e.strerror or e}"
+        res.status, res.error = "failed", f"{display}: {e.strerror or e}"
+        if raising:
+            raise InputError(res.error) from e
     except Exception as e:  # a bug must not look like a traceback to a user of the CLI
+        if raising:
+            raise
         res.status = "failed"
         res.error = f"{display}: internal error: {type(e).__name__}: {e}"
         if os.environ.get("TRACEKIT_DEBUG"):
@@ -343,8 +371,11 @@ def ingest_one(
 
 
 def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: _Gate, res: IngestResult, paste: Paste,
-         report_input: tuple[tracecmd_report.ReportInputs, str] | None, *, arch, kernel, patch, label, boot, clock_hz,
-         preempt, progress, extra_meta, format_given=False) -> None:
+         report_input: tuple[tracecmd_report.ReportInputs, str] | None, opts: IngestOptions) -> None:
+    """Parse ``real`` with ``mod``, pair its calls into spans and publish the run (the body
+    of :func:`ingest_one`, which says why an input cannot be read)."""
+    arch, kernel, patch, label, boot = opts.arch, opts.kernel, opts.patch, opts.label, opts.boot
+    clock_hz, preempt, extra_meta = opts.clock_hz, opts.preempt, dict(opts.extra_meta or {})
     ctx = ParseContext(res.path, options={"clock_hz": clock_hz})
     if report_input:
         ctx.meta["report_input"] = report_input[1]
@@ -355,7 +386,7 @@ def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: 
     nlines = 0
     prog = None
     try:
-        if progress:
+        if opts.progress:
             total = real.stat().st_size if not str(real).endswith((".gz", ".xz", ".zst")) else None
             prog, task = _progress_bar(display, total)
             prog.start()
@@ -417,7 +448,7 @@ def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: 
         if ctx.windows:
             wins = conform(pl.DataFrame(ctx.windows, infer_schema_length=None), WINDOW_SCHEMA)
             writer.write("windows", wins)
-        _require_something_read(ctx, writer.rows, display, mod.FORMAT.name, given=format_given)
+        _require_something_read(ctx, writer.rows, display, mod.FORMAT.name, given=bool(opts.format))
 
         if paste:
             _note_paste(ctx, display, paste, rejoined)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import time
@@ -166,12 +165,6 @@ def new_boot_id(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:8]}"
 
 
-def _ingest_takes_boot() -> bool:
-    import tracekit
-
-    return "boot" in inspect.signature(tracekit.ingest).parameters
-
-
 def ingest_capture(
     run_dir: Path, store: Path | None = None, patch: str = "none", label: str | None = None
 ) -> list[dict]:
@@ -196,7 +189,7 @@ def ingest_capture(
         preempt=meta.get("preempt"),
         on_error="collect",
     )
-    if meta.get("boot_id") and _ingest_takes_boot():
+    if meta.get("boot_id"):
         common["boot"] = meta["boot_id"]
     extra = {
         "config": {k: v for k, v in config.items() if v is not None},
