@@ -42,6 +42,8 @@ code, .mono { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-
 .note { color: #444; max-width: 80ch; }
 figure { display: inline-block; margin: .4em .8em .8em 0; }
 figure img { width: 900px; max-width: 100%; height: auto; border: 1px solid #ddd; }
+figure.flame { display: block; }
+figure.flame svg { width: 100%; height: auto; border: 1px solid #ddd; }
 figcaption { font-size: .85em; color: #555; }
 """
 
@@ -172,9 +174,26 @@ def _group(g: ArchGroup, c: Comparison, plots: dict[str, dict[str, Path]]) -> li
     return out
 
 
-def render_html(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None = None) -> str:
+def _flames(flames: list[tuple[str, str | None, str]]) -> list[str]:
+    """The flame graphs, inline SVG (their names and tooltips escaped by
+    :func:`tracekit.flamegraph.render_svg`); a line saying why for one that could not be
+    drawn."""
+    out = ['<h2>Flame graphs</h2><p class="note">Widths: time per run before; colour: change per run after '
+           "(red grew, blue shrank); hover a frame for both sides' times.</p>"]
+    for caption, svg, why in flames:
+        if svg is None:
+            out.append(f'<p class="note">{h(caption)}: no flame graph ({h(why)})</p>')
+        else:
+            out.append(f'<figure class="flame">{svg.strip()}<figcaption>{h(caption)}'
+                       "</figcaption></figure>")
+    return out
+
+
+def render_html(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | None = None,
+                flames: list[tuple[str, str | None, str]] | None = None) -> str:
     """The whole report.html, plots (from :func:`tracekit.reports.plots.make_plots`)
-    embedded."""
+    embedded, and the flame graphs of the functions of interest
+    (:func:`tracekit.reports.report.flame_graphs`) inline."""
     title = f"tracekit report: {c.patch}, {' vs '.join(s.name for s in c.sides)}"
     out = [
         "<!DOCTYPE html>",
@@ -204,6 +223,8 @@ def render_html(c: Comparison, plots: dict[str, dict[str, dict[str, Path]]] | No
     out.append("<h2>Summary</h2><ul>" + "".join(f"<li>{h(s)}</li>" for s in summary_sentences(c)) + "</ul>")
     for g in c.groups:
         out += _group(g, c, (plots or {}).get(g.key, {}))
+    if flames:
+        out += _flames(flames)
     out.append(f'<h2>Method</h2><p class="note">{h(words.method_note())}</p>')
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -62,6 +62,30 @@ def _require_comparable(comp: Comparison) -> None:
                           "(see tracekit sql \"SELECT func, count(*) FROM spans GROUP BY func\")")
 
 
+def flame_graphs(src: ReportSource, comp: Comparison, patch: str | list[str], before: str,
+                 after: str | list[str]) -> list[tuple[str, str | None, str]]:
+    """A differential flame graph (:func:`tracekit.flamegraph.flamegraph`) of the calls
+    through each function of interest, per side compared with ``before``: (caption, SVG or
+    None, why there is none).  Drawn from a store's call paths, so only for one patch read
+    from a store."""
+    from tracekit.errors import TracekitError
+    from tracekit.flamegraph import flamegraph
+    from tracekit.store import Store
+
+    if not isinstance(src, Store) or not isinstance(patch, str):
+        return []
+    present = [f for f in comp.functions_requested if f not in comp.functions_missing]
+    out = []
+    for label in [after] if isinstance(after, str) else after:
+        for func in present:
+            caption = f"{func}: calls through it, {label} against {before}"
+            try:
+                out.append((caption, flamegraph(src, patch=patch, before=before, after=label, func=func), ""))
+            except TracekitError as e:
+                out.append((caption, None, str(e)))
+    return out
+
+
 def write_report(
     patch: str | list[str],
     *,
@@ -116,7 +140,7 @@ def write_report(
         elif name == "html":
             from tracekit.reports.render_html import render_html
 
-            content = render_html(comp, plot_map)
+            content = render_html(comp, plot_map, flame_graphs(src, comp, patch, before, after) if plots else None)
         else:
             from tracekit.reports.render_json import render_json
 

@@ -3,6 +3,7 @@ escaped (a hostile subject or task name is shown, never run)."""
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -64,3 +65,26 @@ def test_text_and_json_keep_the_strings_verbatim(written):
     funcs = [r["function"] for r in data["groups"][0]["results"]]
     assert HOSTILE in funcs
     assert written.comparison.groups[0].windows[0].before.started_at == HOSTILE
+
+
+def test_html_embeds_a_flame_graph_per_function_of_interest(tmp_path, corpus):
+    import tracekit
+
+    qemu = "qemu/x86_64-6.1.0-56-preempt-none"
+    store = tmp_path / "store"
+    for rel, label in ((f"{qemu}/fgraph_default.txt", "before"), (f"{qemu}/fgraph_procabs.txt", "after")):
+        tracekit.ingest([str(corpus / rel)], store, patch="p", label=label, arch="x86_64")
+    res = write_report("p", store=store, out_dir=tmp_path / "out", functions=["unmap_vmas", "nosuch_func"])
+    page = res.files["html"].read_text()
+    parser = _Tags()
+    parser.feed(page)
+    assert parser.srcs == [] or all(s.startswith(("data:", "#")) for s in parser.srcs)  # one self-contained file
+    assert page.count('<figure class="flame"><svg xmlns="http://www.w3.org/2000/svg"') == 1
+    flame = page[page.index('<figure class="flame">'):page.index("</figure>", page.index('<figure class="flame">'))]
+    titles = re.findall(r"<title>([^<]*)</title>", flame)
+    names = {t.split(":")[0] for t in titles}
+    # the calls through unmap_vmas: it and its callees (counted in the trace), not its callers
+    assert "unmap_vmas" in names and "unmap_single_vma" in names
+    assert "exit_mmap" not in names and "free_pgtables" not in names
+    assert any(t.startswith("unmap_vmas: before ") and " after " in t for t in titles)
+    assert "unmap_vmas: calls through it, after against before" in flame
