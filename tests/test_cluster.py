@@ -12,6 +12,7 @@ import threading
 import time
 
 import polars as pl
+import pytest
 
 import tracekit
 
@@ -108,3 +109,16 @@ def test_without_dask_the_message_says_what_to_install(tmp_path, corpus):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip() == ("tracekit: error: --scheduler needs dask.distributed, which is not installed: "
                                   "pip install 'tracekit[cluster]'")
+
+
+def test_on_error_raise_on_the_cluster_raises_the_workers_own_error(tmp_path, s3_bucket, dask_cluster):
+    from tracekit.errors import ParseError
+
+    address, _ = dask_cluster
+    bad = tmp_path / "bad.txt"
+    bad.write_text("this is not a trace\n")
+    url = f"s3://{s3_bucket()}/store"
+    with pytest.raises(ParseError) as e:
+        tracekit.ingest([str(bad)], store=url, arch="x86_64", scheduler=address)
+    assert type(e.value) is ParseError and (e.value.path, e.value.line) == (str(bad), 1)  # made on the worker, as it was
+    assert e.value.reason.startswith("not a trace format tracekit knows")
