@@ -115,5 +115,8 @@ def test_shell_completion_completes_commands_and_options():
 
     assert complete("tracekit sp") == ["spans"]
     assert "--min-dur" in complete("tracekit spans --mi")
-    r = subprocess.run([sys.executable, "-m", "tracekit", "--show-completion", "bash"], capture_output=True, text=True)
-    assert r.returncode == 0 and "_TRACEKIT_COMPLETE" in r.stdout
+    # --show-completion prints the script of the shell it is run from (found among its
+    # ancestor processes): run it from bash, as a user types it, whatever runs the tests
+    cmd = f"{shlex.quote(sys.executable)} -m tracekit --show-completion; exit $?"
+    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, start_new_session=True)
+    assert r.returncode == 0 and "_TRACEKIT_COMPLETE" in r.stdout and "complete " in r.stdout
