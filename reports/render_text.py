@@ -132,10 +132,12 @@ def _change_table(g: ArchGroup, against: str) -> list[str]:
             lines.append(f"{name:<20}{fmt.pct(ch.median_pct):>8} {'no verdict':<13}{fmt.pct(ch.p99_pct):>8}")
             continue
         med = fmt.pct(ch.median_pct) if ch.significant else "~"
-        lines.append(
-            f"{name:<20}{med:>8} {fmt.ci(ch.median_ci):<13}{fmt.pct(ch.p99_pct):>8} "
-            f"{fmt.ci(ch.p99_ci):<13}{fmt.pval(ch.p_adjusted):>7}"
-        )
+        left = f"{name:<20}{med:>8} {fmt.ci(ch.median_ci):<13}"
+        right = f"{fmt.pct(ch.p99_pct):>8} {fmt.ci(ch.p99_ci):<13}{fmt.pval(ch.p_adjusted):>7}"
+        if len(left) + len(right) <= WIDTH:
+            lines.append(left + right)
+        else:  # an interval wider than its column: the p99 and p go on a line of their own
+            lines += [left.rstrip(), " " * max(0, min(20 + 8 + 1 + 13, WIDTH - len(right))) + right]
     return lines
 
 

@@ -62,7 +62,9 @@ def seed_report(tmp_path_factory) -> dict:
     rep = tk("report", "--store", store, "--patch", PATCH, "--out", str(tmp / "report"), "--format", "json,text",
              "--quiet")
     assert rep.returncode == 0, rep.stderr
-    return json.loads((tmp / "report" / "report.json").read_text())
+    report = json.loads((tmp / "report" / "report.json").read_text())
+    report["_text"] = (tmp / "report" / "report.txt").read_text()
+    return report
 
 
 def test_every_boot_is_a_unit():
@@ -95,3 +97,20 @@ def test_model_predicts_the_patched_window_within_25_percent(seed_report):
     assert pred["measured_worst_ns"] == measured_us * 1000
     assert abs(pred["worst_ns"] / (measured_us * 1000) - 1) < 0.25
     assert "10 runs" in group["prediction"]["note"] and "(after)" in group["prediction"]["note"]  # kprobe boots
+
+
+def test_change_table_keeps_each_row_readable(seed_report):
+    """Each boot mixes the workload's long exits with short ones, so the intervals of the
+    medians are wide: a row whose interval overflows its column puts its p99 and p on a line
+    of its own, under their headings, never wrapped into the next row."""
+    text = seed_report["_text"].splitlines()
+    assert all(len(line) <= 72 for line in text)
+    start = next(i for i, line in enumerate(text) if line.startswith("change "))
+    head = text[start]
+    table = text[start + 2:text.index("", start)]
+    [result_names] = [[r["function"] for r in g["results"]] for g in seed_report["groups"]]
+    for name in result_names:
+        [i] = [i for i, line in enumerate(table) if line.split() and line.split()[0] == name]
+        row = table[i] if re.search(r"\d\.\d{3}$|<0\.001$", table[i]) else table[i + 1]
+        assert re.search(r"(\d\.\d{3}|<0\.001)$", row), (name, table)
+        assert len(row) == len(head)  # the p column ends where its heading does
