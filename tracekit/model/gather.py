@@ -316,6 +316,18 @@ class MM:
             self.hash_active = False
 
     # -- page-table page freeing --------------------------------------------------------
+    def free_table_synchronously(self, kernel_fn: str) -> None:
+        """No page for the RCU batch: one page-table page freed at once after a synchronous
+        IPI to every other CPU (no walker can still see it); ``kernel_fn`` is the function
+        that does it (2.6.22 ppc64 ``pgtable_free_now``, modern ``tlb_remove_table_one``)."""
+        sim, c = self.sim, self.costs
+        sim.enter(kernel_fn)
+        sim.spend(c.sync_ipi + c.pt_free)
+        sim.n["sync_ipis"] += 1
+        sim.n["ipis"] += self.workload.online_cpus - 1
+        sim.n["pagetable_pages_freed"] += 1
+        sim.leave(kernel_fn)
+
     def pgtable_free_tlb(self, modern: bool) -> None:
         """ppc64 pgtable_free_tlb [K22:arch/powerpc/mm/tlb_64.c:L95-120] (modern:
         tlb_remove_table): immediate when the mm has no other user or runs here alone,
@@ -328,12 +340,7 @@ class MM:
             return
         if not self.pt_batch_live:
             if not self.try_alloc_page():
-                sim.enter("pgtable_free_now")
-                sim.spend(c.sync_ipi + c.pt_free)
-                sim.n["sync_ipis"] += 1
-                sim.n["ipis"] += self.workload.online_cpus - 1
-                sim.n["pagetable_pages_freed"] += 1
-                sim.leave("pgtable_free_now")
+                self.free_table_synchronously("pgtable_free_now")
                 return
             self.pt_batch_live = True
             self.pt_batch = 0
@@ -702,16 +709,11 @@ class BatchedGather(MmuGather):
         ``GFP_NOWAIT``); no batch page: invalidate, ``tlb_remove_table_one`` (a synchronous
         IPI to every CPU, then the free); a full batch (MAX_TABLE_BATCH): tlb_table_flush.
         Unlike 2007's ppc64 there is no shortcut for an mm with no other user."""
-        mm, sim, c = self.mm, self.sim, self.costs
+        mm, sim = self.mm, self.sim
         if not mm.pt_batch_live:
             if not mm.try_alloc_page():
                 self.tlb_table_invalidate("table_alloc_fail")
-                sim.enter("tlb_remove_table_one")
-                sim.spend(c.sync_ipi + c.pt_free)
-                sim.n["sync_ipis"] += 1
-                sim.n["ipis"] += mm.workload.online_cpus - 1
-                sim.n["pagetable_pages_freed"] += 1
-                sim.leave("tlb_remove_table_one")
+                mm.free_table_synchronously("tlb_remove_table_one")
                 return
             mm.pt_batch_live = True
             mm.pt_batch = 0
