@@ -19,9 +19,8 @@ over a whole chunk; pairing returns with entries is :mod:`tracekit.spans`' job.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from numba import njit
 
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.parsers.scan import (DOT, NINE, ZERO, buffer, find_byte, line_bounds, read_decimal, read_uint, skip_back_spaces,
-                                   skip_spaces, strings)
+                                   skip_spaces, strings, texts, ints, nulls, map_chunks)
 from tracekit.parsers.scan import dictionary as scan_dictionary
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
@@ -177,18 +176,18 @@ def _parse_fast(chunk: LineChunk, lay: Layout) -> tuple[pl.DataFrame, pl.DataFra
     good = pl.DataFrame({
         "seq": line.alias("seq"),
         "line": line,
-        "cpu": _masked("cpu", cpu[rows], pl.Int32),
-        "pid": _masked("pid", pid[rows], pl.Int32),
+        "cpu": ints("cpu", cpu[rows], pl.Int32),
+        "pid": ints("pid", pid[rows], pl.Int32),
         "comm": strings(raw, o[0], o[1], "comm"),  # (funcgraph-proc, and the task-switch lines)
-        "ts_ns": _masked("ts_ns", ts[rows], pl.Int64),
+        "ts_ns": ints("ts_ns", ts[rows], pl.Int64),
         "kind": pl.Series("kind", _SCAN_KINDS[1:], dtype=pl.String).gather(pl.Series(kind[rows] - 1, dtype=pl.UInt32)),
         "func": canon.get_column("func").gather(names),
         "raw_func": canon.get_column("raw_func").gather(names),
-        "depth": _masked("depth", depth[rows], pl.Int32),
-        "dur_ns": _masked("dur_ns", dur[rows], pl.Int64),
-        "flags": strings(raw, o[2], o[3], "flags") if lay.lat else _nulls("flags", len(rows), pl.String),
-        "body": strings(raw, o[6], o[7], "body"),
-        "lost": _nulls("lost", len(rows), pl.Int64),
+        "depth": ints("depth", depth[rows], pl.Int32),
+        "dur_ns": ints("dur_ns", dur[rows], pl.Int64),
+        "flags": strings(raw, o[2], o[3], "flags") if lay.lat else nulls("flags", len(rows), pl.String),
+        "body": texts(raw, o[6], o[7], "body"),
+        "lost": nulls("lost", len(rows), pl.Int64),
     })
     rest = _Lines(chunk).rows(np.flatnonzero(kind == 0))
     # Of the rest, the header, blank lines and the rules around task switches say nothing;
@@ -204,15 +203,6 @@ def _merge(rows: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
     more = more.select([(pl.col(c) if c in more.columns else pl.lit(None)).cast(t).alias(c)
                         for c, t in rows.schema.items()])
     return rows.merge_sorted(more, key="seq")
-
-
-def _masked(name: str, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
-    """``values`` as a column, null where negative (the scanner's "none")."""
-    return pl.Series(name, np.ma.masked_less(values, 0), dtype=dtype)
-
-
-def _nulls(name: str, n: int, dtype: pl.DataType) -> pl.Series:
-    return pl.Series(name, [], dtype=dtype).extend_constant(None, n)
 
 
 class _Lines:
@@ -265,33 +255,24 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
     """Yield one event frame per chunk of function_graph text."""
     ctx.meta.setdefault("tracer", "function_graph")
     ctx.meta.setdefault("span_source", "function_graph")
+    chunks = iter(chunks)
     layout: Layout | None = None
-    # Chunks are independent once the layout is known: later ones are parsed two at a time
-    # in threads (polars and numpy release the GIL), each with its own context, merged back
-    # in file order.
-    pool = ThreadPoolExecutor(max_workers=PARSE_THREADS, thread_name_prefix="tracekit-fgraph")
-    ahead: deque = deque()
-    try:
-        for chunk in chunks:
-            if chunk.n_lines == 0:
-                continue
-            if layout is None:
-                layout = detect_layout(_head_lines(chunk))
-                if layout is None:  # no call lines near the start: the general path reads it
-                    df = _parse_chunk(chunk, ctx, layout)
-                    if df.height:
-                        yield df
-                    continue
-            sub = ctx.child()
-            ahead.append((pool.submit(_parse_chunk, chunk, sub, layout), sub))
-            while len(ahead) > PARSE_THREADS:
-                yield from _collect(ahead, ctx)
-        while ahead:
-            yield from _collect(ahead, ctx)
-    finally:
-        for fut, _ in ahead:
-            fut.cancel()
-        pool.shutdown(wait=True)
+    for chunk in chunks:
+        if chunk.n_lines == 0:
+            continue
+        layout = detect_layout(_head_lines(chunk))
+        if layout is not None:
+            chunks = itertools.chain([chunk], chunks)
+            break
+        df = _parse_chunk(chunk, ctx, None)  # no call lines near the start: the general path
+        if df.height:
+            yield df
+    if layout is None:
+        return
+    # Chunks are independent once the layout is known: they are scanned in threads.
+    for df in map_chunks((c for c in chunks if c.n_lines), lambda c, sub: _parse_chunk(c, sub, layout), ctx):
+        if df.height:
+            yield df
 
 
 def _head_lines(chunk: LineChunk, nbytes: int = 512 << 10) -> pl.Series:
@@ -305,18 +286,6 @@ def _head_lines(chunk: LineChunk, nbytes: int = 512 << 10) -> pl.Series:
     from tracekit.io import split_lines
 
     return split_lines(raw[:cut])
-
-
-#: chunks of one function_graph trace parsed at the same time
-PARSE_THREADS = 2
-
-
-def _collect(ahead: deque, ctx: ParseContext) -> Iterator[pl.DataFrame]:
-    fut, sub = ahead.popleft()
-    df = fut.result()
-    ctx.merge(sub)
-    if df.height:
-        yield df
 
 
 def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:

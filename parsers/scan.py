@@ -18,12 +18,21 @@ installation is not writable (numba's own fallback), so its cost is paid once pe
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
+
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from numba import njit
 
 __all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "read_uint", "read_decimal",
-           "find_byte", "intern", "dictionary", "strings"]
+           "find_byte", "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
+           "PARSE_THREADS"]
+
+#: chunks of one input scanned at the same time (the compiled loops release the GIL)
+PARSE_THREADS = 2
 
 SPACE = 32
 DOT = 46
@@ -198,3 +207,94 @@ def _decode(b: bytes) -> str:
         return b.decode("utf-8")
     except UnicodeDecodeError:
         return b.decode("latin-1")
+
+
+@njit(cache=True, nogil=True)
+def _gather(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The byte ranges ``buf[starts[i]:ends[i]]`` copied end to end: (bytes, Arrow offsets
+    (one more than rows), validity (False where ``starts[i] < 0``), whether any byte is
+    outside ASCII)."""
+    n = len(starts)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    valid = np.empty(n, dtype=np.bool_)
+    total = 0
+    for i in range(n):
+        offsets[i] = total
+        valid[i] = starts[i] >= 0
+        if starts[i] >= 0 and ends[i] > starts[i]:
+            total += ends[i] - starts[i]
+    offsets[n] = total
+    out = np.empty(total, dtype=np.uint8)
+    high = False
+    for i in range(n):
+        a = starts[i]
+        if a < 0:
+            continue
+        o = offsets[i]
+        for k in range(ends[i] - a):
+            c = buf[a + k]
+            out[o + k] = c
+            if c >= 128:
+                high = True
+    return out, offsets, valid, high
+
+
+def texts(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> pl.Series:
+    """The string column of the byte ranges ``raw[starts[i]:ends[i]]`` (null where
+    ``starts[i] < 0``) for text that rarely repeats (an event's printed fields): the bytes
+    are copied end to end in compiled code and handed to Arrow as they are, never decoded
+    one value at a time.  UTF-8 as printed; a value that is not is read as Latin-1."""
+    data, offsets, valid, high = _gather(buffer(raw), np.asarray(starts, dtype=np.int64),
+                                         np.asarray(ends, dtype=np.int64))
+    n = len(valid)
+    mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), mask)
+    if high:
+        try:
+            arr.validate(full=True)
+        except pa.ArrowInvalid:
+            values = [None if not v else _decode(bytes(data[offsets[i]:offsets[i + 1]]))
+                      for i, v in enumerate(valid.tolist())]
+            return pl.Series(name, values, dtype=pl.String)
+    return pl.Series(name, arr, dtype=pl.String)
+
+
+def ints(name: str, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """``values`` as a column, null where negative (the scanners' "none")."""
+    return pl.Series(name, np.ma.masked_less(values, 0), dtype=dtype)
+
+
+def nulls(name: str, n: int, dtype: pl.DataType) -> pl.Series:
+    """A column of ``n`` nulls."""
+    return pl.Series(name, [], dtype=dtype).extend_constant(None, n)
+
+
+def map_chunks(chunks: Iterable, scan: Callable, ctx, threads: int | None = None) -> Iterator:
+    """``scan(chunk, child_ctx)`` over ``chunks`` in ``threads`` threads, results yielded in
+    file order with each child context merged back into ``ctx`` as its result is taken
+    (:meth:`~tracekit.parsers.base.ParseContext.child`).  For chunks that can be read apart
+    from each other; a None result yields nothing.  ``threads`` defaults to
+    :data:`PARSE_THREADS` (read at each call)."""
+    threads = threads or PARSE_THREADS
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tracekit-scan")
+    ahead: deque = deque()
+    try:
+        for chunk in chunks:
+            sub = ctx.child()
+            ahead.append((pool.submit(scan, chunk, sub), sub))
+            while len(ahead) > threads:
+                fut, sub = ahead.popleft()
+                out = fut.result()
+                ctx.merge(sub)
+                if out is not None:
+                    yield out
+        while ahead:
+            fut, sub = ahead.popleft()
+            out = fut.result()
+            ctx.merge(sub)
+            if out is not None:
+                yield out
+    finally:
+        for fut, _ in ahead:
+            fut.cancel()
+        pool.shutdown(wait=True)

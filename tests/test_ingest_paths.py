@@ -17,6 +17,7 @@ import tracekit
 from helpers import ingest_text
 from tracekit.io import iter_line_chunks, split_lines
 from tracekit.parsers import function_graph as fg
+from tracekit.parsers import scan
 from tracekit.parsers.base import LineChunk, ParseContext
 from tracekit.spans import _argsort, _dense, _irq_within, _parents_by_seq, _parents_packed
 
@@ -70,7 +71,7 @@ def _one_chunk(path) -> LineChunk:
 
 
 def _parse(path, threads: int, monkeypatch, chunk_bytes: int = 64 << 10):
-    monkeypatch.setattr(fg, "PARSE_THREADS", threads)
+    monkeypatch.setattr(scan, "PARSE_THREADS", threads)
     ctx = ParseContext(str(path))
     frames = list(fg.parse(iter_line_chunks(path, chunk_bytes=chunk_bytes), ctx))
     return pl.concat(frames), ctx
