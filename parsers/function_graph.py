@@ -31,8 +31,10 @@ from tracekit.parsers import FormatInfo
 from numba import njit
 
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
-from tracekit.parsers.scan import (DOT, NINE, ZERO, buffer, find_byte, line_bounds, read_decimal, read_uint, skip_back_spaces,
-                                   skip_spaces, strings, texts, ints, nulls, map_chunks)
+from tracekit.parsers import callgraph
+from tracekit.parsers.callgraph import DURATION_RE, TREE_RE, duration_ns_expr, read_body
+from tracekit.parsers.scan import (DOT, NINE, ZERO, buffer, find_byte, line_bounds, printable, read_decimal, read_uint,
+                                   skip_back_spaces, skip_spaces, strings, texts, ints, nulls, map_chunks)
 from tracekit.parsers.scan import dictionary as scan_dictionary
 from tracekit.schema import Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
@@ -56,11 +58,7 @@ _PROLOGUE = (
     r"(?:(?P<proc>[^|]*?-\d+)\s+\|\s*)?"  # funcgraph-proc
     r"(?:(?P<lat>[.A-Za-z0-9]{4,8})\s+\|)?"  # latency-format flags
 )
-_LINE_RE = (
-    _PROLOGUE
-    + r"\s*(?:(?P<mark>[+!#*@$])\s+)?(?:(?P<dur>\d+(?:\.\d+)?)\s+us\s*)?"  # duration column
-    + r"\|(?P<indent> *)(?P<body>\S.*?)\s*$"
-)
+_LINE_RE = _PROLOGUE + DURATION_RE + TREE_RE  # (the body: parsers/callgraph.py)
 _SWITCH_RE = (
     r"^\s*(?:(?P<abs>\d+\.\d+)\s+\|\s+)?(?:(?P<cpu>\d+)\)\s+)?"
     r"(?P<prev>\S.*?-\d+)\s+=>\s+(?P<next>\S.*?-(?P<next_pid>\d+))\s*$"
@@ -78,12 +76,6 @@ OWN_LINE_RE = (
     r"|\S+-\d+\s+(?:\||=>)|CPU:\s*\d+|\(Overruns|\[\.\.\.\]|\.\.\.)"
 )
 
-# Bodies of the call tree.
-_ENTRY_RE = r"^(?P<f>[^\s(){};/]+)\(.*\) \{(?:\s*/\*.*\*/)?$"
-_LEAF_RE = r"^(?P<f>[^\s(){};/]+)\(.*\);(?:\s*/\*.*\*/)?$"
-_EXIT_RE = r"^\}(?:\s*/\*\s*(?P<f>[^\s=*]+?)(?:\(\))?(?:\s*(?:= |ret=).*?)?\s*\*/)?(?:\s*/\*.*\*/)?$"
-_COMMENT_RE = r"^/\*\s?(?P<c>.*?)\s?\*/$"
-
 
 def sniff(head: str) -> int:
     """How sure we are that ``head`` is function_graph text."""
@@ -98,15 +90,6 @@ def sniff(head: str) -> int:
         if re.search(r"\|\s+(?:[^\s(]+\(.*\) \{|[^\s(]+\(.*\);|\}(?:\s*/\*.*\*/)?)\s*$", ln)
     )
     return 80 if hits >= max(1, len(lines) // 2) else 0
-
-
-def duration_ns_expr(dur: pl.Expr) -> pl.Expr:
-    """The kernel's ``print_graph_duration()`` text (``usecs.nsecs``, the fraction cut to fit
-    seven characters, or dropped) as integer ns: exactly what the trace states."""
-    parts = dur.str.split_exact(".", 1)
-    usecs = parts.struct.field("field_0").cast(pl.Int64, strict=False)
-    frac = parts.struct.field("field_1").fill_null("").str.pad_end(3, "0").str.slice(0, 3)
-    return usecs * 1000 + frac.cast(pl.Int64, strict=False).fill_null(0)
 
 
 def _header(lines: pl.Series, ctx: ParseContext) -> None:
@@ -310,7 +293,7 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         lost=pl.col("text").str.extract_groups(LOST_EVENTS_RE),
         is_overrun="is_overrun",
     ).unnest("m")
-    b = pl.col("body")
+    tree = callgraph.tree_exprs(pl.col("body"), pl.col("indent"))
     kind = (
         pl.when(pl.col("irq").struct.field("arrow") == "==========>")
         .then(pl.lit(Kind.IRQ_ENTRY))
@@ -320,14 +303,8 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         .then(pl.lit(Kind.LOST))
         .when(pl.col("is_overrun"))
         .then(pl.lit(Kind.MARKER))
-        .when(b.str.contains(_ENTRY_RE))
-        .then(pl.lit(Kind.ENTRY))
-        .when(b.str.contains(_LEAF_RE))
-        .then(pl.lit(Kind.LEAF))
-        .when(b.str.contains(_EXIT_RE))
-        .then(pl.lit(Kind.EXIT))
-        .when(b.str.contains(_COMMENT_RE))
-        .then(pl.lit(Kind.COMMENT))
+        .when(tree["kind"].is_not_null())
+        .then(tree["kind"])
         .when(pl.col("sw").struct.field("next_pid").is_not_null())
         .then(pl.lit(Kind.SWITCH))
         .otherwise(None)
@@ -348,14 +325,7 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     is_switch = pl.col("kind") == Kind.SWITCH
     is_irq = pl.col("kind").is_in([Kind.IRQ_ENTRY, Kind.IRQ_EXIT])
     is_lost = pl.col("kind") == Kind.LOST
-    raw_func = (
-        pl.when(pl.col("kind") == Kind.ENTRY)
-        .then(b.str.extract(_ENTRY_RE, 1))
-        .when(pl.col("kind") == Kind.LEAF)
-        .then(b.str.extract(_LEAF_RE, 1))
-        .when(pl.col("kind") == Kind.EXIT)
-        .then(b.str.extract(_EXIT_RE, 1))
-    )
+    is_call = pl.col("kind").is_in([Kind.ENTRY, Kind.LEAF, Kind.EXIT])
     abs_ts = (
         pl.when(is_switch)
         .then(sw.struct.field("abs"))
@@ -388,19 +358,18 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         comm=proc.str.extract(r"^(.*)-\d+$", 1),
         ts_ns=timestamp_ns_expr(abs_ts),
         kind="kind",
-        raw_func=raw_func,
-        depth=(pl.col("indent").str.len_chars().cast(pl.Int32) - 2) // 2,
+        raw_func=pl.when(is_call).then(tree["raw_func"]),
+        depth=pl.when(is_call).then(tree["depth"]),
         # (only a call has a duration: a task-switch line read with a '|' in a name has none)
-        dur_ns=pl.when(pl.col("kind").is_in([Kind.ENTRY, Kind.LEAF, Kind.EXIT])).then(duration_ns_expr(pl.col("dur"))),
+        dur_ns=pl.when(is_call).then(duration_ns_expr(pl.col("dur"))),
         flags=pl.when(is_irq).then(irq.struct.field("lat")).when(~is_switch).then(pl.col("lat")),
         body=pl.when(pl.col("kind").is_in([Kind.COMMENT, Kind.SWITCH, Kind.LOST, Kind.MARKER]))
-        .then(pl.when(pl.col("kind") == Kind.COMMENT).then(b.str.extract(_COMMENT_RE, 1)).otherwise(pl.col("text").str.strip_chars()))
+        .then(pl.when(pl.col("kind") == Kind.COMMENT).then(tree["comment"]).otherwise(pl.col("text").str.strip_chars()))
         .otherwise(None),
         lost=pl.col("lost").struct.field("n").cast(pl.Int64, strict=False),
     )
     out = out.with_columns(
         func=canonical_expr(pl.col("raw_func")),
-        depth=pl.when(pl.col("kind").is_in([Kind.ENTRY, Kind.LEAF, Kind.EXIT])).then(pl.col("depth").clip(0)).otherwise(None),
     ).with_columns(
         raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")).otherwise(None),
     )
@@ -409,85 +378,18 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
 
 # -- the compiled reader of the call-tree lines ---------------------------------------------
 
-#: kind codes of :func:`_scan_lines` (0: a line it does not take)
-_SCAN_KINDS = (None, Kind.ENTRY, Kind.LEAF, Kind.EXIT, Kind.COMMENT, Kind.IRQ_ENTRY, Kind.IRQ_EXIT, Kind.SWITCH)
-_K_ENTRY, _K_LEAF, _K_EXIT, _K_COMMENT, _K_IRQ_ENTRY, _K_IRQ_EXIT, _K_SWITCH = 1, 2, 3, 4, 5, 6, 7
-_BAR, _PAREN_OPEN, _PAREN_CLOSE, _DASH, _STAR, _SLASH = 124, 40, 41, 45, 42, 47
+#: kind codes of :func:`_scan_lines` (0: a line it does not take): the call tree's, then
+#: the task switch
+_SCAN_KINDS = callgraph.KINDS + (Kind.SWITCH,)
+_K_SWITCH = len(callgraph.KINDS)
+_BAR, _PAREN_CLOSE, _DASH = 124, 41, 45
 _INT32_MAX = 2**31 - 1
-_MARK_BYTES = np.array([ord(c) for c in "+!#*@$"], dtype=np.uint8)
-
-
-@njit(cache=True, nogil=True)
-def _is_mark(c: int) -> bool:
-    for m in _MARK_BYTES:
-        if c == m:
-            return True
-    return False
-
-
-@njit(cache=True, nogil=True)
-def _name_end(buf: np.ndarray, at: int, end: int) -> int:
-    """The end of a function name printed by the call tree (``%ps``: no blank, parenthesis,
-    brace, semicolon or slash), or ``at`` when none starts there."""
-    i = at
-    while i < end:
-        c = buf[i]
-        if c <= 32 or c >= 127 or c == 40 or c == 41 or c == 123 or c == 125 or c == 59 or c == 47:
-            break  # (kernel symbols are ASCII: other bytes are left to the general path)
-        i += 1
-    return i
-
-
-@njit(cache=True, nogil=True)
-def _plain(c: int) -> bool:
-    """A printable ASCII byte other than the space: text around it is stripped alike
-    whatever the definition of white space."""
-    return 33 <= c <= 126
 
 
 @njit(cache=True, nogil=True)
 def _word_byte(c: int) -> bool:
     """[A-Za-z0-9_.]: the bytes of a C identifier, and the dot of clone suffixes."""
     return c == 46 or c == 95 or (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
-
-
-@njit(cache=True, nogil=True)
-def _arrow(buf: np.ndarray, at: int, end: int) -> int:
-    """``print_graph_irq()``'s arrow at ``at``: ``==========>`` (IRQ entry) or
-    ``<==========`` (IRQ exit), as its kind code; 0 for neither."""
-    if at + 11 > end:
-        return 0
-    for k in range(1, 10):
-        if buf[at + k] != 61:  # '='
-            return 0
-    if buf[at] == 61 and buf[at + 10] == 62:
-        return _K_IRQ_ENTRY
-    if buf[at] == 60 and buf[at + 10] == 61:
-        return _K_IRQ_EXIT
-    return 0
-
-
-@njit(cache=True, nogil=True)
-def _read_duration(buf: np.ndarray, at: int, end: int) -> tuple[int, int]:
-    """``print_graph_duration()``'s column in ``[at, end)``: blank, or the overhead mark of
-    ``trace_find_mark()`` or a space, then ``usecs.nsecs us``: (ns or -1 when blank, 1).
-    ``print_graph_irq()``'s arrow there gives (-1, its kind code); anything else (-1, 0)."""
-    p = skip_spaces(buf, at, end)
-    if p == end:
-        return -1, 1
-    irq = _arrow(buf, p, end)
-    if irq:
-        return -1, irq if skip_spaces(buf, p + 11, end) == end else 0
-    if _is_mark(buf[p]):
-        if p + 1 >= end or buf[p + 1] != 32:
-            return -1, 0
-        p = skip_spaces(buf, p + 1, end)
-    v, p, ok = read_decimal(buf, p, end, 3)
-    if not ok or p + 3 > end or buf[p] != 32 or buf[p + 1] != 117 or buf[p + 2] != 115:  # " us"
-        return -1, 0
-    if skip_spaces(buf, p + 3, end) != end:
-        return -1, 0
-    return v, 1
 
 
 @njit(cache=True, nogil=True)
@@ -509,7 +411,7 @@ def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
     the next task (comm and pid) and the whole line as its body."""
     t0 = skip_spaces(buf, a, e)
     t1 = skip_back_spaces(buf, t0, e)
-    if t0 == t1 or not (_plain(buf[t0]) and _plain(buf[t1 - 1])):
+    if t0 == t1 or not (printable(buf[t0]) and printable(buf[t1 - 1])):
         return False
     p = t0
     v, q, ok = read_decimal(buf, p, t1, 9)
@@ -535,7 +437,7 @@ def _read_switch(buf, a, e, li, ts, cpu, pid, offs) -> bool:
         return False
     n0 = skip_spaces(buf, arrow + 2, t1)
     d = _task_end(buf, n0, t1)
-    if d <= n0 or not _plain(buf[n0]):
+    if d <= n0 or not printable(buf[n0]):
         return False
     v, q = read_uint(buf, d + 1, t1)
     if q != t1 or v > _INT32_MAX:
@@ -612,12 +514,11 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
                 continue
             cpu[li] = v
             p = q + 1
-        good = True
         if proc:
             s = skip_spaces(buf, p, fe)
             t = skip_back_spaces(buf, s, fe)
             d = _task_end(buf, s, t)
-            if t == fe or d < 0 or not _plain(buf[s]):  # (a space before the '|', and comm-pid)
+            if t == fe or d < 0 or not printable(buf[s]):  # (a space before the '|', and comm-pid)
                 continue
             v, q = read_uint(buf, d + 1, t)
             if q != t or v > _INT32_MAX:  # (a CPU or pid that does not fit the schema's Int32: damaged)
@@ -641,75 +542,14 @@ def _scan_lines(buf, starts, ends, abstime, reltime, has_cpu, proc, lat):
             f += 1
             p = bars[f] + 1
             fe = bars[f + 1]
-        v, how = _read_duration(buf, p, fe)
-        if how == 0:
+        k, v, dep, ns, ne, cs, ce = read_body(buf, p, e)  # (its '|' is bars[f + 1])
+        if k == callgraph.NONE:
             continue
-        if how != 1:  # an IRQ arrow: the prologue's fields only
-            kind[li] = how
-            continue
-        dur[li] = v
-        # the call tree: two spaces per level, then the call
-        b = fe + 1
-        t0 = skip_spaces(buf, b, e)
-        t1 = skip_back_spaces(buf, t0, e)
-        if t0 == t1:
-            continue
-        indent = t0 - b
-        n_tree = t1 - t0
-        k = 0
-        if n_tree >= 4 and buf[t0] == _SLASH and buf[t0 + 1] == _STAR and buf[t1 - 2] == _STAR and buf[t1 - 1] == _SLASH:
-            # "/* %s */": the message keeps its own blanks, one space is taken off each side
-            s = t0 + 2
-            r = t1 - 2
-            if s < r:
-                if buf[s] == 32:
-                    s += 1
-                elif not _plain(buf[s]):
-                    continue
-                if r - 1 >= s and buf[r - 1] == 32:
-                    r -= 1
-                elif r - 1 >= s and not _plain(buf[r - 1]):
-                    continue
-                r = max(r, s)
-            offs[6, li] = s
-            offs[7, li] = r
-            kind[li] = _K_COMMENT
-            dur[li] = -1
-            continue
-        if indent < 2:
-            continue
-        if buf[t0] == 125:  # '}'
-            k = _K_EXIT
-            if n_tree > 1:  # "} /* func */" (funcgraph-tail, or the entry is not in the buffer)
-                s = skip_spaces(buf, t0 + 1, t1)
-                if s + 1 >= t1 or buf[s] != _SLASH or buf[s + 1] != _STAR:
-                    continue
-                s = skip_spaces(buf, s + 2, t1)
-                q = s
-                while q < t1 and (_word_byte(buf[q]) or buf[q] == 36):  # (and '$')
-                    q += 1
-                if q == s or (48 <= buf[s] <= 57) or buf[s] == 36:
-                    continue
-                r = q
-                if r + 1 < t1 and buf[r] == _PAREN_OPEN and buf[r + 1] == _PAREN_CLOSE:
-                    r += 2
-                r = skip_spaces(buf, r, t1)
-                if r + 2 != t1 or buf[r] != _STAR or buf[r + 1] != _SLASH:
-                    continue
-                offs[4, li] = s
-                offs[5, li] = q
-        elif n_tree >= 4 and buf[t1 - 3] == _PAREN_CLOSE and buf[t1 - 2] == 32 and buf[t1 - 1] == 123:  # ") {"
-            k = _K_ENTRY
-        elif n_tree >= 3 and buf[t1 - 2] == _PAREN_CLOSE and buf[t1 - 1] == 59:  # ");"
-            k = _K_LEAF
-        else:
-            continue
-        if k != _K_EXIT:
-            q = _name_end(buf, t0, t1)
-            if q == t0 or buf[q] != _PAREN_OPEN:
-                continue
-            offs[4, li] = t0
-            offs[5, li] = q
         kind[li] = k
-        depth[li] = (indent - 2) // 2
+        dur[li] = v
+        depth[li] = dep
+        offs[4, li] = ns
+        offs[5, li] = ne
+        offs[6, li] = cs  # (a trace_printk comment's)
+        offs[7, li] = ce
     return kind, ts, cpu, pid, dur, depth, offs

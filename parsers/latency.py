@@ -54,7 +54,7 @@ from typing import Any
 import polars as pl
 
 from tracekit.arch import arch_from_symbols
-from tracekit.parsers import FormatInfo
+from tracekit.parsers import FormatInfo, callgraph
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LineChunk, ParseContext
 from tracekit.parsers.noise import noise_columns
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
@@ -140,10 +140,11 @@ _V10_RE = (
 _SWITCH_RE = (
     r"^\(T\d+/#\d+\)\s*\[\s*=>\s*(?P<scomm>.*?)\s*\]\s+(?P<sms>\d+)\.(?P<sus>\d+)ms"
 )
-# display-graph: "%9llu us |  " + " %d) " + proc + " | " + flags + " | " + duration + body
+# display-graph: "%9llu us |  " + " %d) " + proc + " | " + flags + " | ", then the call
+# graph's body (the duration column or an IRQ arrow, "|", the call tree: parsers/callgraph.py)
 _GRAPH_RE = (
     r"^\s*(?P<grel>\d+) us \|\s*(?P<gcpu>\d+)\)\s+(?P<gproc>\S.*?)\s+\|\s+(?P<gflags>\S+)\s+\|"
-    r"\s*(?P<gmark>[!+#*@$])?\s*(?:(?P<gdur>\d+(?:\.\d+)?)\s+us)?\s*\|(?P<gbody>.*?)\s*$"
+    r"(?P<gbody>\s*(?:[!+#*@$]?\s*(?:\d+(?:\.\d+)?\s+us)?|==========>|<==========)\s*\|.*?)\s*$"
 )
 # trace_print_context() lines of timerlat / osnoise / hwlat (absolute time).
 _CONTEXT_RE = (
@@ -525,34 +526,12 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     )
     parent_raw = pl.coalesce(pl.col("p1"), pl.col("p2"))
 
-    # --- display-graph bodies (function_graph grammar)
-    gb = pl.col("gbody")
-    indent = gb.str.len_chars() - gb.str.strip_chars_start(" ").str.len_chars()
-    gtext = gb.str.strip_chars()
-    g_leaf = gtext.str.extract(r"^([^\s(]+)\(.*\);", 1)
-    g_entry = gtext.str.extract(r"^([^\s(]+)\(.*\)\s*\{", 1)
-    g_exit = gtext.str.contains(r"^\}")
-    g_exit_name = gtext.str.extract(r"^\}\s*/\*\s*([^\s*()=]+)", 1)
-    g_kind = (
-        pl.when(g_leaf.is_not_null()).then(pl.lit(Kind.LEAF))
-        .when(g_entry.is_not_null()).then(pl.lit(Kind.ENTRY))
-        .when(g_exit).then(pl.lit(Kind.EXIT))
-        .when(gtext.str.contains(r"^/\*")).then(pl.lit(Kind.COMMENT))
-        .when(gtext.str.contains("==========>")).then(pl.lit(Kind.IRQ_ENTRY))
-        .when(gtext.str.contains("<==========")).then(pl.lit(Kind.IRQ_EXIT))
-        .otherwise(pl.lit(Kind.MARKER))
-    )
-    g_func = pl.coalesce(g_leaf, g_entry, g_exit_name)
-    dur = pl.col("gdur")
-    dparts = dur.str.split_exact(".", 1)
-    g_dur_ns = (
-        dparts.struct.field("field_0").cast(pl.Int64, strict=False) * 1000
-        + dparts.struct.field("field_1").fill_null("").str.pad_end(3, "0").str.slice(0, 3)
-        .cast(pl.Int64, strict=False)
-    )
+    # --- display-graph bodies (the call graph's, read by parsers/callgraph.py)
+    graph = form == "graph"
+    b = _read_graph_bodies(b)
 
     kind = (
-        pl.when(form == "graph").then(g_kind)
+        pl.when(graph).then(pl.col("g_kind").fill_null(Kind.MARKER))
         .when(form == "frame").then(pl.lit("frame"))
         .when(form == "note").then(pl.lit(Kind.MARKER))
         .when(form == "switch").then(pl.lit(Kind.MARKER))
@@ -561,13 +540,13 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     )
     b = b.with_columns(
         kind=kind,
-        raw_func=pl.when(form == "graph").then(g_func).when(form.is_in(["lat", "verbose", "v10"])).then(raw_func),
+        raw_func=pl.when(graph).then(pl.col("g_func")).when(form.is_in(["lat", "verbose", "v10"])).then(raw_func),
         parent_raw=pl.when(form.is_in(["lat", "verbose", "v10"])).then(parent_raw),
-        depth=pl.when(form == "graph").then(((indent - 2) // 2).clip(lower_bound=0)),
-        dur_ns=pl.when(form == "graph").then(g_dur_ns),
+        depth=pl.when(graph).then(pl.col("g_depth")),
+        dur_ns=pl.when(graph).then(pl.col("g_dur_ns")),
         event=pl.when(form.is_in(["lat", "verbose", "v10"])).then(event)
         .when(form == "context").then(pl.coalesce(pl.col("noise_event"), pl.col("ev"), pl.lit(ctx.meta.get("tracer")))),
-        body=pl.when(form == "graph").then(gtext).when(form.is_in(["note", "switch"])).then(pl.col("text").str.strip_chars())
+        body=pl.when(graph).then(pl.col("g_tree")).when(form.is_in(["note", "switch"])).then(pl.col("text").str.strip_chars())
         .otherwise(pl.col("rest")),
     ).with_columns(
         # A marker ("0": an ip of 0, a note) names no function.
@@ -627,6 +606,24 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         seq=pl.col("line"),
     )
     return conform(b)
+
+
+def _read_graph_bodies(b: pl.DataFrame) -> pl.DataFrame:
+    """The display-graph lines' bodies (``gbody``) read by the call graph's reader:
+    ``g_kind``, ``g_dur_ns``, ``g_depth``, ``g_func`` (as printed) and ``g_tree`` (the call
+    tree as printed, stripped; an IRQ arrow's body), null on the other lines."""
+    is_graph = b["form"] == "graph"
+    rows = is_graph.arg_true()
+    read = callgraph.read_bodies(b["gbody"].gather(rows)) if len(rows) else None
+    cols = {"g_kind": ("kind", pl.String), "g_dur_ns": ("dur_ns", pl.Int64), "g_depth": ("depth", pl.Int32),
+            "g_func": ("raw_func", pl.String)}
+    out = {}
+    for name, (src, dtype) in cols.items():
+        col = pl.Series(name, [None] * b.height, dtype=dtype)
+        out[name] = col.scatter(rows, read[src]) if read is not None else col
+    tree = pl.col("gbody").str.splitn("|", 2).struct.field("field_1").str.strip_chars()
+    whole = pl.col("gbody").str.strip_chars()  # (an IRQ arrow's line has no call tree)
+    return b.with_columns(**out).with_columns(g_tree=pl.when(is_graph).then(pl.when(tree != "").then(tree).otherwise(whole)))
 
 
 def _ms_ns(ms: str, frac: str) -> pl.Expr:

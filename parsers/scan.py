@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 from numba import njit
 
-__all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "read_uint", "read_decimal",
+__all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "printable", "read_uint", "read_decimal",
            "find_byte", "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
            "PARSE_THREADS"]
 
@@ -84,6 +84,13 @@ def skip_back_spaces(buf: np.ndarray, start: int, end: int) -> int:
     while end > start and buf[end - 1] == SPACE:
         end -= 1
     return end
+
+
+@njit(cache=True, nogil=True, inline="always")
+def printable(c: int) -> bool:
+    """A printable ASCII byte other than the space: text around it is stripped alike
+    whatever the definition of white space (a general path's ``\\s`` or the kernel's)."""
+    return 33 <= c <= 126
 
 
 @njit(cache=True, nogil=True, inline="always")

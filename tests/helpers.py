@@ -80,3 +80,22 @@ def store_sums(store, run_id: str) -> dict[str, tuple[int, int]]:
         .collect()
     )
     return {r["func"]: (r["n"], r["s"]) for r in df.iter_rows(named=True)}
+
+
+def print_graph_duration(dur_ns: int, mark: str) -> str:
+    """The duration column as print_graph_duration() prints it: the mark (or a space) and a
+    space, ``%lu`` microseconds, then ``.nsecs`` cut so that the number keeps to seven
+    digits, `` us `` and spaces up to eight characters, then ``|``."""
+    usecs, rem = divmod(dur_ns, 1000)
+    s = str(usecs)
+    if len(s) < 7:
+        s += "." + f"{rem:03d}"[: min(3, 7 - len(s))]
+    return f" {mark} " + s + " us " + " " * max(0, 8 - len(s)) + "|"
+
+
+def stated_duration_ns(dur_ns: int) -> int:
+    """A duration as print_graph_duration()'s text states it (the cut fraction digits are
+    lost)."""
+    usecs, rem = divmod(dur_ns, 1000)
+    keep = min(3, max(0, 7 - len(str(usecs))))
+    return usecs * 1000 + (rem // 10 ** (3 - keep)) * 10 ** (3 - keep) if keep else usecs * 1000

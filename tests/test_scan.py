@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 import polars as pl
+from helpers import print_graph_duration, stated_duration_ns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,24 +24,6 @@ from tracekit.parsers import scan
 from tracekit.parsers.base import LineChunk, ParseContext
 
 COLUMNS = ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "depth", "dur_ns", "flags", "body")
-
-
-def _duration(dur_ns: int, mark: str) -> str:
-    """print_graph_duration(): the mark (or a space) and a space, ``%lu`` microseconds, then
-    ``.nsecs`` cut so that the number keeps to seven digits, `` us `` and spaces up to
-    eight characters, then ``|``."""
-    usecs, rem = divmod(dur_ns, 1000)
-    s = str(usecs)
-    if len(s) < 7:
-        s += "." + f"{rem:03d}"[: min(3, 7 - len(s))]
-    return f" {mark} " + s + " us " + " " * max(0, 8 - len(s)) + "|"
-
-
-def _kernel_ns(dur_ns: int) -> int:
-    """The duration as the printed text states it (the cut fraction digits are lost)."""
-    usecs, rem = divmod(dur_ns, 1000)
-    keep = min(3, max(0, 7 - len(str(usecs))))
-    return usecs * 1000 + (rem // 10 ** (3 - keep)) * 10 ** (3 - keep) if keep else usecs * 1000
 
 
 NAMES = st.sampled_from(["f", "zap_pte_range.isra.0", ".free_pgtables", "__x64_sys_exit_group", "do_wp_page.cold"])
@@ -92,8 +75,8 @@ def _line(draw, lay: fg.Layout) -> tuple[str, dict]:
         return out + ("   ==========> |" if shape == "irq_entry" else "   <========== |"), want
     if shape in ("leaf", "exit", "exit_named"):
         d = draw(st.integers(0, 10**10))
-        out += _duration(d, draw(st.sampled_from(" +!#*@$")))
-        want["dur_ns"] = _kernel_ns(d)
+        out += print_graph_duration(d, draw(st.sampled_from(" +!#*@$")))
+        want["dur_ns"] = stated_duration_ns(d)
     else:
         out += "               |"
     tree = {"entry": f"{name}() {{", "leaf": f"{name}();", "exit": "}", "exit_named": f"}} /* {name} */",
