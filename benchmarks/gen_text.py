@@ -8,9 +8,14 @@ Each line follows the printf format of the program that prints it:
   mm_page_free_batched records (each event's own ``print fmt``);
 * ``tracecmd``: ``trace-cmd report`` (``%16s-%-5d [%03d] %5lu.%06lu: %s:`` then the event's
   ``print fmt``), after its ``cpus=N`` line;
-* ``perf``: ``perf script`` of kprobe hits with callchains (comm right-aligned to 16
-  columns, pid, ``[%03d]``, ``%lu.%06lu:``, the event, then one ``\\t%16x %s`` line per frame
-  and a blank line).
+* ``perf``: ``perf script`` as perf_sample__fprintf_start() and process_event() print it
+  (tools/perf/builtin-script.c: comm ``%16s``, ``%7d`` pid or ``%7d/%-7d`` pid/tid, ``[%03d]``,
+  ``%5lu.%06lu:``, ``%10lu`` period, the event right-aligned to the longest event name),
+  callchains as sample__fprintf_callchain() prints them (``\\t%16lx sym+0x%lx (dso)`` a
+  frame, kernel and user-space DSOs, ``[unknown]`` symbols, a blank line after):
+  kprobe/kretprobe hits with callchains; cycles samples of ``-F`` with pid/tid and period;
+  tracepoints with their fields, some with callchains; cpu-clock samples without a
+  callchain, the sampled ip's symbol on the line.
 
 Seeded: the same arguments give the same bytes.
 
@@ -72,15 +77,51 @@ def _tracecmd(rng, t, cpus) -> str:
     return f"{comm:>16}-{pid:<5d} [{rng.integers(cpus):03d}] {_ts(t)}: {ev + ':':<20} {body}\n"
 
 
-def _perf(rng, t, cpus) -> str:
-    comm, pid = _task(rng)
-    ret = rng.integers(2) == 1
-    ev = "probe:free_pgtables__return" if ret else "probe:free_pgtables"
-    addr = "(ffffffffb7ee7a80 <- ffffffffb7ee7b7b)" if ret else "(ffffffffb7ee7a80)"
-    out = f"{comm:>16} {pid:5d} [{rng.integers(cpus):03d}] {t // 10**9}.{t % 10**9 // 1000:06d}: {ev:>30}: {addr}\n"
+USER_FUNCS = ["__libc_start_main", "main", "malloc", "_int_free", "[unknown]", "std::vector<int, std::allocator<int> >::push_back(int const&)"]
+USER_DSOS = ["/usr/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/cc1", "/usr/lib/libstdc++.so.6.0.30 (deleted)"]
+#: the width perf pads event names to: the longest name of the session (evlist__max_name_len())
+PERF_EVENT_WIDTH = len("probe:free_pgtables__return")
+
+
+def _perf_frames(rng, user: bool) -> str:
+    out = ""
     for d in range(int(rng.integers(3, 9))):
         out += f"\t{0xffffffff81000000 + int(rng.integers(1 << 20)):16x} {FUNCS[(d * 5) % len(FUNCS)]}+0x{d * 16 + 4:x} ([kernel.kallsyms])\n"
+    if user:
+        for _ in range(int(rng.integers(1, 4))):
+            k = int(rng.integers(len(USER_FUNCS)))
+            sym = USER_FUNCS[k] if USER_FUNCS[k] == "[unknown]" else f"{USER_FUNCS[k]}+0x{int(rng.integers(1, 400)):x}"
+            out += f"\t{0x7f0000000000 + int(rng.integers(1 << 32)):16x} {sym} ({USER_DSOS[k % len(USER_DSOS)]})\n"
     return out + "\n"
+
+
+def _perf(rng, t, cpus) -> str:
+    comm, pid = _task(rng)
+    when = f"[{rng.integers(cpus):03d}] {t // 10**9:5d}.{t % 10**9 // 1000:06d}:"
+    k = rng.integers(10)
+    if k < 4:  # perf probe -a free_pgtables -a 'free_pgtables%return'; record -g
+        ret = rng.integers(2) == 1
+        ev = "probe:free_pgtables__return" if ret else "probe:free_pgtables"
+        addr = "(ffffffffb7ee7a80 <- ffffffffb7ee7b7b)" if ret else "(ffffffffb7ee7a80)"
+        return f"{comm:>16} {pid:7d} {when} {ev:>{PERF_EVENT_WIDTH}}: {addr}\n" + _perf_frames(rng, False)
+    if k < 7:  # -F comm,pid,tid,cpu,time,period,event,ip,sym,dso -g
+        tid = pid + int(rng.integers(4))
+        ev = "cycles:u" if rng.integers(3) == 0 else "cycles"
+        return (f"{comm:>16} {pid:7d}/{tid:<7d} {when} {int(rng.integers(1, 10**7)):10d} {ev:>{PERF_EVENT_WIDTH}}: \n"
+                + _perf_frames(rng, True))
+    if k < 9:  # tracepoints, with their fields
+        if rng.integers(2):
+            ev, body = "tlb:tlb_flush", f"pages:{rng.integers(-1, 64)} reason:flush on task switch (0)"
+        else:
+            (a, ap), (b, bp) = _task(rng), _task(rng)
+            ev, body = "sched:sched_switch", (f"prev_comm={a} prev_pid={ap} prev_prio=120 prev_state=S ==> "
+                                              f"next_comm={b} next_pid={bp} next_prio=120")
+        line = f"{comm:>16} {pid:7d} {when} {ev:>{PERF_EVENT_WIDTH}}: {body}\n"
+        return line + (_perf_frames(rng, False) if rng.integers(2) else "")
+    # cpu-clock without -g: the sampled ip on the sample line
+    f = FUNCS[rng.integers(len(FUNCS))]
+    return (f"{comm:>16} {pid:7d} {when} {'cpu-clock':>{PERF_EVENT_WIDTH}}:  "
+            f"{0xffffffff81000000 + int(rng.integers(1 << 20)):16x} {f}+0x{int(rng.integers(1, 300)):x} ([kernel.kallsyms])\n")
 
 
 HEADERS = {

@@ -174,33 +174,31 @@ def _text_bytes(chunk: LineChunk) -> bytes:
 def _records(chunks: Iterable[LineChunk]) -> Iterator[LineChunk]:
     """The chunks re-cut so that each ends before the last sample line it holds: that
     sample's callchain may go on in the next chunk, so the sample moves there, frames and
-    all.  A chunk without a sample line is read as it is (its frames have no owner); one
-    whose only sample line is its first goes on whole into the next (a sample longer than a
-    chunk)."""
-    tail = b""
-    first = 1
+    all.  A chunk without a sample line is read as it is (its frames have no owner); a
+    sample longer than a chunk goes on whole into the next."""
+    tail = b""  # the last sample of the chunks so far, from its line on
+    first = 1  # the line number of its first line
     for chunk in chunks:
         raw = _text_bytes(chunk)
-        if tail:
-            raw = tail + raw
-        else:
+        if not tail:
             first = chunk.first_line
-        tail = b""
         if chunk.is_last:
+            tail += raw
             break
-        starts, ends = line_bounds(buffer(raw))
-        cut = _last_head(raw, starts, ends)
+        starts, _ = bounds = chunk.bounds() if chunk.raw is not None else line_bounds(buffer(raw))
+        cut = _last_head(raw, *bounds)
+        if cut < 0 and tail:  # (the sample carried goes on)
+            tail += raw
+            continue
         if cut < 0:
             yield LineChunk(first, raw=raw)
             continue
-        if cut > 0:
-            yield LineChunk(first, raw=raw[: starts[cut]])
+        if tail or cut > 0:
+            yield LineChunk(first, raw=tail + raw[: starts[cut]])
+        first = chunk.first_line + cut
         tail = raw[starts[cut]:]
-        first += cut
-    else:
-        raw = tail
-    if raw:
-        yield LineChunk(first, raw=raw, is_last=True)
+    if tail:
+        yield LineChunk(first, raw=tail, is_last=True)
 
 
 def _last_head(raw: bytes, starts: np.ndarray, ends: np.ndarray) -> int:
@@ -697,7 +695,7 @@ def _callchains(chunk: LineChunk, code: np.ndarray, offs: np.ndarray, is_head: n
     valid = np.diff(offsets) > 0
     validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     arr = pa.Array.from_buffers(pa.large_list(pa.large_string()), len(heads), [validity, pa.py_buffer(offsets)],
-                                children=[func.to_arrow().cast(pa.large_string())])
+                                children=[func.to_arrow(compat_level=pl.CompatLevel.oldest())])
     return pl.Series("callchain", arr, dtype=pl.List(pl.String)), raw_syms
 
 

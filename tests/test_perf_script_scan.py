@@ -143,7 +143,7 @@ def test_compiled_path_reads_as_the_general_path(case):
             assert code[i] != 0, ln
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(_text(), st.integers(1, 9))
 def test_chunk_edges_do_not_cut_a_sample(case, per_chunk):
     lines, _ = case
