@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from tracekit.frames import dictionary
+from tracekit.frames import codes, dictionary
 from tracekit.schema import EVENT_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, Kind, conform
 
 __all__ = ["SpanBuilder", "SpanChunk"]
@@ -84,6 +84,8 @@ class Prepared:
     #: which rows of ``calls`` are calls, when it holds the chunk's other rows too (None:
     #: only calls were kept): a chunk of nearly all calls is not filtered twice
     call_mask: np.ndarray | None = None
+    #: a text call graph's rows as arrays, for pairing by nesting (:class:`_Rows`)
+    rows: "_Rows | None" = None
 
 
 @dataclass
@@ -108,6 +110,8 @@ class SpanBuilder:
     _kprobe_depth: dict[int, int] = field(default_factory=dict)
     #: function_graph IRQ nesting per CPU
     _irq_depth: dict[int, int] = field(default_factory=dict)
+    #: a code for each function name met (pairing by nesting compares codes)
+    _func_ids: dict[str, int] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
 
     def feed(self, events: pl.DataFrame | Prepared, source: str | None = None) -> SpanChunk:
@@ -127,6 +131,12 @@ class SpanBuilder:
         in any thread."""
         kind = _kind_codes(events.get_column("kind"))
         prep = Prepared(events=events, kind=kind)
+        if nesting and not _is(kind, _KPROBE_KINDS).any():
+            # a text call graph: every row's numbers as arrays, paired in compiled code
+            is_call = _is(kind, _CALL_KINDS)
+            prep.stored = _stored(events, is_call)
+            prep.rows = _Rows.of(events, kind)
+            return prep
         if not events.height:
             return prep
         switch = kind == _KIND_CODE[Kind.SWITCH]
@@ -250,7 +260,9 @@ class SpanBuilder:
         return pl.concat([calls.filter(~is_kp), kp]).sort("seq")
 
     def _pair(self, events: pl.DataFrame | Prepared, last: bool) -> SpanChunk:
-        prep = events if isinstance(events, Prepared) else self.prepare(events)
+        prep = events if isinstance(events, Prepared) else self.prepare(events, self.nesting)
+        if prep.rows is not None and not _is(_kind_codes(self._pending.get_column("kind")), _KPROBE_KINDS).any():
+            return self._pair_nested(prep, last)
         events, ev_kind = prep.events, prep.kind
         cpu_less = self._pending.height > 0 and bool((self._pending.get_column("task") < 0).any())
         call_mask = None
@@ -407,6 +419,83 @@ class SpanBuilder:
         return SpanChunk(spans=spans, events=stored)
 
 
+    def _pair_nested(self, prep: Prepared, last: bool) -> SpanChunk:
+        """Pair a text call graph's chunk by nesting (:func:`_nest_rows`), the entries still
+        open from earlier chunks first: each row's task is worked out (:func:`_tasks`), the
+        spans' numbers are computed on arrays and their names gathered once."""
+        new, events = prep.rows, prep.events
+        task, irq = self._tasks_of(new, self._pending)
+        pend = self._pending
+        carried = pend.height
+        if carried:
+            old = _Rows.of(pend, _kind_codes(pend.get_column("kind")))
+            rows = old.then(new)
+            task = np.concatenate([pend.get_column("task").fill_null(-1).to_numpy(), task])
+            irq = np.concatenate([pend.get_column("irq_depth").fill_null(0).to_numpy(), irq])
+            func = np.concatenate([self._name_codes(old), self._name_codes(new)])
+        else:
+            rows, func = new, self._name_codes(new)
+        slot, ntasks = _int_codes(task)
+        partner, is_open, parent, depth, first_bad, nbad = _nest_rows(
+            slot, rows.kind.astype(np.int64), rows.depth, func, rows.cpu, rows.seq, max(ntasks, 1),
+            _KIND_CODE[Kind.ENTRY], _KIND_CODE[Kind.EXIT], _KIND_CODE[Kind.LEAF], _KIND_CODE[Kind.LOST])
+        if nbad:
+            self.indent_disagreements += int(nbad)
+            if self.first_disagreement_line is None:
+                at = int(first_bad)
+                line = pend.get_column("line")[at] if at < carried else events.get_column("line")[at - carried]
+                self.first_disagreement_line = int(line) if line is not None else None
+        pending = is_open if not last else np.zeros(len(is_open), dtype=bool)
+        closed = np.zeros(len(partner), dtype=bool)
+        closed[partner[partner >= 0]] = True
+        keep = np.flatnonzero(_is(rows.kind, _CALL_KINDS) & ~(closed | pending))
+        frames = (pend, events) if carried else (events,)
+        spans = _nested_spans(rows, frames, keep, partner, parent, depth, task, irq, self.source)
+        held = np.flatnonzero(pending)
+        self._pending = _take(frames, held, ("depth", pl.Series(depth[held], dtype=pl.Int32)),
+                              ("task", pl.Series(task[held], dtype=pl.Int64)),
+                              ("irq_depth", pl.Series(irq[held], dtype=pl.Int64))).select(list(_WORK_SCHEMA))
+        if spans.height:
+            self.counts[self.source] += spans.height
+        return SpanChunk(spans=spans, events=prep.stored)
+
+    def _tasks_of(self, rows: "_Rows", pend: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The task and IRQ nesting of every row of a chunk (:func:`_tasks`), from what each
+        CPU ran and how deep in interrupts it was at the chunk's start; the open entries of
+        a CPU whose task was unknown until the chunk's first switch block become that
+        block's "prev" task's.  Updates the per-CPU state."""
+        if not len(rows.kind):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        lo, hi = int(rows.cpu.min()), int(rows.cpu.max())
+        if lo >= -1 and hi < 1 << 16:
+            keys, slot = np.arange(-1, hi + 1), rows.cpu + 1
+        else:
+            keys, slot = np.unique(rows.cpu, return_inverse=True)
+            slot = slot.reshape(-1)
+        keys = keys.tolist()
+        known = np.array([k in self._cpu_task for k in keys], dtype=bool)
+        ran = np.array([self._cpu_task.get(k, -1) for k in keys], dtype=np.int64)
+        deep = np.array([self._irq_depth.get(k, 0) for k in keys], dtype=np.int64)
+        task, irq, first_prev, last, total = _tasks(
+            rows.kind, slot, rows.cpu, rows.pid, rows.prev, known, ran, deep,
+            _KIND_CODE[Kind.SWITCH], _KIND_CODE[Kind.IRQ_ENTRY], _KIND_CODE[Kind.IRQ_EXIT])
+        if pend.height and (first_prev >= 0).any():
+            rekey = {-1 - keys[j]: int(first_prev[j]) for j in np.flatnonzero(first_prev >= 0).tolist()}
+            self._pending = pend.with_columns(
+                task=pl.col("task").replace_strict(rekey, default=pl.col("task"), return_dtype=pl.Int64))
+        for j in np.flatnonzero(last >= 0).tolist():
+            self._cpu_task[keys[j]] = int(last[j])
+        for j in np.flatnonzero(total).tolist():
+            self._irq_depth[keys[j]] = self._irq_depth.get(keys[j], 0) + int(total[j])
+        return task, irq
+
+    def _name_codes(self, rows: "_Rows") -> np.ndarray:
+        """The chunk-local function codes of ``rows`` as codes of this trace (the same name,
+        the same code in every chunk)."""
+        ids = self._func_ids
+        lut = np.array([ids.setdefault(v, len(ids)) for v in rows.func_names] + [-1], dtype=np.int64)
+        return lut[rows.func]
+
     def _nest(self, calls: pl.DataFrame, codes: np.ndarray, last: bool
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Pair ``calls`` (open entries carried from earlier chunks first) by nesting per
@@ -508,6 +597,264 @@ def _nest_rows(task, kind, printed, func, cpu, seq, ntasks, ENTRY, EXIT, LEAF, L
     return partner, is_open, parent, depth, first_bad, nbad
 
 
+@dataclass
+class _Rows:
+    """A text call graph's rows as arrays, -1 where a column is null: what pairing by
+    nesting reads, worked out of each chunk apart from the others."""
+
+    kind: np.ndarray  #: :func:`_kind_codes`
+    cpu: np.ndarray
+    pid: np.ndarray
+    prev: np.ndarray  #: on a task-switch row, the task switched from
+    depth: np.ndarray  #: as printed
+    seq: np.ndarray
+    ts: np.ndarray
+    dur: np.ndarray
+    has_ts: np.ndarray
+    has_dur: np.ndarray
+    flag: np.ndarray  #: the irq-info flags' context: 3 NMI, 2 hardirq, 1 softirq, 0 none
+    func: np.ndarray  #: code of the function name within the chunk
+    func_names: list  #: the name of each code
+
+    @classmethod
+    def of(cls, events: pl.DataFrame, kind: np.ndarray) -> "_Rows":
+        def ints(c: str) -> np.ndarray:
+            return events.get_column(c).cast(pl.Int64).fill_null(-1).to_numpy()
+
+        names: dict[str, int] = {}
+        func = codes(events.get_column("func"), names)
+        ts, dur = events.get_column("ts_ns"), events.get_column("dur_ns")
+        switch = np.flatnonzero(kind == _KIND_CODE[Kind.SWITCH])
+        prev = np.full(len(kind), -1, dtype=np.int64)
+        if len(switch):
+            body = events.get_column("body").gather(pl.Series(switch, dtype=pl.UInt32))
+            prev[switch] = body.str.extract(r"-(\d+)\s+=>", 1).cast(pl.Int64, strict=False).fill_null(-1).to_numpy()
+        return cls(kind, ints("cpu"), ints("pid"), prev, ints("depth"), events.get_column("seq").to_numpy().astype(np.int64),
+                   ts.fill_null(0).to_numpy(), dur.fill_null(0).to_numpy(), ts.is_not_null().to_numpy(),
+                   dur.is_not_null().to_numpy(), _flag_contexts(events.get_column("flags")), func, list(names))
+
+    def then(self, more: "_Rows") -> "_Rows":
+        """These rows, then ``more`` (function codes of each kept as they are)."""
+        return _Rows(*(np.concatenate([getattr(self, f), getattr(more, f)])
+                       for f in ("kind", "cpu", "pid", "prev", "depth", "seq", "ts", "dur", "has_ts", "has_dur", "flag", "func")),
+                     func_names=[])
+
+
+def _flag_contexts(flags: pl.Series) -> np.ndarray:
+    """The context each row's irq-info flags say (``d.h1.``: the fourth character of the
+    kernel's ``trace_print_lat_fmt()``): 3 NMI (``Z``/``z``), 2 hardirq (``H``/``h``), 1
+    softirq (``s``), 0 none said."""
+    if flags.null_count() == len(flags):
+        return np.zeros(len(flags), dtype=np.int8)
+    names: dict[str, int] = {}
+    code = codes(flags, names)
+    lut = np.array([3 if ("z" in f or "Z" in f) else 2 if ("h" in f or "H" in f) else 1 if "s" in f else 0
+                    for f in names] + [0], dtype=np.int8)
+    return lut[code]
+
+
+#: the span's context by code (:func:`_nested_spans`)
+_CONTEXTS = pl.Series("context", ["task", "softirq", "hardirq", "nmi"], dtype=pl.String)
+
+
+@njit(cache=True, nogil=True)
+def _tasks(kind, slot, cpu, pid, prev, known, ran, deep, SWITCH, IRQ_ENTRY, IRQ_EXIT):
+    """The task of every row of a chunk and how deep in interrupts its CPU is.
+
+    A row names its task by its pid; otherwise it is the task its CPU last switched to
+    (function_graph's task-switch block, ``prev-1 => next-2``), in this chunk or before
+    (``ran``, where ``known``); on a CPU never seen switching, the task the CPU's next
+    switch block in the chunk switches from; else the CPU itself (``-1 - cpu``).  IRQ
+    markers (``==========>`` / ``<==========``) count the CPU's interrupt nesting from
+    ``deep``, never below zero.  Rows are in CPU slots ``slot``; returns (task, irq depth,
+    per slot: the "prev" of the first switch block of a CPU not ``known``, the task it last
+    switched to in the chunk, the chunk's sum of IRQ markers), -1 where none."""
+    n = len(kind)
+    nslots = len(known)
+    upcoming = np.full(nslots, -1, dtype=np.int64)
+    switched_from = np.full(n, -1, dtype=np.int64)
+    for i in range(n - 1, -1, -1):
+        c = slot[i]
+        if kind[i] == SWITCH and prev[i] >= 0:
+            upcoming[c] = prev[i]
+        switched_from[i] = upcoming[c]
+    task = np.empty(n, dtype=np.int64)
+    irq = np.empty(n, dtype=np.int64)
+    last = np.full(nslots, -1, dtype=np.int64)
+    total = np.zeros(nslots, dtype=np.int64)
+    first_prev = np.full(nslots, -1, dtype=np.int64)
+    seen = np.zeros(nslots, dtype=np.bool_)
+    for i in range(n):
+        c = slot[i]
+        k = kind[i]
+        if k == SWITCH:
+            if pid[i] >= 0:
+                last[c] = pid[i]
+            if not seen[c]:
+                seen[c] = True
+                if not known[c]:
+                    first_prev[c] = switched_from[i]
+        elif k == IRQ_ENTRY:
+            total[c] += 1
+        elif k == IRQ_EXIT:
+            total[c] -= 1
+        if k != SWITCH and pid[i] >= 0:
+            task[i] = pid[i]
+        elif last[c] >= 0:
+            task[i] = last[c]
+        elif known[c]:
+            task[i] = ran[c]
+        elif switched_from[i] >= 0:
+            task[i] = switched_from[i]
+        else:
+            task[i] = -1 - cpu[i]
+        irq[i] = max(deep[c] + total[c], 0)
+    return task, irq, first_prev, last, total
+
+
+@njit(cache=True, nogil=True)
+def _int_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """A dense code (0, 1, ...) for each distinct value of ``values``, in order of first
+    appearance, and how many there are: an open-addressing table."""
+    n = len(values)
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    table = np.full(size, -1, dtype=np.int64)
+    keys = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    ncodes = 0
+    for i in range(n):
+        v = values[i]
+        h = np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)
+        slot = np.int64((h >> np.uint64(20)) & np.uint64(mask))
+        while True:
+            c = table[slot]
+            if c < 0:
+                table[slot] = ncodes
+                keys[ncodes] = v
+                out[i] = ncodes
+                ncodes += 1
+                break
+            if keys[c] == v:
+                out[i] = c
+                break
+            slot = (slot + 1) & mask
+    return out, ncodes
+
+
+def _masked(values: np.ndarray, ok: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    return pl.Series(np.ma.masked_array(values, mask=~ok), dtype=dtype)
+
+
+def _take(frames: tuple[pl.DataFrame, ...], idx: np.ndarray, *replace: tuple[str, pl.Series],
+          columns: list[str] | None = None) -> pl.DataFrame:
+    """Rows ``idx`` (rising) of ``frames`` one after the other (pending entries, then the
+    chunk), of ``columns`` (default: the event schema's), with columns ``replace`` (name,
+    values of those rows) put in or added."""
+    parts, at = [], 0
+    for f in frames:
+        own = idx[(idx >= at) & (idx < at + f.height)] - at
+        parts.append(_rows(f.select(columns or list(EVENT_SCHEMA)), own))
+        at += f.height
+    out = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+    return out.with_columns(v.alias(c) for c, v in replace) if replace else out
+
+
+def _gather(frames: tuple[pl.DataFrame, ...], idx: np.ndarray, column: str) -> pl.Series:
+    """Column ``column`` of ``frames`` one after the other, at rows ``idx`` (any order)."""
+    whole = pl.concat([f.get_column(column) for f in frames]) if len(frames) > 1 else frames[0].get_column(column)
+    return whole.gather(pl.Series(idx, dtype=pl.UInt32))
+
+
+def _nested_spans(rows: _Rows, frames: tuple[pl.DataFrame, ...], keep: np.ndarray, partner: np.ndarray,
+                  parent: np.ndarray, depth: np.ndarray, task: np.ndarray, irq: np.ndarray, source: str) -> pl.DataFrame:
+    """The spans of rows ``keep`` (:func:`_span_numbers`), their names gathered from
+    ``frames`` (one after the other: pending entries, then the chunk)."""
+    n = len(keep)
+    (seq, parent_id, pid, dep, start, has_start, dur, has_dur, ctx, complete, exit_row, need_comm
+     ) = _span_numbers(keep, rows.kind, partner, parent, depth, task, irq, rows.pid, rows.seq, rows.ts, rows.has_ts,
+                       rows.dur, rows.has_dur, rows.flag, _KIND_CODE[Kind.ENTRY], _KIND_CODE[Kind.EXIT],
+                       _KIND_CODE[Kind.LEAF])
+    names = _take(frames, keep, columns=["cpu", "comm", "func", "raw_func"])
+    comm = names.get_column("comm")
+    if need_comm and comm.null_count():
+        # an entry without a comm takes its exit's
+        comm = comm.zip_with(comm.is_not_null() | pl.Series(exit_row < 0), _gather(frames, np.maximum(exit_row, 0), "comm"))
+    return pl.DataFrame({
+        "span_id": seq,
+        "parent_id": _masked(parent_id, parent_id >= 0, pl.Int64),
+        "cpu": names.get_column("cpu"),
+        "pid": _masked(pid, pid >= 0, pl.Int32),
+        "comm": comm,
+        "func": names.get_column("func"),
+        "raw_func": names.get_column("raw_func"),
+        "depth": _masked(dep, dep >= 0, pl.Int32),
+        "start_ns": _masked(start, has_start, pl.Int64),
+        "dur_ns": _masked(dur, has_dur, pl.Int64),
+        "seq": seq,
+        "context": _CONTEXTS.gather(pl.Series(ctx, dtype=pl.UInt32)),
+        "complete": pl.Series(complete, dtype=pl.Boolean),
+        "source": pl.repeat(source, n, dtype=pl.String, eager=True),
+    }, schema=SPAN_SCHEMA)
+
+
+@njit(cache=True, nogil=True)
+def _span_numbers(keep, kind, partner, parent, depth, task, irq, pid, seq, ts, has_ts, dur, has_dur, flag,
+                  ENTRY, EXIT, LEAF):
+    """The numbers of the span of each row ``keep``: an entry closed by an exit takes the
+    duration the exit states (or, where it states none, the time between them); an exit
+    without an entry began its duration before its time; a leaf is whole.  The context is
+    the irq-info flags' (:func:`_flag_contexts`), or hardirq inside IRQ markers.  Also the
+    row of each span's exit (-1: none) and whether any exit was found."""
+    n = len(keep)
+    out_seq = np.empty(n, dtype=np.int64)
+    out_parent = np.empty(n, dtype=np.int64)
+    out_pid = np.empty(n, dtype=np.int64)
+    out_depth = np.empty(n, dtype=np.int64)
+    start = np.zeros(n, dtype=np.int64)
+    has_start = np.zeros(n, dtype=np.bool_)
+    out_dur = np.zeros(n, dtype=np.int64)
+    out_has_dur = np.zeros(n, dtype=np.bool_)
+    ctx = np.zeros(n, dtype=np.int64)
+    complete = np.zeros(n, dtype=np.bool_)
+    exit_row = np.full(n, -1, dtype=np.int64)
+    any_exit = False
+    for j in range(n):
+        i = keep[j]
+        k = kind[i]
+        out_seq[j] = seq[i]
+        out_parent[j] = parent[i]
+        out_pid[j] = task[i] if task[i] >= 0 else pid[i]
+        out_depth[j] = depth[i]
+        x = partner[i]
+        if k == ENTRY and x >= 0:
+            exit_row[j] = x
+            any_exit = True
+            complete[j] = True
+            if has_dur[x]:
+                out_dur[j] = dur[x]
+                out_has_dur[j] = True
+            elif has_ts[x] and has_ts[i]:
+                out_dur[j] = ts[x] - ts[i]
+                out_has_dur[j] = True
+        elif k == EXIT or k == LEAF:
+            out_dur[j] = dur[i]
+            out_has_dur[j] = has_dur[i]
+            complete[j] = k == LEAF
+        if k == EXIT:
+            start[j] = ts[i] - dur[i]
+            has_start[j] = has_ts[i] and has_dur[i]
+        else:
+            start[j] = ts[i]
+            has_start[j] = has_ts[i]
+        f = flag[i]
+        ctx[j] = 3 if f == 3 else 2 if (f == 2 or irq[i] > 0) else 1 if f == 1 else 0
+    return (out_seq, out_parent, out_pid, out_depth, start, has_start, out_dur, out_has_dur, ctx, complete,
+            exit_row, any_exit)
+
+
 def _local_tasks(df: pl.DataFrame) -> pl.DataFrame:
     """What one chunk says of the task of each row, per CPU (``_cpu_key``): the task the
     CPU last switched to within the chunk (``_switched``, null before its first switch
@@ -569,10 +916,11 @@ def _split_calls(events: pl.DataFrame, kind: np.ndarray, is_call: np.ndarray, co
 
 def _kind_codes(kind: pl.Series) -> np.ndarray:
     """A small integer per row for ``kind`` (0 for a kind this module does not know):
-    one hashing pass, after which every test of the kind is a numpy comparison."""
-    codes, values = dictionary(kind)
-    lut = np.array([_KIND_CODE.get(v, 0) for v in values.to_list()] + [0], dtype=np.int8)
-    return lut[codes.fill_null(len(values)).to_numpy()]
+    one pass over the column, after which every test of the kind is a numpy comparison."""
+    names: dict[str, int] = {}
+    code = codes(kind, names)
+    lut = np.array([_KIND_CODE.get(v, 0) for v in names] + [0], dtype=np.int8)
+    return lut[code]
 
 
 def _is(codes: np.ndarray, kinds) -> np.ndarray:
