@@ -1,5 +1,6 @@
 """trace-cmd ``report`` text: plain, ``-l`` (latency flags before the time), ``-R`` (raw
-``field=value`` bodies), any number of CPUs.
+``field=value`` bodies), ``-t`` (``secs.nsecs``), ``--ts-diff``, ``-T`` (stack records), any
+number of CPUs and inputs (``-i a -i b``: see :func:`report_inputs`).
 
 Grammar (tracecmd/trace-read.c and libtraceevent, trace-cmd 2.x and 3.x)::
 
@@ -8,6 +9,8 @@ Grammar (tracecmd/trace-read.c and libtraceevent, trace-cmd 2.x and 3.x)::
     cpus=6
         comm-pid   [003] d..2 162573.215752: sched_switch:   prev_comm=... (plain)
         <idle>-0       0d.h1. 106467.859747: function:      ktime_get <-- tick_check_idle  (-l)
+            bash-1234  [000]  5001.000180: (+80)     sched_switch: ...    (--ts-diff, 3.x)
+            bash-1234  [000]  5001.000180 (+80): sched_switch: ...        (--ts-diff, 2.x)
     CPU:2 [123 EVENTS DROPPED]      or  CPU:2 [EVENTS DROPPED]
         ... thermal_power_allocator: [FAILED TO PARSE] tz_id=0 ...
 
@@ -16,25 +19,33 @@ Grammar (tracecmd/trace-read.c and libtraceevent, trace-cmd 2.x and 3.x)::
 or raw (``func=0x... depth=N`` / ``... calltime=0x... rettime=0x...``), become call-graph rows
 (entry / exit / leaf with depth) for :mod:`tracekit.spans`.  The function tracer's
 ``function:   func <-- parent`` lines are ``function`` rows; everything else is one event row.
-Each chunk of lines is parsed with polars string kernels, never line by line.
+The record lines are read by a compiled scanner (:func:`_scan_lines`, on the
+:mod:`tracekit.parsers.scan` readers), chunks in parallel threads; every other line, and
+any line it does not take, by the general path's regular expressions.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import polars as pl
+from numba import njit
 
 from tracekit.schema import EVENT_SCHEMA, Kind, conform
-from tracekit.symbols import canonical_expr
+from tracekit.symbols import canonical_expr, canonicalize
 
 from . import FormatInfo
-from .base import LineChunk, ParseContext, hold_back_stack
-from .noise import noise_columns
+from .base import STACK_FRAME_RE, LineChunk, ParseContext, timestamp_ns_expr
+from .noise import NOISE_EVENTS, NOISE_TRACERS, noise_columns
+from .scan import (DOT, NINE, ZERO, buffer, ints, line_bounds, map_chunks, nulls, read_uint, skip_back_spaces,
+                   skip_spaces, strings, texts)
+from .scan import dictionary as scan_dictionary
 
-__all__ = ["FORMAT", "sniff", "parse", "ReportInputs", "report_inputs", "one_input"]
+__all__ = ["FORMAT", "sniff", "parse", "scan_bytes", "ReportInputs", "report_inputs", "one_input"]
 
 FORMAT = FormatInfo(
     name="tracecmd_report",
@@ -47,7 +58,8 @@ FORMAT = FormatInfo(
 RECORD_RE = (
     r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+"
     r"(?:\[(?P<cpu>\d+)\](?:\s+(?P<flags>[.\w]{4,6}))?|(?P<lcpu>\d+)(?P<lflags>[.\w]{4,6}))"
-    r"\s+(?P<ts>\d+(?:\.\d+)?)(?:\s+\(\+\d+\))?:\s+(?P<event>[^\s:][^:\s]*(?::[^:\s]+)?):(?P<body>.*)$"
+    r"\s+(?P<ts>\d+(?:\.\d+)?)(?:\s+\(\+\d+\))?:\s+(?:\(\+\d+\)\s+)?"
+    r"(?P<event>[^\s:][^:\s]*(?::[^:\s]+)?):(?P<body>.*)$"
 )
 LOST_RE = r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[(?:(?P<n>\d+) )?(?:EVENTS DROPPED|LOST (?P<k>\d+) EVENTS)\]\s*$"
 #: A frame of a ``kernel_stack`` / ``user_stack`` record (trace-cmd ``record -T``), printed
@@ -146,37 +158,18 @@ def sniff(head: str) -> int:
     return 45 if raw_graph else 30
 
 
-def _ts_ns(ts: pl.Expr) -> pl.Expr:
-    """``secs.usecs`` (or ``secs.nsecs`` with -t) -> integer ns; a bare integer is kept
-    as it is (a counter clock)."""
-    parts = ts.str.split_exact(".", 1)
-    secs = parts.struct.field("field_0").cast(pl.Int64)
-    frac = parts.struct.field("field_1")
-    frac_ns = frac.str.pad_end(9, "0").str.slice(0, 9).cast(pl.Int64)
-    return pl.when(frac.is_null()).then(secs).otherwise(secs * 1_000_000_000 + frac_ns)
-
-
 def _hexnum(e: pl.Expr) -> pl.Expr:
     return e.str.strip_prefix("0x").str.to_integer(base=16, strict=False)
 
 
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
-    """trace-cmd report text -> event-schema frames, one chunk at a time."""
-    counts = {"failed_to_parse": 0, "graph_rendered": 0, "graph_raw": 0}
-    carry: pl.DataFrame | None = None
-    for chunk in chunks:
-        df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
-        if carry is not None:
-            df, carry = pl.concat([carry, df]), None
-        if not chunk.is_last:
-            df, carry = hold_back_stack(df)
-        frame = _parse_chunk(df, ctx, counts)
-        if frame is not None and frame.height:
-            yield conform(frame, EVENT_SCHEMA)
-    if carry is not None and carry.height:
-        frame = _parse_chunk(carry, ctx, counts)
-        if frame is not None and frame.height:
-            yield conform(frame, EVENT_SCHEMA)
+    """trace-cmd report text -> event-schema frames, one chunk at a time; chunks are read
+    in threads (a stack record and its frames are kept in one piece)."""
+    counts: Counter = Counter()
+    for frame, piece_counts in map_chunks(_pieces(chunks), _parse_piece, ctx):
+        counts.update(piece_counts)
+        if frame.height:
+            yield frame
     if counts["failed_to_parse"]:
         ctx.meta["failed_to_parse"] = counts["failed_to_parse"]
         ctx.warn(f"{counts['failed_to_parse']} record(s) marked [FAILED TO PARSE] by trace-cmd "
@@ -185,14 +178,180 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
         ctx.meta.setdefault("tracer", "function_graph")
 
 
-def _stack_frames(df: pl.DataFrame, is_rec: pl.Expr, is_frame: pl.Expr, ctx: ParseContext) -> pl.DataFrame | None:
+@dataclass
+class _Piece:
+    """Whole lines of the input, read apart from the others: their bytes and the file's
+    line number of each (a several-input report's lines are a selection of the file's)."""
+
+    raw: bytes
+    numbers: np.ndarray
+
+
+def _pieces(chunks: Iterator[LineChunk]) -> Iterator[_Piece]:
+    """The chunks as pieces, a record whose stack frames may go on in the next chunk held
+    back with its frames and put before that chunk's lines."""
+    carry: _Piece | None = None
+    for chunk in chunks:
+        piece = _piece_of(chunk)
+        if carry is not None:
+            piece = _Piece(carry.raw + piece.raw, np.concatenate([carry.numbers, piece.numbers]))
+            carry = None
+        if not chunk.is_last:
+            piece, carry = _hold_back_stack(piece)
+        if len(piece.numbers):
+            yield piece
+    if carry is not None and len(carry.numbers):
+        yield carry
+
+
+def _piece_of(chunk: LineChunk) -> _Piece:
+    raw = chunk.raw
+    if raw is None:  # (lines already split: text with carriage returns, one input of several)
+        raw = "".join(s + "\n" for s in chunk.lines.to_list()).encode("utf-8")
+    if chunk.numbers is not None:
+        numbers = chunk.numbers.cast(pl.Int64).to_numpy()
+    else:
+        numbers = np.arange(chunk.first_line, chunk.first_line + chunk.n_lines, dtype=np.int64)
+    if raw and not raw.endswith(b"\n"):
+        raw += b"\n"
+    return _Piece(raw, numbers)
+
+
+def _hold_back_stack(piece: _Piece) -> tuple[_Piece, _Piece | None]:
+    """Split ``piece`` before its last record when that record's stack frames may go on in
+    the next chunk: it ends in ``=> func`` frames, or in a ``<stack trace>`` record (the
+    rule of :func:`tracekit.parsers.base.hold_back_stack`, on the last lines' bytes)."""
+    raw = piece.raw
+    end = len(raw) - 1  # (the final newline)
+    i = len(piece.numbers) - 1
+    solid_seen = False
+    while i >= 0:
+        start = raw.rfind(b"\n", 0, end) + 1
+        line = raw[start:end].decode("latin-1")
+        if line.strip():
+            frame = re.match(STACK_FRAME_RE, line) is not None
+            if not solid_seen:
+                solid_seen = True
+                if not frame and "stack trace>" not in line:
+                    return piece, None
+            if not frame:
+                if i == 0:
+                    return piece, None
+                return _Piece(raw[:start], piece.numbers[:i]), _Piece(raw[start:], piece.numbers[i:])
+        end = start - 1
+        i -= 1
+    return piece, None
+
+
+def _parse_piece(piece: _Piece, ctx: ParseContext) -> tuple[pl.DataFrame, Counter]:
+    """One piece: its record lines read by the compiled scanner, every other line (headers,
+    lost-event markers, stack frames, funcgraph records, odd shapes) by the general path."""
+    counts: Counter = Counter()
+    fast, rest, blank = _parse_fast(piece)
+    ctx.skip("blank line", blank)
+    frames = [conform(fast, EVENT_SCHEMA)]
+    chains = None
+    if rest.height:
+        general, chains = _parse_general(rest, ctx, counts, fast.get_column("line"))
+        frames.append(conform(general, EVENT_SCHEMA))
+    out = frames[0] if len(frames) == 1 else frames[0].merge_sorted(frames[1], key="seq")
+    if chains is not None:
+        out = conform(out.drop("callchain").join(chains, on="line", how="left", maintain_order="left"), EVENT_SCHEMA)
+    counts["records"] += fast.height
+    counts["dotted"] += int(fast.get_column("_dotted").sum())
+    if "time_unit" not in ctx.meta and counts["records"]:
+        # counter clocks (x86-tsc, ppc-tb, counter) print bare integers, not secs.usecs
+        ctx.meta["time_unit"] = "ns" if counts["dotted"] else "ticks"
+    return out, counts
+
+
+#: Events the compiled path leaves to the general one: call-graph records (their bodies are
+#: the function_graph plugin's), stack records (their frames follow on lines of their own)
+#: and the OS-noise records (parsers/noise.py reads their numbers).
+_GENERAL_EVENTS = frozenset({"funcgraph_entry", "funcgraph_exit", "kernel_stack", "user_stack"}) | NOISE_TRACERS | NOISE_EVENTS
+
+
+def _parse_fast(piece: _Piece) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """The record lines of a piece, read by :func:`_scan_lines`: (their rows, the other
+    lines as ``line`` and ``text`` for the general path, the number of blank lines)."""
+    raw = piece.raw
+    buf = buffer(raw)
+    starts, ends = line_bounds(buf)
+    code, pid, cpu, ts, dotted, offs = _scan_lines(buf, starts, ends)
+    taken = np.flatnonzero((code == _K_EVENT) | (code == _K_FUNCTION))
+    o = offs[:, taken]
+    events, names = scan_dictionary(raw, o[_EVENT], o[_EVENT + 1], "event")
+    general = np.asarray(names.is_in(list(_GENERAL_EVENTS)).to_numpy())
+    if general.any():
+        code[taken[general[events.to_numpy()]]] = 0
+        keep = ~general[events.to_numpy()]
+        taken, o, events = taken[keep], o[:, keep], events.filter(pl.Series(keep))
+    rows = _record_rows(raw, taken, o, code[taken], pid[taken], cpu[taken], ts[taken], piece.numbers[taken])
+    rows = rows.with_columns(names.gather(events).alias("event"), pl.Series("_dotted", dotted[taken]))
+    rest = np.flatnonzero(code == 0)
+    text = pl.Series("text", [_decode_line(raw[a:b]) for a, b in zip(starts[rest].tolist(), ends[rest].tolist())],
+                     dtype=pl.String)
+    return rows, pl.DataFrame({"line": piece.numbers[rest], "text": text}), int((code == _K_BLANK).sum())
+
+
+def _record_rows(raw: bytes, taken: np.ndarray, o: np.ndarray, code: np.ndarray, pid: np.ndarray, cpu: np.ndarray,
+                 ts: np.ndarray, numbers: np.ndarray) -> pl.DataFrame:
+    """The event-schema columns of the lines the scanner took (``o``: their offsets)."""
+    n = len(taken)
+    func = _symbols(raw, o[_FUNC], o[_FUNC + 1], "func")
+    parent = _symbols(raw, o[_PARENT], o[_PARENT + 1], "parent")
+    line = pl.Series("line", numbers, dtype=pl.Int64)
+    return pl.DataFrame({
+        "seq": line.alias("seq"),
+        "line": line,
+        "cpu": ints("cpu", cpu, pl.Int32),
+        "pid": ints("pid", pid, pl.Int32),
+        "comm": strings(raw, o[_COMM], o[_COMM + 1], "comm"),
+        "ts_ns": ints("ts_ns", ts, pl.Int64),
+        "kind": pl.Series("kind", [Kind.EVENT, Kind.FUNCTION], dtype=pl.String).gather(
+            pl.Series(code.astype(np.uint32) - 1, dtype=pl.UInt32)) if n else nulls("kind", 0, pl.String),
+        **func, **parent,
+        "flags": strings(raw, o[_FLAGS], o[_FLAGS + 1], "flags"),
+        "body": texts(raw, o[_BODY], o[_BODY + 1], "body"),
+    })
+
+
+def _symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> dict[str, pl.Series]:
+    """The canonical names of the symbols at ``starts``/``ends`` and, where they differ, the
+    names as printed (``name`` and ``raw_name``), each distinct symbol canonicalized once."""
+    codes, values = scan_dictionary(raw, starts, ends, f"raw_{name}")
+    canon = canonicalize(values.to_frame(), f"raw_{name}", name)
+    return {name: canon.get_column(name).gather(codes), f"raw_{name}": canon.get_column(f"raw_{name}").gather(codes)}
+
+
+def _decode_line(b: bytes) -> str:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
+
+
+def scan_bytes(raw: bytes) -> None:
+    """Run the compiled path and the frame assembly on ``raw`` as one chunk of a report
+    (for fuzzing): raises only :class:`ParseError`."""
+    chunk = LineChunk(1, raw=raw, is_last=True)
+    if chunk.n_lines:
+        _parse_piece(_piece_of(chunk), ParseContext("<bytes>"))
+
+
+def _stack_frames(df: pl.DataFrame, is_rec: pl.Expr, is_frame: pl.Expr, ctx: ParseContext,
+                  owners: pl.Series) -> pl.DataFrame | None:
     """The ``=> func`` frames after a stack record, as the callchain (innermost first,
-    canonical names) of the record they follow; frames after no record are counted."""
+    canonical names) of the record they follow (among the lines of ``df`` and the record
+    lines ``owners`` read elsewhere); frames after no record are counted."""
     f = df.select("line", is_rec.alias("rec"), is_frame.alias("frame"), pl.col("text")).filter(
         pl.col("rec") | pl.col("frame")
     )
     if not f.select(pl.col("frame").any()).item():
         return None
+    others = pl.DataFrame({"line": owners.cast(pl.Int64), "rec": True, "frame": False, "text": None},
+                          schema=f.schema)
+    f = pl.concat([f, others]).sort("line")
     f = f.with_columns(owner=pl.when(pl.col("rec")).then(pl.col("line")).forward_fill()).filter(pl.col("frame"))
     orphans = f.filter(pl.col("owner").is_null()).height
     if orphans:
@@ -205,7 +364,11 @@ def _stack_frames(df: pl.DataFrame, is_rec: pl.Expr, is_frame: pl.Expr, ctx: Par
     )
 
 
-def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFrame | None:
+def _parse_general(df: pl.DataFrame, ctx: ParseContext, counts: Counter,
+                   owners: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The general path: every field of the lines of ``df`` (``line``, ``text``) found by
+    regular expression.  Returns their rows (sorted by line) and the callchains of the
+    stack records among them or among the record lines ``owners`` read elsewhere."""
     text = pl.col("text")
     df = df.with_columns(
         text.str.extract_groups(RECORD_RE).alias("r"),
@@ -214,7 +377,7 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
     ).unnest("r").unnest("l", separator="_")
     df = df.rename({c: f"l_{c}" for c in ("n", "k")}, strict=False)
     # the LOST_RE cpu group clashes with the record's; extract it separately
-    df = df.with_columns(text.str.extract(LOST_RE, 1).cast(pl.Int32).alias("lost_cpu"))
+    df = df.with_columns(text.str.extract(LOST_RE, 1).cast(pl.Int32, strict=False).alias("lost_cpu"))
     df = df.unnest("h")
 
     # -- header lines -------------------------------------------------------------------------
@@ -228,13 +391,13 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         if empty:
             ctx.meta["empty_cpus"] = sorted(set(ctx.meta.get("empty_cpus", [])) | set(empty))
 
-    df = df.with_columns(text.str.extract(SUBBUF_RE, 1).cast(pl.Int32).alias("subbuf_cpu"))
+    df = df.with_columns(text.str.extract(SUBBUF_RE, 1).cast(pl.Int32, strict=False).alias("subbuf_cpu"))
     is_rec = pl.col("pid").is_not_null()
     is_lost = pl.col("lost_cpu").is_not_null() | pl.col("subbuf_cpu").is_not_null()
     is_hdr = pl.col("version").is_not_null() | pl.col("cpus").is_not_null() | pl.col("empty").is_not_null()
     is_blank = text.str.strip_chars() == ""
     is_frame = ~is_rec & text.str.contains(FRAME_RE)
-    chains = _stack_frames(df, is_rec, is_frame, ctx)
+    chains = _stack_frames(df, is_rec, is_frame, ctx, owners)
     other = df.filter(~is_rec & ~is_lost & ~is_hdr & ~is_frame)
     if other.height:
         blank = int(other.select(is_blank.sum()).item())
@@ -246,7 +409,7 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         "line",
         pl.coalesce("lost_cpu", "subbuf_cpu").alias("cpu"),
         pl.when(pl.col("lost_cpu").is_not_null()).then(pl.lit(Kind.LOST)).otherwise(pl.lit(Kind.MARKER)).alias("kind"),
-        pl.coalesce(pl.col("l_n"), pl.col("l_k")).cast(pl.Int64).alias("lost"),
+        pl.coalesce(pl.col("l_n"), pl.col("l_k")).cast(pl.Int64, strict=False).alias("lost"),
         text.str.strip_chars().alias("body"),
     )
     if lost.height:
@@ -259,17 +422,15 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
     rec = df.filter(is_rec).select(
         "line",
         pl.col("comm").str.strip_chars(),
-        pl.col("pid").cast(pl.Int32),
-        pl.coalesce("cpu", "lcpu").cast(pl.Int32).alias("cpu"),
+        pl.col("pid").cast(pl.Int32, strict=False),
+        pl.coalesce("cpu", "lcpu").cast(pl.Int32, strict=False).alias("cpu"),
         pl.coalesce("flags", "lflags").alias("flags"),
-        _ts_ns(pl.col("ts")).alias("ts_ns"),
+        timestamp_ns_expr(pl.col("ts")).alias("ts_ns"),
         pl.col("event"),
         pl.col("body").str.strip_chars().alias("body"),
     )
-    if "time_unit" not in ctx.meta and rec.height:
-        # counter clocks (x86-tsc, ppc-tb, counter) print bare integers, not secs.usecs
-        raw_ts = df.filter(is_rec)["ts"]
-        ctx.meta["time_unit"] = "ticks" if not raw_ts.str.contains(r"\.").any() else "ns"
+    counts["records"] += rec.height
+    counts["dotted"] += int(df.filter(is_rec)["ts"].str.contains(r"\.").sum())
     failed = rec["body"].str.starts_with("[FAILED TO PARSE]").sum()
     counts["failed_to_parse"] += int(failed or 0)
 
@@ -281,7 +442,7 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
     rec = rec.with_columns(g.alias("g")).unnest("g")
     call = pl.col("call")
     indent = pl.col("indent").str.len_chars()
-    dur_rendered = pl.col("us").cast(pl.Int64) * 1000 + pl.col("frac").str.pad_end(3, "0").str.slice(0, 3).cast(pl.Int64)
+    dur_rendered = pl.col("us").cast(pl.Int64, strict=False) * 1000 + pl.col("frac").str.pad_end(3, "0").str.slice(0, 3).cast(pl.Int64)
     leaf = rendered & call.str.ends_with(";")
     opening = rendered & call.str.ends_with("{")
     closing = rendered & call.str.starts_with("}")
@@ -348,7 +509,344 @@ def _parse_chunk(df: pl.DataFrame, ctx: ParseContext, counts: dict) -> pl.DataFr
         pl.when(pl.col("raw_parent") != pl.col("parent")).then(pl.col("raw_parent")).alias("raw_parent"),
         pl.when(comment).then(call).otherwise(body).alias("body"),
     )
-    if chains is not None:
-        rec = rec.join(chains, on="line", how="left", maintain_order="left")
     out = pl.concat([rec, lost], how="diagonal_relaxed").sort("line")
-    return out.with_columns(pl.col("line").alias("seq"))
+    return out.with_columns(pl.col("line").alias("seq")), chains
+
+
+# -- the compiled reader of the record lines --------------------------------------------------
+
+#: line codes of :func:`_scan_lines` (0: a line left to the general path)
+_K_EVENT, _K_FUNCTION, _K_BLANK = 1, 2, 3
+#: rows of the offsets array: (start, end) of comm, flags, event, body, func, parent
+_COMM, _FLAGS, _EVENT, _BODY, _FUNC, _PARENT = 0, 2, 4, 6, 8, 10
+_INT32_MAX = 2**31 - 1
+_INT64_SECS_MAX = 9_223_372_035  # the largest secs whose ns fit 63 bits
+_SPACE, _DASH, _COLON, _LBRACKET, _RBRACKET, _LPAREN, _RPAREN, _PLUS = 32, 45, 58, 91, 93, 40, 41, 43
+_FUNCTION_NAME = np.frombuffer(b"function", dtype=np.uint8)
+_FAILED = np.frombuffer(b"[FAILED TO PARSE]", dtype=np.uint8)
+_ARROW = np.frombuffer(b"<--", dtype=np.uint8)
+_IP = np.frombuffer(b"ip=", dtype=np.uint8)
+_PARENT_IP = np.frombuffer(b"parent_ip=", dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _digit(c: int) -> bool:
+    return ZERO <= c <= NINE
+
+
+@njit(cache=True, nogil=True)
+def _blank(c: int) -> bool:
+    """ASCII white space (what a regular expression's ``\\s`` and ``strip`` take, below 128)."""
+    return c == _SPACE or 9 <= c <= 13
+
+
+@njit(cache=True, nogil=True)
+def _flag_byte(c: int) -> bool:
+    """[.A-Za-z0-9_]: a latency flag character."""
+    return c == DOT or c == 95 or _digit(c) or (65 <= c <= 90) or (97 <= c <= 122)
+
+
+@njit(cache=True, nogil=True)
+def _starts(buf: np.ndarray, at: int, end: int, word: np.ndarray) -> bool:
+    """Whether ``word`` is at ``at`` (before ``end``)."""
+    if end - at < len(word):
+        return False
+    for k in range(len(word)):
+        if buf[at + k] != word[k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _digits_end(buf: np.ndarray, at: int, end: int) -> int:
+    while at < end and _digit(buf[at]):
+        at += 1
+    return at
+
+
+@njit(cache=True, nogil=True)
+def _small_uint(buf: np.ndarray, at: int, q: int) -> int:
+    """The digits ``[at, q)`` as an integer that fits the schema's Int32, or -1."""
+    if q == at or q - at > 10:
+        return -1
+    v, _ = read_uint(buf, at, q)
+    return v if v <= _INT32_MAX else -1
+
+
+@njit(cache=True, nogil=True)
+def _task(buf: np.ndarray, a: int, e: int, li: int, pid: np.ndarray, offs: np.ndarray) -> int:
+    """``%16s-%-5d`` (``%8.8s-%-5d`` with -l): the comm is everything before the first
+    ``-digits `` (as the general path's lazy match takes it).  Records comm and pid; returns
+    the position after the pid, or -1.  Only printable ASCII is read here: anything else
+    (a tab, a byte of another alphabet) leaves the line to the general path."""
+    s = skip_spaces(buf, a, e)
+    p = s
+    while p < e:
+        c = buf[p]
+        if c < 32 or c > 126:
+            return -1
+        if c == _DASH:
+            q = _digits_end(buf, p + 1, e)
+            if q > p + 1 and q < e and buf[q] == _SPACE:
+                v = _small_uint(buf, p + 1, q)
+                if v < 0:
+                    return -1
+                pid[li] = v
+                offs[_COMM, li] = s
+                offs[_COMM + 1, li] = skip_back_spaces(buf, s, p)
+                return q
+        p += 1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _cpu_flags(buf: np.ndarray, p: int, e: int, li: int, cpu: np.ndarray, offs: np.ndarray) -> int:
+    """``[%03d]`` and, from older trace-cmd, latency flags after it; or -l's ``%3d`` with
+    the flags right after the CPU (``0d.h1.``).  Flags are 4 to 6 of [.A-Za-z0-9_] and a
+    space.  Returns the position of the time, or -1."""
+    if p >= e:
+        return -1
+    if buf[p] == _LBRACKET:
+        q = _digits_end(buf, p + 1, e)
+        v = _small_uint(buf, p + 1, q)
+        if v < 0 or q + 1 >= e or buf[q] != _RBRACKET or buf[q + 1] != _SPACE:
+            return -1
+        cpu[li] = v
+        r = skip_spaces(buf, q + 1, e)
+        f = r
+        while f < e and _flag_byte(buf[f]):
+            f += 1
+        if 4 <= f - r <= 6 and f < e and buf[f] == _SPACE:
+            offs[_FLAGS, li] = r
+            offs[_FLAGS + 1, li] = f
+            return skip_spaces(buf, f, e)
+        return r
+    q = _digits_end(buf, p, e)
+    v = _small_uint(buf, p, q)
+    if v < 0:
+        return -1
+    f = q
+    while f < e and _flag_byte(buf[f]):
+        f += 1
+    if not (4 <= f - q <= 6 and f < e and buf[f] == _SPACE):
+        return -1
+    cpu[li] = v
+    offs[_FLAGS, li] = q
+    offs[_FLAGS + 1, li] = f
+    return skip_spaces(buf, f, e)
+
+
+@njit(cache=True, nogil=True)
+def _time(buf: np.ndarray, p: int, e: int, li: int, ts: np.ndarray, dotted: np.ndarray) -> int:
+    """``%6.1000d`` (secs.usecs), ``%9.1d`` (-t: secs.nsecs) or a counter clock's bare
+    integer, then ``--ts-diff``'s `` (+delta)`` of trace-cmd 2.x and the colon.  The time
+    in ns (fraction digits past nine cut, as the general path does), or ticks as printed.
+    Returns the position after the colon, or -1."""
+    q = _digits_end(buf, p, e)
+    if q == p:
+        return -1
+    if q < e and buf[q] == DOT and q + 1 < e and _digit(buf[q + 1]):
+        if q - p > 10:
+            return -1
+        secs, _ = read_uint(buf, p, q)
+        if secs > _INT64_SECS_MAX:
+            return -1
+        r = _digits_end(buf, q + 1, e)
+        frac, _ = read_uint(buf, q + 1, min(r, q + 10))
+        for _ in range(9 - min(r - q - 1, 9)):
+            frac *= 10
+        ts[li] = secs * 1_000_000_000 + frac
+        dotted[li] = True
+        q = r
+    else:
+        if q - p > 18:
+            return -1
+        ts[li], _ = read_uint(buf, p, q)
+        dotted[li] = False
+    if q < e and buf[q] == _SPACE:  # " (+delta)" before the colon (trace-cmd 2.x)
+        q = _delta(buf, skip_spaces(buf, q, e), e)
+        if q < 0:
+            return -1
+    if q >= e or buf[q] != _COLON:
+        return -1
+    return q + 1
+
+
+@njit(cache=True, nogil=True)
+def _delta(buf: np.ndarray, p: int, e: int) -> int:
+    """``--ts-diff``'s ``(+%lld)`` at ``p``: the position after it, or -1."""
+    if p + 1 >= e or buf[p] != _LPAREN or buf[p + 1] != _PLUS:
+        return -1
+    q = _digits_end(buf, p + 2, e)
+    if q == p + 2 or q >= e or buf[q] != _RPAREN:
+        return -1
+    return q + 1
+
+
+@njit(cache=True, nogil=True)
+def _event(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> int:
+    """After the time's colon: blanks, trace-cmd 3.x's ``--ts-diff`` ``(+delta)`` and its
+    padding, then the event name and its colon (``print_event_name()``: `` %s: ``).  A name
+    is a run without blanks or colons, or two such runs joined by one colon (``probe:foo``).
+    Returns the start of the body, or -1."""
+    if p >= e or buf[p] != _SPACE:
+        return -1
+    p = skip_spaces(buf, p, e)
+    if p < e and buf[p] == _LPAREN:
+        q = _delta(buf, p, e)
+        if q >= 0 and q < e and buf[q] == _SPACE:
+            p = skip_spaces(buf, q, e)
+    s = p
+    while p < e and buf[p] != _COLON:
+        c = buf[p]
+        if c <= 32 or c > 126:
+            return -1
+        p += 1
+    if p == s or p >= e:
+        return -1
+    q = p + 1
+    while q < e and buf[q] != _COLON and not _blank(buf[q]):
+        if buf[q] > 126:
+            return -1
+        q += 1
+    if q > p + 1 and q < e and buf[q] == _COLON:
+        p = q
+    offs[_EVENT, li] = s
+    offs[_EVENT + 1, li] = p
+    return p + 1
+
+
+@njit(cache=True, nogil=True)
+def _body(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> bool:
+    """The body, stripped of blanks.  Not taken (False): a body that may end in a blank of
+    another alphabet, [FAILED TO PARSE] (counted by the general path), and the shapes the
+    OS-noise records are read from (``#...``, ``digits blanks``; parsers/noise.py)."""
+    while p < e and _blank(buf[p]):
+        p += 1
+    t = e
+    while t > p and _blank(buf[t - 1]):
+        t -= 1
+    if p < t and (buf[p] > 127 or buf[t - 1] > 127):
+        return False
+    if p < t and (buf[p] == 35 or _starts(buf, p, t, _FAILED)):  # '#'
+        return False
+    q = _digits_end(buf, p, t)
+    if q > p and (q == t or _blank(buf[q])):
+        return False
+    offs[_BODY, li] = p
+    offs[_BODY + 1, li] = t
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _word(buf: np.ndarray, p: int, t: int, stop_at_equals: bool) -> int:
+    """The end of a run of printable ASCII without blanks (and without '=' when asked)
+    from ``p``; -1 on a byte outside ASCII."""
+    while p < t and not _blank(buf[p]):
+        c = buf[p]
+        if c > 126 or c < 32 or (stop_at_equals and c == 61):
+            return -1 if c != 61 else p
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True)
+def _function(buf: np.ndarray, li: int, offs: np.ndarray) -> bool:
+    """The function tracer's body: libtraceevent's function plugin ``func <-- parent``, or
+    ``-R``'s ``ip=ADDR parent_ip=ADDR`` (either without its parent).  Records the function
+    and the parent as printed."""
+    p = offs[_BODY, li]
+    t = offs[_BODY + 1, li]
+    raw = _starts(buf, p, t, _IP)
+    if raw:
+        p += 3
+    q = _word(buf, p, t, not raw)
+    if q <= p:
+        return False
+    offs[_FUNC, li] = p
+    offs[_FUNC + 1, li] = q
+    if q == t:
+        return True
+    if not _blank(buf[q]):
+        return False  # (an '=' inside the name)
+    r = q
+    while r < t and _blank(buf[r]):
+        r += 1
+    if raw:
+        if not _starts(buf, r, t, _PARENT_IP):
+            return False
+        s = r + 10
+    else:
+        if not _starts(buf, r, t, _ARROW) or r + 3 >= t or not _blank(buf[r + 3]):
+            return False
+        s = r + 3
+        while s < t and _blank(buf[s]):
+            s += 1
+    u = _word(buf, s, t, False)
+    if u != t or u == s:
+        return False
+    offs[_PARENT, li] = s
+    offs[_PARENT + 1, li] = t
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _time_and_event(buf, p, e, li, ts, dotted, offs) -> int:
+    """The time at ``p``, then the event name: the start of the body, or -1."""
+    p = _time(buf, p, e, li, ts, dotted)
+    return _event(buf, p, e, li, offs) if p >= 0 else -1
+
+
+@njit(cache=True, nogil=True)
+def _all_blank(buf: np.ndarray, a: int, e: int) -> bool:
+    for i in range(a, e):
+        if not _blank(buf[i]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _scan_lines(buf, starts, ends):
+    """Read every record line of a chunk as ``trace_show_data()`` (tracecmd/trace-read.c)
+    prints it: task, CPU (and flags), time, event name, body.  Returns per line its code
+    (0: left to the general path, with headers, lost-event markers, stack frames and odd
+    shapes; ``_K_EVENT``, ``_K_FUNCTION``, ``_K_BLANK``), pid, CPU, time (ns, or ticks),
+    whether the time had a fraction, and (start, end) offsets of comm, flags, event name,
+    body, function and parent; every offset lies within its line."""
+    n = len(starts)
+    code = np.zeros(n, dtype=np.int8)
+    pid = np.full(n, -1, dtype=np.int64)
+    cpu = np.full(n, -1, dtype=np.int64)
+    ts = np.full(n, -1, dtype=np.int64)
+    dotted = np.zeros(n, dtype=np.bool_)
+    offs = np.full((12, n), -1, dtype=np.int64)
+    for li in range(n):
+        a = starts[li]
+        e = ends[li]
+        if _all_blank(buf, a, e):
+            code[li] = _K_BLANK
+            continue
+        p = _task(buf, a, e, li, pid, offs)
+        if p >= 0:
+            p = _cpu_flags(buf, skip_spaces(buf, p, e), e, li, cpu, offs)
+        if p >= 0:
+            f = offs[_FLAGS, li]
+            q = _time_and_event(buf, p, e, li, ts, dotted, offs)
+            if q < 0 and f >= 0 and buf[f - 1] == _SPACE:
+                # "[%03d] " then what looked like flags: it may be the time (a short count of ticks)
+                offs[_FLAGS, li] = -1
+                offs[_FLAGS + 1, li] = -1
+                q = _time_and_event(buf, f, e, li, ts, dotted, offs)
+            p = q
+        if p < 0 or not _body(buf, p, e, li, offs):
+            offs[:, li] = -1
+            continue
+        s = offs[_EVENT, li]
+        if offs[_EVENT + 1, li] - s == len(_FUNCTION_NAME) and _starts(buf, s, e, _FUNCTION_NAME):
+            if not _function(buf, li, offs):
+                offs[:, li] = -1
+                continue
+            code[li] = _K_FUNCTION
+        else:
+            code[li] = _K_EVENT
+    return code, pid, cpu, ts, dotted, offs
