@@ -44,10 +44,12 @@ TEXT_FORMATS = {
     "function": ("gen_text.py", ["function"]),
     "events": ("gen_text.py", ["events"]),
     "tracecmd_report": ("gen_text.py", ["tracecmd"]),
+    # report -l -t --ts-diff of events and function tracer records
+    "tracecmd_report_opts": ("gen_text.py", ["tracecmd", "--latency", "--nsec", "--ts-diff", "--function", "0.5"]),
     "perf_script": ("gen_text.py", ["perf"]),
 }
 #: bump when a generator changes what it writes
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 
 def _generate(name: str, work: Path, mib: float) -> Path:

@@ -7,7 +7,9 @@ Each line follows the printf format of the program that prints it:
 * ``events``: the kernel's trace file with sched_switch, sched_wakeup, tlb_flush and
   mm_page_free_batched records (each event's own ``print fmt``);
 * ``tracecmd``: ``trace-cmd report`` (``%16s-%-5d [%03d] %5lu.%06lu: %s:`` then the event's
-  ``print fmt``), after its ``cpus=N`` line;
+  ``print fmt``), after its ``cpus=N`` line; ``--latency`` (``-l``), ``--nsec`` (``-t``),
+  ``--ts-diff`` and ``--function SHARE`` (function tracer records among the events) give
+  the layouts of those report options;
 * ``perf``: ``perf script`` as perf_sample__fprintf_start() and process_event() print it
   (tools/perf/builtin-script.c: comm ``%16s``, ``%7d`` pid or ``%7d/%-7d`` pid/tid, ``[%03d]``,
   ``%5lu.%06lu:``, ``%10lu`` period, the event right-aligned to the longest event name),
@@ -20,6 +22,7 @@ Each line follows the printf format of the program that prints it:
 Seeded: the same arguments give the same bytes.
 
 Usage: python benchmarks/gen_text.py FORMAT OUT.txt --mib 100 [--seed 1] [--cpus 4]
+       [--latency] [--nsec] [--ts-diff] [--function SHARE]   (tracecmd)
 """
 
 from __future__ import annotations
@@ -71,10 +74,35 @@ def _events(rng, t, cpus) -> str:
     return f"{comm:>16}-{pid:<7d} [{rng.integers(cpus):03d}] {FLAGS[rng.integers(len(FLAGS))]} {_ts(t)}: {ev}: {body}\n"
 
 
-def _tracecmd(rng, t, cpus) -> str:
-    comm, pid = _task(rng)
-    ev, body = _event_body(rng)
-    return f"{comm:>16}-{pid:<5d} [{rng.integers(cpus):03d}] {_ts(t)}: {ev + ':':<20} {body}\n"
+class _TraceCmd:
+    """``trace_show_data()`` of trace-cmd 3.x (tracecmd/trace-read.c): the task
+    ``%16s-%-5d [%03d]`` (``%8.8s-%-5d %3d`` and the latency flags with ``-l``), the time
+    `` %6.1000d:`` (`` %9.1d:`` with ``-t``), ``--ts-diff``'s `` %-8s`` of ``(+delta)``, then
+    ``print_event_name()``'s `` %s: `` padded to 20 columns and the event's body; with
+    ``function``, a share of the records are the function tracer's (libtraceevent's
+    function plugin: ``func <-- parent``)."""
+
+    def __init__(self, latency: bool = False, nsec: bool = False, ts_diff: bool = False, function: float = 0.0):
+        self.latency, self.nsec, self.ts_diff, self.function = latency, nsec, ts_diff, function
+        self.last: int | None = None
+
+    def __call__(self, rng, t, cpus) -> str:
+        comm, pid = _task(rng)
+        cpu = int(rng.integers(cpus))
+        if self.latency:
+            out = f"{comm[:8]:>8}-{pid:<5d} {cpu:3d}{FLAGS[rng.integers(len(FLAGS))]}"
+        else:
+            out = f"{comm:>16}-{pid:<5d} [{cpu:03d}]"
+        out += f" {t // 10**9:5d}.{t % 10**9:09d}:" if self.nsec else f" {_ts(t)}:"
+        if self.ts_diff:
+            now = t if self.nsec else (t + 500) // 1000
+            out += f" {'' if self.last is None else f'(+{now - self.last})':<8s}"
+            self.last = now
+        if rng.random() < self.function:
+            ev, body = "function", f"{FUNCS[rng.integers(len(FUNCS))]} <-- {FUNCS[rng.integers(len(FUNCS))]}"
+        else:
+            ev, body = _event_body(rng)
+        return f"{out} {ev}: {' ' * max(0, 20 - len(ev))}{body}\n"
 
 
 USER_FUNCS = ["__libc_start_main", "main", "malloc", "_int_free", "[unknown]", "std::vector<int, std::allocator<int> >::push_back(int const&)"]
@@ -131,13 +159,15 @@ HEADERS = {
     "tracecmd": "cpus={cpus}\n",
     "perf": "",
 }
-LINES = {"function": _function, "events": _events, "tracecmd": _tracecmd, "perf": _perf}
+LINES = {"function": _function, "events": _events, "tracecmd": _TraceCmd(), "perf": _perf}
 
 
-def generate(fmt: str, out: str, mib: float, seed: int = 1, cpus: int = 4) -> None:
+def generate(fmt: str, out: str, mib: float, seed: int = 1, cpus: int = 4, line=None) -> None:
+    """``mib`` MiB of format ``fmt`` into ``out``; ``line`` prints one record (default the
+    format's own)."""
     rng = np.random.default_rng(seed)
     want = int(mib * (1 << 20))
-    line = LINES[fmt]
+    line = line or LINES[fmt]
     t = 50 * 10**9
     with open(out, "w") as f:
         n = f.write(HEADERS[fmt].format(cpus=cpus))
@@ -158,8 +188,13 @@ def main() -> None:
     ap.add_argument("--mib", type=float, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--cpus", type=int, default=4)
+    ap.add_argument("--latency", action="store_true", help="tracecmd: report -l")
+    ap.add_argument("--nsec", action="store_true", help="tracecmd: report -t")
+    ap.add_argument("--ts-diff", action="store_true", help="tracecmd: report --ts-diff")
+    ap.add_argument("--function", type=float, default=0.0, help="tracecmd: share of function tracer records")
     a = ap.parse_args()
-    generate(a.format, a.out, a.mib, a.seed, a.cpus)
+    line = _TraceCmd(a.latency, a.nsec, a.ts_diff, a.function) if a.format == "tracecmd" else None
+    generate(a.format, a.out, a.mib, a.seed, a.cpus, line)
 
 
 if __name__ == "__main__":

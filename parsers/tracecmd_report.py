@@ -185,6 +185,8 @@ class _Piece:
 
     raw: bytes
     numbers: np.ndarray
+    #: where each line starts and ends in ``raw``, when already known
+    bounds: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _pieces(chunks: Iterator[LineChunk]) -> Iterator[_Piece]:
@@ -212,9 +214,10 @@ def _piece_of(chunk: LineChunk) -> _Piece:
         numbers = chunk.numbers.cast(pl.Int64).to_numpy()
     else:
         numbers = np.arange(chunk.first_line, chunk.first_line + chunk.n_lines, dtype=np.int64)
+    bounds = chunk.bounds() if chunk.raw is not None else None
     if raw and not raw.endswith(b"\n"):
         raw += b"\n"
-    return _Piece(raw, numbers)
+    return _Piece(raw, numbers, bounds)
 
 
 def _hold_back_stack(piece: _Piece) -> tuple[_Piece, _Piece | None]:
@@ -276,7 +279,7 @@ def _parse_fast(piece: _Piece) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     lines as ``line`` and ``text`` for the general path, the number of blank lines)."""
     raw = piece.raw
     buf = buffer(raw)
-    starts, ends = line_bounds(buf)
+    starts, ends = piece.bounds or line_bounds(buf)
     code, pid, cpu, ts, dotted, offs = _scan_lines(buf, starts, ends)
     taken = np.flatnonzero((code == _K_EVENT) | (code == _K_FUNCTION))
     o = offs[:, taken]

@@ -160,6 +160,24 @@ def test_raw_function_records_ts_diff_and_subbuffer_markers() -> None:
     assert ctx.lost_events == 0 and not ctx.skipped
 
 
+def test_latency_nsec_and_ts_diff_options() -> None:
+    """trace-cmd 3.x ``report -l -t --ts-diff``: trace_show_data() prints ``%8.8s-%-5d %3d``
+    and the latency flags, the time as `` %9.1d:`` (secs.nsecs), then `` %-8s`` of
+    ``(+delta)`` (blank on the first record) before the event name."""
+    lines = [
+        "cpus=4",
+        "systemd--45310   3d..2.    50.000001472:          sched_switch:         prev_comm=pgtfree prev_pid=18710",
+        "swapper/-15420   1d.h1.    50.000002364: (+892)   function:             release_pages <-- zap_pmd_range.isra.0",
+    ]
+    df, ctx = parse_lines(lines)
+    assert df.select("comm", "pid", "cpu", "flags", "ts_ns", "event", "kind").rows() == [
+        ("systemd-", 45310, 3, "d..2.", 50_000_001_472, "sched_switch", "event"),
+        ("swapper/", 15420, 1, "d.h1.", 50_000_002_364, "function", "function"),
+    ]
+    assert df.select("func", "parent", "raw_parent").row(1) == ("release_pages", "zap_pmd_range", "zap_pmd_range.isra.0")
+    assert ctx.meta["time_unit"] == "ns" and not ctx.skipped
+
+
 def test_counter_clock_ticks() -> None:
     """With a counter clock (``trace-cmd record -C x86-tsc``) the time is a bare integer
     of ticks: kept as it is, and the run says its unit is ticks."""
