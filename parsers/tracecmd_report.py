@@ -40,6 +40,8 @@ from tracekit.symbols import canonical_expr, canonicalize
 
 from . import FormatInfo
 from .base import STACK_FRAME_RE, LineChunk, ParseContext, timestamp_ns_expr
+from .callgraph import KINDS as GRAPH_KINDS
+from .callgraph import COMMENT, ENTRY, EXIT, LEAF, read_body, read_bodies
 from .noise import NOISE_EVENTS, NOISE_TRACERS, noise_columns
 from .scan import (DOT, NINE, ZERO, buffer, ints, line_bounds, map_chunks, nulls, read_uint, skip_back_spaces,
                    skip_spaces, strings, texts)
@@ -68,13 +70,6 @@ LOST_RE = r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[(?:(?P<n>\d+) )?(?:EVENTS DROPPED|LOST (
 FRAME_RE = r"^\s*=>\s*(?P<frame>\S.*?)(?:\s+\((?P<addr>[0-9a-fA-F]+)\))?\s*$"
 SUBBUF_RE = r"^\s*CPU:\s*(\d+)\s+\[SUBBUFFER START\]\s*$"
 HEADER_RE = r"^\s*(?:version = (?P<version>\d+)|cpus=(?P<cpus>\d+)|CPU (?P<empty>\d+) is empty)\s*$"
-# function_graph plugin body: [overhead mark] [duration] | indent then the call.
-GRAPH_RE = (
-    r"^\s*(?:(?P<mark>[+!#@*$])\s*)?(?:(?P<us>\d+)\.(?P<frac>\d+) us)?\s*\|(?P<indent> *)"
-    r"(?P<call>.*?)\s*$"
-)
-
-
 @dataclass(frozen=True)
 class ReportInputs:
     """A report of several trace files (``trace-cmd report -i a.dat -i b.dat``) or buffer
@@ -262,16 +257,24 @@ def _parse_piece(piece: _Piece, ctx: ParseContext) -> tuple[pl.DataFrame, Counte
         out = conform(out.drop("callchain").join(chains, on="line", how="left", maintain_order="left"), EVENT_SCHEMA)
     counts["records"] += fast.height
     counts["dotted"] += int(fast.get_column("_dotted").sum())
+    counts["graph_rendered"] += int(fast.get_column("_graph").sum())
     if "time_unit" not in ctx.meta and counts["records"]:
         # counter clocks (x86-tsc, ppc-tb, counter) print bare integers, not secs.usecs
         ctx.meta["time_unit"] = "ns" if counts["dotted"] else "ticks"
+    if (counts["graph_rendered"] or counts["graph_raw"]) and "span_source" not in ctx.meta:
+        # read by the span builder when the first frame arrives
+        ctx.meta["span_source"] = "funcgraph_raw" if counts["graph_raw"] > counts["graph_rendered"] else "function_graph"
     return out, counts
 
 
-#: Events the compiled path leaves to the general one: call-graph records (their bodies are
-#: the function_graph plugin's), stack records (their frames follow on lines of their own)
-#: and the OS-noise records (parsers/noise.py reads their numbers).
-_GENERAL_EVENTS = frozenset({"funcgraph_entry", "funcgraph_exit", "kernel_stack", "user_stack"}) | NOISE_TRACERS | NOISE_EVENTS
+#: The function_graph tracer's records: their bodies are drawn by the function_graph plugin
+#: (the kernel's call tree) or printed raw (-R: ``func=... depth=...``).
+_GRAPH_EVENTS = ("funcgraph_entry", "funcgraph_exit")
+#: Events the compiled path leaves to the general one: stack records (their frames follow
+#: on lines of their own) and the OS-noise records (parsers/noise.py reads their numbers).
+_GENERAL_EVENTS = frozenset({"kernel_stack", "user_stack"}) | NOISE_TRACERS | NOISE_EVENTS
+#: the event kind of each of the scanner's kind codes (:func:`_scan_lines`)
+_KINDS = (None, Kind.EVENT, Kind.FUNCTION) + GRAPH_KINDS[1:]
 
 
 def _parse_fast(piece: _Piece) -> tuple[pl.DataFrame, pl.DataFrame, int]:
@@ -280,8 +283,8 @@ def _parse_fast(piece: _Piece) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     raw = piece.raw
     buf = buffer(raw)
     starts, ends = piece.bounds or line_bounds(buf)
-    code, pid, cpu, ts, dotted, offs = _scan_lines(buf, starts, ends)
-    taken = np.flatnonzero((code == _K_EVENT) | (code == _K_FUNCTION))
+    code, kind, pid, cpu, ts, dotted, dur, depth, offs = _scan_lines(buf, starts, ends)
+    taken = np.flatnonzero((code == _K_RECORD))
     o = offs[:, taken]
     events, names = scan_dictionary(raw, o[_EVENT], o[_EVENT + 1], "event")
     general = np.asarray(names.is_in(list(_GENERAL_EVENTS)).to_numpy())
@@ -289,20 +292,19 @@ def _parse_fast(piece: _Piece) -> tuple[pl.DataFrame, pl.DataFrame, int]:
         code[taken[general[events.to_numpy()]]] = 0
         keep = ~general[events.to_numpy()]
         taken, o, events = taken[keep], o[:, keep], events.filter(pl.Series(keep))
-    rows = _record_rows(raw, taken, o, code[taken], pid[taken], cpu[taken], ts[taken], piece.numbers[taken])
-    rows = rows.with_columns(names.gather(events).alias("event"), pl.Series("_dotted", dotted[taken]))
+    rows = _record_rows(raw, o, kind[taken], pid[taken], cpu[taken], ts[taken], dur[taken], depth[taken],
+                        piece.numbers[taken])
+    rows = rows.with_columns(names.gather(events).alias("event"), pl.Series("_dotted", dotted[taken]),
+                             pl.Series("_graph", kind[taken] > _K_FUNCTION))
     rest = np.flatnonzero(code == 0)
     text = pl.Series("text", [_decode_line(raw[a:b]) for a, b in zip(starts[rest].tolist(), ends[rest].tolist())],
                      dtype=pl.String)
     return rows, pl.DataFrame({"line": piece.numbers[rest], "text": text}), int((code == _K_BLANK).sum())
 
 
-def _record_rows(raw: bytes, taken: np.ndarray, o: np.ndarray, code: np.ndarray, pid: np.ndarray, cpu: np.ndarray,
-                 ts: np.ndarray, numbers: np.ndarray) -> pl.DataFrame:
+def _record_rows(raw: bytes, o: np.ndarray, kind: np.ndarray, pid: np.ndarray, cpu: np.ndarray, ts: np.ndarray,
+                 dur: np.ndarray, depth: np.ndarray, numbers: np.ndarray) -> pl.DataFrame:
     """The event-schema columns of the lines the scanner took (``o``: their offsets)."""
-    n = len(taken)
-    func = _symbols(raw, o[_FUNC], o[_FUNC + 1], "func")
-    parent = _symbols(raw, o[_PARENT], o[_PARENT + 1], "parent")
     line = pl.Series("line", numbers, dtype=pl.Int64)
     return pl.DataFrame({
         "seq": line.alias("seq"),
@@ -311,9 +313,11 @@ def _record_rows(raw: bytes, taken: np.ndarray, o: np.ndarray, code: np.ndarray,
         "pid": ints("pid", pid, pl.Int32),
         "comm": strings(raw, o[_COMM], o[_COMM + 1], "comm"),
         "ts_ns": ints("ts_ns", ts, pl.Int64),
-        "kind": pl.Series("kind", [Kind.EVENT, Kind.FUNCTION], dtype=pl.String).gather(
-            pl.Series(code.astype(np.uint32) - 1, dtype=pl.UInt32)) if n else nulls("kind", 0, pl.String),
-        **func, **parent,
+        "kind": pl.Series("kind", _KINDS, dtype=pl.String).gather(pl.Series(kind, dtype=pl.UInt32)),
+        **_symbols(raw, o[_FUNC], o[_FUNC + 1], "func"),
+        **_symbols(raw, o[_PARENT], o[_PARENT + 1], "parent"),
+        "depth": ints("depth", depth, pl.Int32),
+        "dur_ns": ints("dur_ns", dur, pl.Int64),
         "flags": strings(raw, o[_FLAGS], o[_FLAGS + 1], "flags"),
         "body": texts(raw, o[_BODY], o[_BODY + 1], "body"),
     })
@@ -439,20 +443,17 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext, counts: Counter,
 
     ev = pl.col("event")
     body = pl.col("body")
-    graph = ev.is_in(["funcgraph_entry", "funcgraph_exit"])
+    graph = ev.is_in(list(_GRAPH_EVENTS))
+    # drawn by the function_graph plugin: the kernel's call-tree body, read by parsers/callgraph.py
     rendered = graph & body.str.contains(r"\|")
-    g = body.str.extract_groups(GRAPH_RE)
-    rec = rec.with_columns(g.alias("g")).unnest("g")
-    call = pl.col("call")
-    indent = pl.col("indent").str.len_chars()
-    dur_rendered = pl.col("us").cast(pl.Int64, strict=False) * 1000 + pl.col("frac").str.pad_end(3, "0").str.slice(0, 3).cast(pl.Int64)
-    leaf = rendered & call.str.ends_with(";")
-    opening = rendered & call.str.ends_with("{")
-    closing = rendered & call.str.starts_with("}")
-    comment = rendered & call.str.starts_with("/*")
-    name_rendered = (
-        pl.when(closing).then(call.str.extract(r"/\*\s*(\S+)\s*\*/"))
-        .otherwise(call.str.extract(r"^([^\s(]+)\s*\(")))
+    if rec.height:
+        tree = read_bodies(rec.select(pl.when(rendered).then(body)).to_series())
+        rec = rec.with_columns(tree.select(pl.all().name.prefix("g_")))
+    else:
+        rec = rec.with_columns(g_kind=pl.lit(None, pl.String), g_raw_func=pl.lit(None, pl.String),
+                               g_comment=pl.lit(None, pl.String), g_depth=pl.lit(None, pl.Int32),
+                               g_dur_ns=pl.lit(None, pl.Int64))
+    drawn = rendered & pl.col("g_kind").is_in([Kind.ENTRY, Kind.LEAF, Kind.EXIT, Kind.COMMENT])
     # raw -R: func=..., depth=..., calltime=..., rettime=...
     raw = graph & ~rendered
     raw_func = body.str.extract(r"\bfunc=(\S+)")
@@ -469,10 +470,7 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext, counts: Counter,
     is_function = ev == "function"
 
     rec = rec.with_columns(
-        pl.when(leaf).then(pl.lit(Kind.LEAF))
-        .when(opening).then(pl.lit(Kind.ENTRY))
-        .when(closing).then(pl.lit(Kind.EXIT))
-        .when(comment).then(pl.lit(Kind.COMMENT))
+        pl.when(drawn).then(pl.col("g_kind"))
         .when(raw & (ev == "funcgraph_entry")).then(pl.lit(Kind.ENTRY))
         .when(raw & (ev == "funcgraph_exit")).then(pl.lit(Kind.EXIT))
         .when(is_function & pl.col("f_func").is_not_null()).then(pl.lit(Kind.FUNCTION))
@@ -480,15 +478,15 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext, counts: Counter,
         # the kernel's own text gives them
         .when(ev.is_in(["kernel_stack", "user_stack"])).then(pl.lit(Kind.STACK))
         .otherwise(pl.lit(Kind.EVENT)).alias("kind"),
-        pl.when(rendered).then(name_rendered)
+        pl.when(drawn).then(pl.col("g_raw_func"))
         .when(raw).then(raw_func)
         .when(is_function).then(pl.col("f_func"))
         .alias("raw_func"),
         pl.when(is_function).then(pl.col("f_parent")).alias("raw_parent"),
-        pl.when(rendered & ~comment).then(((indent - 2) // 2).clip(lower_bound=0))
-        .when(raw).then(body.str.extract(r"\bdepth=(\d+)").cast(pl.Int32))
+        pl.when(drawn).then(pl.col("g_depth"))
+        .when(raw).then(body.str.extract(r"\bdepth=(\d+)").cast(pl.Int32, strict=False))
         .cast(pl.Int32).alias("depth"),
-        pl.when(rendered & (leaf | closing)).then(dur_rendered)
+        pl.when(drawn).then(pl.col("g_dur_ns"))
         .when(raw & (ev == "funcgraph_exit")).then(rettime - calltime)
         .cast(pl.Int64).alias("dur_ns"),
         pl.when(raw & (ev == "funcgraph_exit") & rettime.is_not_null()).then(rettime)
@@ -497,20 +495,15 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext, counts: Counter,
     # hwlat / osnoise / timerlat records and the osnoise tracepoints: their numbers
     noise = noise_columns(body, ev)
     rec = rec.with_columns(**{k: v for k, v in noise.items() if k != "noise_event"})
-    n_rendered = int(rec.select(rendered.sum()).item() or 0)
-    n_raw = int(rec.select(raw.sum()).item() or 0)
-    counts["graph_rendered"] += n_rendered
-    counts["graph_raw"] += n_raw
-    if (n_rendered or n_raw) and "span_source" not in ctx.meta:
-        # read by the span builder when the first frame arrives
-        ctx.meta["span_source"] = "funcgraph_raw" if n_raw > n_rendered else "function_graph"
+    counts["graph_rendered"] += int(rec.select(rendered.sum()).item() or 0)
+    counts["graph_raw"] += int(rec.select(raw.sum()).item() or 0)
     rec = rec.with_columns(
         canonical_expr(pl.col("raw_func")).alias("func"),
         canonical_expr(pl.col("raw_parent")).alias("parent"),
     ).with_columns(
         pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")).alias("raw_func"),
         pl.when(pl.col("raw_parent") != pl.col("parent")).then(pl.col("raw_parent")).alias("raw_parent"),
-        pl.when(comment).then(call).otherwise(body).alias("body"),
+        pl.when(drawn & (pl.col("g_kind") == Kind.COMMENT)).then(pl.col("g_comment")).otherwise(body).alias("body"),
     )
     out = pl.concat([rec, lost], how="diagonal_relaxed").sort("line")
     return out.with_columns(pl.col("line").alias("seq")), chains
@@ -519,13 +512,18 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext, counts: Counter,
 # -- the compiled reader of the record lines --------------------------------------------------
 
 #: line codes of :func:`_scan_lines` (0: a line left to the general path)
-_K_EVENT, _K_FUNCTION, _K_BLANK = 1, 2, 3
+_K_RECORD, _K_BLANK = 1, 2
+#: kind codes of the records it takes: an event, a function tracer record, or a call-graph
+#: record (2 + the kind code of parsers/callgraph.py)
+_K_EVENT, _K_FUNCTION = 1, 2
 #: rows of the offsets array: (start, end) of comm, flags, event, body, func, parent
 _COMM, _FLAGS, _EVENT, _BODY, _FUNC, _PARENT = 0, 2, 4, 6, 8, 10
 _INT32_MAX = 2**31 - 1
 _INT64_SECS_MAX = 9_223_372_035  # the largest secs whose ns fit 63 bits
 _SPACE, _DASH, _COLON, _LBRACKET, _RBRACKET, _LPAREN, _RPAREN, _PLUS = 32, 45, 58, 91, 93, 40, 41, 43
 _FUNCTION_NAME = np.frombuffer(b"function", dtype=np.uint8)
+_GRAPH_ENTRY = np.frombuffer(b"funcgraph_entry", dtype=np.uint8)
+_GRAPH_EXIT = np.frombuffer(b"funcgraph_exit", dtype=np.uint8)
 _FAILED = np.frombuffer(b"[FAILED TO PARSE]", dtype=np.uint8)
 _ARROW = np.frombuffer(b"<--", dtype=np.uint8)
 _IP = np.frombuffer(b"ip=", dtype=np.uint8)
@@ -723,7 +721,7 @@ def _event(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> int:
 def _body(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> bool:
     """The body, stripped of blanks.  Not taken (False): a body that may end in a blank of
     another alphabet, [FAILED TO PARSE] (counted by the general path), and the shapes the
-    OS-noise records are read from (``#...``, ``digits blanks``; parsers/noise.py)."""
+    OS-noise records are read from (``#digits``, ``digits blanks``; parsers/noise.py)."""
     while p < e and _blank(buf[p]):
         p += 1
     t = e
@@ -731,7 +729,9 @@ def _body(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> bool:
         t -= 1
     if p < t and (buf[p] > 127 or buf[t - 1] > 127):
         return False
-    if p < t and (buf[p] == 35 or _starts(buf, p, t, _FAILED)):  # '#'
+    if p < t and _starts(buf, p, t, _FAILED):
+        return False
+    if p + 1 < t and buf[p] == 35 and _digit(buf[p + 1]):  # "#%-5u ..."
         return False
     q = _digits_end(buf, p, t)
     if q > p and (q == t or _blank(buf[q])):
@@ -809,19 +809,53 @@ def _all_blank(buf: np.ndarray, a: int, e: int) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _is_name(buf: np.ndarray, s: int, e: int, name: np.ndarray) -> bool:
+    return e - s == len(name) and _starts(buf, s, e, name)
+
+
+@njit(cache=True, nogil=True)
+def _record_kind(buf, li, dur, depth, offs) -> int:
+    """What the record's body is: its kind code (0 for a body left to the general path).
+    The function tracer's is read by :func:`_function`, a call-graph record drawn by the
+    function_graph plugin by parsers/callgraph.py's :func:`read_body` (its comment, the
+    body)."""
+    s = offs[_EVENT, li]
+    e = offs[_EVENT + 1, li]
+    if _is_name(buf, s, e, _FUNCTION_NAME):
+        return _K_FUNCTION if _function(buf, li, offs) else 0
+    if not (_is_name(buf, s, e, _GRAPH_ENTRY) or _is_name(buf, s, e, _GRAPH_EXIT)):
+        return _K_EVENT
+    k, d, dep, ns, ne, cs, ce = read_body(buf, offs[_BODY, li], offs[_BODY + 1, li])
+    if k != ENTRY and k != LEAF and k != EXIT and k != COMMENT:
+        return 0
+    dur[li] = d
+    depth[li] = dep
+    offs[_FUNC, li] = ns
+    offs[_FUNC + 1, li] = ne
+    if k == COMMENT:
+        offs[_BODY, li] = cs
+        offs[_BODY + 1, li] = ce
+    return _K_FUNCTION + k
+
+
+@njit(cache=True, nogil=True)
 def _scan_lines(buf, starts, ends):
     """Read every record line of a chunk as ``trace_show_data()`` (tracecmd/trace-read.c)
     prints it: task, CPU (and flags), time, event name, body.  Returns per line its code
     (0: left to the general path, with headers, lost-event markers, stack frames and odd
-    shapes; ``_K_EVENT``, ``_K_FUNCTION``, ``_K_BLANK``), pid, CPU, time (ns, or ticks),
-    whether the time had a fraction, and (start, end) offsets of comm, flags, event name,
-    body, function and parent; every offset lies within its line."""
+    shapes; ``_K_RECORD``, ``_K_BLANK``), its record's kind code, pid, CPU, time (ns, or
+    ticks), whether the time had a fraction, a call's duration (ns) and depth, and (start,
+    end) offsets of comm, flags, event name, body, function and parent; every offset lies
+    within its line."""
     n = len(starts)
     code = np.zeros(n, dtype=np.int8)
+    kind = np.zeros(n, dtype=np.int8)
     pid = np.full(n, -1, dtype=np.int64)
     cpu = np.full(n, -1, dtype=np.int64)
     ts = np.full(n, -1, dtype=np.int64)
     dotted = np.zeros(n, dtype=np.bool_)
+    dur = np.full(n, -1, dtype=np.int64)
+    depth = np.full(n, -1, dtype=np.int64)
     offs = np.full((12, n), -1, dtype=np.int64)
     for li in range(n):
         a = starts[li]
@@ -841,15 +875,14 @@ def _scan_lines(buf, starts, ends):
                 offs[_FLAGS + 1, li] = -1
                 q = _time_and_event(buf, f, e, li, ts, dotted, offs)
             p = q
-        if p < 0 or not _body(buf, p, e, li, offs):
+        k = 0
+        if p >= 0 and _body(buf, p, e, li, offs):
+            k = _record_kind(buf, li, dur, depth, offs)
+        if k == 0:
             offs[:, li] = -1
+            dur[li] = -1
+            depth[li] = -1
             continue
-        s = offs[_EVENT, li]
-        if offs[_EVENT + 1, li] - s == len(_FUNCTION_NAME) and _starts(buf, s, e, _FUNCTION_NAME):
-            if not _function(buf, li, offs):
-                offs[:, li] = -1
-                continue
-            code[li] = _K_FUNCTION
-        else:
-            code[li] = _K_EVENT
-    return code, pid, cpu, ts, dotted, offs
+        code[li] = _K_RECORD
+        kind[li] = k
+    return code, kind, pid, cpu, ts, dotted, dur, depth, offs

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from tracekit.parsers import tracecmd_report as tc
 from tracekit.parsers.base import LineChunk, ParseContext
 
-COLUMNS = ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "parent", "raw_parent", "flags", "event", "body")
+COLUMNS = ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "parent", "raw_parent", "depth", "dur_ns", "flags",
+           "event", "body")
 
 COMMS = st.sampled_from(["bash", "kworker/1:2", "<idle>", "a b", "x-12", "pgtfree2", "<...>", "Web Content", "sh-"])
 FLAGS = st.sampled_from(["d..2", "d..2.", "dN.2.", "d.h1.", "..s1", "....", "X..1.."])
@@ -37,6 +38,17 @@ BODIES = st.sampled_from([
 FUNCTIONS = st.sampled_from(["ktime_get <-- tick_check_idle", "zap_pte_range.isra.0 <-- unmap_page_range",
                              "ip=0xffffffff811d9620 parent_ip=0xffffffff811da000", "ip=free_pgtables",
                              "copy_process.part.5+0x14/0x1b08 <-- _do_fork+0xd8/0x438", "up_read"])
+#: funcgraph records as libtraceevent's function_graph plugin draws them (the kernel's call
+#: tree: the duration column, '|', two spaces per level)
+GRAPH = st.sampled_from([
+    ("funcgraph_entry", "                  |  exit_mmap() {"),
+    ("funcgraph_entry", "       1.963 us   |      preempt_count_add();"),
+    ("funcgraph_exit", "      + 11.487 us  |    }"),
+    ("funcgraph_exit", "      # 2360.424 us |  }"),
+    ("funcgraph_exit", "      ! 120.750 us |      } /* unmap_page_range */"),
+    ("funcgraph_entry", "       0.922 us   |      uprobe_munmap(); /* = 0x0 */"),
+    ("funcgraph_entry", "                  |    /* a comment */"),
+])
 
 
 @st.composite
@@ -57,8 +69,11 @@ def _record(draw) -> tuple[str, bool]:
     out += f" {delta}:" if diff == 1 else ":"
     if diff == 2:
         out += f" {delta:<8s}"
-    if draw(st.booleans()):
+    which = draw(st.integers(0, 2))
+    if which == 0:
         event, body = "function", draw(FUNCTIONS)
+    elif which == 1:
+        event, body = draw(GRAPH)
     else:
         event, body = draw(EVENTS), draw(BODIES)
     out += f" {event}: " + " " * max(0, 20 - len(event)) + body + draw(st.sampled_from(["", " ", "  "]))
