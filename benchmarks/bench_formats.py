@@ -18,8 +18,11 @@ minute, so every measurement is repeated and the median is printed, and the rati
 line loop measured beside it hold better than the absolute figures; so does the CPU time
 of the ingest (all its threads), printed last.
 
-``--startup`` also measures a fresh process's start: the first with an empty compile cache
-(numba compiles the scanning loops) and the next with the cache it left.
+``--startup`` also measures a fresh process's start (wall and CPU seconds, the CPU time
+holding better on a loaded machine): the interpreter, ``tracekit --version``, and ``tracekit
+ingest`` of a tiny file of each compiled format, the first with an empty compile cache
+(numba compiles the scanning loops) and the next ones with the cache it left, split into
+imports, numba's target, each compiled function loaded from the cache, and the command.
 """
 
 from __future__ import annotations
@@ -128,23 +131,125 @@ def _trace_cmd_report(path: Path) -> float | None:
     return time.perf_counter() - t0
 
 
-def _startup(work: Path) -> None:
-    """A fresh process's start, with an empty numba cache and then with the cache it left."""
-    small = _generate("function_graph", work, 1)
-    cache = Path(tempfile.mkdtemp(prefix="numba-cache-", dir=work))
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
-    code = ("import time; t=time.perf_counter(); from tracekit.pipeline import ingest; "
-            f"ingest([{str(small)!r}], store={str(work / 'startup-store')!r}); "
-            "print(time.perf_counter()-t)")
-    for what in ("first process (compiles)", "next process (cached)", "next process (cached)"):
-        shutil.rmtree(work / "startup-store", ignore_errors=True)
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        print(f"startup  {what:26s} {wall:6.2f} s wall (interpreter, imports and a 1 MiB ingest: "
-              f"{float(out.stdout.strip().splitlines()[-1]):.2f} s of it after the interpreter started)")
-    shutil.rmtree(cache, ignore_errors=True)
-    shutil.rmtree(work / "startup-store", ignore_errors=True)
+#: formats whose tiny input ``--startup`` ingests (one compiled reader each)
+STARTUP_FORMATS = ("function_graph", "events")
+STARTUP_KIB = 4
+
+
+def _startup_child(path: str, store: str) -> None:
+    """One fresh process's start, phase by phase, as ``tracekit ingest PATH`` runs it: prints
+    one JSON line of phases (name, wall s, CPU s) and of the compiled functions it loaded
+    from numba's cache or compiled (name, s, loaded)."""
+    def clock() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    phases: list[tuple[str, float, float]] = []
+    last = clock()
+
+    def phase(name: str) -> None:
+        nonlocal last
+        now = clock()
+        phases.append((name, now[0] - last[0], now[1] - last[1]))
+        last = now
+
+    import tracekit.cli
+
+    phase("imports: the command line (tracekit.cli)")
+    from tracekit import parsers
+    from tracekit import pipeline  # noqa: F401
+
+    parsers.formats()
+    phase("imports: the ingest (tracekit.pipeline, the format modules, numba)")
+    from numba.core import caching
+    from numba.core.registry import cpu_target
+
+    loads: list[tuple[str, float, bool]] = []
+    load_overload = caching.Cache.load_overload
+
+    def timed(self, sig, target_context):
+        t = time.perf_counter()
+        got = load_overload(self, sig, target_context)
+        loads.append((self._py_func.__qualname__, time.perf_counter() - t, got is not None))
+        return got
+
+    caching.Cache.load_overload = timed
+    cpu_target.target_context.refresh()
+    phase("numba's CPU target (made ready by the first compiled call)")
+    sys.argv = ["tracekit", "ingest", path, "--store", store]
+    try:
+        tracekit.cli.main()
+    except SystemExit as e:
+        if e.code:
+            raise
+    phase("the command (options, compiled loads, ingest, summary)")
+    print(json.dumps({"phases": phases, "loads": loads}))
+
+
+def _rusage_children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _fresh(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Run ``cmd`` in a fresh process: (wall s, CPU s, its standard output)."""
+    cpu0 = _rusage_children_cpu()
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return time.perf_counter() - t0, _rusage_children_cpu() - cpu0, out
+
+
+def _row(what: str, wall: float, cpu: float) -> None:
+    print(f"{what:74s} {wall:7.2f} {cpu:7.2f}")
+
+
+def _startup(work: Path, repeat: int) -> None:
+    """A fresh process's start: the interpreter, ``tracekit --version``, and ``tracekit
+    ingest`` of a tiny file of each compiled format, first with an empty numba cache (it
+    compiles) and then with the cache it left, split into its phases."""
+    script = Path(sys.executable).with_name("tracekit")
+    tk = [str(script)] if script.exists() else [sys.executable, "-m", "tracekit"]
+    n = max(repeat, 1)
+    print(f"\nstartup: fresh processes, medians of {n}; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs{'':9s}wall s   CPU s")
+
+    def median_of(cmd: list[str], env: dict | None = None) -> tuple[float, float, list[str]]:
+        runs = [_fresh(cmd, env) for _ in range(n)]
+        return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
+                [r[2] for r in runs])
+
+    _row("python -c pass", *median_of([sys.executable, "-c", "pass"])[:2])
+    _row("tracekit --version", *median_of([*tk, "--version"])[:2])
+    for name in STARTUP_FORMATS:
+        small = _generate(name, work, STARTUP_KIB / 1024)
+        cache = Path(tempfile.mkdtemp(prefix="numba-cache-", dir=work))
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+        store = work / "startup-store"
+        child = [sys.executable, __file__, "--startup-child", str(small), str(store)]
+        shutil.rmtree(store, ignore_errors=True)
+        wall, cpu, out = _fresh(child, env)
+        first = json.loads(out.strip().splitlines()[-1])
+        compiled = sorted({f for f, _, hit in first["loads"] if not hit})
+        _row(f"tracekit ingest {STARTUP_KIB} KiB {name}, empty cache: compiles {len(compiled)} functions", wall, cpu)
+        runs = []
+        for _ in range(n):
+            shutil.rmtree(store, ignore_errors=True)
+            wall, cpu, out = _fresh(child, env)
+            runs.append((wall, cpu, json.loads(out.strip().splitlines()[-1])))
+        _row(f"tracekit ingest {STARTUP_KIB} KiB {name}, cached: the whole process",
+             statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+        _row("  the interpreter's start and exit (the whole process less the phases below)",
+             statistics.median(r[0] - sum(p[1] for p in r[2]["phases"]) for r in runs),
+             statistics.median(r[1] - sum(p[2] for p in r[2]["phases"]) for r in runs))
+        for i, (phase, _, _) in enumerate(runs[0][2]["phases"]):
+            _row(f"  {phase}", statistics.median(r[2]["phases"][i][1] for r in runs),
+                 statistics.median(r[2]["phases"][i][2] for r in runs))
+        loads = runs[len(runs) // 2][2]["loads"]
+        again = sorted({f for f, _, hit in loads if not hit})
+        print(f"  of which compiled functions loaded from the cache ({sum(h for *_, h in loads)}): "
+              + ", ".join(f"{f} {s * 1000:.0f} ms" for f, s, h in loads if h))
+        print(f"  compiled again although cached: {', '.join(again) if again else 'none'}")
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(store, ignore_errors=True)
 
 
 def main() -> None:
@@ -156,9 +261,13 @@ def main() -> None:
     ap.add_argument("--startup", action="store_true")
     ap.add_argument("--work", default=os.environ.get("TRACEKIT_BENCH_DIR", str(Path(tempfile.gettempdir()) / "tracekit-bench")))
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--startup-child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         _child(*a.child)
+        return
+    if a.startup_child:
+        _startup_child(*a.startup_child)
         return
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -189,7 +298,7 @@ def main() -> None:
         print(f"{name:22s} {size / (1 << 20):7.1f} {lines:10d} {sec:9.2f} {size / 1e6 / sec:7.1f} {lines / sec:11,.0f} "
               f"{rss:6.0f} MiB {loop:7.2f} {sec / loop:7.1f} {tc} {cpu:6.2f}")
     if a.startup:
-        _startup(work)
+        _startup(work, a.repeat)
 
 
 if __name__ == "__main__":

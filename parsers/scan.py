@@ -13,11 +13,14 @@ failure instead of guessing (the caller then hands the line to its general path,
 decides every odd case and counts what it cannot read).
 
 Compiled code is cached beside this file, or in the user's cache directory when the
-installation is not writable (numba's own fallback), so its cost is paid once per install.
+installation is not writable (numba's own fallback), so its cost is paid once per install;
+a later process loads each function it calls from the cache (:func:`_numba_without_blas`
+keeps that start short).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -25,7 +28,27 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from numba import njit
+
+
+def _numba_without_blas() -> None:
+    """Load numba's array implementations without scipy.linalg.  The first function numba
+    compiles or loads from its cache in a process imports ``numba.np.arraymath``, which
+    imports scipy.linalg (a quarter of a second, a third of what numba costs a process)
+    only to learn whether ``np.dot`` and the like can call BLAS.  The scanning loops do no
+    linear algebra, so scipy.linalg is hidden for that one import when nothing has loaded
+    it yet (numba then types ``np.dot`` as unavailable in compiled code; scipy itself imports
+    as usual afterwards)."""
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  (an import of it fails)
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        del sys.modules["scipy.linalg"]
+
+
+_numba_without_blas()
+from numba import njit  # noqa: E402
 
 __all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "printable", "read_uint", "read_decimal",
            "find_byte", "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",

@@ -10,9 +10,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from tracekit.model.table import comparison_table, fmt_ns, replay_table
-from tracekit.tables import print_rows
-
 __all__ = ["register", "model"]
 
 
@@ -58,6 +55,8 @@ def model(
     if strategy is None and not compare:
         raise die(f"give --strategy ({', '.join(STRATEGIES)}) or --compare")
     from tracekit.model.gather import VARIANTS
+    from tracekit.model.table import comparison_table
+    from tracekit.tables import print_rows
 
     # --compare: the six designs; a variant (the kernel under test) is asked for by name
     strategies = [s for s in STRATEGIES if s not in VARIANTS] if compare else [strategy]
@@ -305,6 +304,7 @@ def calibrate_cmd(
         out.print(json.dumps(d, indent=2), markup=False)
         return
     from tracekit.cli import err
+    from tracekit.model.table import fmt_ns
 
     for n in cal.notes:
         err.print(f"  {n}", markup=False)
@@ -368,6 +368,8 @@ def replay_cmd(
     from tracekit.cli import die, out
     from tracekit.model import load_costs
     from tracekit.model.calibrate import replay
+    from tracekit.model.table import replay_table
+    from tracekit.tables import print_rows
 
     if strategy is None:
         raise die("give --strategy: the strategy to replay the run's workload under")

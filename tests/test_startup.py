@@ -1,0 +1,95 @@
+"""What a fresh process pays before it works: the command line imports no library that only
+some commands use, and the compiled loops are compiled once per installation, cached even
+where the installation cannot be written.  (How long a start takes is measured by
+``benchmarks/bench_formats.py --startup``, never by a test.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+#: libraries some commands use (reports, plots, statistics, SQL) and the command line must
+#: not import before one of those commands runs
+HEAVY = ("matplotlib", "scipy", "duckdb", "pandas", "polars", "numpy", "numba", "pyarrow", "dask")
+
+
+def _imported(code: str, *args: str) -> set[str]:
+    """The top-level packages among HEAVY (and scipy.linalg) that a fresh interpreter has
+    imported after running ``code``."""
+    probe = (f"{code}\nimport json, sys\n"
+             f"print(json.dumps(sorted(m for m in sys.modules if m in {HEAVY + ('scipy.linalg',)!r})))")
+    out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_command_line_imports_no_heavy_library():
+    assert _imported("import tracekit.cli") == set()
+
+
+def test_tracekit_version_imports_no_heavy_library():
+    code = ("import sys\nfrom tracekit.cli import main\nsys.argv = ['tracekit', '--version']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass")
+    assert _imported(code) == set()
+
+
+def test_an_ingest_imports_neither_plotting_nor_sql_nor_linear_algebra(tmp_path):
+    trace = tmp_path / "t.txt"
+    # two calls as function_graph prints them (CPU, duration, call tree)
+    trace.write_text(" 0)               |  exit_mmap() {\n 0)   0.480 us    |    down_read();\n"
+                     " 0) + 23.320 us   |  }\n")
+    code = ("import sys\nfrom tracekit.cli import main\n"
+            "sys.argv = ['tracekit', 'ingest', sys.argv[1], '--store', sys.argv[2], '--arch', 'x86_64']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")
+    got = _imported(code, str(trace), str(tmp_path / "store"))
+    assert {"polars", "numba"} <= got  # (the probe sees what an ingest needs)
+    assert got & {"matplotlib", "duckdb", "pandas", "dask", "scipy.linalg"} == set()
+
+
+def _read_only_copy(dest: Path) -> Path:
+    """tracekit's sources laid out as installed (parsers/ as tracekit/parsers), read-only."""
+    site = dest / "site"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "tracekit", site / "tracekit", ignore=skip)
+    shutil.copytree(ROOT / "parsers", site / "tracekit" / "parsers", ignore=skip)
+    for p in sorted(site.rglob("*"), reverse=True) + [site]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    return site
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None and os.geteuid() == 0,
+                    reason="root writes anywhere unless setpriv drops its capabilities")
+def test_compiled_code_is_cached_in_the_users_cache_when_the_installation_is_read_only(tmp_path):
+    site = _read_only_copy(tmp_path)
+    cache = tmp_path / "user-cache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(PYTHONPATH=str(site), XDG_CACHE_HOME=str(cache), PYTHONDONTWRITEBYTECODE="1")
+    # (root reads the mode bits only without its capabilities)
+    prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    code = ("import json\nfrom tracekit.parsers import scan\n"
+            "starts, ends = scan.line_bounds(scan.buffer(b'ab\\n\\ncde'))\n"
+            "st = scan.line_bounds.stats\n"
+            "print(json.dumps({'file': scan.__file__, 'starts': starts.tolist(), 'ends': ends.tolist(),\n"
+            "                  'hits': sum(st.cache_hits.values()), 'misses': sum(st.cache_misses.values())}))")
+    try:
+        runs = [json.loads(subprocess.run([*prefix, sys.executable, "-c", code], env=env, capture_output=True,
+                                          text=True, check=True, cwd=tmp_path).stdout)
+                for _ in range(2)]
+    finally:
+        for p in [site, *site.rglob("*")]:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    first, second = runs
+    assert first["file"].startswith(str(site))
+    assert (first["starts"], first["ends"]) == ([0, 3, 4], [2, 3, 7])  # "ab", "", "cde"
+    assert (first["hits"], first["misses"]) == (0, 1)  # compiled, and written to the user's cache
+    assert (second["hits"], second["misses"]) == (1, 0)  # the next process loads it
+    assert list(cache.rglob("*.nbi")) and not list(site.rglob("*.nbi"))
