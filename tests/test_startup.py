@@ -37,8 +37,7 @@ def test_importing_the_command_line_imports_no_heavy_library():
 
 
 def test_tracekit_version_imports_no_heavy_library():
-    code = ("import sys\nfrom tracekit.cli import main\nsys.argv = ['tracekit', '--version']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass")
+    code = "import sys\nfrom tracekit.cli import run\nsys.argv = ['tracekit', '--version']\nassert run() == 0"
     assert _imported(code) == set()
 
 
@@ -47,9 +46,9 @@ def test_an_ingest_imports_neither_plotting_nor_sql_nor_linear_algebra(tmp_path)
     # two calls as function_graph prints them (CPU, duration, call tree)
     trace.write_text(" 0)               |  exit_mmap() {\n 0)   0.480 us    |    down_read();\n"
                      " 0) + 23.320 us   |  }\n")
-    code = ("import sys\nfrom tracekit.cli import main\n"
+    code = ("import sys\nfrom tracekit.cli import run\n"
             "sys.argv = ['tracekit', 'ingest', sys.argv[1], '--store', sys.argv[2], '--arch', 'x86_64']\n"
-            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code")
+            "assert run() == 0")
     got = _imported(code, str(trace), str(tmp_path / "store"))
     assert {"polars", "numba"} <= got  # (the probe sees what an ingest needs)
     assert got & {"matplotlib", "duckdb", "pandas", "dask", "scipy.linalg"} == set()
