@@ -215,10 +215,18 @@ def intern(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.nd
     return codes, first[:ncodes].copy()
 
 
+def _offsets(a: np.ndarray) -> np.ndarray:
+    """Offsets as the one array type the compiled readers are compiled for (contiguous
+    int64): a row or column of a scanner's offset table may be strided, and numba compiles
+    and loads a function once per array layout it is called with."""
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 def dictionary(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> tuple[pl.Series, pl.Series]:
     """(codes, values) of the byte ranges ``raw[starts[i]:ends[i]]``: ``values`` (named
     ``name``) holds each distinct one once, decoded (UTF-8; Latin-1 for bytes that are
     not), ``codes`` (UInt32) its index per row, null where ``starts[i] < 0``."""
+    starts, ends = _offsets(starts), _offsets(ends)
     codes, first = intern(buffer(raw), starts, ends)
     values = pl.Series(name, [_decode(raw[a:b]) for a, b in zip(starts[first].tolist(), ends[first].tolist())],
                        dtype=pl.String)
@@ -274,8 +282,7 @@ def texts(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> pl.Ser
     ``starts[i] < 0``) for text that rarely repeats (an event's printed fields): the bytes
     are copied end to end in compiled code and handed to Arrow as they are, never decoded
     one value at a time.  UTF-8 as printed; a value that is not is read as Latin-1."""
-    data, offsets, valid, high = _gather(buffer(raw), np.asarray(starts, dtype=np.int64),
-                                         np.asarray(ends, dtype=np.int64))
+    data, offsets, valid, high = _gather(buffer(raw), _offsets(starts), _offsets(ends))
     n = len(valid)
     mask = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
     arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), mask)
