@@ -176,13 +176,11 @@ def _startup_child(path: str, store: str) -> None:
     cpu_target.target_context.refresh()
     phase("numba's CPU target (made ready by the first compiled call)")
     sys.argv = ["tracekit", "ingest", path, "--store", store]
-    try:
-        tracekit.cli.main()
-    except SystemExit as e:
-        if e.code:
-            raise
+    code = tracekit.cli.run()
     phase("the command (options, compiled loads, ingest, summary)")
-    print(json.dumps({"phases": phases, "loads": loads}))
+    print(json.dumps({"phases": phases, "loads": loads}), flush=True)
+    sys.stderr.flush()
+    os._exit(code)  # (as tracekit.cli.main ends the process)
 
 
 def _rusage_children_cpu() -> float:

@@ -2,9 +2,10 @@
 installed on demand with ``pip install atheris``).
 
 Each target reads arbitrary bytes the way ``tracekit ingest`` reads a file of its format:
-the format's ``scan_bytes(raw)`` (its compiled path on one chunk) when it has one, then its
-``parse()`` over the bytes cut into two chunks (``parse_file()`` for trace.dat), and the
-frames through the span builder, as the ingest pairs them.  Whatever the bytes, the only
+the format's ``parse()`` over the bytes cut into two chunks (``parse_file()`` for
+trace.dat) and the frames through the span builder, as the ingest pairs them; ``NAME.scan``
+runs the format's ``scan_bytes(raw)`` alone (its compiled path and frame assembly on one
+chunk).  Whatever the bytes, the only
 exception allowed is a :class:`~tracekit.errors.TracekitError` (a ParseError naming the
 line); any other exception, a hang (``-timeout``) or, in the compiled pass, a read outside an
 array is a crash, and atheris stops with the input saved.
@@ -155,9 +156,6 @@ def _text(module: str | None, pair: bool) -> Callable[[bytes], None]:
                 paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
         else:
             mod, paste = importlib.import_module(f"tracekit.parsers.{module}"), None
-            scan = getattr(mod, "scan_bytes", None)
-            if scan is not None:
-                scan(text)
         chunks = _chunks(data)
         if paste:
             chunks = unpaste(chunks, paste, Rejoined())
@@ -174,9 +172,6 @@ def _tracedat(data: bytes, pair: bool) -> None:
     from tracekit.parsers import tracedat
     from tracekit.parsers.base import ParseContext
 
-    scan = getattr(tracedat, "scan_bytes", None)
-    if scan is not None:
-        scan(data)
     with tempfile.NamedTemporaryFile(dir=_TMP, suffix=".dat") as f:
         f.write(data)
         f.flush()
