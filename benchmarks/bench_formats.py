@@ -45,14 +45,16 @@ TEXT_FORMATS = {
     "function_graph": ("gen_fgraph.py", []),
     "function_graph_noproc": ("gen_fgraph.py", ["--no-proc"]),
     "function": ("gen_text.py", ["function"]),
+    "function_tgid_tsc": ("gen_text.py", ["function", "--tgid", "--counter-clock", "--sym-offset"]),
     "events": ("gen_text.py", ["events"]),
+    "events_noirq_4x": ("gen_text.py", ["events", "--noirq-info", "--pid-width", "5"]),
     "tracecmd_report": ("gen_text.py", ["tracecmd"]),
     # report -l -t --ts-diff of events and function tracer records
     "tracecmd_report_opts": ("gen_text.py", ["tracecmd", "--latency", "--nsec", "--ts-diff", "--function", "0.5"]),
     "perf_script": ("gen_text.py", ["perf"]),
 }
 #: bump when a generator changes what it writes
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 
 
 def _generate(name: str, work: Path, mib: float) -> Path:

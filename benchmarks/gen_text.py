@@ -5,7 +5,12 @@ Each line follows the printf format of the program that prints it:
 * ``function``: the kernel's function tracer with irq-info (``print_trace_fmt()``:
   ``%16s-%-7d [%03d] %s %5lu.%06lu: `` then ``%ps <-%ps``);
 * ``events``: the kernel's trace file with sched_switch, sched_wakeup, tlb_flush and
-  mm_page_free_batched records (each event's own ``print fmt``);
+  mm_page_free_batched records (each event's own ``print fmt``); for these two, the
+  kernel's trace options ``--tgid`` (record-tgid: `` (%7d)`` after the pid, ``(-------)``
+  for a task whose tgid was not recorded), ``--noirq-info`` (no flags column),
+  ``--counter-clock`` (the x86-tsc / counter clocks' ``%12llu`` instead of ``%5lu.%06lu``),
+  ``--sym-offset`` (``%pS``: ``func+0x1a/0x90``), ``--pid-width 5`` (the ``%-5d`` of
+  kernels before 4.13);
 * ``tracecmd``: ``trace-cmd report`` (``%16s-%-5d [%03d] %5lu.%06lu: %s:`` then the event's
   ``print fmt``), after its ``cpus=N`` line; ``--latency`` (``-l``), ``--nsec`` (``-t``),
   ``--ts-diff`` and ``--function SHARE`` (function tracer records among the events) give
@@ -23,11 +28,14 @@ Seeded: the same arguments give the same bytes.
 
 Usage: python benchmarks/gen_text.py FORMAT OUT.txt --mib 100 [--seed 1] [--cpus 4]
        [--latency] [--nsec] [--ts-diff] [--function SHARE]   (tracecmd)
+       [--tgid] [--noirq-info] [--counter-clock] [--sym-offset] [--pid-width 5]   (function, events)
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -39,6 +47,19 @@ COMMS = ["bash", "pgtfree", "kworker/1:2", "systemd-journal", "swapper/0", "cc1"
 FLAGS = ["d..2.", "....1", "dN.2.", "d.h1.", "..s1.", "d..1."]
 
 
+
+@dataclass(frozen=True)
+class Options:
+    """The trace options that shape a function / event line's context and symbols
+    (trace_options)."""
+
+    tgid: bool = False
+    irq_info: bool = True
+    counter_clock: bool = False
+    sym_offset: bool = False
+    pid_width: int = 7
+
+
 def _task(rng) -> tuple[str, int]:
     return COMMS[rng.integers(len(COMMS))], int(rng.integers(1, 60000))
 
@@ -47,10 +68,27 @@ def _ts(t_ns: int) -> str:
     return f"{t_ns // 10**9:5d}.{t_ns % 10**9 // 1000:06d}"
 
 
-def _function(rng, t, cpus) -> str:
+def _context(rng, t, cpus, opt: Options) -> str:
+    """trace_print_context(): comm-pid, the tgid, the CPU, the irq-info flags, the time."""
     comm, pid = _task(rng)
-    f, p = FUNCS[rng.integers(len(FUNCS))], FUNCS[rng.integers(len(FUNCS))]
-    return f"{comm:>16}-{pid:<7d} [{rng.integers(cpus):03d}] {FLAGS[rng.integers(len(FLAGS))]} {_ts(t)}: {f} <-{p}\n"
+    out = f"{comm:>16}-{pid:<{opt.pid_width}d} "
+    if opt.tgid:
+        out += f"({pid - int(rng.integers(0, 3)):7d}) " if rng.integers(8) else "(-------) "
+    out += f"[{rng.integers(cpus):03d}] "
+    if opt.irq_info:
+        out += FLAGS[rng.integers(len(FLAGS))]
+    # trace_print_time(): " %5lu.%06lu", or " %12llu" of a counter clock (about 2.5 cycles per ns)
+    return out + (f" {t * 5 // 2:12d}: " if opt.counter_clock else f" {_ts(t)}: ")
+
+
+def _symbol(rng, opt: Options) -> str:
+    f = FUNCS[rng.integers(len(FUNCS))]
+    return f"{f}+0x{int(rng.integers(1, 0x200)):x}/0x{0x200 + int(rng.integers(0, 0x800)):x}" if opt.sym_offset else f
+
+
+def _function(rng, t, cpus, opt: Options = Options()) -> str:
+    ctx = _context(rng, t, cpus, opt)
+    return f"{ctx}{_symbol(rng, opt)} <-{_symbol(rng, opt)}\n"
 
 
 def _event_body(rng) -> tuple[str, str]:
@@ -68,10 +106,10 @@ def _event_body(rng) -> tuple[str, str]:
     return "mm_page_free_batched", f"page=0000000012345678 pfn=0x{pfn:x} order=0"
 
 
-def _events(rng, t, cpus) -> str:
-    comm, pid = _task(rng)
+def _events(rng, t, cpus, opt: Options = Options()) -> str:
+    ctx = _context(rng, t, cpus, opt)
     ev, body = _event_body(rng)
-    return f"{comm:>16}-{pid:<7d} [{rng.integers(cpus):03d}] {FLAGS[rng.integers(len(FLAGS))]} {_ts(t)}: {ev}: {body}\n"
+    return f"{ctx}{ev}: {body}\n"
 
 
 class _TraceCmd:
@@ -192,8 +230,19 @@ def main() -> None:
     ap.add_argument("--nsec", action="store_true", help="tracecmd: report -t")
     ap.add_argument("--ts-diff", action="store_true", help="tracecmd: report --ts-diff")
     ap.add_argument("--function", type=float, default=0.0, help="tracecmd: share of function tracer records")
+    ap.add_argument("--tgid", action="store_true", help="function, events: the record-tgid column")
+    ap.add_argument("--noirq-info", action="store_true", help="function, events: no irq-info flags column")
+    ap.add_argument("--counter-clock", action="store_true", help="function, events: a counter clock's timestamps")
+    ap.add_argument("--sym-offset", action="store_true", help="function: symbols with +offset/size")
+    ap.add_argument("--pid-width", type=int, default=7, choices=(5, 7), help="function, events: %%-5d before 4.13")
     a = ap.parse_args()
-    line = _TraceCmd(a.latency, a.nsec, a.ts_diff, a.function) if a.format == "tracecmd" else None
+    line = None
+    if a.format == "tracecmd":
+        line = _TraceCmd(a.latency, a.nsec, a.ts_diff, a.function)
+    elif a.format in ("function", "events"):
+        opt = Options(tgid=a.tgid, irq_info=not a.noirq_info, counter_clock=a.counter_clock, sym_offset=a.sym_offset,
+                      pid_width=a.pid_width)
+        line = partial(LINES[a.format], opt=opt)
     generate(a.format, a.out, a.mib, a.seed, a.cpus, line)
 
 

@@ -16,18 +16,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import numpy as np
 import polars as pl
+from numba import njit
 
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.noise import NOISE_COLUMNS, noise_columns
+from tracekit.parsers.noise import NOISE_COLUMNS, NOISE_EVENTS, NOISE_TRACERS, noise_columns
 from tracekit.parsers.base import (
-    ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, hold_back_stack, read_trace_header,
-    timestamp_ns_expr,
+    ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr,
 )
-from tracekit.schema import Kind, conform
-from tracekit.symbols import canonical_expr
+from tracekit.parsers.scan import (DOT, NINE, SPACE, ZERO, buffer, find_byte, ints, map_chunks, read_decimal, read_uint,
+                                   skip_back_spaces, skip_spaces, strings, texts)
+from tracekit.parsers.scan import dictionary as scan_dictionary
+from tracekit.schema import EVENT_SCHEMA, Kind, conform
+from tracekit.symbols import canonical_expr, canonicalize
 
-__all__ = ["FORMAT", "sniff", "parse", "CONTEXT_RE"]
+__all__ = ["FORMAT", "sniff", "parse", "scan_bytes", "CONTEXT_RE"]
 
 FORMAT = FormatInfo(
     name="ftrace",
@@ -132,28 +136,61 @@ def _header(lines: pl.Series, ctx: ParseContext) -> None:
 
 
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
-    """Yield one event frame per chunk of function-tracer / trace-event text."""
+    """Yield one event frame per chunk of function-tracer / trace-event text.  Chunks are
+    scanned in threads; a chunk that ends inside a stack trace hands that record to the next."""
     ctx.meta.setdefault("span_source", "kprobe")
-    carry: pl.DataFrame | None = None
-    for chunk in chunks:
-        lines = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
-        if carry is not None:
-            lines, carry = pl.concat([carry, lines]), None
-        if not chunk.is_last:  # a stack's frames may go on in the next chunk
-            lines, carry = hold_back_stack(lines)
-        if lines.height:
-            df = _parse_chunk(LineChunk(chunk.first_line, lines["text"], numbers=lines["line"]), ctx)
-            if df.height:
-                yield df
-    if carry is not None and carry.height:
-        df = _parse_chunk(LineChunk(int(carry["line"][0]), carry["text"], numbers=carry["line"]), ctx)
+    for df in map_chunks(_whole_records(chunks), _parse_chunk, ctx):
         if df.height:
             yield df
 
 
+def _whole_records(chunks: Iterator[LineChunk]) -> Iterator[LineChunk]:
+    """The chunks as bytes, each ending with a whole record: a ``<stack trace>`` record and
+    its `` => func`` frames at a chunk's end are carried to the start of the next chunk."""
+    carry, carry_line = b"", 0
+    for chunk in chunks:
+        if chunk.n_lines == 0:
+            continue
+        raw, first = _chunk_bytes(chunk), chunk.first_line
+        if carry:
+            raw, first, carry = carry + raw, carry_line, b""
+        cut = 0 if chunk.is_last else _trailing_stack(raw)
+        if cut > 0:
+            carry, carry_line = raw[cut:], first + raw.count(b"\n", 0, cut)
+            raw = raw[:cut]
+        yield LineChunk(first, raw=raw, is_last=chunk.is_last and not carry)
+    if carry:
+        yield LineChunk(carry_line, raw=carry, is_last=True)
+
+
 def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
-    _header(chunk.lines, ctx)
-    df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
+    """One chunk's records: the lines the compiled scanner takes, and the general path's
+    reading of the others, in file order."""
+    if chunk.any_line_starts_with(b"#"):
+        _header(chunk.lines_starting_with(b"#"), ctx)
+    good, rest = _parse_fast(chunk)
+    out = _merge(good, _parse_general(rest, ctx)) if rest.height else good
+    if "time_unit" not in ctx.meta:
+        first = out.get_column("_ts_dot").drop_nulls()
+        if len(first):
+            ctx.meta["time_unit"] = "ns" if first[0] else "ticks"
+    if (out.get_column("kind") == Kind.STACK).any():
+        out = _stack_callchains(out)
+    nlost = out.filter(pl.col("kind") == Kind.LOST)["lost"].sum()
+    if nlost:
+        ctx.lost_events += int(nlost)
+    return conform(out)
+
+
+def _merge(rows: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
+    """Two frames of lines in file order (``seq`` rising) as one, by a merge."""
+    return rows.merge_sorted(more.select(rows.columns), key="seq")
+
+
+def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """The general path: every field found by regular expression, every odd line decided
+    and the unreadable ones counted.  ``df`` holds ``line`` and ``text``; the frame returned
+    has the columns of :data:`_COLUMNS` (``_ts_dot``: whether the timestamp had a dot)."""
     started = pl.col("text").str.contains(r"^#+ CPU \d+ buffer started #+$")
     df = df.filter(started | ~(pl.col("text").str.starts_with("#") | (pl.col("text").str.strip_chars() == "")))
     g = df.select(
@@ -253,18 +290,423 @@ def _parse_chunk(chunk: LineChunk, ctx: ParseContext) -> pl.DataFrame:
         ts_raw=pl.col("ts"),
         *NOISE_COLUMNS,
     )
-    if "time_unit" not in ctx.meta:
-        first = out["ts_raw"].drop_nulls()
-        if len(first):
-            ctx.meta["time_unit"] = "ns" if "." in first[0] else "ticks"
     out = out.with_columns(
-        func=canonical_expr(pl.col("raw_func")), parent=canonical_expr(pl.col("raw_parent"))
+        func=canonical_expr(pl.col("raw_func")), parent=canonical_expr(pl.col("raw_parent")),
+        _ts_dot=pl.col("ts_raw").str.contains(".", literal=True),
     ).with_columns(
         raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")),
         raw_parent=pl.when(pl.col("raw_parent") != pl.col("parent")).then(pl.col("raw_parent")),
     )
-    out = _stack_callchains(out)
-    nlost = out.filter(kind == Kind.LOST)["lost"].sum()
-    if nlost:
-        ctx.lost_events += int(nlost)
-    return conform(out)
+    return conform(out, _COLUMNS)
+
+
+#: The columns of a chunk's frame before :func:`conform`: the event schema, and whether
+#: the timestamp was printed with a dot (``%5lu.%06lu``) or as a counter (``%12llu``).
+_COLUMNS = {**EVENT_SCHEMA, "_ts_dot": pl.Boolean()}
+
+
+def scan_bytes(raw: bytes) -> None:
+    """Run the compiled scanner and the frame assembly on ``raw`` as one chunk (for the
+    fuzzer); raises only :class:`ParseError`."""
+    for _ in parse(iter([LineChunk(1, raw=raw, is_last=True)]), ParseContext("<bytes>")):
+        pass
+
+
+def _chunk_bytes(chunk: LineChunk) -> bytes:
+    """The chunk's text as bytes, whole lines each ending with a newline but perhaps the last."""
+    if chunk.raw is not None:
+        return chunk.raw
+    return ("\n".join(chunk.lines.to_list()) + "\n").encode("utf-8")
+
+
+_FRAME_LINE = re.compile(rb"\s*=>\s*\S")
+
+
+def _trailing_stack(raw: bytes) -> int:
+    """Where the last record of ``raw`` begins when its stack may go on after ``raw`` (the
+    last line that says something is a `` => func`` frame or a ``<stack trace>`` record),
+    else 0 (also when the whole of ``raw`` is that record)."""
+    end = len(raw) - 1 if raw.endswith(b"\n") else len(raw)
+    solid = None
+    while end >= 0:
+        start = raw.rfind(b"\n", 0, end) + 1
+        line = raw[start:end]
+        if line.strip():
+            frame = _FRAME_LINE.match(line) is not None
+            if solid is None:
+                solid = line
+                if not frame and b"stack trace>" not in line:
+                    return 0
+            if not frame:
+                return start
+        if start == 0:
+            return 0
+        end = start - 1
+    return 0
+
+
+def _rows_text(chunk: LineChunk, idx: np.ndarray) -> pl.DataFrame:
+    """Lines ``idx`` (0-based in the chunk) as a frame of ``line`` and ``text``: decoded one
+    by one when they are few, else taken from the chunk's split lines (which decode a chunk
+    that is not UTF-8 as Latin-1)."""
+    line = pl.Series("line", idx + chunk.first_line, dtype=pl.Int64)
+    if len(idx) * 8 <= chunk.n_lines:
+        starts, ends = chunk.bounds()
+        raw = chunk.raw
+        try:
+            text = [raw[a:b].decode("utf-8") for a, b in zip(starts[idx].tolist(), ends[idx].tolist())]
+            return pl.DataFrame({"line": line, "text": pl.Series("text", text, dtype=pl.String)})
+        except UnicodeDecodeError:
+            pass
+    return pl.DataFrame({"line": line, "text": chunk.lines.gather(pl.Series("_i", idx, dtype=pl.UInt32))})
+
+
+def _parse_fast(chunk: LineChunk) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The lines of a chunk (with its bytes) that :func:`_scan_lines` reads, as a frame of
+    :data:`_COLUMNS`, and the others (``line`` and ``text``) for the general path.  Records
+    of the OS-noise tracers and their tracepoints, named like events, go to the general
+    path too (:mod:`tracekit.parsers.noise` reads their numbers)."""
+    raw = chunk.raw
+    starts, ends = chunk.bounds()
+    kind, cpu, pid, ts, dot, offs = _scan_lines(buffer(raw), starts, ends)
+    ev_codes, ev_names = scan_dictionary(raw, offs[8], offs[9], "event")
+    ev_all = ev_codes.cast(pl.Int64).fill_null(-1).to_numpy()
+    noisy = np.flatnonzero(ev_names.is_in(list(NOISE_TRACERS | NOISE_EVENTS)).to_numpy())
+    if len(noisy):
+        kind[np.isin(ev_all, noisy)] = 0
+    rows = np.flatnonzero(kind)
+    o = offs[:, rows]
+    k = kind[rows]
+    line = pl.Series("line", rows + chunk.first_line, dtype=pl.Int64)
+    ev = np.where(k == _K_FUNCTION, len(ev_names), ev_all[rows])
+    good = pl.DataFrame({
+        "seq": line.alias("seq"),
+        "line": line,
+        "cpu": ints("cpu", cpu[rows], pl.Int32),
+        "pid": ints("pid", pid[rows], pl.Int32),
+        "comm": strings(raw, o[0], o[1], "comm"),
+        "ts_ns": ints("ts_ns", ts[rows], pl.Int64),
+        "kind": pl.Series("kind", _SCAN_KINDS[1:], dtype=pl.String).gather(pl.Series(k - 1, dtype=pl.UInt32)),
+        **_symbols(raw, o[4], o[5], "raw_func", "func"),
+        **_symbols(raw, o[6], o[7], "raw_parent", "parent"),
+        "flags": strings(raw, o[2], o[3], "flags"),
+        "event": pl.concat([ev_names, pl.Series("event", ["function"])]).gather(ints("_i", ev, pl.UInt32)),
+        "body": texts(raw, o[10], o[11], "body"),
+        "_ts_dot": pl.Series("_ts_dot", dot[rows], dtype=pl.Boolean),
+    })
+    return conform(good, _COLUMNS), _rows_text(chunk, np.flatnonzero(kind == 0))
+
+
+def _symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, raw_name: str, name: str) -> dict[str, pl.Series]:
+    """The printed symbols ``raw[starts[i]:ends[i]]`` as columns ``name`` (canonical) and
+    ``raw_name`` (as printed, where it differs), worked out once per distinct symbol."""
+    codes, values = scan_dictionary(raw, starts, ends, "raw_func")
+    canon = canonicalize(values.to_frame())
+    return {name: canon.get_column("func").gather(codes).alias(name),
+            raw_name: canon.get_column("raw_func").gather(codes).alias(raw_name)}
+
+
+# -- the compiled reader of the context and the common bodies ---------------------------------
+
+#: kind codes of :func:`_scan_lines` (0: a line it does not take)
+_SCAN_KINDS = (None, Kind.FUNCTION, Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT)
+_K_FUNCTION, _K_EVENT, _K_KPROBE_ENTRY, _K_KPROBE_EXIT = 1, 2, 3, 4
+_COLON, _DASH, _LT, _GT, _PAREN_OPEN, _PAREN_CLOSE, _BRACKET_OPEN, _BRACKET_CLOSE, _PLUS, _SLASH = (
+    58, 45, 60, 62, 40, 41, 91, 93, 43, 47)
+_INT32_MAX = 2**31 - 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _digit(c: int) -> bool:
+    return ZERO <= c <= NINE
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _plain(c: int) -> bool:
+    """A printable ASCII byte other than the space (no white space of any definition)."""
+    return 33 <= c <= 126
+
+
+@njit(cache=True, nogil=True)
+def _digits_end(buf: np.ndarray, at: int, end: int) -> int:
+    """The end of the run of decimal digits at ``at`` (``at`` when there is none)."""
+    while at < end and _digit(buf[at]):
+        at += 1
+    return at
+
+
+@njit(cache=True, nogil=True)
+def _flag_byte(c: int) -> bool:
+    """[.A-Za-z0-9]: a character of the irq-info column."""
+    return c == DOT or _digit(c) or (65 <= c <= 90) or (97 <= c <= 122)
+
+
+@njit(cache=True, nogil=True)
+def _timestamp_end(buf: np.ndarray, at: int, end: int) -> int:
+    """``%5lu.%06lu`` or ``%12llu`` at ``at`` followed by ``: ``: the position of the
+    colon, or -1."""
+    q = _digits_end(buf, at, end)
+    if q == at:
+        return -1
+    if q < end and buf[q] == DOT:
+        r = _digits_end(buf, q + 1, end)
+        if r == q + 1:
+            return -1
+        q = r
+    if q + 1 >= end or buf[q] != _COLON or buf[q + 1] != SPACE:
+        return -1
+    return q
+
+
+@njit(cache=True, nogil=True)
+def _after_task(buf: np.ndarray, d: int, end: int, at: np.ndarray) -> bool:
+    """The context after the task's comm, from its ``-`` at ``d``: pid, `` (tgid)`` of
+    record-tgid, ``[cpu]``, the irq-info flags (4 or 5 characters, more on PREEMPT_RT and
+    lazy-preemption kernels) and the timestamp.  Fills ``at`` with the positions of the pid,
+    the CPU, the flags (-1, -1 for none) and the timestamp and its colon."""
+    p = _digits_end(buf, d + 1, end)
+    if p == d + 1 or p >= end or buf[p] != SPACE:
+        return False
+    at[0] = d + 1
+    at[1] = p
+    p = skip_spaces(buf, p, end)
+    if p < end and buf[p] == _PAREN_OPEN:  # "(%7d) " of record-tgid, "(-------)" unknown
+        q = skip_spaces(buf, p + 1, end)
+        r = q
+        while r < end and (_digit(buf[r]) or buf[r] == _DASH):
+            r += 1
+        if r == q or r + 1 >= end or buf[r] != _PAREN_CLOSE or buf[r + 1] != SPACE:
+            return False
+        p = skip_spaces(buf, r + 1, end)
+    if p >= end or buf[p] != _BRACKET_OPEN:
+        return False
+    q = _digits_end(buf, p + 1, end)
+    if q == p + 1 or q + 1 >= end or buf[q] != _BRACKET_CLOSE or buf[q + 1] != SPACE:
+        return False
+    at[2] = p + 1
+    at[3] = q
+    p = skip_spaces(buf, q + 1, end)
+    f = p
+    while f < end and f - p <= 8 and _flag_byte(buf[f]):
+        f += 1
+    if 4 <= f - p <= 8 and f < end and buf[f] == SPACE:
+        t = skip_spaces(buf, f, end)
+        c = _timestamp_end(buf, t, end)
+        if c >= 0:
+            at[4], at[5], at[6], at[7] = p, f, t, c
+            return True
+    c = _timestamp_end(buf, p, end)
+    if c < 0:
+        return False
+    at[4], at[5], at[6], at[7] = -1, -1, p, c
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _read_context(buf, a, e, li, cpu, pid, ts, dot, offs, at) -> int:
+    """``trace_print_context()``'s prologue of the line ``[a, e)`` (comm, pid, tgid, CPU,
+    flags, timestamp), its fields stored at row ``li``: the position of the body, or -1.
+    The comm may hold blanks and dashes: it ends at the first ``-`` after which the rest of
+    the prologue reads.  The prologue must be printable ASCII (other white space or bytes
+    are the general path's to decide), its numbers must fit the schema."""
+    s = skip_spaces(buf, a, e)
+    d = find_byte(buf, s, e, _DASH)
+    while d >= 0 and not _after_task(buf, d, e, at):
+        d = find_byte(buf, d + 1, e, _DASH)
+    if d < 0:
+        return -1
+    body = at[7] + 2
+    for i in range(s, body - 1):
+        if not _plain(buf[i]) and buf[i] != SPACE:
+            return -1
+    if at[1] - at[0] > 10 or at[3] - at[2] > 10:
+        return -1
+    v, _ = read_uint(buf, at[0], at[1])
+    c, _ = read_uint(buf, at[2], at[3])
+    if v > _INT32_MAX or c > _INT32_MAX:
+        return -1
+    t = find_byte(buf, at[6], at[7], DOT)
+    if t < 0:  # a counter clock's "%12llu": ticks
+        if at[7] - at[6] > 18:
+            return -1
+        tv, _ = read_uint(buf, at[6], at[7])
+    else:
+        if t - at[6] > 9 or at[7] - t - 1 > 9:
+            return -1
+        tv, _, _ = read_decimal(buf, at[6], at[7], 9)
+    pid[li] = v
+    cpu[li] = c
+    ts[li] = tv
+    dot[li] = t >= 0
+    offs[0, li] = s
+    offs[1, li] = skip_back_spaces(buf, s, d)
+    offs[2, li] = at[4]
+    offs[3, li] = at[5]
+    return body
+
+
+@njit(cache=True, nogil=True)
+def _event_name_end(buf: np.ndarray, at: int, end: int) -> int:
+    """A trace event's ``name: `` at ``at`` (``[A-Za-z_][\\w:.-]*`` then ``: ``): the
+    position of that colon, -1 for none, -2 when a byte outside ASCII leaves it undecided."""
+    c = buf[at]
+    if not (c == 95 or (65 <= c <= 90) or (97 <= c <= 122)):
+        return -1
+    q = at + 1
+    while q < end:
+        c = buf[q]
+        if not (c == 95 or c == _COLON or c == DOT or c == _DASH or _digit(c) or (65 <= c <= 90) or (97 <= c <= 122)):
+            break
+        q += 1
+    if q < end and buf[q] >= 128:
+        return -2
+    if q < end and buf[q] == SPACE and buf[q - 1] == _COLON and q - 1 > at:
+        return q - 1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _symbol_end(buf: np.ndarray, at: int, end: int, colon: bool) -> int:
+    """The end of a symbol printed by ``%ps`` at ``at``: no blank and no ``<`` (nor ``:``
+    unless ``colon``); -1 when it stops at a byte that may be white space outside ASCII or
+    a control byte (the general path decides), or at a ``(`` (a syscall's arguments)."""
+    q = at
+    while q < end:
+        c = buf[q]
+        if c == SPACE or c == _LT or (c == _COLON and not colon):
+            break
+        if not _plain(c) or c == _PAREN_OPEN:
+            return -1
+        q += 1
+    return q
+
+
+@njit(cache=True, nogil=True)
+def _bracketed_end(buf: np.ndarray, at: int, end: int, open_: int, close: int, hex_only: bool) -> int:
+    """`` [module]`` (or `` <addr>`` of sym-addr, ``hex_only``) at ``at``: the position after
+    it, or ``at`` when there is none."""
+    if at + 3 > end or buf[at] != SPACE or buf[at + 1] != open_:
+        return at
+    q = at + 2
+    while q < end and buf[q] != close:
+        c = buf[q]
+        if hex_only and not (_digit(c) or (97 <= c <= 102) or c == 120):
+            return at
+        q += 1
+    if q >= end or q == at + 2:
+        return at
+    return q + 1
+
+
+@njit(cache=True, nogil=True)
+def _read_function(buf, b, e, li, offs) -> bool:
+    """The function tracer's body (``print_fn_trace()``): ``func <-parent``, each symbol
+    perhaps with ``+off/size`` (sym-offset), `` <addr>`` (sym-addr) and `` [module]``."""
+    q = _symbol_end(buf, b, e, False)
+    if q <= b:
+        return False
+    q = _bracketed_end(buf, q, e, _BRACKET_OPEN, _BRACKET_CLOSE, False)
+    offs[4, li] = b
+    offs[5, li] = q
+    q = _bracketed_end(buf, q, e, _LT, _GT, True)
+    if q == e:
+        return True
+    if q + 3 > e or buf[q] != SPACE or buf[q + 1] != _LT or buf[q + 2] != _DASH:
+        return False
+    r = _symbol_end(buf, q + 3, e, True)
+    if r <= q + 3:
+        return False
+    offs[6, li] = q + 3
+    offs[7, li] = r
+    r = _bracketed_end(buf, r, e, _LT, _GT, True)
+    r = _bracketed_end(buf, r, e, _BRACKET_OPEN, _BRACKET_CLOSE, False)
+    return r == e
+
+
+@njit(cache=True, nogil=True)
+def _probe_kind(buf, r, e, li, offs) -> int:
+    """The fields of a kprobe event (``(func+0x0/0x150)``: an offset of one hex digit, at
+    the function's entry) or kretprobe event (``(caller+0xd4/0x310 <- func)``) at ``r``:
+    the kind code and the function's position, an ordinary event's code, or 0 when a byte
+    outside ASCII leaves it undecided."""
+    if r >= e or buf[r] != _PAREN_OPEN:
+        return _K_EVENT
+    q = r + 1
+    while q < e and _plain(buf[q]) and buf[q] != _PLUS and buf[q] != _PAREN_OPEN and buf[q] != _PAREN_CLOSE and buf[q] != _LT:
+        q += 1
+    if q < e and not _plain(buf[q]) and buf[q] != SPACE:
+        return 0
+    if (q > r + 1 and q + 8 <= e and buf[q] == _PLUS and buf[q + 1] == ZERO and buf[q + 2] == 120
+            and (_digit(buf[q + 3]) or 97 <= buf[q + 3] <= 102) and buf[q + 4] == _SLASH and buf[q + 5] == ZERO
+            and buf[q + 6] == 120):
+        h = q + 7
+        while h < e and (_digit(buf[h]) or 97 <= buf[h] <= 102):
+            h += 1
+        if h > q + 7 and h < e and buf[h] == _PAREN_CLOSE:
+            offs[4, li] = r + 1
+            offs[5, li] = q
+            return _K_KPROBE_ENTRY
+    q = r + 1
+    while q < e and _plain(buf[q]) and buf[q] != _PAREN_OPEN and buf[q] != _PAREN_CLOSE:
+        q += 1
+    if q < e and not _plain(buf[q]) and buf[q] != SPACE:
+        return 0
+    if q == r + 1 or q + 4 > e or buf[q] != SPACE or buf[q + 1] != _LT or buf[q + 2] != _DASH or buf[q + 3] != SPACE:
+        return _K_EVENT
+    f = q + 4
+    g = f
+    while g < e and _plain(buf[g]) and buf[g] != _PAREN_OPEN and buf[g] != _PAREN_CLOSE:
+        g += 1
+    if g < e and not _plain(buf[g]) and buf[g] != SPACE:
+        return 0
+    if g == f or g >= e or buf[g] != _PAREN_CLOSE:
+        return _K_EVENT
+    offs[4, li] = f
+    offs[5, li] = g
+    return _K_KPROBE_EXIT
+
+
+@njit(cache=True, nogil=True)
+def _scan_lines(buf, starts, ends):
+    """Read every line of a chunk that is a function-tracer hit, a trace event or a
+    k(ret)probe event with the usual context.  Returns per line its kind code (0 for lines
+    left to the general path: the header, stack traces, lost events, the other tracers'
+    bodies, odd shapes), CPU, pid, timestamp (ns, or ticks of a counter clock), whether it
+    had a dot, and (start, end) offsets of comm, flags, function, parent, event name and
+    the event's fields; every offset lies within the line."""
+    n = len(starts)
+    kind = np.zeros(n, dtype=np.int8)
+    cpu = np.full(n, -1, dtype=np.int64)
+    pid = np.full(n, -1, dtype=np.int64)
+    ts = np.full(n, -1, dtype=np.int64)
+    dot = np.zeros(n, dtype=np.bool_)
+    offs = np.full((12, n), -1, dtype=np.int64)
+    at = np.empty(8, dtype=np.int64)
+    for li in range(n):
+        a = starts[li]
+        e = ends[li]
+        if a >= e or buf[a] == 35:  # '#': the header
+            continue
+        b = _read_context(buf, a, e, li, cpu, pid, ts, dot, offs, at)
+        if b < 0:
+            continue
+        be = skip_back_spaces(buf, b, e)
+        if be == b or not _plain(buf[be - 1]):
+            continue
+        k = 0
+        c = _event_name_end(buf, b, be)
+        if c >= 0:
+            k = _probe_kind(buf, c + 2, be, li, offs)
+            offs[8, li] = b
+            offs[9, li] = c
+            offs[10, li] = c + 2
+            offs[11, li] = be
+        elif c == -1 and (buf[b] == DOT or buf[b] == 95 or 65 <= buf[b] <= 90 or 97 <= buf[b] <= 122):
+            if _read_function(buf, b, be, li, offs):
+                k = _K_FUNCTION
+        if k == 0:
+            for j in range(12):
+                offs[j, li] = -1
+            continue
+        kind[li] = k
+    return kind, cpu, pid, ts, dot, offs

@@ -1,0 +1,197 @@
+"""The compiled reader of ftrace text (function tracer, trace events, k(ret)probes) checked
+against the general path's regular expressions on random and damaged lines.
+
+Lines are printed as the kernel prints them: ``trace_print_context()``
+(kernel/trace/trace_output.c: ``%16s-%-7d`` comm-pid, ``%16s-%-5d`` before 4.13, the
+record-tgid column ``(%7d)`` or ``(-------)``, ``[%03d]``, the irq-info flags of
+``trace_print_lat_fmt()``: 4 characters before 5.13, 5 after, or none with noirq-info, then
+``%5lu.%06lu: `` or a counter clock's ``%12llu: ``), then the body: ``print_fn_trace()``'s
+``func <-parent`` (with sym-offset ``+0x1a/0x40``, sym-addr `` <ffffffff81234567>``,
+`` [module]``, ppc64 ``.dot`` symbols), an event's ``name: fields``, kprobe ``(func+0x0/0x150)``
+and kretprobe ``(caller+0xd4/0x310 <- func) arg1=0x0``, and the records the compiled path
+leaves to the general one (stack traces, OS-noise tracers, trace_printk, syscalls, lost
+events).  Some lines are then damaged (bytes replaced, inserted, cut).  Whatever the compiled
+path takes must read exactly as the general path reads it; every line printed undamaged in a
+shape it knows must be taken; nothing is dropped; no input makes it fail.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracekit.parsers import ftrace_text as ft
+from tracekit.parsers.base import LineChunk, ParseContext
+
+COLUMNS = ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "parent", "raw_parent", "flags", "event", "body",
+           "_ts_dot")
+COMMS = st.sampled_from(["bash", "kworker/1:2", "Web Content", "systemd-journal", "<idle>", "a-1", "x -2 [3]"])
+SYMBOLS = st.sampled_from(["exit_mmap", "zap_pte_range.isra.0", ".free_pgtables", "do_wp_page.cold", "f"])
+FLAGS = st.sampled_from([None, "....", "d..2", "dNs1", "d..2.", "....1", "dNhs2", "D.h.3."])
+
+
+def _context(draw) -> tuple[str, dict]:
+    comm, pid, cpu = draw(COMMS), draw(st.integers(0, 4194304)), draw(st.integers(0, 4096))
+    out = f"{comm:>16}-{pid:<{draw(st.sampled_from([5, 7]))}d} "
+    tgid = draw(st.sampled_from([None, "num", "none"]))
+    if tgid == "num":
+        out += f"({draw(st.integers(1, 4194304)):7d}) "
+    elif tgid == "none":
+        out += "(-------) "
+    out += f"[{cpu:03d}] "
+    flags = draw(FLAGS)
+    if flags:
+        out += flags + " "
+    ns = draw(st.integers(0, 10**14))
+    if draw(st.booleans()):
+        out += f"{ns // 10**9:5d}.{ns % 10**9 // 1000:06d}: "
+        ts = ns // 1000 * 1000
+    else:  # a counter clock
+        out += f"{ns:12d}: "
+        ts = ns
+    comm = comm.strip()
+    return out, {"comm": comm, "pid": pid, "cpu": cpu, "flags": flags, "ts_ns": ts}
+
+
+def _symbol(draw) -> tuple[str, str]:
+    """A symbol as %ps / %pS print it under the sym-offset and sym-addr options: (text,
+    canonical name)."""
+    name = draw(SYMBOLS)
+    text = name + (f"+0x{draw(st.integers(0, 4096)):x}/0x{draw(st.integers(1, 8192)):x}" if draw(st.booleans()) else "")
+    canon = name.lstrip(".").split(".")[0]
+    return text, canon
+
+
+@st.composite
+def _line(draw) -> tuple[str, dict | None]:
+    """A line and what the compiled path must read from it (None: the general path's)."""
+    head, want = _context(draw)
+    shape = draw(st.sampled_from(["function", "function", "event", "kprobe", "kretprobe", "stack", "hwlat",
+                                  "printk", "syscall", "marker", "lost", "frame"]))
+    if shape == "function":
+        (f, fc), (p, pc) = _symbol(draw), _symbol(draw)
+        mod = draw(st.sampled_from(["", " [ext4]"]))
+        addr = draw(st.sampled_from(["", " <ffffffff81234567>"]))
+        body = f"{f}{mod}{addr} <-{p}{addr}" if draw(st.booleans()) else f"{f}{mod}{addr}"
+        want.update(kind="function", func=fc, event="function")
+        if " <-" in body:
+            want["parent"] = pc
+    elif shape == "event":
+        name = draw(st.sampled_from(["sched_switch", "tlb_flush", "tracing_mark_write", "irq:irq_handler_entry"]))
+        fields = draw(st.sampled_from(["prev_comm=a b prev_pid=1 ==> next_comm=c next_pid=2", "pages:-1 reason:x (3)",
+                                       "", "(not a probe"]))
+        body = f"{name}: {fields}"
+        want = dict(want, kind="event", event=name, body=fields) if fields else None  # ("name:" alone is a marker)
+    elif shape == "kprobe":
+        f = draw(SYMBOLS)
+        body = f"p_{f.strip('.')}_0: ({f}+0x{draw(st.integers(0, 15)):x}/0x150) arg1=0x1"
+        want.update(kind="kprobe_entry", func=f.lstrip(".").split(".")[0])
+    elif shape == "kretprobe":
+        f = draw(SYMBOLS)
+        body = f"r_{f.strip('.')}_0: (exit_mmap+0xd4/0x310 <- {f}) ret=0x0"
+        want.update(kind="kprobe_exit", func=f.lstrip(".").split(".")[0])
+    else:
+        body = {
+            "stack": "<stack trace>",
+            "hwlat": "#1     inner/outer(us):   12/14    ts:1499801089.066141940 count:6",
+            "printk": "pgtfree_begin+0x28/0x6c: hello",
+            "syscall": "sys_close(fd: 3)",
+            "marker": "something odd: ",
+        }.get(shape)
+        want = None
+        if shape == "lost":
+            return f"CPU:{draw(st.integers(0, 64))} [LOST {draw(st.integers(1, 10**6))} EVENTS]", None
+        if shape == "frame":
+            return f" => {draw(SYMBOLS)}", None
+    return head + body, want
+
+
+def _damage(draw, text: str) -> str:
+    b = bytearray(text.encode())
+    for _ in range(draw(st.integers(1, 3))):
+        what = draw(st.sampled_from(["replace", "insert", "cut"]))
+        at = draw(st.integers(0, max(len(b) - 1, 0)))
+        byte = draw(st.sampled_from(b" -[]().:<>+/#0123456789x\t\x00\xa0\xc2\xff"))
+        if what == "replace" and b:
+            b[at] = byte
+        elif what == "insert":
+            b.insert(at, byte)
+        else:
+            del b[at:]
+    return b.decode("latin-1")
+
+
+@st.composite
+def _chunk(draw) -> tuple[list[str], list[dict | None]]:
+    lines, wants = [], []
+    for _ in range(draw(st.integers(1, 30))):
+        text, want = draw(_line())
+        if draw(st.integers(0, 3)) == 0:
+            damaged = _damage(draw, text)
+            if damaged != text:
+                text, want = damaged, None
+        lines.append(text)
+        wants.append(want)
+    return lines, wants
+
+
+def _both(lines: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    raw = ("\n".join(lines) + "\n").encode("latin-1")
+    chunk = LineChunk(1, raw=raw)
+    good, rest = ft._parse_fast(chunk)
+    general = ft._parse_general(pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines}), ParseContext("t"))
+    return good, rest, general
+
+
+@settings(max_examples=500, deadline=None)
+@given(_chunk())
+def test_compiled_lines_read_as_the_regular_expressions_read_them(case):
+    lines, wants = case
+    good, rest, general = _both(lines)
+    both = general.join(good, on="seq", how="inner", suffix="_fast")
+    assert both.height == good.height  # nothing taken that the reference does not read
+    for col in COLUMNS:
+        assert both[col].equals(both[f"{col}_fast"].alias(col), check_names=False), col
+    taken = dict(zip(good["line"].to_list(), good.iter_rows(named=True)))
+    for i, want in enumerate(wants, start=1):
+        if want is not None:
+            assert i in taken, lines[i - 1]
+            for k, v in want.items():
+                assert taken[i][k] == v, (k, lines[i - 1])
+    # and nothing is lost: every line but the header and blank lines is taken or handed back
+    said = {i for i, ln in enumerate(lines, 1) if ln.strip() and not ln.startswith("#")}
+    assert set(taken) | set(rest["line"].to_list()) >= said
+    assert not set(taken) & set(rest["line"].to_list())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_any_bytes_are_scanned_without_failing(data):
+    ft.scan_bytes(data)
+    chunk = LineChunk(1, raw=data)
+    good, rest = ft._parse_fast(chunk)
+    assert good.height + rest.height <= chunk.n_lines
+
+
+def test_the_compiled_path_takes_the_generated_benchmark_lines():
+    """Every line of benchmarks/gen_text.py's function and events text, with each of its
+    trace options, is read by the compiled path."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("gen_text", Path(__file__).parents[1] / "benchmarks" / "gen_text.py")
+    gen = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = gen
+    spec.loader.exec_module(gen)
+    rng = np.random.default_rng(3)
+    for opt in (gen.Options(), gen.Options(tgid=True, counter_clock=True, sym_offset=True),
+                gen.Options(irq_info=False, pid_width=5)):
+        for fmt in ("function", "events"):
+            lines = [gen.LINES[fmt](rng, 50 * 10**9 + i * 1000, 4, opt).rstrip("\n") for i in range(300)]
+            good, rest, general = _both(lines)
+            assert good.height == len(lines) and rest.height == 0, (fmt, opt)
+            assert good.drop("seq").equals(general.drop("seq").select(good.drop("seq").columns)), (fmt, opt)
