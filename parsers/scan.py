@@ -51,7 +51,8 @@ _numba_without_blas()
 from numba import njit  # noqa: E402
 
 __all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "printable", "read_uint", "read_decimal",
-           "find_byte", "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
+           "find_byte", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
+           "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
            "PARSE_THREADS"]
 
 #: chunks of one input scanned at the same time (the compiled loops release the GIL)
@@ -165,6 +166,99 @@ def read_decimal(buf: np.ndarray, at: int, end: int, digits: int) -> tuple[int, 
     for _ in range(digits):
         whole *= 10
     return whole + frac, i, True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def read_hex(buf: np.ndarray, at: int, end: int) -> tuple[np.uint64, int]:
+    """The hexadecimal digits at ``at`` (before ``end``, no ``0x``) as an integer: (value,
+    position after them); the position is ``at`` when there is no digit.  At most 16
+    digits are read (a longer number stops there)."""
+    v = np.uint64(0)
+    i = at
+    while i < end and i - at < 16:
+        c = int(buf[i])
+        if ZERO <= c <= NINE:
+            d = c - ZERO
+        elif 97 <= c <= 102:
+            d = c - 87
+        elif 65 <= c <= 70:
+            d = c - 55
+        else:
+            break
+        v = (v << np.uint64(4)) | np.uint64(d)
+        i += 1
+    return v, i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def read_word(buf: np.ndarray, at: int, size: int, big_endian: bool) -> np.uint64:
+    """The unsigned ``size``-byte integer (1 to 8) at ``at`` in the given byte order, as a
+    binary format stores it (the caller has checked ``at + size <= len(buf)``)."""
+    v = np.uint64(0)
+    for k in range(size):
+        b = np.uint64(buf[at + k] if big_endian else buf[at + size - 1 - k])
+        v = (v << np.uint64(8)) | b
+    return v
+
+
+@njit(cache=True, nogil=True)
+def reserve(out: np.ndarray, at: int, need: int) -> np.ndarray:
+    """``out``, or a copy of its first ``at`` bytes twice as large, with room for ``need``
+    more bytes at ``at`` (output buffers whose size is not known in advance)."""
+    if at + need <= len(out):
+        return out
+    grown = np.empty(max(2 * len(out), at + need), dtype=np.uint8)
+    grown[:at] = out[:at]
+    return grown
+
+
+@njit(cache=True, nogil=True, inline="always")
+def write_bytes(out: np.ndarray, at: int, src: np.ndarray, start: int, end: int) -> int:
+    """Copy ``src[start:end]`` to ``out`` at ``at`` (room reserved): the position after it."""
+    for k in range(start, end):
+        out[at] = src[k]
+        at += 1
+    return at
+
+
+@njit(cache=True, nogil=True, inline="always")
+def write_uint(out: np.ndarray, at: int, v: np.uint64) -> int:
+    """``v`` in decimal (``%llu``) at ``at`` (20 bytes reserved): the position after it."""
+    n = 1
+    t = v // np.uint64(10)
+    while t != 0:
+        n += 1
+        t = t // np.uint64(10)
+    for k in range(n - 1, -1, -1):
+        out[at + k] = ZERO + np.uint8(v % np.uint64(10))
+        v = v // np.uint64(10)
+    return at + n
+
+
+@njit(cache=True, nogil=True)
+def write_int(out: np.ndarray, at: int, v: np.int64) -> int:
+    """``v`` in decimal (``%lld``) at ``at`` (20 bytes reserved): the position after it."""
+    if v < 0:
+        out[at] = 45  # '-'
+        # (-v of the most negative value stays negative as int64; as uint64 it is right)
+        return write_uint(out, at + 1, np.uint64(0) - np.uint64(v))
+    return write_uint(out, at, np.uint64(v))
+
+
+@njit(cache=True, nogil=True)
+def write_hex(out: np.ndarray, at: int, v: np.uint64) -> int:
+    """``v`` as ``0x%llx`` at ``at`` (18 bytes reserved): the position after it."""
+    out[at] = ZERO
+    out[at + 1] = 120  # 'x'
+    at += 2
+    n = 1
+    while n < 16 and (v >> np.uint64(4 * n)) != 0:
+        n += 1
+    for k in range(n - 1, -1, -1):
+        d = np.uint8((v >> np.uint64(4 * k)) & np.uint64(15))
+        out[at] = d + (ZERO if d < 10 else 87)
+        at += 1
+    return at
 
 
 @njit(cache=True, nogil=True)

@@ -550,17 +550,6 @@ def test_arch_from_kallsyms_without_uname(corpus: Path) -> None:
     assert ctx.meta["arch"] == "arm"
 
 
-def test_decode_speed(corpus: Path) -> None:
-    """The largest corpus trace.dat (about 4 MB, 6 CPUs, 6242 trace_printk records) decodes
-    in about 0.5 s on an idle 2-core machine; the bound leaves room for a loaded CI host."""
-    import time
-
-    t0 = time.perf_counter()
-    df, _ = read(corpus / "lisa/example_rtapp/trace.dat")
-    assert df.height > 0
-    assert time.perf_counter() - t0 < 6.0
-
-
 # --------------------------------------------------------------------------------------------
 # Ring-buffer pages, property-based: any sequence of records the kernel could write
 # --------------------------------------------------------------------------------------------
@@ -634,4 +623,6 @@ def test_page_walk_property(recs, big_endian: bool, long: int) -> None:
 
     got = walk_pages(np.frombuffer(block, np.uint8), page_size, parse_page_header(text),
                      Layout(big_endian=big_endian, long_size=long))
-    assert list(zip(got.offset.tolist(), got.length.tolist(), got.ts.tolist())) == want
+    d = got.data
+    assert list(zip(got.offset[d].tolist(), got.length[d].tolist(), got.ts[d].tolist())) == want
+    assert got.bad_pages == got.cut_pages == 0 and len(d) == len(got.lost)

@@ -16,27 +16,33 @@ MISSING_EVENTS give ``lost`` rows.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import polars as pl
 
 from tracekit.schema import EVENT_SCHEMA, Kind, conform
+from tracekit.symbols import canonical_expr
 
 from ..base import LineChunk, ParseContext, ParseError
+from .. import scan
+from ..noise import NOISE_EVENTS, NOISE_TRACERS, noise_columns
+from .decode import Common, Decoded, FieldTable, RecordKind, decode, type_ids
 from .events import (
     EventFormat,
-    decode_records,
+    irq_flags,
     parse_cmdlines,
     parse_format,
     parse_kallsyms,
     parse_printk_formats,
+    vbin_printf_columns,
 )
 from .file import Buffer, CpuData, TraceDat, open_tracedat
 from .layout import MAGIC, Option
-from .pages import parse_page_header, walk_pages
+from .pages import PageRecords, parse_page_header, walk_pages
 
-__all__ = ["FORMAT", "sniff_bytes", "parse_file", "read_metadata"]
+__all__ = ["FORMAT", "sniff_bytes", "parse_file", "read_metadata", "scan_bytes"]
 
 from .. import FormatInfo  # noqa: E402  (the registry imports format modules lazily)
 
@@ -136,7 +142,19 @@ def read_metadata(t: TraceDat, ctx: ParseContext) -> None:
 def parse_file(path: str, ctx: ParseContext) -> Iterator[pl.DataFrame]:
     """Read the trace.dat at ``path``: frames in the event schema, all CPUs merged in time
     order, ``seq`` = the record's index in that order."""
-    t = open_tracedat(path)
+    yield from _read(open_tracedat(path), ctx)
+
+
+def scan_bytes(raw: bytes) -> None:
+    """Read ``raw`` as a whole trace.dat, every frame built and dropped: the entry point of
+    the fuzzer, which any input may only make raise :class:`ParseError`."""
+    ctx = ParseContext("<bytes>")
+    for _ in _read(open_tracedat("<bytes>", data=raw), ctx):
+        pass
+
+
+def _read(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
+    path = t.path
     try:
         read_metadata(t, ctx)
         if t.latency_text is not None:
@@ -165,7 +183,7 @@ def _latency_text(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
 
 class _Formats:
     """Event formats by id, each parsed the first time a record of it is met (a trace.dat
-    carries hundreds of formats and usually uses a few)."""
+    carries hundreds of formats and usually uses a few), flattened for the decoder."""
 
     _ID_RE = re.compile(r"^ID:\s*(\d+)", re.M)
 
@@ -173,14 +191,51 @@ class _Formats:
         self.texts: dict[int, tuple[str, str]] = {}
         for system, text in texts:
             if (m := self._ID_RE.search(text)):
-                self.texts[int(m.group(1))] = (system, text)
+                self.texts.setdefault(int(m.group(1)), (system, text))
         self._parsed: dict[int, EventFormat | None] = {}
+        self.table = FieldTable([])
 
     def get(self, eid: int) -> EventFormat | None:
         if eid not in self._parsed:
             found = self.texts.get(eid)
             self._parsed[eid] = parse_format(found[1], found[0]) if found else None
         return self._parsed[eid]
+
+    def table_for(self, ids: np.ndarray) -> FieldTable:
+        """The field table covering every id in ``ids`` (rebuilt when one is new)."""
+        new = [int(e) for e in np.unique(ids) if e >= 0 and int(e) not in self._parsed]
+        for eid in new:
+            self.get(eid)
+        if new:
+            self.table = FieldTable([f for f in self._parsed.values() if f is not None])
+        return self.table
+
+
+@dataclass
+class _Segment:
+    """One block of a CPU's pages, walked: its records from ``pos`` on are not yet merged.
+    ``key`` is the running maximum of the CPU's times (its order in the merge)."""
+
+    cpu: int
+    block: np.ndarray
+    recs: PageRecords
+    ts: np.ndarray  # int64 ns
+    key: np.ndarray
+    pos: int = 0
+
+
+@dataclass
+class _Window:
+    """Records of every CPU up to one time, in report order, over one byte buffer."""
+
+    buf: np.ndarray
+    off: np.ndarray
+    length: np.ndarray
+    lost: np.ndarray
+    ts: np.ndarray
+    cpu: np.ndarray
+    ids: np.ndarray
+    table: FieldTable
 
 
 class _Decoder:
@@ -194,20 +249,22 @@ class _Decoder:
         self.formats = _Formats([("ftrace", x) for x in t.ftrace_formats] + list(t.event_formats))
         if not self.formats.texts:
             raise ParseError(t.path, None, "no event formats in the file")
-        self.common = self.formats.get(next(iter(self.formats.texts)))
+        first = self.formats.get(next(iter(self.formats.texts)))
+        if first is None:
+            raise ParseError(t.path, None, "the first event format has no name")
+        self.common = Common.of(first)
         self.symbols = parse_kallsyms(t.kallsyms)
         self.printk = parse_printk_formats(t.printk_formats)
-        self.cmdlines = parse_cmdlines(t.cmdlines)
+        self.cmdlines = dict(zip(*parse_cmdlines(t.cmdlines).get_columns()))
         # 6.12+ reuses flag 0x02 (IRQS_NOSUPPORT) for NEED_RESCHED_LAZY.
         self.nosupport_is_lazy = _kernel_version(ctx.meta.get("kernel")) >= (6, 12)
         tsc = ctx.meta.get("tsc2nsec")
         self.tsc2nsec = (tsc["mult"], tsc["shift"], tsc["offset"]) if tsc else None
         self.ts_offset = int(ctx.meta.get("ts_offset", 0))
-        self.unknown: dict[int, int] = {}
-        self.lost_pages_unknown = 0
 
-    def cpu_frames(self, buf: Buffer, cpu: CpuData) -> Iterator[pl.DataFrame]:
-        """One CPU's records, block by block, with ``rb_ts`` (the ring-buffer time) to merge on."""
+    def segments(self, buf: Buffer, cpu: CpuData) -> Iterator[_Segment]:
+        """One CPU's pages, block by block, walked."""
+        last = np.int64(np.iinfo(np.int64).min)
         for raw in self.t.cpu_pages(cpu, buf.page_size, BLOCK_BYTES):
             block = np.frombuffer(raw, dtype=np.uint8)
             usable = len(block) - len(block) % buf.page_size
@@ -216,26 +273,23 @@ class _Decoder:
                 block = block[:usable]
             if usable == 0:
                 continue
-            recs = walk_pages(block, buf.page_size, self.page_hdr, self.layout)
+            try:
+                recs = walk_pages(block, buf.page_size, self.page_hdr, self.layout)
+            except ValueError as exc:
+                raise ParseError(self.t.path, None, f"ring-buffer pages: {exc}") from None
             if recs.bad_pages:
                 self.ctx.skip("trace.dat: page with impossible commit size", recs.bad_pages)
                 self.ctx.warn(f"{recs.bad_pages} ring-buffer page(s) with an impossible size were skipped")
-            parts = []
-            if len(recs.offset):
-                dec = decode_records(block, recs.offset, recs.length, self._ns(recs.ts), cpu.cpu,
-                                     self.formats, self.common, self.layout, self.symbols,
-                                     self.printk, self.nosupport_is_lazy)
-                for k, v in dec.unknown_ids.items():
-                    self.unknown[k] = self.unknown.get(k, 0) + v
-                parts.append(dec.frame.with_columns(
-                    pl.lit(1, pl.Int8).alias("sub"),
-                    pl.Series("rb_ts", self._ns(recs.ts).astype(np.int64)),
-                ))
-            if len(recs.lost_page):
-                parts.append(self._lost_rows(recs, cpu.cpu))
-            if not parts:
+            if recs.cut_pages:
+                self.ctx.skip("trace.dat: page whose records run past its data", recs.cut_pages)
+                self.ctx.warn(f"{recs.cut_pages} ring-buffer page(s) end in a damaged record: "
+                              "read up to it")
+            if len(recs.offset) == 0:
                 continue
-            yield pl.concat(parts, how="diagonal_relaxed").sort(["rec", "sub"])
+            ts = self._ns(recs.ts).astype(np.int64)
+            key = np.maximum.accumulate(np.maximum(ts, last))
+            last = key[-1]
+            yield _Segment(cpu.cpu, block, recs, ts, key)
 
     def _ns(self, ts: np.ndarray) -> np.ndarray:
         """Ring-buffer clock values to the report's time: x86-tsc ticks scaled by the
@@ -254,73 +308,196 @@ class _Decoder:
             ts = (ts.astype(np.int64) + np.int64(self.ts_offset)).astype(np.uint64)
         return ts
 
-    def _lost_rows(self, recs, cpu: int) -> pl.DataFrame:
-        count = recs.lost_count
-        known = count >= 0
-        self.ctx.lost_events += int(count[known].sum())
-        self.lost_pages_unknown += int((~known).sum())
-        body = [f"CPU:{cpu} [{c} EVENTS DROPPED]" if c >= 0 else f"CPU:{cpu} [EVENTS DROPPED]"
-                for c in count]
-        ts = self._ns(recs.lost_ts).astype(np.int64)
-        return pl.DataFrame({
-            "rec": recs.lost_before.astype(np.int64) - 1,
-            "sub": np.full(len(count), 2, np.int8),
-            "cpu": np.full(len(count), cpu, np.int32),
-            "ts_ns": ts,
-            "rb_ts": ts,
-            "kind": [Kind.LOST] * len(count),
-            "lost": pl.Series(count, dtype=pl.Int64).replace(-1, None),
-            "body": body,
-        })
+    def window(self, parts: list[tuple[_Segment, int, int]]) -> _Window:
+        """The records ``seg.recs[a:b]`` of each part, merged into report order: by the
+        CPUs' running time, then CPU stream, then the CPU's own order."""
+        blocks = {id(seg.block): seg.block for seg, _, _ in parts}
+        if len(blocks) == 1:
+            buf, base = next(iter(blocks.values())), {id(parts[0][0].block): 0}
+        else:
+            buf = np.concatenate(list(blocks.values()))
+            starts = np.cumsum([0] + [len(b) for b in blocks.values()])
+            base = dict(zip(blocks, starts[:-1].tolist()))
+
+        def cat(get):
+            return np.concatenate([get(seg)[a:b] for seg, a, b in parts])
+
+        key = cat(lambda s: s.key)
+        order = np.argsort(key, kind="stable")
+        off = np.concatenate([seg.recs.offset[a:b] + base[id(seg.block)] for seg, a, b in parts])[order]
+        cpu = np.concatenate([np.full(b - a, seg.cpu, np.int64) for seg, a, b in parts])[order]
+        w = _Window(buf, off, cat(lambda s: s.recs.length)[order], cat(lambda s: s.recs.lost)[order],
+                    cat(lambda s: s.ts)[order], cpu, None, None)
+        w.ids = type_ids(w.buf, w.off, w.length, w.lost, self.common.type_off, self.common.type_size,
+                         self.layout.big_endian)
+        w.table = self.formats.table_for(w.ids)
+        return w
+
+    def frame(self, w: _Window, ctx: ParseContext) -> pl.DataFrame:
+        """The event-schema columns of a window's records (``seq`` aside)."""
+        s = self.symbols
+        d = decode(w.buf, w.off, w.length, w.lost, w.ts, w.cpu, w.ids, self.common, w.table,
+                   self.layout.big_endian, s.addr, s.start, s.end, s.text)
+        kind = pl.Series("kind", _KIND_NAMES).gather(d.kind.astype(np.int64))
+        lost_row = d.kind == RecordKind.LOST
+        graph = (d.kind == RecordKind.ENTRY) | (d.kind == RecordKind.EXIT)
+        body = scan.texts(d.body.tobytes(), d.body_at[:-1], d.body_at[1:], "body")
+        body = self._bprint(w, d, body)
+        names = [f.name for f in w.table.formats]
+        frame = pl.DataFrame([
+            pl.Series("cpu", w.cpu, pl.Int32),
+            scan.ints("pid", np.where(lost_row, -1, d.pid), pl.Int32),
+            self._comm(d.pid, lost_row),
+            pl.Series("ts_ns", d.ts, pl.Int64),
+            kind,
+            *self._symbol_columns(d.func, graph | (d.kind == RecordKind.FUNCTION), "func"),
+            *self._symbol_columns(d.parent, (d.kind == RecordKind.FUNCTION) & (d.parent != 0), "parent"),
+            scan.ints("depth", np.where(graph, d.depth, -1), pl.Int32),
+            scan.ints("dur_ns", np.where(d.kind == RecordKind.EXIT, d.dur, -1), pl.Int64),
+            self._flags(d.flags),
+            pl.Series("event", names + [None], pl.String).gather(np.where(d.fmt < 0, len(names), d.fmt)),
+            body,
+            scan.ints("lost", np.where(lost_row, w.lost, -1), pl.Int64),
+        ])
+        if lost_row.any():
+            known = w.lost[lost_row]
+            ctx.lost_events += int(known[known >= 0].sum())
+        for eid in np.unique(d.type_id[d.kind == RecordKind.UNKNOWN]).tolist():
+            ctx.warn(f"record(s) of event id {eid} with no format in the file, kept as events "
+                     f"'[UNKNOWN TYPE {eid}]'")
+        if any(f.name in NOISE_TRACERS or f.name in NOISE_EVENTS for f in w.table.formats):
+            noise = noise_columns(pl.col("body"), pl.col("event"))
+            frame = frame.with_columns(**{k: v for k, v in noise.items() if k != "noise_event"})
+        return frame
+
+    def _symbol_columns(self, addr: np.ndarray, rows: np.ndarray, name: str) -> list[pl.Series]:
+        """``name`` (canonical) and ``raw_<name>`` (the kallsyms symbol, or hex when unknown;
+        null where it equals the canonical name) of the addresses on ``rows``."""
+        n = len(addr)
+        canon, raw = scan.nulls(name, n, pl.String), scan.nulls("raw_" + name, n, pl.String)
+        at = np.flatnonzero(rows)
+        if len(at) == 0:
+            return [canon, raw]
+        sub = addr[at]
+        idx = self.symbols.index(sub)
+        # each unresolved address is its own value, printed in hex
+        key = np.where(idx >= 0, idx, -1 - np.arange(len(idx)))
+        uniq, inv = np.unique(key, return_inverse=True)
+        values = [self.symbols.name(u) if u >= 0 else None for u in uniq.tolist()]
+        first = np.zeros(len(uniq), dtype=np.int64)
+        first[inv[::-1]] = np.arange(len(inv))[::-1]
+        values = [v if v is not None else f"0x{int(sub[first[j]]):x}" for j, v in enumerate(values)]
+        table = pl.DataFrame({"raw": values}).with_columns(canonical_expr(pl.col("raw")).alias("canon"))
+        table = table.with_columns(pl.when(pl.col("raw") != pl.col("canon")).then(pl.col("raw")).alias("raw"))
+        codes = pl.Series(inv.astype(np.int64))
+        return [canon.scatter(at, table["canon"].gather(codes)),
+                raw.scatter(at, table["raw"].gather(codes))]
+
+    def _comm(self, pid: np.ndarray, lost_row: np.ndarray) -> pl.Series:
+        """``comm`` from the saved cmdlines: ``<idle>`` for pid 0, ``<...>`` when not saved."""
+        pids = pl.Series("pid", pid)
+        uniq = pids.unique()
+        comms = ["<idle>" if p == 0 else self.cmdlines.get(p, "<...>") for p in uniq.to_list()]
+        comm = pids.replace_strict(uniq, pl.Series(comms, dtype=pl.String), return_dtype=pl.String)
+        if lost_row.any():
+            comm = comm.scatter(np.flatnonzero(lost_row), None)
+        return comm.alias("comm")
+
+    def _flags(self, flags: np.ndarray) -> pl.Series:
+        """The latency-format flag characters (null where the format has no such fields)."""
+        codes = pl.Series("flags", flags)
+        uniq = codes.unique().to_numpy()
+        text = irq_flags(uniq & 0xFF, uniq >> 8, self.nosupport_is_lazy)
+        if (uniq < 0).any():
+            text = text.scatter(np.flatnonzero(uniq < 0), None)
+        return codes.replace_strict(uniq, text, return_dtype=pl.String).alias("flags")
+
+    def _bprint(self, w: _Window, d: Decoded, body: pl.Series) -> pl.Series:
+        """trace_printk() records with a format in printk_formats: ``ip: text`` as
+        trace-cmd prints them (the arguments are packed by vbin_printf, see
+        :func:`~.events.vbin_printf_columns`)."""
+        for i, fmt in enumerate(w.table.formats):
+            if fmt.system != "ftrace" or fmt.name != "bprint":
+                continue
+            rows = np.flatnonzero(d.fmt == i)
+            ip_f, fmt_f, buf_f = fmt.field("ip"), fmt.field("fmt"), fmt.field("buf")
+            if len(rows) == 0 or not (ip_f and fmt_f and buf_f):
+                continue
+            addrs = _field_values(w, rows, fmt_f, self.layout)
+            ips = _field_values(w, rows, ip_f, self.layout)
+            size = np.maximum(w.length[rows] - buf_f.offset, 0)
+            width = int(size.max(initial=0))
+            pos = (w.off[rows] + buf_f.offset)[:, None] + np.arange(width)
+            args = np.take(w.buf, pos, mode="clip")
+            args[np.arange(width)[None, :] >= size[:, None]] = 0
+            texts = np.full(len(rows), None, dtype=object)
+            for a in np.unique(addrs).tolist():
+                sel = np.flatnonzero(addrs == a)
+                printf = self.printk.get(int(a))
+                if printf is not None:
+                    texts[sel] = vbin_printf_columns(printf, args[sel], size[sel], self.layout, self.symbols)
+            done = np.array([t is not None for t in texts], dtype=bool)
+            if not done.any():
+                continue
+            ipname = self.symbols.resolve(ips[done])
+            hexs = np.char.mod("0x%x", ips[done])
+            text = [f"{n if n is not None else h}: {t.removesuffix(chr(10))}"
+                    for n, h, t in zip(ipname, hexs, texts[done])]
+            body = body.scatter(rows[done], text)
+        return body
 
 
-def _merge(streams: list[Iterator[pl.DataFrame]]) -> Iterator[pl.DataFrame]:
-    """Merge per-CPU frames into one time-ordered stream, a bounded window at a time.
+def _field_values(w: _Window, rows: np.ndarray, f, layout) -> np.ndarray:
+    """A fixed unsigned field of the records ``rows`` of a window (0 past a payload)."""
+    size = f.size if f.size in (1, 2, 4, 8) else 0
+    if size == 0:
+        return np.zeros(len(rows), dtype=np.uint64)
+    pos = (w.off[rows] + f.offset)[:, None] + np.arange(size)
+    raw = np.take(w.buf, pos, mode="clip")
+    raw[w.length[rows] < f.offset + size] = 0
+    return np.ascontiguousarray(raw).view(layout.dtype(size)).ravel().astype(np.uint64)
 
-    Each CPU's own order is kept (its merge key is the running maximum of its ring-buffer
-    time); rows up to the earliest "last time seen" of the CPUs still producing are safe to
+
+_KIND_NAMES = [Kind.EVENT, Kind.FUNCTION, Kind.ENTRY, Kind.EXIT, Kind.LOST, Kind.EVENT]
+
+
+def _merge(dec: _Decoder, streams: list[Iterator[_Segment]]) -> Iterator[_Window]:
+    """Merge the CPUs' walked pages into windows of report order, a bounded amount at a time.
+
+    Each CPU's own order is kept (its merge key is the running maximum of its times);
+    records up to the earliest "last time seen" of the CPUs still producing are safe to
     emit, as a k-way merge of the CPUs' streams would."""
-    pending: list[pl.DataFrame | None] = [None] * len(streams)
+    pending: list[list[_Segment]] = [[] for _ in streams]
     live = [True] * len(streams)
-    last_key = [0] * len(streams)
 
     def refill(i: int) -> None:
-        while live[i] and (pending[i] is None or pending[i].height == 0):
-            try:
-                f = next(streams[i])
-            except StopIteration:
+        while live[i] and not pending[i]:
+            seg = next(streams[i], None)
+            if seg is None:
                 live[i] = False
-                return
-            f = f.with_columns(pl.max_horizontal(pl.col("rb_ts").cum_max(), pl.lit(last_key[i])).alias("key"),
-                               pl.lit(i, pl.Int32).alias("stream"))
-            last_key[i] = int(f["key"][-1])
-            f = f.with_row_index("order")
-            pending[i] = f if pending[i] is None else pl.concat([pending[i], f])
-
-    for i in range(len(streams)):
-        refill(i)
-    while True:
-        horizons = [int(pending[i]["key"][-1]) for i in range(len(streams))
-                    if live[i] and pending[i] is not None and pending[i].height]
-        horizon = min(horizons) if horizons else None
-        ready, keep = [], []
-        for i, f in enumerate(pending):
-            if f is None or f.height == 0:
-                continue
-            if horizon is None:
-                ready.append(f)
-                pending[i] = None
             else:
-                ready.append(f.filter(pl.col("key") <= horizon))
-                pending[i] = f.filter(pl.col("key") > horizon)
-        if ready:
-            out = pl.concat(ready, how="diagonal_relaxed").sort(["key", "stream", "order"])
-            if out.height:
-                yield out
-        if horizon is None:
-            return
+                pending[i].append(seg)
+
+    while True:
         for i in range(len(streams)):
             refill(i)
+        heads = [int(pending[i][-1].key[-1]) for i in range(len(streams)) if live[i] and pending[i]]
+        horizon = min(heads) if heads else None
+        parts = []
+        for segs in pending:
+            for seg in list(segs):
+                end = len(seg.key) if horizon is None else int(np.searchsorted(seg.key, horizon, side="right"))
+                if end > seg.pos:
+                    parts.append((seg, seg.pos, end))
+                    seg.pos = end
+                if seg.pos == len(seg.key):
+                    segs.remove(seg)
+                else:
+                    break
+        if parts:
+            yield dec.window(parts)
+        if horizon is None:
+            return
 
 
 def _flyrecord(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
@@ -330,30 +507,22 @@ def _flyrecord(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
         ctx.warn(f"trace.dat instance {other.name!r} not read (only the top instance is)")
     ctx.meta["span_source"] = "funcgraph_raw"
     _clamp_cut_short(t, buf, ctx)
-    streams = [dec.cpu_frames(buf, cpu) for cpu in buf.cpus if cpu.size > 0]
-    seq = 0
+    streams = [dec.segments(buf, cpu) for cpu in buf.cpus if cpu.size > 0]
+    seq = unknown = lost_uncounted = 0
     kinds: set[str] = set()
-    for frame in _merge(streams):
-        frame = frame.with_columns(
-            pl.int_range(seq, seq + frame.height, dtype=pl.Int64).alias("seq"),
-        )
+    for frame in scan.map_chunks(_merge(dec, streams), dec.frame, ctx):
+        frame = frame.with_columns(pl.int_range(seq, seq + frame.height, dtype=pl.Int64).alias("seq"))
         seq += frame.height
-        frame = _with_comm(frame, dec.cmdlines)
-        if "raw_func" in frame.columns:
-            frame = frame.with_columns(
-                pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")).alias("raw_func")
-            )
         kinds.update(frame["kind"].unique().to_list())
+        unknown += frame.filter(pl.col("event").is_null() & (pl.col("kind") == Kind.EVENT)).height
+        lost_uncounted += frame.filter((pl.col("kind") == Kind.LOST) & pl.col("lost").is_null()).height
         for start in range(0, frame.height, FRAME_ROWS):
             yield conform(frame.slice(start, FRAME_ROWS), EVENT_SCHEMA)
     ctx.meta["records"] = seq
-    if dec.unknown:
-        n = sum(dec.unknown.values())
-        ctx.meta["unknown_event_records"] = n
-        ctx.warn(f"{n} record(s) of event id(s) {sorted(dec.unknown)} with no format in the file, "
-                 "kept as events '[UNKNOWN TYPE N]'")
-    if dec.lost_pages_unknown:
-        ctx.warn(f"{dec.lost_pages_unknown} page(s) report lost events without a count")
+    if unknown:
+        ctx.meta["unknown_event_records"] = unknown
+    if lost_uncounted:
+        ctx.warn(f"{lost_uncounted} page(s) report lost events without a count")
     if Kind.ENTRY in kinds or Kind.EXIT in kinds:
         ctx.meta.setdefault("tracer", "function_graph")
     elif Kind.FUNCTION in kinds:
@@ -373,15 +542,3 @@ def _clamp_cut_short(t: TraceDat, buf: Buffer, ctx: ParseContext) -> None:
         ctx.warn(f"CPU {cpu.cpu}: the file ends {missing} page(s) before the CPU's data does; "
                  "the pages present were read")
         cpu.size = have
-
-
-def _with_comm(frame: pl.DataFrame, cmdlines: pl.DataFrame) -> pl.DataFrame:
-    """``comm`` from the saved cmdlines: ``<idle>`` for pid 0, ``<...>`` when not saved."""
-    if "comm" in frame.columns:
-        frame = frame.drop("comm")
-    frame = frame.join(cmdlines, on="pid", how="left", maintain_order="left")
-    return frame.with_columns(
-        pl.when(pl.col("pid") == 0).then(pl.lit("<idle>"))
-        .when(pl.col("kind") == Kind.LOST).then(pl.lit(None, pl.String))
-        .otherwise(pl.col("comm").fill_null("<...>")).alias("comm")
-    )

@@ -71,7 +71,7 @@ class TraceDat:
     options: dict[int, list[bytes]] = field(default_factory=dict)
     buffers: list[Buffer] = field(default_factory=list)
     latency_text: bytes | None = None
-    _map: mmap.mmap | None = None
+    _map: mmap.mmap | bytes | None = None
 
     # -- option values ----------------------------------------------------------------------
     def option_text(self, opt: Option) -> str | None:
@@ -95,7 +95,7 @@ class TraceDat:
         return len(self._map) if self._map is not None else 0
 
     def close(self) -> None:
-        if self._map is not None:
+        if isinstance(self._map, mmap.mmap):
             try:
                 self._map.close()
             except BufferError:  # a numpy view still holds it; the GC will release it
@@ -197,20 +197,24 @@ class _Cursor:
                              offset=self.pos - len(tag))
 
 
-def open_tracedat(path: str) -> TraceDat:
-    """Read everything but the pages of the trace.dat at ``path``.
+def open_tracedat(path: str, data: bytes | None = None) -> TraceDat:
+    """Read everything but the pages of the trace.dat at ``path`` (or of ``data``, its
+    bytes already in memory; ``path`` then only names it).
 
     Raises :class:`ParseError` (with the byte offset) for anything that is not a v6 or v7
     trace.dat, or that is cut short."""
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise ParseError(path, None, f"cannot open: {exc.strerror}") from None
-    with f:
+    if data is not None:
+        mm = data
+    else:
         try:
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:
-            raise ParseError(path, None, "empty file, not a trace.dat") from None
+            f = open(path, "rb")
+        except OSError as exc:
+            raise ParseError(path, None, f"cannot open: {exc.strerror}") from None
+        with f:
+            try:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:
+                raise ParseError(path, None, "empty file, not a trace.dat") from None
     if mm[:10] != MAGIC:
         raise ParseError(path, None, "not a trace.dat (no 0x17 0x08 0x44 'tracing' magic)", offset=0)
     end = mm.find(b"\0", 10, 32)

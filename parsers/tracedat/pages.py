@@ -1,13 +1,13 @@
-"""Walking ring-buffer sub-buffers ("pages") as the kernel wrote them, with numpy over whole
-blocks of pages.
+"""Walking ring-buffer sub-buffers ("pages") as the kernel wrote them, in a compiled loop.
 
 A page is ``struct buffer_data_page`` (kernel/trace/ring_buffer.c): a u64 timestamp, a
 ``local_t commit`` (bytes of data, plus the MISSING_EVENTS / MISSING_STORED flags), then
 ``struct ring_buffer_event`` records, each a u32 header (``type_len:5, time_delta:27``)
-followed by its data.  Record lengths are only known from the headers, so the chain of
-record starts in a page is found by pointer doubling over every 4-byte word of the block
-(``next[i]`` = where a record starting at word i would end), which touches each word a
-logarithmic number of times in numpy instead of stepping record by record in Python.
+followed by its data.  :func:`walk_pages` steps through the records of every page of a
+block, keeping the clock as trace-cmd's kbuffer does: the page timestamp, plus each
+record's delta, TIME_EXTEND records carrying the bits above 27, TIME_STAMP records setting
+the absolute time.  Every offset it reads is checked against the page's committed data, so
+a damaged page ends early and is counted, never read past.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
+from ..scan import read_word
 from .layout import (
     COMMIT_MASK,
     MISSING_EVENTS,
@@ -26,27 +28,39 @@ from .layout import (
     RingBufferType,
 )
 
-__all__ = ["PageRecords", "parse_page_header", "walk_pages"]
+__all__ = ["PageRecords", "parse_page_header", "walk_pages", "DATA"]
+
+#: ``PageRecords.lost`` of a data record (other values mark a page's lost events).
+DATA = -2
+
+_PADDING = int(RingBufferType.PADDING)
+_TIME_EXTEND = int(RingBufferType.TIME_EXTEND)
+_TIME_STAMP = int(RingBufferType.TIME_STAMP)
 
 
 @dataclass
 class PageRecords:
-    """The data records of a block of pages, in page order then in-page order.
+    """The records of a block of pages, in page order then in-page order.
 
-    ``offset``/``length`` locate each record's payload in the block (bytes); ``ts`` is its
-    absolute time in clock units (page timestamp plus the deltas before it).  ``lost_*``
-    describe pages flagged MISSING_EVENTS: the page's index, its timestamp, how many events
-    were lost (-1 when the kernel did not store the count) and the index of the first record
-    after the loss."""
+    ``offset``/``length`` locate each data record's payload in the block (bytes); ``ts`` is
+    its time in ring-buffer clock units (page timestamp plus the deltas before it).  A page
+    flagged MISSING_EVENTS puts one more row before its first record: ``lost`` is then the
+    number of events lost (-1 when the kernel did not store it), its ``ts`` the page's
+    timestamp and its ``length`` -1; on data rows ``lost`` is :data:`DATA`.
+    ``bad_pages`` counts pages whose commit size does not fit the page (skipped whole),
+    ``cut_pages`` pages whose records run past their committed data (read up to there)."""
 
     offset: np.ndarray  # int64
     length: np.ndarray  # int64
     ts: np.ndarray  # uint64
-    lost_page: np.ndarray
-    lost_ts: np.ndarray
-    lost_count: np.ndarray  # int64, -1 = unknown
-    lost_before: np.ndarray  # record index the loss precedes
-    bad_pages: int = 0  # pages whose commit size does not fit the page
+    lost: np.ndarray  # int64
+    bad_pages: int = 0
+    cut_pages: int = 0
+
+    @property
+    def data(self) -> np.ndarray:
+        """Indices of the data rows."""
+        return np.flatnonzero(self.lost == DATA)
 
 
 def parse_page_header(text: str, kernel_long: int | None = None) -> PageHeader:
@@ -72,111 +86,106 @@ def parse_page_header(text: str, kernel_long: int | None = None) -> PageHeader:
     return PageHeader(ts[0], ts[1], commit[0], commit[1], data[0])
 
 
-def _field(block: np.ndarray, page_starts: np.ndarray, off: int, size: int, layout: Layout) -> np.ndarray:
-    """A scalar field at byte ``off`` of every page, as uint64."""
-    idx = page_starts[:, None] + np.arange(off, off + size)
-    return block[idx].copy().view(layout.dtype(size)).ravel().astype(np.uint64)
-
-
 def walk_pages(block: np.ndarray, page_size: int, hdr: PageHeader, layout: Layout) -> PageRecords:
-    """Find every data record in ``block`` (a uint8 array of whole pages).
+    """Find every record in ``block`` (a uint8 array of whole pages).
 
     Padding, TIME_EXTEND and TIME_STAMP records move the clock but are not returned; a
     padding record with a zero delta ends its page (the rest is unused)."""
+    for off, size in ((hdr.timestamp_offset, hdr.timestamp_size), (hdr.commit_offset, hdr.commit_size)):
+        if size not in (4, 8) or off + size > min(page_size, hdr.data_offset):
+            raise ValueError(f"page header field of {size} bytes at {off} does not fit the page header")
+    if hdr.data_offset >= page_size:
+        raise ValueError(f"page data offset {hdr.data_offset} is past the page size {page_size}")
+    off, ln, ts, lost, bad, cut = _walk(block, page_size, hdr.timestamp_offset, hdr.timestamp_size,
+                                        hdr.commit_offset, hdr.commit_size, hdr.data_offset,
+                                        layout.big_endian)
+    return PageRecords(off, ln, ts, lost, int(bad), int(cut))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _header(word: int, big_endian: bool) -> tuple[int, int]:
+    """(``type_len``, ``time_delta``) of a record header word: the C bitfield ``u32
+    type_len:5, time_delta:27`` runs from the low bits on a little-endian kernel and from
+    the high bits on a big-endian one."""
+    if big_endian:
+        return (word >> 27) & 0x1F, word & ((1 << 27) - 1)
+    return word & 0x1F, word >> 5
+
+
+@njit(cache=True, nogil=True)
+def _walk(block, page_size, ts_off, ts_size, commit_off, commit_size, data_off, big_endian):
     npages = len(block) // page_size
-    page_starts = np.arange(npages, dtype=np.int64) * page_size
-    page_ts = _field(block, page_starts, hdr.timestamp_offset, hdr.timestamp_size, layout)
-    commit = _field(block, page_starts, hdr.commit_offset, hdr.commit_size, layout)
-    size = (commit & COMMIT_MASK).astype(np.int64)
-    bad = size > page_size - hdr.data_offset
-    size[bad] = 0
-    missing = (commit & MISSING_EVENTS) != 0
-    stored = missing & ((commit & MISSING_STORED) != 0)
-
-    # Every aligned word of the block, as if a record header started there.
-    nwords = len(block) // 4
-    words = block[: nwords * 4].view(layout.dtype(4)).astype(np.int64)
-    after = np.empty_like(words)  # the word after each (array[0] of a record)
-    after[:-1] = words[1:]
-    after[-1] = 0
-    type_len = layout.record_type_len(words)
-    delta = layout.record_time_delta(words)
-    rec_bytes = np.where(type_len == 0, 8 + ((after - 4 + 3) & ~3), 4 + 4 * type_len)
-    rec_bytes = np.where(type_len == RingBufferType.PADDING, 4 + after, rec_bytes)
-    rec_bytes = np.where(type_len >= RingBufferType.TIME_EXTEND, 8, rec_bytes)
-    pad_end = (type_len == RingBufferType.PADDING) & (delta == 0)
-
-    # next[i]: word index of the record after one starting at i; SINK past the page's data.
-    word_idx = np.arange(nwords, dtype=np.int64)
-    page_of = word_idx * 4 // page_size
-    data_end_word = (page_starts[page_of] + hdr.data_offset + size[page_of]) // 4
-    sink = nwords
-    nxt = word_idx + np.maximum(rec_bytes, 4) // 4
-    nxt = np.where((nxt >= data_end_word) | pad_end | (rec_bytes < 4), sink, nxt)
-    nxt = np.append(nxt, sink)
-
-    starts = (page_starts + hdr.data_offset) // 4
-    starts = starts[size > 0]
-    reach = np.zeros(nwords + 1, dtype=bool)
-    reach[starts] = True
-    jump = nxt
-    # After k rounds, reach holds the first 2^k records of every page's chain; a round that
-    # adds nothing means every chain is complete.
-    while True:
-        hits = jump[np.flatnonzero(reach)]
-        hits = hits[hits != sink]
-        if not (~reach[hits]).any():
-            break
-        reach[hits] = True
-        jump = jump[jump]
-    rec = np.flatnonzero(reach[:nwords])
-
-    tl = type_len[rec]
-    d = delta[rec].astype(np.uint64)
-    ext = after[rec].astype(np.uint64) << np.uint64(TS_SHIFT)
-    is_ext = tl == RingBufferType.TIME_EXTEND
-    is_abs = tl == RingBufferType.TIME_STAMP
-    d = np.where(is_ext | is_abs, d + ext, d)
-    rpage = rec * 4 // page_size
-    # Timestamps: page time plus a running sum of deltas, restarted by absolute stamps.
-    seg_start = np.ones(len(rec), dtype=bool)
-    seg_start[1:] = (rpage[1:] != rpage[:-1]) | is_abs[1:]
-    base = np.where(is_abs, d | (page_ts[rpage] & np.uint64(0xF8 << 56)), page_ts[rpage])
-    contrib = np.where(is_abs, np.uint64(0), d)
-    csum = np.cumsum(contrib, dtype=np.uint64)
-    seg_id = np.cumsum(seg_start) - 1
-    first = np.flatnonzero(seg_start)
-    before = csum[first] - contrib[first]
-    ts = base[first][seg_id] + (csum - before[seg_id])
-
-    is_data = tl <= RingBufferType.DATA_TYPE_LEN_MAX
-    hdr_bytes = np.where(tl == 0, 8, 4)
-    offset = rec * 4 + hdr_bytes
-    length = rec_bytes[rec] - hdr_bytes
-    # A record cut by the page's end (damaged page) is dropped with the rest of the page.
-    ok = is_data & (offset + length <= page_starts[rpage] + hdr.data_offset + size[rpage])
-    data_idx = np.flatnonzero(ok)
-
-    lost_page = np.flatnonzero(missing)
-    lost_count = np.full(len(lost_page), -1, dtype=np.int64)
-    st = stored[lost_page]
-    if st.any():
-        ls = hdr.commit_size
-        pos = page_starts[lost_page[st]] + hdr.data_offset + size[lost_page[st]]
-        fits = pos + ls <= page_starts[lost_page[st]] + page_size
-        vals = np.full(int(st.sum()), -1, dtype=np.int64)
-        if fits.any():
-            vals[fits] = _field(block, pos[fits], 0, ls, layout).astype(np.int64)
-        lost_count[st] = vals
-    data_pages = rpage[data_idx]
-    lost_before = np.searchsorted(data_pages, lost_page, side="left")
-    return PageRecords(
-        offset=offset[data_idx],
-        length=length[data_idx],
-        ts=ts[data_idx],
-        lost_page=lost_page,
-        lost_ts=page_ts[lost_page],
-        lost_count=lost_count,
-        lost_before=lost_before,
-        bad_pages=int(bad.sum()),
-    )
+    # a record is at least 4 bytes, and each page may add one lost-events row
+    cap = npages * ((page_size - data_off) // 4 + 1)
+    offset = np.empty(cap, dtype=np.int64)
+    length = np.empty(cap, dtype=np.int64)
+    stamp = np.empty(cap, dtype=np.uint64)
+    lost = np.empty(cap, dtype=np.int64)
+    n = 0
+    bad = 0
+    cut = 0
+    top_bits = np.uint64(0xF8) << np.uint64(56)
+    for p in range(npages):
+        base = p * page_size
+        now = read_word(block, base + ts_off, ts_size, big_endian)
+        commit = read_word(block, base + commit_off, commit_size, big_endian)
+        size = np.int64(commit & np.uint64(COMMIT_MASK))
+        if size > page_size - data_off:
+            bad += 1
+            continue
+        pos = base + data_off
+        end = pos + size
+        if commit & np.uint64(MISSING_EVENTS):
+            count = np.int64(-1)
+            if commit & np.uint64(MISSING_STORED) and end + commit_size <= base + page_size:
+                count = np.int64(read_word(block, end, commit_size, big_endian) & np.uint64((1 << 63) - 1))
+            offset[n] = pos
+            length[n] = -1
+            stamp[n] = now
+            lost[n] = count
+            n += 1
+        while pos + 4 <= end:
+            type_len, delta = _header(np.int64(read_word(block, pos, 4, big_endian)), big_endian)
+            if type_len == _PADDING and delta == 0:
+                break  # the rest of the page is unused
+            if type_len == 0 or type_len >= _PADDING:
+                if pos + 8 > end:
+                    cut += 1
+                    break
+                array0 = np.int64(read_word(block, pos + 4, 4, big_endian))
+            else:
+                array0 = 0
+            if type_len == _TIME_EXTEND:
+                now += np.uint64(delta) + (np.uint64(array0) << np.uint64(TS_SHIFT))
+                pos += 8
+                continue
+            if type_len == _TIME_STAMP:
+                now = (np.uint64(delta) + (np.uint64(array0) << np.uint64(TS_SHIFT))) | (now & top_bits)
+                pos += 8
+                continue
+            if type_len == _PADDING:  # a discarded event: array[0] is its length
+                nxt = pos + 4 + array0
+                if array0 < 4 or nxt > end:
+                    cut += 1
+                    break
+                now += np.uint64(delta)
+                pos = nxt
+                continue
+            now += np.uint64(delta)
+            if type_len == 0:  # array[0] holds the length, itself included
+                if array0 < 4:
+                    cut += 1
+                    break
+                data, dlen = pos + 8, (array0 - 4 + 3) & ~3
+            else:
+                data, dlen = pos + 4, 4 * type_len
+            if data + dlen > end:
+                cut += 1
+                break
+            offset[n] = data
+            length[n] = dlen
+            stamp[n] = now
+            lost[n] = -2
+            n += 1
+            pos = data + dlen
+    return offset[:n].copy(), length[:n].copy(), stamp[:n].copy(), lost[:n].copy(), bad, cut
