@@ -554,7 +554,7 @@ def test_arch_from_kallsyms_without_uname(corpus: Path) -> None:
 # Ring-buffer pages, property-based: any sequence of records the kernel could write
 # --------------------------------------------------------------------------------------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import assume, given, settings, strategies as st  # noqa: E402
 
 from tracekit.parsers.tracedat.layout import Layout  # noqa: E402
 from tracekit.parsers.tracedat.pages import parse_page_header, walk_pages  # noqa: E402
@@ -626,3 +626,57 @@ def test_page_walk_property(recs, big_endian: bool, long: int) -> None:
     d = got.data
     assert list(zip(got.offset[d].tolist(), got.length[d].tolist(), got.ts[d].tolist())) == want
     assert got.bad_pages == got.cut_pages == 0 and len(d) == len(got.lost)
+
+
+# --------------------------------------------------------------------------------------------
+# Fields printed by the print fmt's own conversions, as libtraceevent's print_field() does
+# --------------------------------------------------------------------------------------------
+
+from tracekit.parsers.tracedat.events import Conversion, EventFormat, Field, field_conversions  # noqa: E402
+
+
+def test_field_conversions_follow_the_print_fmt() -> None:
+    """kmalloc's print fmt (6.1): %pS of a cast call_site, %p of ptr, %zu, a __print_flags
+    expression (not a bare field: printed by type) and %d; mm_page_free's ``pfn=0x%lx``
+    prints its 0x before the value."""
+    kmalloc = EventFormat(1, "kmem", "kmalloc", fields=[
+        Field("call_site", "unsigned long", 8, 8, False), Field("ptr", "const void *", 16, 8, False),
+        Field("bytes_req", "size_t", 24, 8, False), Field("gfp_flags", "unsigned long", 40, 8, False),
+        Field("node", "int", 48, 4, True)],
+        print_fmt='"call_site=%pS ptr=%p bytes_req=%zu gfp_flags=%s node=%d", (void *)REC->call_site, '
+                  'REC->ptr, REC->bytes_req, (REC->gfp_flags) ? __print_flags(REC->gfp_flags, "|", '
+                  '{ 0x01, "A" }, { 0x02, "B" }) : "none", REC->node')
+    conv = field_conversions(kmalloc)
+    assert conv["call_site"].conv == "pS" and conv["ptr"].conv == "p"
+    assert conv["bytes_req"] == Conversion("u", 64) and conv["node"] == Conversion("d", 32)
+    assert "gfp_flags" not in conv
+    free = EventFormat(2, "kmem", "mm_page_free", fields=[
+        Field("pfn", "unsigned long", 8, 8, False), Field("order", "unsigned int", 16, 4, False)],
+        print_fmt='"page=%p pfn=0x%lx order=%d", pfn_to_page(REC->pfn), REC->pfn, REC->order')
+    conv = field_conversions(free)
+    assert conv["pfn"] == Conversion("x", 64, has_0x=True) and conv["order"] == Conversion("d", 32)
+
+
+@settings(max_examples=300, deadline=None)
+@given(v=st.integers(-(1 << 63), (1 << 63) - 1), conv=st.sampled_from("diuxXo"),
+       bits=st.sampled_from([8, 16, 32, 64]), flags=st.sets(st.sampled_from("-+ 0")),
+       width=st.integers(0, 24), prec=st.integers(-1, 22))
+def test_printf_conversions_as_c_prints_them(v, conv, bits, flags, width, prec) -> None:
+    """Integer conversions written by the compiled loop equal C's printf (Python's %
+    operator follows it for these) of the value cast to the length modifier's type."""
+    import numpy as np
+    from tracekit.parsers.tracedat.decode import _FLAG_BITS, _write_printf
+
+    mask = (1 << bits) - 1
+    x = v & mask
+    if conv in "di":
+        x = x - (1 << bits) if x >> (bits - 1) else x
+    elif "+" in flags or " " in flags:
+        flags = flags - {"+", " "}  # (C ignores them for unsigned conversions)
+    assume(not (x == 0 and prec == 0))  # (C prints no digit there, Python a 0)
+    py_flags = flags - {"0"} if prec >= 0 else flags  # (C ignores 0 with a precision)
+    spec = "%" + "".join(sorted(py_flags)) + (str(width) if width else "") + (f".{prec}" if prec >= 0 else "")
+    want = (spec + ("d" if conv == "i" else conv)) % x
+    out = np.zeros(128, np.uint8)
+    n = _write_printf(out, 0, np.int64(v), ord(conv), bits, sum(_FLAG_BITS[f] for f in flags), width, prec)
+    assert bytes(out[:n]).decode() == want

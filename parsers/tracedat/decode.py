@@ -24,27 +24,38 @@ import numpy as np
 from numba import njit
 
 from ..scan import read_word, reserve, write_bytes, write_hex, write_int, write_uint
-from .events import SYMBOL_FIELDS, EventFormat, Field
+from .events import Conversion, EventFormat, Field, field_conversions
 
 __all__ = ["Render", "Role", "RecordKind", "FieldTable", "Common", "Decoded", "decode", "type_ids"]
 
 
 class Render(IntEnum):
-    """How one field's value is printed (``trace-cmd report -R``)."""
+    """How one field's value is printed by ``trace-cmd report -R`` (libtraceevent's
+    ``print_field()``): by the print fmt's conversion when it passes the field as it is
+    (PRINTF), else by the field's type."""
 
-    UINT = 0  # decimal, unsigned
-    INT = 1  # decimal, signed (a C long prints signed too: TLB_FLUSH_ALL pages=-1)
-    HEX = 2  # a pointer: 0x%llx
-    SYMBOL = 3  # a code address: the function's name, else 0x%llx
-    STRING = 4  # char name[N]: the C string in the array
-    ARRAY = 5  # any other fixed array: ARRAY[xx, xx, ...]
-    LOC_STRING = 6  # __data_loc char[]: u32 slot, offset low 16 bits, length high 16
-    LOC_ARRAY = 7
-    REL_STRING = 8  # __rel_loc: the offset counts from the end of the slot
-    REL_ARRAY = 9
-    REST_STRING = 10  # char buf[] (or size 0): the rest of the record
-    REST_ARRAY = 11
-    ZERO = 12  # an integer of a size no C type has: printed as 0
+    UINT = 0  # %llu
+    INT = 1  # %lld of the value sign-extended from its size (a char prints %1d)
+    HEX = 2  # 0x%llx: a pointer, or an unsigned long
+    HEX32 = 3  # 0x%x: a signed 4-byte long
+    SHORT = 4  # %2d: a signed 2-byte field
+    PRINTF = 5  # the print fmt's own conversion (see Conversion)
+    STRING = 6  # char name[N]: the C string in the array, if printable
+    ARRAY = 7  # any other fixed array: ARRAY[xx, xx, ...]
+    LOC_STRING = 8  # __data_loc char[]: u32 slot, offset low 16 bits, length high 16
+    LOC_ARRAY = 9
+    REL_STRING = 10  # __rel_loc: the offset counts from the end of the slot
+    REL_ARRAY = 11
+    REST_STRING = 12  # char buf[] (or size 0): the rest of the record
+    REST_ARRAY = 13
+    ZERO = 14  # an integer of a size no C type has: printed as 0
+
+
+#: Conversion flags as bits of FieldTable.cv_flags.
+LEFT, PLUS, SPACE, ALT, ZEROPAD = 1, 2, 4, 8, 16
+_FLAG_BITS = {"-": LEFT, "+": PLUS, " ": SPACE, "#": ALT, "0": ZEROPAD}
+#: Conversion characters of FieldTable.cv_conv beside printf's own.
+SYMBOL_OFFSET, SYMBOL, POINTER = ord("S"), ord("s"), ord("p")
 
 
 class Role(IntEnum):
@@ -91,22 +102,28 @@ class Common:
                    *at("common_preempt_count"))
 
 
-def _render(f: Field) -> int:
-    if f.data_loc or f.rel_loc:
-        return (Render.LOC_STRING if f.data_loc else Render.REL_STRING) + (0 if f.is_string else 1)
-    if f.array_len is not None:
+def _render(f: Field, conv: Conversion | None) -> int:
+    """The render kind of a field (libtraceevent: ``print_field()``, ``print_field_raw()``)."""
+    if f.data_loc or f.rel_loc or f.array_len is not None:
+        # strings: arrays of char, u8 or s8 (printed as text when printable)
+        text = any(t in f.type for t in ("char", "u8", "s8"))
+        if f.data_loc or f.rel_loc:
+            return (Render.LOC_STRING if f.data_loc else Render.REL_STRING) + (0 if text else 1)
         if f.size == 0 or f.array_len == 0:
-            return Render.REST_STRING if f.is_string else Render.REST_ARRAY
-        return Render.STRING if f.is_string else Render.ARRAY
+            return Render.REST_STRING if text else Render.REST_ARRAY
+        return Render.STRING if text else Render.ARRAY
     if f.size not in (1, 2, 4, 8):
         return Render.ZERO
-    if f.name in SYMBOL_FIELDS and f.size >= 4 and not f.signed:
-        return Render.SYMBOL
+    if conv is not None:
+        return Render.PRINTF
+    is_long = "long" in f.type
     if f.is_pointer:
         return Render.HEX
-    if f.signed or (f.type in ("long", "unsigned long") and f.size in (4, 8)):
-        return Render.INT
-    return Render.UINT
+    if f.signed:
+        if f.size == 4:
+            return Render.HEX32 if is_long else Render.INT
+        return Render.SHORT if f.size == 2 else Render.INT
+    return Render.HEX if is_long else Render.UINT
 
 
 def _role(fmt: EventFormat) -> tuple[int, dict[str, str]]:
@@ -128,6 +145,7 @@ def _role(fmt: EventFormat) -> tuple[int, dict[str, str]]:
 _ARRAY = np.frombuffer(b"ARRAY[", dtype=np.uint8)
 _UNKNOWN = np.frombuffer(b"[UNKNOWN TYPE ", dtype=np.uint8)
 _CPU = np.frombuffer(b"CPU:", dtype=np.uint8)
+_NIL = np.frombuffer(b"(nil)", dtype=np.uint8)
 _DROPPED = np.frombuffer(b" EVENTS DROPPED]", dtype=np.uint8)
 
 #: the role fields, in the column order of FieldTable.role_fields
@@ -144,6 +162,7 @@ class FieldTable:
         max_id = max((f.id for f in formats), default=0)
         self.by_id = np.full(max_id + 1, -1, dtype=np.int32)
         kinds, offs, sizes, signed, name_at = [], [], [], [], []
+        cv = {k: [] for k in ("conv", "bits", "flags", "width", "prec", "has_0x")}
         names = bytearray()
         self.first = np.zeros(len(formats), dtype=np.int64)
         self.count = np.zeros(len(formats), dtype=np.int64)
@@ -160,13 +179,22 @@ class FieldTable:
             self.first[i], self.count[i] = len(kinds), len(fmt.fields)
             role, uses = _role(fmt)
             self.role[i] = role
+            convs = field_conversions(fmt)
             for f in fmt.fields:
                 for k, r in enumerate(ROLE_FIELDS):
                     if uses.get(r) == f.name and self.role_fields[i, k] < 0:
                         self.role_fields[i, k] = len(kinds)
-                kinds.append(_render(f))
-                self.bound[i] += len(f.name) + 2 + 24 + 8
-                self.symbols[i] += kinds[-1] == Render.SYMBOL
+                c = convs.get(f.name)
+                kinds.append(_render(f, c))
+                c = c if kinds[-1] == Render.PRINTF else None
+                cv["conv"].append(ord(c.conv[-1]) if c else 0)
+                cv["bits"].append(c.bits if c else 64)
+                cv["flags"].append(sum(_FLAG_BITS[x] for x in set(c.flags)) if c else 0)
+                cv["width"].append(c.width if c else 0)
+                cv["prec"].append(c.precision if c else -1)
+                cv["has_0x"].append(bool(c and c.has_0x))
+                self.bound[i] += len(f.name) + 2 + 48 + (max(c.width, c.precision) if c else 0)
+                self.symbols[i] += bool(c) and c.conv in ("pS", "ps")
                 self.variable[i] += Render.STRING <= kinds[-1] <= Render.REST_ARRAY
                 offs.append(f.offset)
                 sizes.append(f.size)
@@ -180,11 +208,18 @@ class FieldTable:
         self.signed = np.array(signed, dtype=np.bool_)
         self.name_at = np.array(name_at, dtype=np.int64)
         self.names = np.frombuffer(bytes(names) or b"\0", dtype=np.uint8)
+        self.cv_conv = np.array(cv["conv"], dtype=np.int64)
+        self.cv_bits = np.array(cv["bits"], dtype=np.int64)
+        self.cv_flags = np.array(cv["flags"], dtype=np.int64)
+        self.cv_width = np.array(cv["width"], dtype=np.int64)
+        self.cv_prec = np.array(cv["prec"], dtype=np.int64)
+        self.cv_0x = np.array(cv["has_0x"], dtype=np.bool_)
 
     def arrays(self) -> tuple:
         return (self.by_id, self.first, self.count, self.role, self.role_fields, self.kind,
                 self.offset, self.size, self.signed, self.name_at, self.names, self.bound,
-                self.symbols, self.variable)
+                self.symbols, self.variable, self.cv_conv, self.cv_bits, self.cv_flags,
+                self.cv_width, self.cv_prec, self.cv_0x)
 
 
 @dataclass
@@ -240,10 +275,113 @@ def _value(buf, rec, rlen, foff, fsize, signed, big_endian) -> np.int64:
 
 @njit(cache=True, nogil=True)
 def _symbol(sym_addr, v) -> int:
-    """Index of the symbol containing address ``v``, -1 for none."""
-    if v == 0 or len(sym_addr) == 0:
+    """Index of the function containing address ``v``, -1 for none: libtraceevent's
+    find_func(), which takes an address past the last symbol only when it is the symbol's
+    own."""
+    n = len(sym_addr)
+    if n == 0 or v < sym_addr[0]:
         return -1
-    return np.searchsorted(sym_addr, np.uint64(v), side="right") - 1
+    i = np.searchsorted(sym_addr, np.uint64(v), side="right") - 1
+    if i == n - 1 and v != sym_addr[i]:
+        return -1
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _digits(mag, base) -> int:
+    n = 1
+    while mag >= np.uint64(base):
+        mag = mag // np.uint64(base)
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _write_printf(out, at, v, conv, bits, flags, width, prec) -> int:
+    """An integer conversion as C's printf writes it (``%d %i %u %x %X %o %c`` with flags,
+    width and precision) of ``v`` cast to its length modifier's ``bits``."""
+    u = np.uint64(v)
+    if bits < 64:
+        u = u & ((np.uint64(1) << np.uint64(bits)) - np.uint64(1))
+    if conv == 99:  # 'c'
+        pad = max(width - 1, 0)
+        if not flags & LEFT:
+            for _ in range(pad):
+                out[at] = 32
+                at += 1
+        out[at] = np.uint8(u & np.uint64(0xFF))
+        at += 1
+        if flags & LEFT:
+            for _ in range(pad):
+                out[at] = 32
+                at += 1
+        return at
+    sign = 0
+    if conv == 100 or conv == 105:  # 'd', 'i': the value is signed
+        if bits < 64 and (u >> np.uint64(bits - 1)) & np.uint64(1):
+            u = u | ~((np.uint64(1) << np.uint64(bits)) - np.uint64(1))
+        if np.int64(u) < 0:
+            sign = 45
+            u = np.uint64(0) - u
+        elif flags & PLUS:
+            sign = 43
+        elif flags & SPACE:
+            sign = 32
+    base = 16 if conv == 120 or conv == 88 else 8 if conv == 111 else 10
+    ndig = 0 if (u == 0 and prec == 0) else _digits(u, base)
+    zeros = max(prec - ndig, 0)
+    prefix = 0
+    if flags & ALT and base == 16 and u != 0:
+        prefix = 2
+    elif flags & ALT and base == 8 and zeros == 0 and (ndig == 0 or u != 0):
+        zeros = 1
+    pad = max(width - (sign != 0) - prefix - zeros - ndig, 0)
+    if not flags & LEFT and not (flags & ZEROPAD and prec < 0):
+        for _ in range(pad):
+            out[at] = 32
+            at += 1
+        pad = 0
+    if sign:
+        out[at] = sign
+        at += 1
+    if prefix:
+        out[at] = 48
+        out[at + 1] = conv  # x or X
+        at += 2
+    if not flags & LEFT:
+        zeros += pad
+        pad = 0
+    for _ in range(zeros):
+        out[at] = 48
+        at += 1
+    for k in range(ndig - 1, -1, -1):
+        d = np.uint8(u % np.uint64(base))
+        out[at + k] = d + (48 if d < 10 else (55 if conv == 88 else 87))
+        u = u // np.uint64(base)
+    at += ndig
+    for _ in range(pad):
+        out[at] = 32
+        at += 1
+    return at
+
+
+@njit(cache=True, nogil=True)
+def _write_pointer(out, at, v, conv, sym_addr, sym_start, sym_end, sym_text) -> int:
+    """The kernel's ``%pS`` (function+0xoffset), ``%ps`` (function) and plain ``%p``
+    (glibc's: ``(nil)`` for zero), as libtraceevent prints them."""
+    u = np.uint64(v)
+    if conv == POINTER:
+        if u == 0:
+            return write_bytes(out, at, _NIL, 0, len(_NIL))
+        return write_hex(out, at, u)
+    s = _symbol(sym_addr, u)
+    if s < 0:
+        return write_hex(out, at, u)
+    at = write_bytes(out, at, sym_text, sym_start[s], sym_end[s])
+    if conv == SYMBOL_OFFSET:
+        out[at] = 43  # '+'
+        at = write_hex(out, at + 1, u - sym_addr[s])
+    return at
 
 
 @njit(cache=True, nogil=True)
@@ -266,23 +404,47 @@ def _span(buf, rec, rlen, kind, foff, fsize, big_endian) -> tuple[int, int]:
 
 
 @njit(cache=True, nogil=True)
-def _write_field(out, at, buf, rec, rlen, kind, foff, fsize, signed, big_endian,
-                 sym_addr, sym_start, sym_end, sym_text) -> int:
+def _printable(buf, a, b) -> bool:
+    """libtraceevent's is_printable_array(): every byte before the first NUL prints."""
+    for p in range(a, b):
+        c = buf[p]
+        if c == 0:
+            return True
+        if not (32 <= c <= 126 or 9 <= c <= 13):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _write_field(out, at, buf, rec, rlen, kind, foff, fsize, signed, big_endian, conv, bits,
+                 flags, width, prec, has_0x, sym_addr, sym_start, sym_end, sym_text) -> int:
     """Write one field's printed value at ``at`` (room reserved by the caller): the
     position after it."""
-    if kind <= Render.SYMBOL or kind == Render.ZERO:
+    if kind <= Render.PRINTF or kind == Render.ZERO:
         v = _value(buf, rec, rlen, foff, fsize, signed, big_endian) if kind != Render.ZERO else np.int64(0)
         if kind == Render.INT:
             return write_int(out, at, v)
         if kind == Render.UINT or kind == Render.ZERO:
             return write_uint(out, at, np.uint64(v))
-        if kind == Render.SYMBOL:
-            s = _symbol(sym_addr, np.uint64(v))
-            if s >= 0:
-                return write_bytes(out, at, sym_text, sym_start[s], sym_end[s])
-        return write_hex(out, at, np.uint64(v))
+        if kind == Render.HEX:
+            return write_hex(out, at, np.uint64(v))
+        if kind == Render.HEX32:
+            return write_hex(out, at, np.uint64(v) & np.uint64(0xFFFFFFFF))
+        if kind == Render.SHORT:
+            if -10 < v < 10 and v >= 0:
+                out[at] = 32
+                at += 1
+            return write_int(out, at, v)
+        if has_0x:
+            out[at] = 48
+            out[at + 1] = 120
+            at += 2
+        if conv == SYMBOL_OFFSET or conv == SYMBOL or conv == POINTER:
+            return _write_pointer(out, at, v, conv, sym_addr, sym_start, sym_end, sym_text)
+        return _write_printf(out, at, v, conv, bits, flags, width, prec)
     a, b = _span(buf, rec, rlen, kind, foff, fsize, big_endian)
-    if kind == Render.STRING or kind == Render.LOC_STRING or kind == Render.REL_STRING or kind == Render.REST_STRING:
+    text = kind == Render.STRING or kind == Render.LOC_STRING or kind == Render.REL_STRING or kind == Render.REST_STRING
+    if text and _printable(buf, a, b):
         e = a
         while e < b and buf[e] != 0:  # a C string ends at its first NUL
             e += 1
@@ -330,7 +492,8 @@ def _write_lost(out, at, cpu, count):
 @njit(cache=True, nogil=True)
 def _decode(buf, off, length, lost, ts, cpu, ids, pid_off, pid_size, fl_off, fl_size, pc_off, pc_size,
             big_endian, table, sym_addr, sym_start, sym_end, sym_text):
-    by_id, first, count, role, role_fields, fkind, foff, fsize, fsigned, name_at, names, bound, nsym, nvar = table
+    (by_id, first, count, role, role_fields, fkind, foff, fsize, fsigned, name_at, names, bound, nsym,
+     nvar, cv_conv, cv_bits, cv_flags, cv_width, cv_prec, cv_0x) = table
     sym_max = 0
     for k in range(len(sym_start)):
         sym_max = max(sym_max, sym_end[k] - sym_start[k])
@@ -395,7 +558,8 @@ def _decode(buf, off, length, lost, ts, cpu, ids, pid_off, pid_size, fl_off, fl_
             j = rf[5]
             start = at
             at = _write_field(out, at, buf, rec, rlen, fkind[j], foff[j], fsize[j], fsigned[j],
-                              big_endian, sym_addr, sym_start, sym_end, sym_text)
+                              big_endian, cv_conv[j], cv_bits[j], cv_flags[j], cv_width[j], cv_prec[j],
+                              cv_0x[j], sym_addr, sym_start, sym_end, sym_text)
             if at > start and out[at - 1] == 10:
                 at -= 1
             continue
@@ -405,6 +569,7 @@ def _decode(buf, off, length, lost, ts, cpu, ids, pid_off, pid_size, fl_off, fl_
                 at += 1
             at = write_bytes(out, at, names, name_at[j], name_at[j + 1])
             at = _write_field(out, at, buf, rec, rlen, fkind[j], foff[j], fsize[j], fsigned[j],
-                              big_endian, sym_addr, sym_start, sym_end, sym_text)
+                              big_endian, cv_conv[j], cv_bits[j], cv_flags[j], cv_width[j], cv_prec[j],
+                              cv_0x[j], sym_addr, sym_start, sym_end, sym_text)
     body_at[n] = at
     return kind, fmt, ids, pid, flags, when, func, parent, depth, dur, out[:at], body_at

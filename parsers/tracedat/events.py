@@ -23,6 +23,8 @@ from .layout import Layout
 __all__ = [
     "Field",
     "EventFormat",
+    "Conversion",
+    "field_conversions",
     "parse_format",
     "Symbols",
     "parse_kallsyms",
@@ -78,9 +80,6 @@ class EventFormat:
     def fixed_size(self) -> int:
         return max((f.offset + f.size for f in self.common + self.fields), default=0)
 
-
-#: Fields that hold a kernel text address, shown as the function's name.
-SYMBOL_FIELDS = frozenset({"ip", "parent_ip", "func", "call_site", "caller", "function"})
 
 _FIELD_RE = re.compile(
     r"field:(?P<decl>[^;]*);\s*offset:(?P<off>\d+);\s*size:(?P<size>\d+);(?:\s*signed:(?P<sig>-?\d+);)?"
@@ -336,3 +335,194 @@ def vbin_printf_columns(fmt: str, mat: np.ndarray, size: np.ndarray, layout: Lay
     for piece in pieces[1:]:
         out = out + piece
     return list(out)
+
+
+# --------------------------------------------------------------------------------------------
+# how trace-cmd report -R prints a field: by the print fmt's conversion when the print fmt
+# passes the field as it is, else by the field's type
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Conversion:
+    """A printf conversion of the print fmt applied to one field (``%lx``, ``%pS``...):
+    ``conv`` is its conversion character, or ``pS``, ``ps`` and ``p`` for the kernel's
+    ``%pS`` (symbol+offset), ``%ps`` (symbol) and plain ``%p``; ``bits`` the C type the value is cast to by its length
+    modifier, ``flags``/``width``/``precision`` as printf reads them, and ``has_0x`` when
+    the literal text before it ends in ``0x`` (printed before the value)."""
+
+    conv: str
+    bits: int
+    flags: str = ""
+    width: int = 0
+    precision: int = -1
+    has_0x: bool = False
+
+
+_ARG_CAST_RE = re.compile(r"^\(\s*(?:const\s+|unsigned\s+|signed\s+|struct\s+)*[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*[\s\*]*\)\s*")
+_SPEC_RE = re.compile(r"%(?P<flags>[-+ #0]*)(?P<width>\d*)(?:\.(?P<prec>\d*))?")
+
+
+def _print_fmt_parts(print_fmt: str) -> tuple[str, list[str]] | None:
+    """The format string (escapes kept) and the argument texts of a ``print fmt:`` line."""
+    text = print_fmt.strip()
+    if not text.startswith('"'):
+        return None
+    i = 1
+    while i < len(text) and text[i] != '"':
+        i += 2 if text[i] == "\\" else 1
+    fmt, rest = text[1:i], text[i + 1:].strip()
+    args: list[str] = []
+    depth, start, quote = 0, 0, ""
+    rest = rest[1:] if rest.startswith(",") else ""
+    for j, c in enumerate(rest):
+        if quote:
+            quote = "" if c == quote and rest[j - 1] != "\\" else quote
+        elif c in "\"'":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append(rest[start:j].strip())
+            start = j + 1
+    if rest.strip():
+        args.append(rest[start:].strip())
+    return fmt, args
+
+
+def _pointer_extension(rest: str) -> int:
+    """How many characters after ``%p`` belong to it (``S``, ``ps``, ``pM`` ... ``pI4``),
+    as libtraceevent reads kernel pointer extensions."""
+    if not rest:
+        return 0
+    c = rest[0]
+    if c in "FSfs":
+        return 1
+    if c in "Mm":
+        return 2 if rest[1:2] in ("R", "F") else 1
+    if c in "Uh":
+        return 2 if rest[1:2] and rest[1] in ("LlBb" if c == "U" else "CDN") else 1
+    if c in "Ii":
+        n = 1
+        if rest[1:2] == "S":
+            n += 1
+            while rest[n:n + 1] in ("p", "f", "s") and rest[n:n + 1]:
+                n += 1
+        if rest[1:2] in ("S", "4"):
+            if rest[n:n + 1] in ("h", "n", "l", "b") and rest[n:n + 1]:
+                n += 1
+            if rest[1:2] == "4":
+                return n + 1
+        if rest[n:n + 1] == "c":
+            n += 1
+        return n + 1
+    return 0
+
+
+def _format_entries(fmt: str, nargs: int) -> list[tuple]:
+    """The print fmt as libtraceevent's parse list: ("text", literal) and ("conv", spec,
+    conversion, length bits, argument index) entries, in order."""
+    out: list[tuple] = []
+    pos, arg = 0, 0
+    while pos < len(fmt):
+        if fmt[pos] == "%" and fmt[pos + 1:pos + 2] != "%":
+            j, ls = pos + 1, 0
+            while j < len(fmt):
+                c = fmt[j]
+                if c in "#.0123456789-+":
+                    pass
+                elif c in "hlLzZ":
+                    ls = ls - 1 if c == "h" else 2 if c == "L" else 1 if c in "zZ" else ls + 1
+                elif c == "*":
+                    arg += 1
+                elif c == "p":
+                    ext = _pointer_extension(fmt[j + 1:])
+                    kind = fmt[j + 1] if ext == 1 and fmt[j + 1] in "FSfs" else ("" if ext == 0 else "?")
+                    out.append(("conv", fmt[pos:j + 1 + ext], "p" + {"F": "S", "f": "s"}.get(kind, kind), 64, arg))
+                    arg, j = arg + 1, j + ext
+                    break
+                elif c in "cduixXos":
+                    bits = {-2: 8, -1: 16, 0: 32}.get(ls, 64) if c != "s" else 0
+                    out.append(("conv", fmt[pos:j + 1], c, bits, arg))
+                    arg += 1
+                    break
+                else:
+                    out.append(("text", f">{c}<"))
+                    break
+                j += 1
+            pos = j + 1
+            continue
+        text = []
+        while pos < len(fmt):
+            c = fmt[pos]
+            if c == "\\" and pos + 1 < len(fmt):
+                pos += 1
+                text.append({"n": "\n", "t": "\t", "r": "\r"}.get(fmt[pos], fmt[pos]))
+            elif c == "%":
+                if fmt[pos + 1:pos + 2] != "%":
+                    break
+                text.append("%")
+                pos += 1
+            else:
+                text.append(c)
+            pos += 1
+        out.append(("text", "".join(text)))
+    return [e for e in out if e[0] == "text" or e[4] < nargs]
+
+
+def _bare_field(arg: str) -> str | None:
+    """The field an argument passes as it is (``REC->x``, through casts and parentheses)."""
+    arg = arg.strip()
+    while True:
+        m = _ARG_CAST_RE.match(arg)
+        if m and "REC" not in m.group(0):
+            arg = arg[m.end():].strip()
+        elif arg.startswith("(") and arg.endswith(")") and arg.count("(") == 1:
+            arg = arg[1:-1].strip()
+        else:
+            break
+    m = re.fullmatch(r"REC->(\w+)", arg)
+    return m.group(1) if m else None
+
+
+def field_conversions(fmt: EventFormat) -> dict[str, Conversion]:
+    """The conversion libtraceevent's ``print_field()`` uses for each field trace-cmd prints
+    with ``-R``: walking the print fmt's parse list from where the previous field's match
+    left it (wrapping round), the first conversion whose argument is the bare field.  Array
+    and string fields, bprint records and fields met after the list is used up are printed
+    by their type instead (absent here)."""
+    if fmt.system == "ftrace" and fmt.name == "bprint":
+        return {}
+    parts = _print_fmt_parts(fmt.print_fmt)
+    if parts is None:
+        return {}
+    text, args = parts
+    if not args and fmt.system == "ftrace":
+        args = [f"REC->{f.name}" for f in fmt.fields]
+    entries = _format_entries(text, len(args))
+    if not entries:
+        return {}
+    out: dict[str, Conversion] = {}
+    at: int | None = 0
+    for f in fmt.fields:
+        if at is None:
+            break
+        if f.array_len is not None or f.data_loc or f.rel_loc:
+            continue
+        i, has_0x = at, False
+        for _ in range(len(entries)):
+            e = entries[i]
+            if e[0] == "text":
+                has_0x = e[1].endswith("0x")
+            elif _bare_field(args[e[4]]) == f.name and e[2] not in ("s", "p?"):
+                m = _SPEC_RE.match(e[1])
+                prec = m.group("prec")
+                out[f.name] = Conversion(e[2], e[3], m.group("flags"), int(m.group("width") or 0),
+                                         int(prec) if prec else (-1 if prec is None else 0), has_0x)
+                at = i + 1 if i + 1 < len(entries) else None
+                break
+            else:
+                has_0x = False
+            i = (i + 1) % len(entries)
+    return out
