@@ -8,7 +8,11 @@ Usage: python benchmarks/bench_formats.py [--mib 100] [--repeat 3] [--tracedat F
 Text inputs are generated (benchmarks/gen_fgraph.py, benchmarks/gen_text.py: the printf
 formats of the kernel, trace-cmd and perf) and cached in the work directory
 (``$TRACEKIT_BENCH_DIR``, default a directory under /tmp), outside the repository.  A
-trace.dat cannot be generated faithfully: give real recordings with ``--tracedat``.
+trace.dat cannot be generated faithfully: give real recordings with ``--tracedat``.  The
+corpus ones are small (the largest about 4 MB); ``benchmarks/record_tracedat.py`` records a
+large one under QEMU (function_graph below exit_mmap with the sched, kmem, tlb and irq
+events: about 1.2 million records, 6.8 MB with zstd) into
+/tmp/tracekit-bench/capture/bench-tracedat/trace.dat.
 
 Each ingest runs in a fresh child process, into a fresh store, with the library imported
 and its compiled loops loaded (by ingesting the file's first lines) before its clock

@@ -287,12 +287,20 @@ def _symbol(sym_addr, v) -> int:
     return i
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _digits(mag, base) -> int:
+    """Digits of ``mag`` in base 8, 10 or 16 (each a constant divisor: no division
+    instruction)."""
     n = 1
-    while mag >= np.uint64(base):
-        mag = mag // np.uint64(base)
-        n += 1
+    if base == 10:
+        while mag >= np.uint64(10):
+            mag = mag // np.uint64(10)
+            n += 1
+    else:
+        shift = np.uint64(4 if base == 16 else 3)
+        while mag >> shift:
+            mag = mag >> shift
+            n += 1
     return n
 
 
@@ -354,10 +362,17 @@ def _write_printf(out, at, v, conv, bits, flags, width, prec) -> int:
     for _ in range(zeros):
         out[at] = 48
         at += 1
-    for k in range(ndig - 1, -1, -1):
-        d = np.uint8(u % np.uint64(base))
-        out[at + k] = d + (48 if d < 10 else (55 if conv == 88 else 87))
-        u = u // np.uint64(base)
+    if base == 10:
+        for k in range(ndig - 1, -1, -1):
+            out[at + k] = 48 + np.uint8(u % np.uint64(10))
+            u = u // np.uint64(10)
+    else:
+        shift = np.uint64(4 if base == 16 else 3)
+        low = np.uint64(base - 1)
+        for k in range(ndig - 1, -1, -1):
+            d = np.uint8(u & low)
+            out[at + k] = d + (48 if d < 10 else (55 if conv == 88 else 87))
+            u = u >> shift
     at += ndig
     for _ in range(pad):
         out[at] = 32
