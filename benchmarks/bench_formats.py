@@ -128,13 +128,15 @@ def _line_loop(path: Path) -> float:
     return time.perf_counter() - t0
 
 
-def _trace_cmd_report(path: Path) -> float | None:
+def _trace_cmd_report(path: Path) -> tuple[float, float] | None:
+    """Wall and CPU seconds of ``trace-cmd report`` writing the text of ``path``."""
     if not shutil.which("trace-cmd"):
         return None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(os.devnull, "wb") as null:
         subprocess.run(["trace-cmd", "report", "-i", str(path)], stdout=null, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
 
 
 #: formats whose tiny input ``--startup`` ingests (one compiled reader each)
@@ -276,10 +278,11 @@ def main() -> None:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     inputs = [(name, _generate(name, work, a.mib)) for name in a.formats.split(",") if name]
-    inputs += [("trace.dat", Path(p)) for p in a.tracedat]
+    inputs += [("trace.dat " + "/".join(Path(p).parts[-3:-1])[-12:], Path(p)) for p in a.tracedat]
     print(f"{a.repeat} runs each, medians; load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     head = (f"{'format':22s} {'MiB':>7s} {'lines':>10s} {'ingest s':>9s} {'MB/s':>7s} {'lines/s':>11s} "
             f"{'peak RSS':>9s} {'loop s':>7s} {'x loop':>7s} {'trace-cmd s':>11s} {'CPU s':>6s}")
+    # (trace-cmd s: the wall time of trace-cmd report over the same trace.dat, its CPU time in brackets)
     print(head)
     print("-" * len(head))
     for name, path in inputs:
@@ -287,7 +290,7 @@ def main() -> None:
         for _ in range(max(a.repeat, 1)):
             runs.append(_ingest(path, work))
             loops.append(_line_loop(path))
-            if name == "trace.dat":
+            if name.startswith("trace.dat"):
                 reports.append(_trace_cmd_report(path))
         if any(r["status"] != "ingested" for r in runs):
             print(f"{name:22s} failed: {runs[0]['error']}")
@@ -298,7 +301,10 @@ def main() -> None:
         lines = runs[0]["lines"]
         rss = max(r["peak_rss_mib"] for r in runs)
         cpu = statistics.median(r["cpu_seconds"] for r in runs)
-        tc = f"{statistics.median(reports):11.2f}" if reports and None not in reports else f"{'':>11s}"
+        tc = f"{'':>11s}"
+        if reports and None not in reports:  # wall, and CPU in brackets
+            tc = f"{statistics.median(w for w, _ in reports):5.2f} ({statistics.median(c for _, c in reports):.2f})"
+            tc = f"{tc:>11s}"
         print(f"{name:22s} {size / (1 << 20):7.1f} {lines:10d} {sec:9.2f} {size / 1e6 / sec:7.1f} {lines / sec:11,.0f} "
               f"{rss:6.0f} MiB {loop:7.2f} {sec / loop:7.1f} {tc} {cpu:6.2f}")
     if a.startup:
