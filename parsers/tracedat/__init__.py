@@ -326,12 +326,11 @@ class _Decoder:
         order = np.argsort(key, kind="stable")
         off = np.concatenate([seg.recs.offset[a:b] + base[id(seg.block)] for seg, a, b in parts])[order]
         cpu = np.concatenate([np.full(b - a, seg.cpu, np.int64) for seg, a, b in parts])[order]
-        w = _Window(buf, off, cat(lambda s: s.recs.length)[order], cat(lambda s: s.recs.lost)[order],
-                    cat(lambda s: s.ts)[order], cpu, None, None)
-        w.ids = type_ids(w.buf, w.off, w.length, w.lost, self.common.type_off, self.common.type_size,
-                         self.layout.big_endian)
-        w.table = self.formats.table_for(w.ids)
-        return w
+        length, lost = cat(lambda s: s.recs.length)[order], cat(lambda s: s.recs.lost)[order]
+        ids = type_ids(buf, off, length, lost, self.common.type_off, self.common.type_size,
+                       self.layout.big_endian)
+        return _Window(buf, off, length, lost, cat(lambda s: s.ts)[order], cpu, ids,
+                       self.formats.table_for(ids))
 
     def frame(self, w: _Window, ctx: ParseContext) -> pl.DataFrame:
         """The event-schema columns of a window's records (``seq`` aside)."""
