@@ -151,33 +151,61 @@ def _parse_fast(chunk: LineChunk, lay: Layout) -> tuple[pl.DataFrame, pl.DataFra
         starts, ends = chunk.bounds()
     kind, ts, cpu, pid, dur, depth, offs = _scan_lines(
         buffer(raw), starts, ends, int(lay.abstime), int(lay.reltime), int(lay.cpu), int(lay.proc), int(lay.lat))
-    rows = np.flatnonzero(kind)
-    o = offs[:, rows]
+    left = np.flatnonzero(kind == 0)
+    rows, code, ts, cpu, pid, dur, depth, o = _taken(kind, ts, cpu, pid, dur, depth, offs)
     names, values = scan_dictionary(raw, o[4], o[5], "raw_func")
     canon = canonicalize(values.to_frame())
     line = pl.Series("line", rows + chunk.first_line, dtype=pl.Int64)
     good = pl.DataFrame({
         "seq": line.alias("seq"),
         "line": line,
-        "cpu": ints("cpu", cpu[rows], pl.Int32),
-        "pid": ints("pid", pid[rows], pl.Int32),
+        "cpu": ints("cpu", cpu, pl.Int32),
+        "pid": ints("pid", pid, pl.Int32),
         "comm": strings(raw, o[0], o[1], "comm"),  # (funcgraph-proc, and the task-switch lines)
-        "ts_ns": ints("ts_ns", ts[rows], pl.Int64),
-        "kind": pl.Series("kind", _SCAN_KINDS[1:], dtype=pl.String).gather(pl.Series(kind[rows] - 1, dtype=pl.UInt32)),
+        "ts_ns": ints("ts_ns", ts, pl.Int64),
+        "kind": _KIND_NAMES.gather(pl.Series(code, dtype=pl.UInt32)),
         "func": canon.get_column("func").gather(names),
         "raw_func": canon.get_column("raw_func").gather(names),
-        "depth": ints("depth", depth[rows], pl.Int32),
-        "dur_ns": ints("dur_ns", dur[rows], pl.Int64),
+        "depth": ints("depth", depth, pl.Int32),
+        "dur_ns": ints("dur_ns", dur, pl.Int64),
         "flags": strings(raw, o[2], o[3], "flags") if lay.lat else nulls("flags", len(rows), pl.String),
         "body": texts(raw, o[6], o[7], "body"),
         "lost": nulls("lost", len(rows), pl.Int64),
     })
-    rest = _Lines(chunk).rows(np.flatnonzero(kind == 0))
+    rest = _Lines(chunk).rows(left)
     # Of the rest, the header, blank lines and the rules around task switches say nothing;
     # anything else takes the general path.
     stripped = pl.col("text").str.strip_chars()
     quiet = pl.col("text").str.starts_with("#") | (stripped == "") | stripped.str.contains(r"^-{10,}$")
     return good, rest.filter(~quiet)
+
+
+@njit(cache=True, nogil=True)
+def _taken(kind, ts, cpu, pid, dur, depth, offs):
+    """The scanner's results for the lines it took (kind not 0), in one pass: (their rows
+    in the chunk, kind code less one, time, CPU, pid, duration, depth, name offsets)."""
+    n = 0
+    for i in range(len(kind)):
+        if kind[i]:
+            n += 1
+    rows = np.empty(n, dtype=np.int64)
+    k = np.empty(n, dtype=np.int64)
+    out = np.empty((5, n), dtype=np.int64)
+    o = np.empty((offs.shape[0], n), dtype=np.int64)
+    j = 0
+    for i in range(len(kind)):
+        if kind[i]:
+            rows[j] = i
+            k[j] = kind[i] - 1
+            out[0, j] = ts[i]
+            out[1, j] = cpu[i]
+            out[2, j] = pid[i]
+            out[3, j] = dur[i]
+            out[4, j] = depth[i]
+            for f in range(offs.shape[0]):
+                o[f, j] = offs[f, i]
+            j += 1
+    return rows, k, out[0], out[1], out[2], out[3], out[4], o
 
 
 def _merge(rows: pl.DataFrame, more: pl.DataFrame) -> pl.DataFrame:
@@ -381,6 +409,8 @@ def _parse_general(df: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
 #: kind codes of :func:`_scan_lines` (0: a line it does not take): the call tree's, then
 #: the task switch
 _SCAN_KINDS = callgraph.KINDS + (Kind.SWITCH,)
+#: the kind of each code less one (the kinds of the lines taken)
+_KIND_NAMES = pl.Series("kind", _SCAN_KINDS[1:], dtype=pl.String)
 _K_SWITCH = len(callgraph.KINDS)
 _BAR, _PAREN_CLOSE, _DASH = 124, 41, 45
 _INT32_MAX = 2**31 - 1

@@ -932,29 +932,32 @@ def _is(codes: np.ndarray, kinds) -> np.ndarray:
 
 def _irq_within(cpu: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
     """Per row, the sum of its CPU's IRQ markers (``step``: +1 ``==========>``, -1
-    ``<==========``) up to and including the row, within this chunk; and per CPU, the
-    chunk's total."""
-    n = len(cpu)
-    marks = np.flatnonzero(step)
-    if len(marks) == 0:
-        return np.zeros(n, dtype=np.int64), {}
-    # markers grouped by CPU (in source order within), cumulated per CPU
-    # (distinct keys: sorting the values is the stable order, without an argsort)
-    km = np.sort(cpu[marks] * n + marks)
-    mc, at = np.divmod(km, n)
-    sm = step[at]
-    cs = np.cumsum(sm)
-    first = np.ones(len(km), dtype=bool)
-    first[1:] = mc[1:] != mc[:-1]
-    starts = np.flatnonzero(first)
-    seg = np.cumsum(first) - 1
-    within = cs - (cs[starts] - sm[starts])[seg]
-    # each row: the last marker of its CPU at or before it
-    j = np.searchsorted(km, cpu * n + np.arange(n), side="right") - 1
-    hit = (j >= 0) & (mc[np.maximum(j, 0)] == cpu)
-    local = np.where(hit, within[np.maximum(j, 0)], 0)
-    ends = np.append(starts[1:], len(km)) - 1
-    return local, dict(zip(mc[starts].tolist(), within[ends].tolist()))
+    ``<==========``) up to and including the row, within this chunk; and per CPU with a
+    marker, the chunk's total."""
+    if not step.any():
+        return np.zeros(len(cpu), dtype=np.int64), {}
+    slot, nslots = _key_codes(cpu, np.zeros(len(cpu), dtype=np.int64), np.zeros(len(cpu), dtype=np.int64))
+    local, total, marked, first = _irq_rows(slot, nslots, step)
+    return local, {int(cpu[first[c]]): int(total[c]) for c in np.flatnonzero(marked).tolist()}
+
+
+@njit(cache=True, nogil=True)
+def _irq_rows(slot, nslots, step):
+    """The running sum of ``step`` per CPU slot, row by row: (per row, its slot's sum so far;
+    per slot, the total, whether it has a marker, and its first row)."""
+    level = np.zeros(nslots, dtype=np.int64)
+    marked = np.zeros(nslots, dtype=np.bool_)
+    first = np.full(nslots, -1, dtype=np.int64)
+    local = np.empty(len(slot), dtype=np.int64)
+    for i in range(len(slot)):
+        c = slot[i]
+        if first[c] < 0:
+            first[c] = i
+        if step[i]:
+            level[c] += step[i]
+            marked[c] = True
+        local[i] = level[c]
+    return local, level, marked, first
 
 
 def _one_of(col: pl.Expr | pl.Series, kinds) -> pl.Expr | pl.Series:
@@ -968,64 +971,48 @@ def _one_of(col: pl.Expr | pl.Series, kinds) -> pl.Expr | pl.Series:
 
 
 def _codes(s: pl.Series) -> np.ndarray:
-    """Dense integer codes of the values of ``s`` (equal values, equal codes); -1 for null."""
-    return dictionary(s)[0].cast(pl.Int64).fill_null(-1).to_numpy()
-
-
-def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows sorted by ``keys``: the segment number of each row (runs of equal keys) and
-    the position of each segment's first row."""
-    m = len(keys[0])
-    start = np.zeros(m, dtype=bool)
-    if m:
-        start[0] = True
-        for k in keys:
-            start[1:] |= k[1:] != k[:-1]
-    first = np.flatnonzero(start)
-    return np.cumsum(start) - 1, first
-
-
-def _argsort(*keys: np.ndarray) -> np.ndarray:
-    """The stable order of rows sorted by ``keys`` (the first is the primary key).
-
-    Integer keys of small ranges are folded into one int64 with the row number in its low
-    bits: the keys are then distinct, so sorting the values themselves (numpy's SIMD sort,
-    several times faster than an argsort or a lexsort) gives the stable order, read back
-    from the low bits.  Keys of wide ranges (pids up to pid_max, seq numbers deep into a
-    file) are first replaced by their ranks among the values present; keys that still do
-    not fit fall back to ``np.lexsort``."""
-    m = len(keys[0])
-    if m == 0:
-        return np.zeros(0, dtype=np.int64)
-    bits = max(int(m - 1).bit_length(), 1)
-    ranges = [(int(k.min()), int(k.max())) for k in keys]
-    if _span(ranges) << bits >= 1 << 62:
-        keys = tuple(_dense(k, lo, hi) for k, (lo, hi) in zip(keys, ranges))
-        ranges = [(0, int(k.max())) for k in keys]
-        if _span(ranges) << bits >= 1 << 62:
-            return np.lexsort(tuple(reversed(keys)))
-    comp = np.zeros(m, dtype=np.int64)
-    for k, (lo, hi) in zip(keys, ranges):
-        comp = comp * (hi - lo + 1) + (k - lo)
-    comp = (comp << bits) | np.arange(m, dtype=np.int64)
-    return np.sort(comp) & ((1 << bits) - 1)
-
-
-def _span(ranges: list[tuple[int, int]]) -> int:
-    out = 1
-    for lo, hi in ranges:
-        out *= hi - lo + 1
+    """Integer codes of the values of ``s`` (equal values, equal codes); -1 for null."""
+    if not s.dtype.is_integer():
+        return codes(s)
+    v = s.cast(pl.Int64)
+    zero = np.zeros(len(v), dtype=np.int64)
+    out, _ = _key_codes(v.fill_null(0).to_numpy(), zero, zero)
+    if v.null_count():
+        out[v.is_null().to_numpy()] = -1
     return out
 
 
-def _dense(k: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """The rank of each value of ``k`` among its distinct values (same order, no gaps)."""
-    width = hi - lo + 1
-    if width <= max(8 * len(k), 1 << 16):
-        present = np.zeros(width, dtype=bool)
-        present[k - lo] = True
-        return (np.cumsum(present) - 1)[k - lo]
-    return np.unique(k, return_inverse=True)[1].reshape(-1)
+@njit(cache=True, nogil=True)
+def _key_codes(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, int]:
+    """A dense code (0, 1, ...) for each distinct (a, b, c) of the rows, in order of first
+    appearance, and how many there are: an open-addressing table."""
+    n = len(a)
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    table = np.full(size, -1, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    ncodes = 0
+    for i in range(n):
+        h = (np.uint64(a[i]) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(b[i]) * np.uint64(0xC2B2AE3D27D4EB4F))
+        h ^= np.uint64(c[i]) * np.uint64(0x165667B19E3779F9)
+        slot = np.int64((h ^ (h >> np.uint64(31))) & np.uint64(mask))
+        while True:
+            k = table[slot]
+            if k < 0:
+                table[slot] = ncodes
+                first[ncodes] = i
+                out[i] = ncodes
+                ncodes += 1
+                break
+            r = first[k]
+            if a[r] == a[i] and b[r] == b[i] and c[r] == c[i]:
+                out[i] = k
+                break
+            slot = (slot + 1) & mask
+    return out, ncodes
 
 
 def _match(calls: pl.DataFrame, opening: np.ndarray, closing: np.ndarray, last: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -1034,61 +1021,65 @@ def _match(calls: pl.DataFrame, opening: np.ndarray, closing: np.ndarray, last: 
     after them in their nesting slot: their return may be in the next chunk; none when
     ``last``).
 
-    Within one (task, depth, key), returns close entries last-in first-out: the kernel
-    records an interrupt's handlers at the depth of the call it interrupted, so a call's
-    return may follow other whole calls at its own depth.  The nesting level (entries minus
-    returns so far) makes each entry and its return neighbours once rows are sorted by
-    (task, depth, key, level) with source order kept within.  The key is the function when
-    every return names it (trace.dat and raw funcgraph records, kprobes, tracing_thresh
-    traces): an interrupt recorded at the depth of the call it interrupted then cannot
-    steal that call's return.  Plain ``}`` returns are matched by position alone, and a
-    return that names a different function than the entry before it closes nothing."""
+    Within one (task, depth, key), returns close entries last-in first-out
+    (:func:`_match_rows`): the kernel records an interrupt's handlers at the depth of the
+    call it interrupted, so a call's return may follow other whole calls at its own depth.
+    The key is the function when every return names it (trace.dat and raw funcgraph
+    records, kprobes, tracing_thresh traces): an interrupt recorded at the depth of the
+    call it interrupted then cannot steal that call's return.  Plain ``}`` returns are
+    matched by position alone, and a return that names a different function than the
+    entry it would close closes nothing."""
     n = calls.height
     partner = np.full(n, -1, dtype=np.int64)
     pending = np.zeros(n, dtype=bool)
     rows = np.flatnonzero(opening | closing)
     if len(rows) == 0:
         return partner, pending
-    mask = pl.Series("_m", opening | closing, dtype=pl.Boolean)
-    task = calls.get_column("task").filter(mask).fill_null(-(1 << 40)).to_numpy()
-    depth = calls.get_column("depth").filter(mask).cast(pl.Int64).fill_null(-1 << 20).to_numpy()
-    func_s = calls.get_column("func").filter(mask)
-    named = func_s.is_not_null().to_numpy()
-    named_all = bool(closing[rows].any()) and bool(named[closing[rows]].all())
-    key = _codes(func_s) if named_all else np.zeros(len(rows), dtype=np.int64)
+    at = pl.Series("_i", rows, dtype=pl.UInt32)
+    task = calls.get_column("task").gather(at).fill_null(-(1 << 40)).to_numpy().astype(np.int64)
+    depth = calls.get_column("depth").gather(at).cast(pl.Int64).fill_null(-1 << 20).to_numpy()
+    func = codes(calls.get_column("func").gather(at))
     op = opening[rows]
-    step = np.where(op, 1, -1)
-    # group rows by (task, depth, key), source order within (the sort is stable)
-    o1 = _argsort(task, depth, key)
-    seg, first = _segments(task[o1], depth[o1], key[o1])
-    cum = np.cumsum(step[o1])
-    before = (cum - step[o1])[first][seg]
-    run = cum - before
-    level = np.where(op[o1], run - 1, run)
-    o2 = _argsort(seg, level)
-    order = o1[o2]
-    seg2, lev2 = seg[o2], level[o2]
-    same_next = np.zeros(len(order), dtype=bool)
-    same_next[:-1] = (seg2[1:] == seg2[:-1]) & (lev2[1:] == lev2[:-1])
-    op_s = op[order]
-    nxt_close = np.zeros(len(order), dtype=bool)
-    nxt_close[:-1] = ~op_s[1:]
-    at = np.flatnonzero(op_s & same_next & nxt_close)
-    entry, ret = order[at], order[at + 1]
-    if not named_all:
-        # a return that names its function must name the entry's (with the function in
-        # the key, they agree already)
-        check = named[entry] & named[ret]
-        if check.any():
-            e, r = entry[check], ret[check]
-            agree = (func_s.gather(pl.Series("_i", e, dtype=pl.UInt32)) == func_s.gather(pl.Series("_i", r, dtype=pl.UInt32))).to_numpy()
-            keep = np.ones(len(entry), dtype=bool)
-            keep[np.flatnonzero(check)[~agree]] = False
-            entry, ret = entry[keep], ret[keep]
-    partner[rows[entry]] = rows[ret]
+    named_all = bool((~op).any()) and bool((func[~op] >= 0).all())
+    key = func if named_all else np.zeros(len(rows), dtype=np.int64)
+    group, ngroups = _key_codes(task, depth, key)
+    ret, is_open = _match_rows(group, ngroups, op, func)
+    paired = ret >= 0
+    partner[rows[paired]] = rows[ret[paired]]
     if not last:
-        pending[rows[order[op_s & ~same_next]]] = True
+        pending[rows[is_open]] = True
     return partner, pending
+
+
+@njit(cache=True, nogil=True)
+def _match_rows(group, ngroups, opening, func):
+    """Entries and returns in source order, per ``group`` a stack of open entries: an entry
+    is pushed, a return pops the innermost and closes it, unless both name their function
+    (``func`` >= 0) and the names differ (then neither is paired).  Returns (the row of
+    each closed entry's return, -1 elsewhere; the entries left open)."""
+    n = len(group)
+    ret = np.full(n, -1, dtype=np.int64)
+    below = np.full(n, -1, dtype=np.int64)
+    top = np.full(ngroups, -1, dtype=np.int64)
+    for i in range(n):
+        g = group[i]
+        if opening[i]:
+            below[i] = top[g]
+            top[g] = i
+            continue
+        e = top[g]
+        if e < 0:
+            continue
+        top[g] = below[e]
+        if func[e] < 0 or func[i] < 0 or func[e] == func[i]:
+            ret[e] = i
+    is_open = np.zeros(n, dtype=np.bool_)
+    for g in range(ngroups):
+        e = top[g]
+        while e >= 0:
+            is_open[e] = True
+            e = below[e]
+    return ret, is_open
 
 
 def _carried_parent(carried: pl.DataFrame, task: np.ndarray, depth: np.ndarray) -> np.ndarray:
@@ -1106,76 +1097,38 @@ def _parents(calls: pl.DataFrame, opening: np.ndarray, keep: np.ndarray) -> np.n
     """parent_id of each row: the seq of the last entry one level up in the same task before
     it (-1 for none; only rows in ``keep`` are looked up)."""
     n = calls.height
-    parent = np.full(n, -1, dtype=np.int64)
-    opens = np.flatnonzero(opening)
     depth_s = calls.get_column("depth")
-    queries = np.flatnonzero(keep & depth_s.is_not_null().to_numpy())
-    if len(opens) == 0 or len(queries) == 0:
-        return parent
-    task = calls.get_column("task").fill_null(-(1 << 40)).to_numpy()
+    query = keep & depth_s.is_not_null().to_numpy()
+    if not opening.any() or not query.any():
+        return np.full(n, -1, dtype=np.int64)
+    task = calls.get_column("task").fill_null(-(1 << 40)).to_numpy().astype(np.int64)
     depth = depth_s.cast(pl.Int64).fill_null(0).to_numpy()
-    seq = calls.get_column("seq").to_numpy()
-    if bool(np.all(seq[1:] > seq[:-1])):
-        packed = _parents_packed(task, depth, seq, opens, queries)
-        if packed is not None:
-            return packed
-    return _parents_by_seq(task, depth, seq, opens, queries)
+    seq = calls.get_column("seq").to_numpy().astype(np.int64)
+    return _parent_rows(task, depth, seq, opening, query)
 
 
-def _parents_by_seq(task: np.ndarray, depth: np.ndarray, seq: np.ndarray, opens: np.ndarray,
-                    queries: np.ndarray) -> np.ndarray:
-    """:func:`_parents` for rows in any order: by (task, depth, seq)."""
-    parent = np.full(len(task), -1, dtype=np.int64)
-    # the entries under the depth of their children, beside the rows that look them up
-    idx = np.concatenate([opens, queries])
-    t = task[idx]
-    d = np.concatenate([depth[opens] + 1, depth[queries]])
-    q = np.concatenate([np.zeros(len(opens), dtype=bool), np.ones(len(queries), dtype=bool)])
-    sq = seq[idx]
-    o = _argsort(t, d, sq)
-    seg, first = _segments(t[o], d[o])
-    pos = np.where(~q[o], np.arange(len(o)), -1)
-    last_open = np.maximum.accumulate(pos)
-    found = last_open >= first[seg]
-    hit = q[o] & found
-    parent[idx[o][hit]] = sq[o][last_open[hit]]
-    return parent
-
-
-def _parents_packed(task: np.ndarray, depth: np.ndarray, seq: np.ndarray, opens: np.ndarray,
-                    queries: np.ndarray) -> np.ndarray | None:
-    """:func:`_parents` for rows in source order (seq rising with the row): each entry (at
-    its children's depth) and each row that looks one up becomes one integer, with the
-    task, the depth, the row and whether it looks up packed into its bits.  One sort of
-    those integers groups them by (task, depth) in source order, and every field is read
-    back from the sorted values by shifts: no gathers.  None when the fields do not fit in
-    63 bits."""
+@njit(cache=True, nogil=True)
+def _parent_rows(task, depth, seq, opening, query):
+    """Rows in the order of ``seq``: each entry becomes the last one at its (task, depth),
+    and each row in ``query`` takes the seq of the last entry at (its task, its depth - 1)
+    (-1: none).  Among rows of one seq, the entries are recorded first."""
     n = len(task)
-    t_lo, t_hi = int(task.min()), int(task.max())
-    t = task - t_lo
-    if t_hi - t_lo >= 1 << 24:
-        t = _dense(task, t_lo, t_hi)
-        t_hi, t_lo = int(t.max()), 0
-    d_lo = min(int(depth.min()), 0)
-    d_hi = int(depth.max()) + 1
-    bt = max((t_hi - t_lo).bit_length(), 1)
-    bd = max((d_hi - d_lo).bit_length(), 1)
-    br = max((n - 1).bit_length(), 1)
-    if bt + bd + br + 1 > 63:
-        return None
-    group_t = t << (bd + br + 1)
-    op = (group_t[opens] | ((depth[opens] + 1 - d_lo) << (br + 1)) | (opens << 1))
-    qu = (group_t[queries] | ((depth[queries] - d_lo) << (br + 1)) | (queries << 1) | 1)
-    keys = np.sort(np.concatenate([op, qu]))
-    is_query = (keys & 1).astype(bool)
-    row = (keys >> 1) & ((1 << br) - 1)
-    group = keys >> (br + 1)
-    m = len(keys)
-    start = np.ones(m, dtype=bool)
-    start[1:] = group[1:] != group[:-1]
-    first = np.maximum.accumulate(np.where(start, np.arange(m), 0))
-    last_open = np.maximum.accumulate(np.where(is_query, -1, np.arange(m)))
-    hit = is_query & (last_open >= first)
+    keys, _ = _key_codes(np.concatenate((task, task)), np.concatenate((depth, depth - 1)), np.zeros(2 * n, dtype=np.int64))
+    last = np.full(2 * n, -1, dtype=np.int64)
     parent = np.full(n, -1, dtype=np.int64)
-    parent[row[hit]] = seq[row[last_open[hit]]]
+    order = np.argsort(seq, kind="mergesort")
+    i = 0
+    while i < n:
+        j = i
+        while j < n and seq[order[j]] == seq[order[i]]:
+            j += 1
+        for k in range(i, j):
+            r = order[k]
+            if opening[r]:
+                last[keys[r]] = seq[r]
+        for k in range(i, j):
+            r = order[k]
+            if query[r]:
+                parent[r] = last[keys[n + r]]
+        i = j
     return parent
