@@ -56,9 +56,10 @@ TEXT_FORMATS = {
     # report -l -t --ts-diff of events and function tracer records
     "tracecmd_report_opts": ("gen_text.py", ["tracecmd", "--latency", "--nsec", "--ts-diff", "--function", "0.5"]),
     "perf_script": ("gen_text.py", ["perf"]),
+    "latency": ("gen_text.py", ["latency"]),
 }
 #: bump when a generator changes what it writes
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 
 
 def _generate(name: str, work: Path, mib: float) -> Path:

@@ -22,7 +22,12 @@ Each line follows the printf format of the program that prints it:
   frame, kernel and user-space DSOs, ``[unknown]`` symbols, a blank line after):
   kprobe/kretprobe hits with callchains; cycles samples of ``-F`` with pid/tid and period;
   tracepoints with their fields, some with callchains; cpu-clock samples without a
-  callchain, the sampled ip's symbol on the line.
+  callchain, the sampled ip's symbol on the line;
+* ``latency``: preemptoff snapshots one after another, as a capture that reads the trace
+  file at each new maximum (or with tracing_thresh) keeps them: ``print_trace_header()``
+  and the flag legend, then ``lat_print_generic()`` + ``lat_print_timestamp()`` lines
+  (``%8.8s-%-7d %3d``, the flags, `` %4lldus%c: ``, ``%ps <-%ps``) and the ``<stack trace>``
+  with its `` => func`` frames.
 
 Seeded: the same arguments give the same bytes.
 
@@ -190,14 +195,57 @@ def _perf(rng, t, cpus) -> str:
             f"{0xffffffff81000000 + int(rng.integers(1 << 20)):16x} {f}+0x{int(rng.integers(1, 300)):x} ([kernel.kallsyms])\n")
 
 
+LATENCY_LEGEND = (
+    "#                    _------=> CPU#            \n"
+    "#                   / _-----=> irqs-off/BH-disabled\n"
+    "#                  | / _----=> need-resched    \n"
+    "#                  || / _---=> hardirq/softirq \n"
+    "#                  ||| / _--=> preempt-depth   \n"
+    "#                  |||| / _-=> migrate-disable \n"
+    "#                  ||||| /     delay           \n"
+    "#  cmd     pid     |||||| time  |   caller     \n"
+    "#     \\   /        ||||||  \\    |    /       \n"
+)
+
+
+def _find_mark(delta_us: int) -> str:
+    """trace_find_mark() of the time to the next line."""
+    for limit, mark in ((1_000_000, "$"), (100_000, "@"), (10_000, "*"), (1000, "#"), (100, "!"), (10, "+")):
+        if delta_us > limit:
+            return mark
+    return " "
+
+
+def _latency(rng, t, cpus) -> str:
+    """One preemptoff snapshot of 20 to 300 entries."""
+    comm, pid = _task(rng)
+    cpu = int(rng.integers(cpus))
+    n = int(rng.integers(20, 300))
+    times = np.cumsum(rng.integers(0, 40, n))
+    f0, f1 = FUNCS[rng.integers(len(FUNCS))], FUNCS[rng.integers(len(FUNCS))]
+    out = [f"# tracer: preemptoff\n#\n# preemptoff latency trace v1.1.5 on 6.1.0-bench\n# {'-' * 68}\n"
+           f"# latency: {int(times[-1])} us, #{n + 1}/{n + 1}, CPU#{cpu} | (M:preempt VP:0, KP:0, SP:0 HP:0 #P:{cpus})\n"
+           f"#    -----------------\n#    | task: {comm}-{pid} (uid:0 nice:0 policy:0 rt_prio:0)\n"
+           f"#    -----------------\n#  => started at: {f0}\n#  => ended at:   {f1}\n#\n#\n" + LATENCY_LEGEND]
+    task = f"{comm[:8]:>8}-{pid:<7d} {cpu:3d}"
+    for i in range(n):
+        f, p = FUNCS[rng.integers(len(FUNCS))], FUNCS[rng.integers(len(FUNCS))]
+        mark = _find_mark(int(times[i + 1] - times[i]) if i + 1 < n else 0)
+        out.append(f"{task}{FLAGS[rng.integers(len(FLAGS))]} {int(times[i]):4d}us{mark}: {f} <-{p}\n")
+    out.append(f"{task}{FLAGS[0]} {int(times[-1]):4d}us : <stack trace>\n")
+    out.extend(f" => {FUNCS[(d * 7) % len(FUNCS)]}\n" for d in range(int(rng.integers(4, 12))))
+    return "".join(out)
+
+
 HEADERS = {
     "function": "# tracer: function\n#\n#                                _-----=> irqs-off/BH-disabled\n"
                 "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |\n",
     "events": "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |\n",
     "tracecmd": "cpus={cpus}\n",
     "perf": "",
+    "latency": "",
 }
-LINES = {"function": _function, "events": _events, "tracecmd": _TraceCmd(), "perf": _perf}
+LINES = {"function": _function, "events": _events, "tracecmd": _TraceCmd(), "perf": _perf, "latency": _latency}
 
 
 def generate(fmt: str, out: str, mib: float, seed: int = 1, cpus: int = 4, line=None) -> None:
@@ -210,12 +258,14 @@ def generate(fmt: str, out: str, mib: float, seed: int = 1, cpus: int = 4, line=
     with open(out, "w") as f:
         n = f.write(HEADERS[fmt].format(cpus=cpus))
         block: list[str] = []
+        size = 0
         while n < want:
             t += int(rng.integers(100, 3000))
             block.append(line(rng, t, cpus))
-            if len(block) == 4096:
+            size += len(block[-1])
+            if size >= 1 << 20:  # (a record may be many lines: written by the MiB)
                 n += f.write("".join(block))
-                block = []
+                block, size = [], 0
         f.write("".join(block))
 
 

@@ -51,12 +51,16 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import polars as pl
+from numba import njit
 
 from tracekit.arch import arch_from_symbols
 from tracekit.parsers import FormatInfo, callgraph
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LineChunk, ParseContext
 from tracekit.parsers.noise import noise_columns
+from tracekit.parsers.scan import (buffer, find_bytes, ints, line_bounds, printable, read_uint, skip_back_spaces,
+                                   skip_spaces, strings, texts)
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
 from tracekit.symbols import canonical_expr
 
@@ -67,6 +71,7 @@ __all__ = [
     "sniff",
     "parse",
     "decode_lat_flags",
+    "scan_bytes",
 ]
 
 FORMAT = FormatInfo(
@@ -269,6 +274,8 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
     """Parse latency-tracer text into event frames; snapshots go to ``ctx.windows``."""
     st = _State()
     for chunk in chunks:
+        if chunk.n_lines == 0:
+            continue
         df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
         if st.carry is not None:
             df = pl.concat([st.carry, df])
@@ -283,13 +290,51 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFra
     _finish(st, ctx)
 
 
+def scan_bytes(raw: bytes) -> None:
+    """Read ``raw`` as one chunk of latency-tracer text, compiled reader and frame assembly
+    (for the fuzzer): bad input is counted as the parser counts it, or a ParseError."""
+    ctx = ParseContext("<bytes>")
+    for _ in parse(iter([LineChunk(1, raw=raw)]), ctx):
+        pass
+
+
 def _num(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Int64, strict=False)
 
 
-def _classify(df: pl.DataFrame) -> pl.DataFrame:
-    t = pl.col("text")
+#: the columns :func:`_scan_chunk` reads from the lines the compiled reader takes
+_FAST_COLUMNS = ("comm", "pid", "cpu", "flags", "time", "unit", "rest")
+
+
+def _scan_chunk(df: pl.DataFrame) -> pl.DataFrame:
+    """The lines of ``df`` read by the compiled reader of latency lines (:func:`_scan_lat`):
+    ``fast`` and, on those lines, the fields of ``_LAT_RE`` (pid, CPU and time as numbers,
+    ``unit`` "us" or null, ``rest`` stripped)."""
+    lines = df["text"].to_list()
+    raw = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
+    starts, ends = line_bounds(buffer(raw))
+    taken, nums, offs = _scan_lat(buffer(raw), starts, ends)
     return df.with_columns(
+        fast=pl.Series(taken),
+        comm=strings(raw, offs[0], offs[1], "comm"),
+        pid=ints("pid", nums[0], pl.Int64),
+        cpu=ints("cpu", nums[1], pl.Int64),
+        flags=strings(raw, offs[2], offs[3], "flags"),
+        time=ints("time", nums[2], pl.Int64),
+        unit=pl.when(pl.Series(nums[3] == 1)).then(pl.lit("us")),
+        rest=texts(raw, offs[4], offs[5], "rest"),
+    )
+
+
+_CLASSES = ("is_tracer", "is_version", "is_latency", "is_task", "is_started", "is_ended", "is_legend",
+            "is_help", "is_blank", "is_frame")
+
+
+def _classify(df: pl.DataFrame) -> pl.DataFrame:
+    """Which header, help, blank or frame line each line is; the lines the compiled reader
+    took are none of them (it leaves every line these may claim)."""
+    t = pl.col("text")
+    slow = df.filter(~pl.col("fast")).with_columns(
         is_tracer=t.str.contains(_TRACER_RE),
         is_version=t.str.contains(_VERSION_RE),
         is_latency=t.str.contains(_LATENCY_RE) | t.str.contains(_LATENCY10_RE),
@@ -300,7 +345,9 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         is_help=t.str.contains(_HELP_RE),
         is_blank=t.str.contains(r"^\s*$"),
         is_frame=t.str.contains(_FRAME_RE),
-    ).with_columns(
+    )
+    fast = df.filter(pl.col("fast")).with_columns(*[pl.lit(False).alias(c) for c in _CLASSES])
+    return pl.concat([fast, slow]).sort("line").with_columns(
         is_header=pl.any_horizontal(
             "is_tracer", "is_version", "is_latency", "is_task", "is_started", "is_ended",
             "is_legend",
@@ -314,21 +361,35 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
 def _parse_lines(
     df: pl.DataFrame, is_last: bool, st: _State, ctx: ParseContext
 ) -> pl.DataFrame | None:
-    df = _classify(df)
-
-    # A stack trace may continue in the next chunk: hold back its "<stack trace>" line and
-    # the frames after it.
-    if not is_last and df.height:
-        solid = (~pl.col("is_frame") & ~pl.col("is_blank")).arg_true()
-        idx = df.select(solid.last()).item()
-        if idx is not None and "<stack trace>" in df["text"][idx]:
-            st.carry = df.slice(idx).select("line", "text")
-            df = df.slice(0, idx)
+    df = _hold_back_stack(_classify(_scan_chunk(df)), is_last, st)
     if not df.height:
         return None
+    df = _number_snapshots(df, st)
+    _collect_headers(df.filter(pl.col("is_header")), st, ctx)
+    _entries_written(df.filter(pl.col("is_help")), ctx)
+    body = df.filter(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank"))
+    out = _parse_body(body, st, ctx) if body.height else None
+    _finalize(st, ctx, before=st.snapshot)  # the earlier snapshots are complete
+    return out
 
-    # --- snapshots: a "# tracer:" line starts one; so does a version line that does not
-    # follow its own tracer line (the -rt layouts have no tracer line).
+
+def _hold_back_stack(df: pl.DataFrame, is_last: bool, st: _State) -> pl.DataFrame:
+    """A stack trace may continue in the next chunk: its "<stack trace>" line and the
+    frames after it are held back in ``st.carry``; the lines before are returned."""
+    if is_last or not df.height:
+        return df
+    solid = (~pl.col("is_frame") & ~pl.col("is_blank")).arg_true()
+    idx = df.select(solid.last()).item()
+    if idx is not None and "<stack trace>" in df["text"][idx]:
+        st.carry = df.slice(idx).select("line", "text")
+        return df.slice(0, idx)
+    return df
+
+
+def _number_snapshots(df: pl.DataFrame, st: _State) -> pl.DataFrame:
+    """``snapshot``, the index of the snapshot each line belongs to: a "# tracer:" line
+    starts one; so does a version line that does not follow its own tracer line (the -rt
+    layouts have no tracer line)."""
     marker = (
         pl.when(pl.col("is_tracer")).then(pl.lit("T"))
         .when(pl.col("is_version")).then(pl.lit("V"))
@@ -348,10 +409,13 @@ def _parse_lines(
     if last_marker is not None:
         st.last_marker = last_marker
     st.snapshot = int(df["snapshot"][-1])
+    return df
 
-    _collect_headers(df.filter(pl.col("is_header")), st, ctx)
-    # "# entries-in-buffer/entries-written: 13/13   #P:8" (print_event_info(), 2.6.37+)
-    ew = df.filter(pl.col("is_help")).select(
+
+def _entries_written(help_lines: pl.DataFrame, ctx: ParseContext) -> None:
+    """``# entries-in-buffer/entries-written: 13/13   #P:8`` (print_event_info(), 2.6.37+)
+    into ctx.meta, from the first snapshot that prints it."""
+    ew = help_lines.select(
         pl.col("text").str.extract_groups(
             r"^#\s*entries-in-buffer/entries-written:\s*(?P<eib>\d+)/(?P<ew>\d+)\s+#P:(?P<np>\d+)"
         ).alias("e")
@@ -360,11 +424,6 @@ def _parse_lines(
         eib, ewr, ncpu = (int(x) for x in ew.row(0))
         ctx.meta.update(entries_in_buffer=eib, entries_written=ewr)
         ctx.meta.setdefault("ncpus", ncpu)
-
-    body = df.filter(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank"))
-    out = _parse_body(body, st, ctx) if body.height else None
-    _finalize(st, ctx, before=st.snapshot)  # the earlier snapshots are complete
-    return out
 
 
 def _collect_headers(h: pl.DataFrame, st: _State, ctx: ParseContext) -> None:
@@ -429,10 +488,27 @@ _BODY_GROUPS = [
 
 
 def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
+    """The body lines of a chunk (not header, help or blank) as event rows."""
+    b = _read_forms(b, ctx)
+    if not b.height:
+        return empty(EVENT_SCHEMA)
+    b = _read_graph_bodies(_common_columns(b, st))
+    if b.filter(pl.col("form") == "graph").height:
+        st.graph = True
+        ctx.meta["span_source"] = "function_graph"  # before the first frame is yielded
+    b = _kinds_and_names(_lat_bodies(b, ctx), ctx)
+    _note_max_latency(b, ctx)
+    b = _attach_stacks(b, ctx)
+    _sample_symbols(b, st)
+    return _assign_windows(b, st)
+
+
+def _read_forms(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Which grammar each line follows (``form``; the lines the compiled reader took are
+    "lat"), and its fields by that grammar only; lines of none are counted and dropped."""
     t = pl.col("text")
-    # Which grammar each line follows, with cheap matches first; then each line's fields
-    # are extracted with its own grammar only.
-    b = b.with_columns(
+    fast = b.filter(pl.col("fast")).with_columns(form=pl.lit("lat"))
+    slow = b.filter(~pl.col("fast")).drop(*_FAST_COLUMNS).with_columns(
         *[t.str.contains(rx).alias(f"is_{name}") for name, rx in _BODY_FORMS if name != "frame"],
         t.str.contains(_NOTE_RE).alias("is_note"),
         t.str.contains(ELIDED_RE).alias("is_elided"),
@@ -441,13 +517,14 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     form = pl.when(pl.lit(False)).then(pl.lit(None, dtype=pl.String))
     for name, _ in _BODY_FORMS:
         form = form.when(pl.col(f"is_{name}")).then(pl.lit(name))
-    b = b.with_columns(form=form.when(pl.col("is_note")).then(pl.lit("note")))
-    parts = []
+    slow = slow.with_columns(form=form.when(pl.col("is_note")).then(pl.lit("note")))
+    parts = [fast]
     for name, rx in _BODY_FORMS:
-        sub = b.filter(pl.col("form") == name)
+        sub = slow.filter(pl.col("form") == name)
         if sub.height:
-            parts.append(sub.with_columns(t.str.extract_groups(rx).alias("x")).unnest("x"))
-    parts.append(b.filter(~pl.col("form").is_in([n for n, _ in _BODY_FORMS]) | pl.col("form").is_null()))
+            sub = sub.with_columns(t.str.extract_groups(rx).alias("x")).unnest("x")
+            parts.append(sub.with_columns(_num("pid"), _num("cpu"), _num("time")) if name == "lat" else sub)
+    parts.append(slow.filter(~pl.col("form").is_in([n for n, _ in _BODY_FORMS]) | pl.col("form").is_null()))
     b = pl.concat(parts, how="diagonal_relaxed").sort("line")
     b = b.with_columns(
         [pl.lit(None, dtype=pl.String).alias(g) for g in _BODY_GROUPS if g not in b.columns]
@@ -461,9 +538,13 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
             int((~unknown["is_elided"] & ~unknown["is_modeline"]).sum()),
         )
         b = b.filter(pl.col("form").is_not_null())
-    if not b.height:
-        return empty(EVENT_SCHEMA)
+    return b
 
+
+def _common_columns(b: pl.DataFrame, st: _State) -> pl.DataFrame:
+    """The fields every form has, whichever grammar printed them: ``rest`` (the body after
+    the prologue, stripped), ``ts_ns`` (relative to the snapshot), ``cpu``, ``pid``,
+    ``comm``, ``flags``, ``rtype`` (the -rt record tag)."""
     form = pl.col("form")
     rest = (
         pl.when(form == "verbose").then(pl.col("vrest"))
@@ -486,30 +567,39 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         (form == "verbose") & pl.col("vticks").is_not_null()
     ).height:
         st.counter_clock = True
-    rtype = pl.coalesce(pl.col("rtype"), pl.col("vtype"))
-    b = b.with_columns(
+    return b.with_columns(
         ts_ns=ts,
         cpu=pl.coalesce(_num("cpu"), _num("vcpu"), _num("gcpu"), _num("ncpu")),
         pid=pl.coalesce(_num("pid"), _num("vpid"), _num("ppid"), _num("npid")),
         comm=pl.coalesce(pl.col("comm"), pl.col("vcomm"), pl.col("pcomm"), pl.col("ncomm")).str.strip_chars(),
         flags=pl.coalesce(pl.col("flags"), pl.col("vflags"), pl.col("gflags"), pl.col("nflags"),
                           pl.col("opreempt")),
-        rtype=rtype,
+        rtype=pl.coalesce(pl.col("rtype"), pl.col("vtype")),
     )
 
-    # --- bodies of the non-graph lines
+
+def _lat_bodies(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """The bodies of the lines that are not display-graph's: ``func <-parent`` (``f``,
+    ``p1`` / ``p2``), an event (``ev``, ``erest``) and the noise tracers' numbers."""
     fp = pl.col("rest").str.extract_groups(_FUNC_PARENT_RE)
     b = b.with_columns(fp=fp, ev=pl.col("rest").str.extract_groups(_EVENT_RE)).unnest("fp", "ev")
     noise = noise_columns(pl.col("rest"), pl.col("ev"))
-    b = b.with_columns(**{k: pl.when(form == "context").then(v) for k, v in noise.items()})
-    is_stack = pl.col("rest").str.contains(r"^<(?:user )?stack trace>")
-    is_wake = pl.col("rest").str.contains(_WAKE_RE)
-    wake_op = pl.col("rest").str.extract(_WAKE_RE, 1)
-    lat_kind = (
+    return b.with_columns(**{k: pl.when(pl.col("form") == "context").then(v) for k, v in noise.items()})
+
+
+def _line_kind() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """A latency line's kind, event name and function as printed, from its body: a stack
+    trace, a -rt wakeup or switch (``+`` / ``==>``), a -rt special or wakeup record (tag
+    types 3 and 6), a function call, another event, or a marker."""
+    rest = pl.col("rest")
+    is_stack = rest.str.contains(r"^<(?:user )?stack trace>")
+    is_wake = rest.str.contains(_WAKE_RE)
+    wake_op = rest.str.extract(_WAKE_RE, 1)
+    kind = (
         pl.when(is_stack).then(pl.lit(Kind.STACK))
         .when(is_wake).then(pl.lit(Kind.EVENT))
         .when(pl.col("rtype").is_in(["3", "6"])).then(pl.lit(Kind.EVENT))
-        .when(pl.col("f").is_not_null() & (pl.col("rest") != "0")).then(pl.lit(Kind.FUNCTION))
+        .when(pl.col("f").is_not_null() & (rest != "0")).then(pl.lit(Kind.FUNCTION))
         .when(pl.col("ev").is_not_null()).then(pl.lit(Kind.EVENT))
         .otherwise(pl.lit(Kind.MARKER))
     )
@@ -520,31 +610,32 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         .when(pl.col("rtype") == "6").then(pl.lit("rt_wakeup"))
         .when(pl.col("ev").is_not_null() & ~is_stack).then(pl.col("ev"))
     )
-    raw_func = (
-        pl.when(pl.col("rtype") == "3").then(pl.col("rest").str.extract(r"^(\S+)", 1))
-        .otherwise(pl.col("f"))
-    )
-    parent_raw = pl.coalesce(pl.col("p1"), pl.col("p2"))
+    raw_func = pl.when(pl.col("rtype") == "3").then(rest.str.extract(r"^(\S+)", 1)).otherwise(pl.col("f"))
+    return kind, event, raw_func
 
-    # --- display-graph bodies (the call graph's, read by parsers/callgraph.py)
+
+def _kinds_and_names(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """Every row's ``kind``, ``event``, ``body``, ``depth`` and ``dur_ns`` (display-graph)
+    and its function and parent, canonical (``func``, ``parent``) and as printed when that
+    differs (``raw_func``, ``raw_parent``)."""
+    form = pl.col("form")
+    lat_kind, event, raw_func = _line_kind()
+    lat_forms = form.is_in(["lat", "verbose", "v10"])
     graph = form == "graph"
-    b = _read_graph_bodies(b)
-
     kind = (
         pl.when(graph).then(pl.col("g_kind").fill_null(Kind.MARKER))
         .when(form == "frame").then(pl.lit("frame"))
-        .when(form == "note").then(pl.lit(Kind.MARKER))
-        .when(form == "switch").then(pl.lit(Kind.MARKER))
+        .when(form.is_in(["note", "switch"])).then(pl.lit(Kind.MARKER))
         .when(form == "context").then(pl.lit(Kind.EVENT))
         .otherwise(lat_kind)
     )
     b = b.with_columns(
         kind=kind,
-        raw_func=pl.when(graph).then(pl.col("g_func")).when(form.is_in(["lat", "verbose", "v10"])).then(raw_func),
-        parent_raw=pl.when(form.is_in(["lat", "verbose", "v10"])).then(parent_raw),
+        raw_func=pl.when(graph).then(pl.col("g_func")).when(lat_forms).then(raw_func),
+        parent_raw=pl.when(lat_forms).then(pl.coalesce(pl.col("p1"), pl.col("p2"))),
         depth=pl.when(graph).then(pl.col("g_depth")),
         dur_ns=pl.when(graph).then(pl.col("g_dur_ns")),
-        event=pl.when(form.is_in(["lat", "verbose", "v10"])).then(event)
+        event=pl.when(lat_forms).then(event)
         .when(form == "context").then(pl.coalesce(pl.col("noise_event"), pl.col("ev"), pl.lit(ctx.meta.get("tracer")))),
         body=pl.when(graph).then(pl.col("g_tree")).when(form.is_in(["note", "switch"])).then(pl.col("text").str.strip_chars())
         .otherwise(pl.col("rest")),
@@ -552,49 +643,59 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
         # A marker ("0": an ip of 0, a note) names no function.
         raw_func=pl.when(pl.col("kind") != Kind.MARKER).then(pl.col("raw_func")),
         parent_raw=pl.when(pl.col("kind") != Kind.MARKER).then(pl.col("parent_raw")),
-    ).with_columns(
+    )
+    return b.with_columns(
         func=canonical_expr(pl.col("raw_func")),
         parent=canonical_expr(pl.col("parent_raw")),
     ).with_columns(
         raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")),
         raw_parent=pl.when(pl.col("parent_raw") != pl.col("parent")).then(pl.col("parent_raw")),
     )
-    if b.filter(form == "graph").height:
-        st.graph = True
-        ctx.meta["span_source"] = "function_graph"  # before the first frame is yielded
 
-    # The capture tools' "max_latency_us=N" note: keep the number for cross-checking.
-    notes = b.filter((form == "note") & pl.col("text").str.contains(r"max_latency_us=\d+"))
+
+def _note_max_latency(b: pl.DataFrame, ctx: ParseContext) -> None:
+    """The capture tools' "max_latency_us=N" note: the number kept for cross-checking."""
+    notes = b.filter((pl.col("form") == "note") & pl.col("text").str.contains(r"max_latency_us=\d+"))
     if notes.height:
         ctx.meta["tracing_max_latency_us"] = int(
             notes["text"].str.extract(r"max_latency_us=(\d+)", 1).cast(pl.Int64)[-1]
         )
 
-    # --- stack traces: " => func" lines become the callchain of their "<stack trace>" row.
+
+def _attach_stacks(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
+    """The " => func" frame lines become the ``callchain`` of the "<stack trace>" row they
+    follow (and are dropped as rows); frames that follow no such row are counted."""
     b = b.with_columns(
         owner=pl.when(pl.col("kind") != "frame").then(pl.col("line")).forward_fill()
     )
     frames = b.filter(pl.col("kind") == "frame")
     b = b.filter(pl.col("kind") != "frame")
-    orphan = 0
-    if frames.height:
-        chains = frames.group_by("owner").agg(
-            callchain=canonical_expr(pl.col("frame"))
-        )
-        b = b.join(chains, left_on="line", right_on="owner", how="left", maintain_order="left")
-        stack_lines = set(b.filter(pl.col("kind") == Kind.STACK)["line"].to_list())
-        orphan = frames.filter(~pl.col("owner").is_in(list(stack_lines)) | pl.col("owner").is_null()).height
+    if not frames.height:
+        return b
+    chains = frames.group_by("owner").agg(callchain=canonical_expr(pl.col("frame")))
+    b = b.join(chains, left_on="line", right_on="owner", how="left", maintain_order="left")
+    stack_lines = set(b.filter(pl.col("kind") == Kind.STACK)["line"].to_list())
+    orphan = frames.filter(~pl.col("owner").is_in(list(stack_lines)) | pl.col("owner").is_null()).height
     if orphan:
         ctx.skip("stack frame without a <stack trace> line", orphan)
+    return b
 
-    if sum(x.len() for x in st.syms) < 20_000:
-        names = pl.concat([
-            b.select(pl.coalesce("raw_func", "func")).to_series().drop_nulls(),
-            b["callchain"].explode().drop_nulls() if "callchain" in b.columns else pl.Series([], dtype=pl.String),
-        ])
-        st.syms.append(names.head(20_000))
 
-    # --- the snapshot each line belongs to; a counter-clock's v1.0 lines take the window CPU.
+def _sample_symbols(b: pl.DataFrame, st: _State) -> None:
+    """Keep up to 20,000 symbols of the run (functions and stack frames) for naming its
+    arch."""
+    if sum(x.len() for x in st.syms) >= 20_000:
+        return
+    names = pl.concat([
+        b.select(pl.coalesce("raw_func", "func")).to_series().drop_nulls(),
+        b["callchain"].explode().drop_nulls() if "callchain" in b.columns else pl.Series([], dtype=pl.String),
+    ])
+    st.syms.append(names.head(20_000))
+
+
+def _assign_windows(b: pl.DataFrame, st: _State) -> pl.DataFrame:
+    """Each row's ``window`` (its snapshot, when that has a latency header); a counter
+    clock's v1.0 lines take the window's CPU."""
     has_window = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
     win_cpu = pl.DataFrame(
         {"snapshot": has_window, "win_cpu": [_int(st.headers[s].get("lcpu")) for s in has_window]},
@@ -602,7 +703,7 @@ def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
     )
     b = b.join(win_cpu, on="snapshot", how="left", maintain_order="left").with_columns(
         window=pl.when(pl.col("snapshot").is_in(has_window)).then(pl.col("snapshot")),
-        cpu=pl.coalesce(pl.col("cpu"), pl.when(form == "v10").then(pl.col("win_cpu"))),
+        cpu=pl.coalesce(pl.col("cpu"), pl.when(pl.col("form") == "v10").then(pl.col("win_cpu"))),
         seq=pl.col("line"),
     )
     return conform(b)
@@ -706,3 +807,133 @@ def _finish(st: _State, ctx: ParseContext) -> None:
         if arch:
             ctx.meta["arch"] = arch
             ctx.meta["arch_source"] = "symbols"
+
+
+# -- the compiled reader of lat_print_generic() lines ---------------------------------------
+
+_INT32_MAX = 2**31 - 1
+
+
+_LATENCY_WORD = np.frombuffer(b"latency:", dtype=np.uint8)
+_VERSION_WORDS = np.frombuffer(b" latency trace v", dtype=np.uint8)
+_CMD_WORD = np.frombuffer(b"cmd", dtype=np.uint8)
+_PLUS_PAREN = np.frombuffer(b"(+", dtype=np.uint8)
+_GRAPH_TIME = np.frombuffer(b" us |", dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _claimed_elsewhere(buf: np.ndarray, a: int, e: int) -> bool:
+    """A line another grammar may claim first: its first non-blank byte opens a header,
+    help, legend or frame line (``# | \\ / _ = -``) or a -rt record tag (``(``), or it
+    opens with ``latency:``, ``cmd`` and a blank, or display-graph's ``%llu us |``; it
+    holds a version line's `` latency trace v`` or a verbose line's ``(+``."""
+    p = skip_spaces(buf, a, e)
+    if p < e and buf[p] in (35, 124, 92, 47, 95, 61, 45, 40):
+        return True
+    _, q = read_uint(buf, p, e)
+    if q > p and find_bytes(buf, q, e, _GRAPH_TIME) == q:
+        return True
+    if find_bytes(buf, p, e, _CMD_WORD) == p and p + 3 < e and (buf[p + 3] == 32 or 9 <= buf[p + 3] <= 13):
+        return True  # (the column help "#  cmd     pid", printed without its "#" before 2.6.29)
+    return (find_bytes(buf, p, e, _LATENCY_WORD) == p or find_bytes(buf, a, e, _VERSION_WORDS) >= 0
+            or find_bytes(buf, a, e, _PLUS_PAREN) >= 0)
+
+
+@njit(cache=True, nogil=True)
+def _digits(buf: np.ndarray, at: int, end: int, most: int) -> tuple[int, int, bool]:
+    """The decimal number at ``at``: (value, position after it, ok); not ok when it has
+    more than ``most`` digits (the general path reads it)."""
+    v, q = read_uint(buf, at, end)
+    return v, q, q - at <= most and not (q < end and 48 <= buf[q] <= 57)
+
+
+@njit(cache=True, nogil=True)
+def _after_dash(buf: np.ndarray, d: int, e: int, out: np.ndarray) -> int:
+    """``-%-7d %3d`` + the flags + `` %4lldus%c: `` (or the counter clock's `` %4lld: ``)
+    after the dash at ``d``: 1 when read (``out``: pid, cpu, flags start and end, time,
+    whether in us, rest start), 0 when the line does not continue so from this dash, -1
+    when it holds a byte the general path's white space or digits may read otherwise."""
+    for i in range(d, e):
+        if not (32 <= buf[i] <= 126):
+            return -1  # (tabs, controls, UTF-8: \s and \d of the general path)
+    pid, q, ok = _digits(buf, d + 1, e, 10)
+    if q == d + 1:
+        return 0
+    if not ok or pid > _INT32_MAX:
+        return -1
+    p = skip_spaces(buf, q, e)
+    if p == q:
+        return 0
+    cpu, q, ok = _digits(buf, p, e, 10)
+    if q == p:
+        return 0
+    if not ok or cpu > _INT32_MAX:
+        return -1
+    if q >= e or buf[q] == 32:
+        return 0
+    fs = q
+    while q < e and buf[q] != 32:
+        q += 1
+    fe = q
+    p = skip_spaces(buf, q, e)
+    if p == q:
+        return 0
+    time, q, ok = _digits(buf, p, e, 15)
+    if q == p:
+        return 0
+    if not ok:
+        return -1
+    us = q + 1 < e and buf[q] == 117 and buf[q + 1] == 115
+    if us:
+        q += 2
+        if q < e and buf[q] in (32, 33, 43, 35, 42, 64, 36):  # trace_find_mark()
+            q += 1
+        if q < e and buf[q] == 58:
+            q += 1
+    elif q < e and buf[q] == 58:
+        q += 1
+    else:
+        return 0
+    out[0], out[1], out[2], out[3], out[4], out[5], out[6] = pid, cpu, fs, fe, time, int(us), q
+    return 1
+
+
+@njit(cache=True, nogil=True)
+def _scan_lat(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """Read the ``lat_print_generic()`` + ``lat_print_timestamp()`` lines of a chunk
+    (``%8.8s-%-7d %3d``, the flag columns, `` %4lldus%c: ``, then the body): per line
+    whether taken, the numbers (pid, CPU, time, 1 when in us) and the offsets (comm,
+    flags, rest; stripped).  The comm is what comes before the first dash from which the
+    line reads on, as the general path's lazy ``(?P<comm>.*?)-`` takes it."""
+    n = len(starts)
+    taken = np.zeros(n, dtype=np.bool_)
+    nums = np.full((4, n), -1, dtype=np.int64)  # pid, cpu, time, in us
+    offs = np.full((6, n), -1, dtype=np.int64)  # comm, flags, rest: start/end pairs
+    out = np.empty(7, dtype=np.int64)
+    for li in range(n):
+        a, e = starts[li], ends[li]
+        if a >= e or _claimed_elsewhere(buf, a, e):
+            continue
+        how = 0
+        d = a
+        while d < e:
+            if buf[d] == 45:
+                how = _after_dash(buf, d, e, out)
+                if how != 0:
+                    break
+            d += 1
+        if how != 1:
+            continue
+        cs = skip_spaces(buf, a, d)
+        ce = skip_back_spaces(buf, cs, d)
+        rs = skip_spaces(buf, out[6], e)
+        re_ = skip_back_spaces(buf, rs, e)
+        if (cs < ce and not (printable(buf[cs]) and printable(buf[ce - 1]))) or (
+                rs < re_ and not (printable(buf[rs]) and printable(buf[re_ - 1]))):
+            continue  # (an edge the general path strips otherwise)
+        taken[li] = True
+        nums[0, li], nums[1, li], nums[2, li], nums[3, li] = out[0], out[1], out[4], out[5]
+        offs[0, li], offs[1, li] = cs, ce
+        offs[2, li], offs[3, li] = out[2], out[3]
+        offs[4, li], offs[5, li] = rs, re_
+    return taken, nums, offs

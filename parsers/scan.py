@@ -51,7 +51,7 @@ _numba_without_blas()
 from numba import njit  # noqa: E402
 
 __all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "printable", "read_uint", "read_decimal",
-           "find_byte", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
+           "find_byte", "find_bytes", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
            "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
            "PARSE_THREADS"]
 
@@ -124,6 +124,19 @@ def find_byte(buf: np.ndarray, at: int, end: int, byte: int) -> int:
         if buf[at] == byte:
             return at
         at += 1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def find_bytes(buf: np.ndarray, at: int, end: int, needle: np.ndarray) -> int:
+    """The position of the first ``needle`` (a ``uint8`` array) wholly in ``[at, end)``, or -1."""
+    n = len(needle)
+    for i in range(at, end - n + 1):
+        k = 0
+        while k < n and buf[i + k] == needle[k]:
+            k += 1
+        if k == n:
+            return i
     return -1
 
 

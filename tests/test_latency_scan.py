@@ -1,0 +1,99 @@
+"""The compiled reader of latency lines (tracekit.parsers.latency._scan_lat) against the
+general path's regular expressions, line by line, on lines printed the way the kernel
+prints them (kernel/trace/trace_output.c: ``lat_print_generic()``'s ``%8.8s-%-7d %3d``,
+``trace_print_lat_fmt()``'s flag columns, ``lat_print_timestamp()``'s `` %4lldus%c: `` or
+the counter clock's `` %4lld: ``, then ``print_fn_trace()``'s ``%ps <-%ps`` or an event)
+and on the same lines damaged.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracekit.parsers import latency as lat
+from tracekit.parsers.base import LineChunk, ParseContext
+
+COMMS = st.sampled_from(["pgtfree2", "bash", "<idle>", "kworker/0:1", "systemd-journal", "a b", "x-1", "12", "cmd"])
+BODIES = st.sampled_from(["exit_mmap <-exit_mmap", "tracer_preempt_on <-exit_mmap", "<stack trace>",
+                          "sched_switch: prev_comm=bash prev_pid=1 ==> next_comm=a next_pid=2", "0",
+                          "do_wp_page.cold <-handle_mm_fault", "x (y)"])
+MARKS = st.sampled_from(" !+#*@$")
+FLAGS = st.sampled_from(["d...", "d..1", "...1.", "dNh2.", "d.s.1", "dnHb2..1"])
+
+
+@st.composite
+def lat_lines(draw) -> tuple[str, dict]:
+    """One lat_print_generic() + lat_print_timestamp() line and the fields it was printed
+    from."""
+    comm, pid, cpu = draw(COMMS), draw(st.integers(0, 4194304)), draw(st.integers(0, 511))
+    flags, t, body = draw(FLAGS), draw(st.integers(0, 10**9)), draw(BODIES)
+    counter = draw(st.integers(0, 9)) == 0
+    stamp = f" {t:4d}: " if counter else f" {t:4d}us{draw(MARKS)}: "
+    line = f"{comm[:8]:>8}-{pid:<7d} {cpu:3d}{flags}{stamp}{body}"
+    return line, {"comm": comm[:8].strip(), "pid": pid, "cpu": cpu, "flags": flags, "time": t,
+                  "unit": None if counter else "us", "rest": body}
+
+
+def _damage(draw, text: str) -> str:
+    b = bytearray(text.encode())
+    for _ in range(draw(st.integers(1, 3))):
+        what = draw(st.sampled_from(["replace", "insert", "cut"]))
+        at = draw(st.integers(0, max(len(b) - 1, 0)))
+        byte = draw(st.sampled_from(b" -:.#|(+u0123456789s=_\\/\t\x00\xb5\xff"))
+        if what == "replace" and b:
+            b[at] = byte
+        elif what == "insert":
+            b.insert(at, byte)
+        else:
+            del b[at:]
+    return b.decode("latin-1")
+
+
+_CLAIMS = (lat._TRACER_RE, lat._VERSION_RE, lat._LATENCY_RE, lat._LATENCY10_RE, lat._TASK_RE, lat._STARTED_RE,
+           lat._ENDED_RE, lat._LEGEND_RE, lat._HELP_RE, r"^\s*$", lat._FRAME_RE, lat._VERBOSE_RE, lat._GRAPH_RE)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(lat_lines(), st.integers(0, 2)), min_size=1, max_size=30), st.data())
+def test_compiled_lines_read_as_the_regular_expressions_read_them(cases, data):
+    lines, wants = [], []
+    for (line, want), damage in cases:
+        if damage == 0:
+            damaged = _damage(data.draw, line)
+            if damaged != line:
+                line, want = damaged, None
+        lines.append(line)
+        wants.append(want)
+    df = lat._scan_chunk(pl.DataFrame({"line": range(len(lines)), "text": lines}))
+    t = pl.col("text")
+    general = df.select(t.str.extract_groups(lat._LAT_RE).alias("g"),
+                        *[t.str.contains(rx).alias(f"claim{i}") for i, rx in enumerate(_CLAIMS)]).unnest("g")
+    for i, row in enumerate(df.iter_rows(named=True)):
+        g = general.row(i, named=True)
+        if row["fast"]:  # read as the general path reads it, and claimed by no other grammar
+            assert not any(g[f"claim{k}"] for k in range(len(_CLAIMS))), lines[i]
+            assert g["rtype"] is None and g["pid"] is not None, lines[i]
+            assert (row["comm"], row["pid"], row["cpu"], row["flags"], row["time"], row["unit"], row["rest"]) == (
+                g["comm"].strip(), int(g["pid"]), int(g["cpu"]), g["flags"], int(g["time"]), g["unit"],
+                g["rest"].strip()), lines[i]
+        if wants[i] is not None:  # every line printed the kernel's way is taken, as printed
+            assert row["fast"], lines[i]
+            assert {k: row[k] for k in wants[i]} == wants[i], lines[i]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_are_scanned_without_failing(data):
+    lat.scan_bytes(data)
+
+
+def test_scan_bytes_reads_a_snapshot():
+    text = (b"# tracer: preemptoff\n# latency: 11574 us, #2/2, CPU#0 | (M:preempt VP:0, KP:0, SP:0 HP:0 #P:1)\n"
+            b"pgtfree2-153       0...1.    0us*: exit_mmap <-exit_mmap\n"
+            b"pgtfree2-153       0...1. 11568us : exit_mmap <-exit_mmap\n")
+    lat.scan_bytes(text)
+    ctx = ParseContext("t")
+    (df,) = list(lat.parse(iter([LineChunk(1, raw=text)]), ctx))
+    assert df["ts_ns"].to_list() == [0, 11_568_000] and df["func"].to_list() == ["exit_mmap"] * 2
