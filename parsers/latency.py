@@ -59,10 +59,10 @@ from tracekit.arch import arch_from_symbols
 from tracekit.parsers import FormatInfo, callgraph
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LineChunk, ParseContext
 from tracekit.parsers.noise import noise_columns
-from tracekit.parsers.scan import (buffer, find_bytes, ints, line_bounds, printable, read_uint, skip_back_spaces,
+from tracekit.parsers.scan import (buffer, ints, line_bounds, matches_at, printable, read_uint, skip_back_spaces,
                                    skip_spaces, strings, texts)
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
-from tracekit.symbols import canonical_expr
+from tracekit.symbols import canonical_expr, canonicalize
 
 __all__ = [
     "FORMAT",
@@ -303,13 +303,14 @@ def _num(col: str) -> pl.Expr:
 
 
 #: the columns :func:`_scan_chunk` reads from the lines the compiled reader takes
-_FAST_COLUMNS = ("comm", "pid", "cpu", "flags", "time", "unit", "rest")
+_FAST_COLUMNS = ("comm", "pid", "cpu", "flags", "time", "unit", "rest", "fn", "f", "p1")
 
 
 def _scan_chunk(df: pl.DataFrame) -> pl.DataFrame:
     """The lines of ``df`` read by the compiled reader of latency lines (:func:`_scan_lat`):
     ``fast`` and, on those lines, the fields of ``_LAT_RE`` (pid, CPU and time as numbers,
-    ``unit`` "us" or null, ``rest`` stripped)."""
+    ``unit`` "us" or null, ``rest`` stripped), and where the rest is ``func <-parent``,
+    ``fn`` with ``f`` and ``p1`` as ``_FUNC_PARENT_RE`` reads them."""
     lines = df["text"].to_list()
     raw = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
     starts, ends = line_bounds(buffer(raw))
@@ -323,6 +324,9 @@ def _scan_chunk(df: pl.DataFrame) -> pl.DataFrame:
         time=ints("time", nums[2], pl.Int64),
         unit=pl.when(pl.Series(nums[3] == 1)).then(pl.lit("us")),
         rest=texts(raw, offs[4], offs[5], "rest"),
+        fn=pl.Series(offs[6] >= 0),
+        f=strings(raw, offs[6], offs[7], "f"),
+        p1=strings(raw, offs[8], offs[9], "p1"),
     )
 
 
@@ -580,11 +584,25 @@ def _common_columns(b: pl.DataFrame, st: _State) -> pl.DataFrame:
 
 def _lat_bodies(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     """The bodies of the lines that are not display-graph's: ``func <-parent`` (``f``,
-    ``p1`` / ``p2``), an event (``ev``, ``erest``) and the noise tracers' numbers."""
-    fp = pl.col("rest").str.extract_groups(_FUNC_PARENT_RE)
-    b = b.with_columns(fp=fp, ev=pl.col("rest").str.extract_groups(_EVENT_RE)).unnest("fp", "ev")
-    noise = noise_columns(pl.col("rest"), pl.col("ev"))
-    return b.with_columns(**{k: pl.when(pl.col("form") == "context").then(v) for k, v in noise.items()})
+    ``p1`` / ``p2``; the compiled reader's where it read them), an event (``ev``,
+    ``erest``), a stack trace or an -rt wakeup (``is_stack``, ``is_wake``, ``wake_op``) and
+    the noise tracers' numbers."""
+    read = b.filter(pl.col("fn").fill_null(False)).with_columns(
+        is_stack=pl.lit(False), is_wake=pl.lit(False), wake_op=pl.lit(None, dtype=pl.String))
+    rest = pl.col("rest")
+    todo = b.filter(~pl.col("fn").fill_null(False)).drop("f", "p1").with_columns(
+        fp=rest.str.extract_groups(_FUNC_PARENT_RE), ev=rest.str.extract_groups(_EVENT_RE),
+        is_stack=rest.str.contains(r"^<(?:user )?stack trace>"), is_wake=rest.str.contains(_WAKE_RE),
+        wake_op=rest.str.extract(_WAKE_RE, 1),
+    ).unnest("fp", "ev")
+    noise = noise_columns(rest, pl.col("ev"))
+    context = pl.col("form") == "context"
+    if todo.filter(context).height:
+        todo = todo.with_columns(**{k: pl.when(context).then(v) for k, v in noise.items()})
+    else:  # (the columns, without reading for none)
+        kinds = todo.head(0).select(**noise).schema
+        todo = todo.with_columns(*[pl.lit(None, dtype=t).alias(k) for k, t in kinds.items()])
+    return pl.concat([read, todo], how="diagonal_relaxed").sort("line")
 
 
 def _line_kind() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
@@ -592,9 +610,7 @@ def _line_kind() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
     trace, a -rt wakeup or switch (``+`` / ``==>``), a -rt special or wakeup record (tag
     types 3 and 6), a function call, another event, or a marker."""
     rest = pl.col("rest")
-    is_stack = rest.str.contains(r"^<(?:user )?stack trace>")
-    is_wake = rest.str.contains(_WAKE_RE)
-    wake_op = rest.str.extract(_WAKE_RE, 1)
+    is_stack, is_wake, wake_op = pl.col("is_stack"), pl.col("is_wake"), pl.col("wake_op")
     kind = (
         pl.when(is_stack).then(pl.lit(Kind.STACK))
         .when(is_wake).then(pl.lit(Kind.EVENT))
@@ -644,13 +660,8 @@ def _kinds_and_names(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
         raw_func=pl.when(pl.col("kind") != Kind.MARKER).then(pl.col("raw_func")),
         parent_raw=pl.when(pl.col("kind") != Kind.MARKER).then(pl.col("parent_raw")),
     )
-    return b.with_columns(
-        func=canonical_expr(pl.col("raw_func")),
-        parent=canonical_expr(pl.col("parent_raw")),
-    ).with_columns(
-        raw_func=pl.when(pl.col("raw_func") != pl.col("func")).then(pl.col("raw_func")),
-        raw_parent=pl.when(pl.col("parent_raw") != pl.col("parent")).then(pl.col("parent_raw")),
-    )
+    b = canonicalize(b, "raw_func", "func")  # (once per distinct name)
+    return canonicalize(b, "parent_raw", "parent").rename({"parent_raw": "raw_parent"})
 
 
 def _note_max_latency(b: pl.DataFrame, ctx: ParseContext) -> None:
@@ -817,26 +828,34 @@ _INT32_MAX = 2**31 - 1
 _LATENCY_WORD = np.frombuffer(b"latency:", dtype=np.uint8)
 _VERSION_WORDS = np.frombuffer(b" latency trace v", dtype=np.uint8)
 _CMD_WORD = np.frombuffer(b"cmd", dtype=np.uint8)
-_PLUS_PAREN = np.frombuffer(b"(+", dtype=np.uint8)
 _GRAPH_TIME = np.frombuffer(b" us |", dtype=np.uint8)
 
 
 @njit(cache=True, nogil=True)
 def _claimed_elsewhere(buf: np.ndarray, a: int, e: int) -> bool:
-    """A line another grammar may claim first: its first non-blank byte opens a header,
-    help, legend or frame line (``# | \\ / _ = -``) or a -rt record tag (``(``), or it
-    opens with ``latency:``, ``cmd`` and a blank, or display-graph's ``%llu us |``; it
-    holds a version line's `` latency trace v`` or a verbose line's ``(+``."""
+    """A line the compiled reader leaves to the general path: one with a byte outside
+    printable ASCII (the general path's white space and digits are Unicode's), or one
+    another grammar may claim first: its first non-blank byte opens a header, help, legend
+    or frame line (``# | \\ / _ = -``) or a -rt record tag (``(``), or it opens with
+    ``latency:``, ``cmd`` and a blank, or display-graph's ``%llu us |``; it holds a version
+    line's `` latency trace v`` or a verbose line's ``(+``."""
+    for i in range(a, e):
+        c = buf[i]
+        if c < 32 or c > 126:
+            return True
+        if c == 40 and i + 1 < e and buf[i + 1] == 43:  # "(+"
+            return True
+        if c == 32 and i + 1 < e and buf[i + 1] == 108 and matches_at(buf, i, e, _VERSION_WORDS):
+            return True
     p = skip_spaces(buf, a, e)
     if p < e and buf[p] in (35, 124, 92, 47, 95, 61, 45, 40):
         return True
     _, q = read_uint(buf, p, e)
-    if q > p and find_bytes(buf, q, e, _GRAPH_TIME) == q:
+    if q > p and matches_at(buf, q, e, _GRAPH_TIME):
         return True
-    if find_bytes(buf, p, e, _CMD_WORD) == p and p + 3 < e and (buf[p + 3] == 32 or 9 <= buf[p + 3] <= 13):
+    if matches_at(buf, p, e, _CMD_WORD) and p + 3 < e and buf[p + 3] == 32:
         return True  # (the column help "#  cmd     pid", printed without its "#" before 2.6.29)
-    return (find_bytes(buf, p, e, _LATENCY_WORD) == p or find_bytes(buf, a, e, _VERSION_WORDS) >= 0
-            or find_bytes(buf, a, e, _PLUS_PAREN) >= 0)
+    return matches_at(buf, p, e, _LATENCY_WORD)
 
 
 @njit(cache=True, nogil=True)
@@ -852,10 +871,7 @@ def _after_dash(buf: np.ndarray, d: int, e: int, out: np.ndarray) -> int:
     """``-%-7d %3d`` + the flags + `` %4lldus%c: `` (or the counter clock's `` %4lld: ``)
     after the dash at ``d``: 1 when read (``out``: pid, cpu, flags start and end, time,
     whether in us, rest start), 0 when the line does not continue so from this dash, -1
-    when it holds a byte the general path's white space or digits may read otherwise."""
-    for i in range(d, e):
-        if not (32 <= buf[i] <= 126):
-            return -1  # (tabs, controls, UTF-8: \s and \d of the general path)
+    when a number is longer than the schema's (the general path decides)."""
     pid, q, ok = _digits(buf, d + 1, e, 10)
     if q == d + 1:
         return 0
@@ -899,16 +915,43 @@ def _after_dash(buf: np.ndarray, d: int, e: int, out: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _read_fn(buf: np.ndarray, rs: int, re_: int) -> tuple[int, int, int, int]:
+    """``print_fn_trace()``'s ``%ps <-%ps`` (or a lone ``%ps``) in the body ``[rs, re_)``:
+    (function start, end, parent start, end; -1 for none).  A body of another shape (an
+    address, a ``(parent)``, an event's ``name: ``, a stack trace) gives all -1: the general
+    path reads it."""
+    q = rs
+    while q < re_ and buf[q] != 32:
+        if buf[q] == 40:  # '('
+            return -1, -1, -1, -1
+        q += 1
+    if q == rs or buf[rs] == 60 or buf[q - 1] == 58:  # ('<...>', or "name:" of an event)
+        return -1, -1, -1, -1
+    if q == re_:
+        return rs, q, -1, -1
+    p = skip_spaces(buf, q, re_)
+    if not (p + 1 < re_ and buf[p] == 60 and buf[p + 1] == 45):  # "<-"
+        return -1, -1, -1, -1
+    p = skip_spaces(buf, p + 2, re_)
+    r = p
+    while r < re_ and buf[r] != 32:
+        r += 1
+    if r == p or r != re_:
+        return -1, -1, -1, -1
+    return rs, q, p, r
+
+
+@njit(cache=True, nogil=True)
 def _scan_lat(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
     """Read the ``lat_print_generic()`` + ``lat_print_timestamp()`` lines of a chunk
     (``%8.8s-%-7d %3d``, the flag columns, `` %4lldus%c: ``, then the body): per line
     whether taken, the numbers (pid, CPU, time, 1 when in us) and the offsets (comm,
-    flags, rest; stripped).  The comm is what comes before the first dash from which the
+    flags, rest, stripped; the function and parent of a ``func <-parent`` rest).  The comm is what comes before the first dash from which the
     line reads on, as the general path's lazy ``(?P<comm>.*?)-`` takes it."""
     n = len(starts)
     taken = np.zeros(n, dtype=np.bool_)
     nums = np.full((4, n), -1, dtype=np.int64)  # pid, cpu, time, in us
-    offs = np.full((6, n), -1, dtype=np.int64)  # comm, flags, rest: start/end pairs
+    offs = np.full((10, n), -1, dtype=np.int64)  # comm, flags, rest, function, parent: start/end pairs
     out = np.empty(7, dtype=np.int64)
     for li in range(n):
         a, e = starts[li], ends[li]
@@ -936,4 +979,5 @@ def _scan_lat(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
         offs[0, li], offs[1, li] = cs, ce
         offs[2, li], offs[3, li] = out[2], out[3]
         offs[4, li], offs[5, li] = rs, re_
+        offs[6, li], offs[7, li], offs[8, li], offs[9, li] = _read_fn(buf, rs, re_)
     return taken, nums, offs

@@ -51,7 +51,7 @@ _numba_without_blas()
 from numba import njit  # noqa: E402
 
 __all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "printable", "read_uint", "read_decimal",
-           "find_byte", "find_bytes", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
+           "find_byte", "find_bytes", "matches_at", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
            "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
            "PARSE_THREADS"]
 
@@ -125,6 +125,18 @@ def find_byte(buf: np.ndarray, at: int, end: int, byte: int) -> int:
             return at
         at += 1
     return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def matches_at(buf: np.ndarray, at: int, end: int, needle: np.ndarray) -> bool:
+    """Whether ``needle`` (a ``uint8`` array) stands at ``at``, wholly before ``end``."""
+    n = len(needle)
+    if at < 0 or at + n > end:
+        return False
+    for k in range(n):
+        if buf[at + k] != needle[k]:
+            return False
+    return True
 
 
 @njit(cache=True, nogil=True)
