@@ -32,8 +32,11 @@ def lat_lines(draw) -> tuple[str, dict]:
     counter = draw(st.integers(0, 9)) == 0
     stamp = f" {t:4d}: " if counter else f" {t:4d}us{draw(MARKS)}: "
     line = f"{comm[:8]:>8}-{pid:<7d} {cpu:3d}{flags}{stamp}{body}"
-    return line, {"comm": comm[:8].strip(), "pid": pid, "cpu": cpu, "flags": flags, "time": t,
-                  "unit": None if counter else "us", "rest": body}
+    want = {"comm": comm[:8].strip(), "pid": pid, "cpu": cpu, "flags": flags, "time": t,
+            "unit": None if counter else "us", "rest": body}
+    if " <-" in body:  # print_fn_trace()
+        want["f"], want["p1"] = body.split(" <-")
+    return line, want
 
 
 def _damage(draw, text: str) -> str:
@@ -78,6 +81,10 @@ def test_compiled_lines_read_as_the_regular_expressions_read_them(cases, data):
             assert (row["comm"], row["pid"], row["cpu"], row["flags"], row["time"], row["unit"], row["rest"]) == (
                 g["comm"].strip(), int(g["pid"]), int(g["cpu"]), g["flags"], int(g["time"]), g["unit"],
                 g["rest"].strip()), lines[i]
+        if row["fn"]:  # a "func <-parent" body: as the body's expressions read it
+            body = pl.select(pl.lit(row["rest"]).str.extract_groups(lat._FUNC_PARENT_RE).alias("b")).unnest("b").row(0, named=True)
+            assert (row["f"], row["p1"], body["p2"]) == (body["f"], body["p1"], None), lines[i]
+            assert not pl.select(pl.lit(row["rest"]).str.contains(lat._EVENT_RE)).item(), lines[i]
         if wants[i] is not None:  # every line printed the kernel's way is taken, as printed
             assert row["fast"], lines[i]
             assert {k: row[k] for k in wants[i]} == wants[i], lines[i]
