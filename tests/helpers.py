@@ -99,3 +99,22 @@ def stated_duration_ns(dur_ns: int) -> int:
     usecs, rem = divmod(dur_ns, 1000)
     keep = min(3, max(0, 7 - len(str(usecs))))
     return usecs * 1000 + (rem // 10 ** (3 - keep)) * 10 ** (3 - keep) if keep else usecs * 1000
+
+
+def damage(draw, text: str, alphabet: bytes, least: int = 0) -> str:
+    """``text`` damaged (for hypothesis ``draw``): ``least`` to 3 bytes replaced by, or
+    inserted from, ``alphabet``, or the line cut; read back as Latin-1."""
+    from hypothesis import strategies as st
+
+    b = bytearray(text.encode())
+    for _ in range(draw(st.integers(least, 3))):
+        what = draw(st.sampled_from(["replace", "insert", "cut"]))
+        at = draw(st.integers(0, max(len(b) - 1, 0)))
+        byte = draw(st.sampled_from(alphabet))
+        if what == "replace" and b:
+            b[at] = byte
+        elif what == "insert":
+            b.insert(at, byte)
+        else:
+            del b[at:]
+    return b.decode("latin-1")

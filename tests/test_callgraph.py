@@ -9,7 +9,7 @@ bodies damaged.  Expected values are the ones each body was printed from.
 from __future__ import annotations
 
 import polars as pl
-from helpers import print_graph_duration, stated_duration_ns
+from helpers import damage, print_graph_duration, stated_duration_ns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,21 +60,6 @@ def bodies(draw) -> tuple[str, cg.Body]:
     return column + indent + tree, cg.Body(kind, dur, depth, func, None)
 
 
-def _damage(draw, text: str) -> str:
-    b = bytearray(text.encode())
-    for _ in range(draw(st.integers(1, 3))):
-        what = draw(st.sampled_from(["replace", "insert", "cut"]))
-        at = draw(st.integers(0, max(len(b) - 1, 0)))
-        byte = draw(st.sampled_from(b" |.)-(}{;/*#=<>0123456789ux\t\x00\xff"))
-        if what == "replace" and b:
-            b[at] = byte
-        elif what == "insert":
-            b.insert(at, byte)
-        else:
-            del b[at:]
-    return b.decode("latin-1")
-
-
 def _compiled(texts: list[str]) -> list[cg.Body | None]:
     """Every body through the compiled reader, as Body values (None where it refuses)."""
     raw = ("\n".join(texts) + "\n").encode("latin-1")
@@ -98,9 +83,9 @@ def _compiled(texts: list[str]) -> list[cg.Body | None]:
 @given(st.lists(st.tuples(bodies(), st.integers(0, 3)), min_size=1, max_size=30), st.data())
 def test_compiled_bodies_read_as_the_reference_reads_them(cases, data):
     texts, wants = [], []
-    for (text, want), damage in cases:
-        if damage == 0:
-            damaged = _damage(data.draw, text)
+    for (text, want), harm in cases:
+        if harm == 0:
+            damaged = damage(data.draw, text, b" |.)-(}{;/*#=<>0123456789ux\t\x00\xff", least=1)
             if damaged != text:
                 text, want = damaged, None
         texts.append(text)

@@ -9,6 +9,7 @@ and on the same lines damaged.
 from __future__ import annotations
 
 import polars as pl
+from helpers import damage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,21 +40,6 @@ def lat_lines(draw) -> tuple[str, dict]:
     return line, want
 
 
-def _damage(draw, text: str) -> str:
-    b = bytearray(text.encode())
-    for _ in range(draw(st.integers(1, 3))):
-        what = draw(st.sampled_from(["replace", "insert", "cut"]))
-        at = draw(st.integers(0, max(len(b) - 1, 0)))
-        byte = draw(st.sampled_from(b" -:.#|(+u0123456789s=_\\/\t\x00\xb5\xff"))
-        if what == "replace" and b:
-            b[at] = byte
-        elif what == "insert":
-            b.insert(at, byte)
-        else:
-            del b[at:]
-    return b.decode("latin-1")
-
-
 _CLAIMS = (lat._TRACER_RE, lat._VERSION_RE, lat._LATENCY_RE, lat._LATENCY10_RE, lat._TASK_RE, lat._STARTED_RE,
            lat._ENDED_RE, lat._LEGEND_RE, lat._HELP_RE, r"^\s*$", lat._FRAME_RE, lat._VERBOSE_RE, lat._GRAPH_RE)
 
@@ -62,9 +48,9 @@ _CLAIMS = (lat._TRACER_RE, lat._VERSION_RE, lat._LATENCY_RE, lat._LATENCY10_RE, 
 @given(st.lists(st.tuples(lat_lines(), st.integers(0, 2)), min_size=1, max_size=30), st.data())
 def test_compiled_lines_read_as_the_regular_expressions_read_them(cases, data):
     lines, wants = [], []
-    for (line, want), damage in cases:
-        if damage == 0:
-            damaged = _damage(data.draw, line)
+    for (line, want), harm in cases:
+        if harm == 0:
+            damaged = damage(data.draw, line, b" -:.#|(+u0123456789s=_\\/\t\x00\xb5\xff", least=1)
             if damaged != line:
                 line, want = damaged, None
         lines.append(line)

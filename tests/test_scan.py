@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 import polars as pl
-from helpers import print_graph_duration, stated_duration_ns
+from helpers import damage, print_graph_duration, stated_duration_ns
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,21 +85,6 @@ def _line(draw, lay: fg.Layout) -> tuple[str, dict]:
     return out, want
 
 
-def _damage(draw, text: str) -> str:
-    b = bytearray(text.encode())
-    for _ in range(draw(st.integers(0, 3))):
-        what = draw(st.sampled_from(["replace", "insert", "cut"]))
-        at = draw(st.integers(0, max(len(b) - 1, 0)))
-        byte = draw(st.sampled_from(b" |.)-(}{;/*#0123456789u\x00\xff"))
-        if what == "replace" and b:
-            b[at] = byte
-        elif what == "insert":
-            b.insert(at, byte)
-        else:
-            del b[at:]
-    return b.decode("latin-1")
-
-
 @st.composite
 def _chunk(draw) -> tuple[fg.Layout, list[str], list[dict | None]]:
     lay = draw(LAYOUTS)
@@ -107,7 +92,7 @@ def _chunk(draw) -> tuple[fg.Layout, list[str], list[dict | None]]:
     for _ in range(draw(st.integers(1, 30))):
         text, want = draw(_line(lay))
         if draw(st.integers(0, 3)) == 0:
-            damaged = _damage(draw, text)
+            damaged = damage(draw, text, b" |.)-(}{;/*#0123456789u\x00\xff")
             if damaged != text:
                 text, want = damaged, None
         lines.append(text)
