@@ -283,19 +283,18 @@ def _parse_fast(piece: _Piece) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     raw = piece.raw
     buf = buffer(raw)
     starts, ends = piece.bounds or line_bounds(buf)
-    code, kind, pid, cpu, ts, dotted, dur, depth, offs = _scan_lines(buf, starts, ends)
-    taken = np.flatnonzero((code == _K_RECORD))
-    o = offs[:, taken]
+    code, *taken = _scan_lines(buf, starts, ends)
+    row, kind, pid, cpu, ts, dotted, dur, depth, o = taken
     events, names = scan_dictionary(raw, o[_EVENT], o[_EVENT + 1], "event")
-    general = np.asarray(names.is_in(list(_GENERAL_EVENTS)).to_numpy())
+    general = names.is_in(list(_GENERAL_EVENTS)).to_numpy()
     if general.any():
-        code[taken[general[events.to_numpy()]]] = 0
-        keep = ~general[events.to_numpy()]
-        taken, o, events = taken[keep], o[:, keep], events.filter(pl.Series(keep))
-    rows = _record_rows(raw, o, kind[taken], pid[taken], cpu[taken], ts[taken], dur[taken], depth[taken],
-                        piece.numbers[taken])
-    rows = rows.with_columns(names.gather(events).alias("event"), pl.Series("_dotted", dotted[taken]),
-                             pl.Series("_graph", kind[taken] > _K_FUNCTION))
+        drop = general[events.to_numpy()]
+        code[row[drop]] = 0
+        row, kind, pid, cpu, ts, dotted, dur, depth, o = (a[..., ~drop] for a in taken)
+        events = events.filter(pl.Series(~drop))
+    rows = _record_rows(raw, o, kind, pid, cpu, ts, dur, depth, piece.numbers[row])
+    rows = rows.with_columns(names.gather(events).alias("event"), pl.Series("_dotted", dotted),
+                             pl.Series("_graph", kind > _K_FUNCTION))
     rest = np.flatnonzero(code == 0)
     text = pl.Series("text", [_decode_line(raw[a:b]) for a, b in zip(starts[rest].tolist(), ends[rest].tolist())],
                      dtype=pl.String)
@@ -530,24 +529,24 @@ _IP = np.frombuffer(b"ip=", dtype=np.uint8)
 _PARENT_IP = np.frombuffer(b"parent_ip=", dtype=np.uint8)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _digit(c: int) -> bool:
     return ZERO <= c <= NINE
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _blank(c: int) -> bool:
     """ASCII white space (what a regular expression's ``\\s`` and ``strip`` take, below 128)."""
     return c == _SPACE or 9 <= c <= 13
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _flag_byte(c: int) -> bool:
     """[.A-Za-z0-9_]: a latency flag character."""
     return c == DOT or c == 95 or _digit(c) or (65 <= c <= 90) or (97 <= c <= 122)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _starts(buf: np.ndarray, at: int, end: int, word: np.ndarray) -> bool:
     """Whether ``word`` is at ``at`` (before ``end``)."""
     if end - at < len(word):
@@ -558,14 +557,14 @@ def _starts(buf: np.ndarray, at: int, end: int, word: np.ndarray) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _digits_end(buf: np.ndarray, at: int, end: int) -> int:
     while at < end and _digit(buf[at]):
         at += 1
     return at
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _small_uint(buf: np.ndarray, at: int, q: int) -> int:
     """The digits ``[at, q)`` as an integer that fits the schema's Int32, or -1."""
     if q == at or q - at > 10:
@@ -574,7 +573,7 @@ def _small_uint(buf: np.ndarray, at: int, q: int) -> int:
     return v if v <= _INT32_MAX else -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _task(buf: np.ndarray, a: int, e: int, li: int, pid: np.ndarray, offs: np.ndarray) -> int:
     """``%16s-%-5d`` (``%8.8s-%-5d`` with -l): the comm is everything before the first
     ``-digits `` (as the general path's lazy match takes it).  Records comm and pid; returns
@@ -600,7 +599,7 @@ def _task(buf: np.ndarray, a: int, e: int, li: int, pid: np.ndarray, offs: np.nd
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _cpu_flags(buf: np.ndarray, p: int, e: int, li: int, cpu: np.ndarray, offs: np.ndarray) -> int:
     """``[%03d]`` and, from older trace-cmd, latency flags after it; or -l's ``%3d`` with
     the flags right after the CPU (``0d.h1.``).  Flags are 4 to 6 of [.A-Za-z0-9_] and a
@@ -637,7 +636,7 @@ def _cpu_flags(buf: np.ndarray, p: int, e: int, li: int, cpu: np.ndarray, offs: 
     return skip_spaces(buf, f, e)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _time(buf: np.ndarray, p: int, e: int, li: int, ts: np.ndarray, dotted: np.ndarray) -> int:
     """``%6.1000d`` (secs.usecs), ``%9.1d`` (-t: secs.nsecs) or a counter clock's bare
     integer, then ``--ts-diff``'s `` (+delta)`` of trace-cmd 2.x and the colon.  The time
@@ -673,7 +672,7 @@ def _time(buf: np.ndarray, p: int, e: int, li: int, ts: np.ndarray, dotted: np.n
     return q + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _delta(buf: np.ndarray, p: int, e: int) -> int:
     """``--ts-diff``'s ``(+%lld)`` at ``p``: the position after it, or -1."""
     if p + 1 >= e or buf[p] != _LPAREN or buf[p + 1] != _PLUS:
@@ -684,7 +683,7 @@ def _delta(buf: np.ndarray, p: int, e: int) -> int:
     return q + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _event(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> int:
     """After the time's colon: blanks, trace-cmd 3.x's ``--ts-diff`` ``(+delta)`` and its
     padding, then the event name and its colon (``print_event_name()``: `` %s: ``).  A name
@@ -717,7 +716,7 @@ def _event(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> int:
     return p + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _body(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> bool:
     """The body, stripped of blanks.  Not taken (False): a body that may end in a blank of
     another alphabet, [FAILED TO PARSE] (counted by the general path), and the shapes the
@@ -741,7 +740,7 @@ def _body(buf: np.ndarray, p: int, e: int, li: int, offs: np.ndarray) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _word(buf: np.ndarray, p: int, t: int, stop_at_equals: bool) -> int:
     """The end of a run of printable ASCII without blanks (and without '=' when asked)
     from ``p``; -1 on a byte outside ASCII."""
@@ -753,7 +752,7 @@ def _word(buf: np.ndarray, p: int, t: int, stop_at_equals: bool) -> int:
     return p
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _function(buf: np.ndarray, li: int, offs: np.ndarray) -> bool:
     """The function tracer's body: libtraceevent's function plugin ``func <-- parent``, or
     ``-R``'s ``ip=ADDR parent_ip=ADDR`` (either without its parent).  Records the function
@@ -793,14 +792,14 @@ def _function(buf: np.ndarray, li: int, offs: np.ndarray) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _time_and_event(buf, p, e, li, ts, dotted, offs) -> int:
     """The time at ``p``, then the event name: the start of the body, or -1."""
     p = _time(buf, p, e, li, ts, dotted)
     return _event(buf, p, e, li, offs) if p >= 0 else -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _all_blank(buf: np.ndarray, a: int, e: int) -> bool:
     for i in range(a, e):
         if not _blank(buf[i]):
@@ -808,12 +807,12 @@ def _all_blank(buf: np.ndarray, a: int, e: int) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _is_name(buf: np.ndarray, s: int, e: int, name: np.ndarray) -> bool:
     return e - s == len(name) and _starts(buf, s, e, name)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _record_kind(buf, li, dur, depth, offs) -> int:
     """What the record's body is: its kind code (0 for a body left to the general path).
     The function tracer's is read by :func:`_function`, a call-graph record drawn by the
@@ -843,46 +842,49 @@ def _scan_lines(buf, starts, ends):
     """Read every record line of a chunk as ``trace_show_data()`` (tracecmd/trace-read.c)
     prints it: task, CPU (and flags), time, event name, body.  Returns per line its code
     (0: left to the general path, with headers, lost-event markers, stack frames and odd
-    shapes; ``_K_RECORD``, ``_K_BLANK``), its record's kind code, pid, CPU, time (ns, or
-    ticks), whether the time had a fraction, a call's duration (ns) and depth, and (start,
-    end) offsets of comm, flags, event name, body, function and parent; every offset lies
-    within its line."""
+    shapes; ``_K_RECORD``, ``_K_BLANK``), then per record taken, in file order: its line's
+    index, its kind code, pid, CPU, time (ns, or ticks), whether the time had a fraction,
+    a call's duration (ns) and depth, and (start, end) offsets of comm, flags, event name,
+    body, function and parent (-1 for none); every offset lies within its line."""
     n = len(starts)
     code = np.zeros(n, dtype=np.int8)
-    kind = np.zeros(n, dtype=np.int8)
-    pid = np.full(n, -1, dtype=np.int64)
-    cpu = np.full(n, -1, dtype=np.int64)
-    ts = np.full(n, -1, dtype=np.int64)
-    dotted = np.zeros(n, dtype=np.bool_)
-    dur = np.full(n, -1, dtype=np.int64)
-    depth = np.full(n, -1, dtype=np.int64)
-    offs = np.full((12, n), -1, dtype=np.int64)
+    row = np.empty(n, dtype=np.int64)
+    kind = np.empty(n, dtype=np.int8)
+    pid = np.empty(n, dtype=np.int64)
+    cpu = np.empty(n, dtype=np.int64)
+    ts = np.empty(n, dtype=np.int64)
+    dotted = np.empty(n, dtype=np.bool_)
+    dur = np.empty(n, dtype=np.int64)
+    depth = np.empty(n, dtype=np.int64)
+    offs = np.empty((12, n), dtype=np.int64)
+    j = 0  # (the next record's row: a line not taken leaves it to be written again)
     for li in range(n):
         a = starts[li]
         e = ends[li]
         if _all_blank(buf, a, e):
             code[li] = _K_BLANK
             continue
-        p = _task(buf, a, e, li, pid, offs)
+        offs[:, j] = -1
+        dur[j] = -1
+        depth[j] = -1
+        dotted[j] = False
+        p = _task(buf, a, e, j, pid, offs)
         if p >= 0:
-            p = _cpu_flags(buf, skip_spaces(buf, p, e), e, li, cpu, offs)
+            p = _cpu_flags(buf, skip_spaces(buf, p, e), e, j, cpu, offs)
         if p >= 0:
-            f = offs[_FLAGS, li]
-            q = _time_and_event(buf, p, e, li, ts, dotted, offs)
+            f = offs[_FLAGS, j]
+            q = _time_and_event(buf, p, e, j, ts, dotted, offs)
             if q < 0 and f >= 0 and buf[f - 1] == _SPACE:
                 # "[%03d] " then what looked like flags: it may be the time (a short count of ticks)
-                offs[_FLAGS, li] = -1
-                offs[_FLAGS + 1, li] = -1
-                q = _time_and_event(buf, f, e, li, ts, dotted, offs)
+                offs[_FLAGS, j] = -1
+                offs[_FLAGS + 1, j] = -1
+                q = _time_and_event(buf, f, e, j, ts, dotted, offs)
             p = q
-        k = 0
-        if p >= 0 and _body(buf, p, e, li, offs):
-            k = _record_kind(buf, li, dur, depth, offs)
-        if k == 0:
-            offs[:, li] = -1
-            dur[li] = -1
-            depth[li] = -1
-            continue
-        code[li] = _K_RECORD
-        kind[li] = k
-    return code, kind, pid, cpu, ts, dotted, dur, depth, offs
+        if p >= 0 and _body(buf, p, e, j, offs):
+            k = _record_kind(buf, j, dur, depth, offs)
+            if k != 0:
+                code[li] = _K_RECORD
+                kind[j] = k
+                row[j] = li
+                j += 1
+    return code, row[:j], kind[:j], pid[:j], cpu[:j], ts[:j], dotted[:j], dur[:j], depth[:j], offs[:, :j]
