@@ -194,7 +194,7 @@ def _records(chunks: Iterable[LineChunk]) -> Iterator[LineChunk]:
             yield LineChunk(first, raw=raw)
             continue
         if tail or cut > 0:
-            yield LineChunk(first, raw=tail + raw[: starts[cut]])
+            yield LineChunk(first, raw=b"".join((tail, memoryview(raw)[: starts[cut]])))
         first = chunk.first_line + cut
         tail = raw[starts[cut]:]
     if tail:
@@ -257,13 +257,19 @@ def _skip_back_blanks(buf: np.ndarray, start: int, end: int) -> int:
     return end
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _plain(c: int) -> bool:
+    """Printable ASCII or a tab: every other byte (control characters, other white space,
+    UTF-8) leaves its line to the general path."""
+    return (32 <= c < 127) or c == _TAB
+
+
 @njit(cache=True, nogil=True)
-def _plain_line(buf: np.ndarray, a: int, e: int) -> bool:
-    """Printable ASCII and tabs only: every other byte (control characters, other white
-    space, UTF-8) leaves the line to the general path."""
+def _plain_sample_line(buf: np.ndarray, a: int, e: int) -> bool:
+    """Only :func:`_plain` bytes, and no side-band record (``PERF_RECORD_COMM``...)."""
     for i in range(a, e):
         c = buf[i]
-        if (c < 32 and c != _TAB) or c >= 127:
+        if not _plain(c) or (c == 80 and _at(buf, i, e, _RECORD)):  # 'P'
             return False
     return True
 
@@ -314,11 +320,13 @@ def _dso_open(buf: np.ndarray, lo: int, t: int) -> int:
     """The ``(`` that opens the parenthesised group ending at ``t`` (``buf[t - 1]`` is
     ``)``), not before ``lo``: the DSO perf prints after a symbol, ``([kernel.kallsyms])``,
     which may hold one level of parentheses of its own (``(/lib/x.so (deleted))``); -1
-    when there is none."""
+    when there is none, -2 at a byte that is not :func:`_plain` (before the ``(``)."""
     inner = False
     i = t - 2
     while i >= lo:
         c = buf[i]
+        if not _plain(c):
+            return -2
         if c == _RPAREN:
             if inner:
                 return -1
@@ -335,17 +343,21 @@ def _dso_open(buf: np.ndarray, lo: int, t: int) -> int:
 def _symbol_end(buf: np.ndarray, s: int, t: int) -> int:
     """The end of the symbol printed in ``[s, t)`` without its ``+0x1a`` or
     ``+0x1a/0x40`` offset (perf's ``symoff``), which the canonical name drops anyway;
-    ``t`` when there is none, or when the symbol holds a blank or another ``+``."""
-    p = t - 1
-    while p >= s and buf[p] != _PLUS:
-        if _blank(buf[p]):
-            return t
-        p -= 1
-    if p < s:
+    ``t`` when there is none, or when the symbol holds a blank or another ``+``; -1 when
+    it holds a byte that is not :func:`_plain`."""
+    p = -1
+    cut = True
+    for k in range(s, t):
+        c = buf[k]
+        if not _plain(c):
+            return -1
+        if c == _PLUS:
+            cut = cut and p < 0
+            p = k
+        elif _blank(c):
+            cut = False
+    if p < 0 or not cut:
         return t
-    for k in range(s, p):
-        if buf[k] == _PLUS or _blank(buf[k]):
-            return t
     q = p + 1
     for _ in range(2):
         if q + 2 >= t + 1 or buf[q] != ZERO or buf[q + 1] != 120:  # "0x"
@@ -364,26 +376,31 @@ def _symbol_end(buf: np.ndarray, s: int, t: int) -> int:
 @njit(cache=True, nogil=True)
 def _read_frame(buf: np.ndarray, a: int, e: int, li: int, offs: np.ndarray) -> bool:
     """A callchain line, ``\\t%16lx %s+0x%lx (%s)`` (sample__fprintf_callchain()): the
-    address, then the symbol, then its DSO in parentheses.  Records the symbol."""
-    if not _plain_line(buf, a, e):
-        return False
+    address, then the symbol, then its DSO in parentheses.  Records the symbol.  Each
+    byte is looked at once, by the reader of its field, which also checks it is
+    :func:`_plain`."""
     p = _skip_blanks(buf, a, e)
     h = _hex_end(buf, p, e)
     if h == p or h >= e or buf[h] != SPACE:
         return False
     f0 = h + 1
-    if _skip_blanks(buf, f0, e) == e:
-        return False
     t = _skip_back_blanks(buf, f0, e)
+    if t == f0:
+        return False
     x = t
     if buf[t - 1] == _RPAREN:
         o = _dso_open(buf, f0, t)
+        if o == -2:
+            return False
         if o > f0 and _blank(buf[o - 1]):
             x = o
     s0 = _skip_blanks(buf, f0, x)
     s1 = _skip_back_blanks(buf, s0, x)
+    end = _symbol_end(buf, s0, s1)
+    if end < 0:
+        return False
     offs[_SYM, li] = s0
-    offs[_SYM + 1, li] = _symbol_end(buf, s0, s1)
+    offs[_SYM + 1, li] = end
     return True
 
 
@@ -470,61 +487,95 @@ def _read_ip_symbol(buf: np.ndarray, bs: int, be: int, li: int, offs: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def _read_rest(buf: np.ndarray, p: int, e: int, li: int, nums: np.ndarray, offs: np.ndarray) -> int:
-    """The sample line after its comm, from ``p``: ``pid`` or ``pid/tid``, ``[cpu]``,
-    ``secs.usecs:``, the period, ``event:`` and the event's text, the optional ones as
-    perf_sample__fprintf_start() and process_event() print them.  Returns the line's code;
-    0 when the fields do not read from here (the comm may go on), -1 when they do but hold
-    a number the compiled path does not represent (the general path decides)."""
-    for k in range(3):
-        nums[k, li] = -1
-    for k in range(12):
-        offs[k, li] = -1
+def _read_task(buf: np.ndarray, p: int, e: int) -> tuple[int, int]:
+    """``%7d`` pid or ``%7d/%-7d`` pid/tid, then blanks: (the thread's id as
+    :func:`_read_number` reads it, the position of the next field; -1 when there is none)."""
     v, r = _read_number(buf, p, e)
     if r == p:
-        return 0
+        return 0, -1
     if r < e and buf[r] == _SLASH:  # pid/tid: the thread is the task
         v, r2 = _read_number(buf, r + 1, e)
         if r2 == r + 1:
-            return 0
+            return 0, -1
         r = r2
     if r >= e or not _blank(buf[r]):
+        return 0, -1
+    return v, _skip_blanks(buf, r, e)
+
+
+@njit(cache=True, nogil=True)
+def _read_cpu(buf: np.ndarray, q: int, e: int) -> tuple[int, int]:
+    """``[%03d] `` at ``q``, if printed: (the CPU, -1 for none, -2 when it does not fit;
+    the position of the next field, -1 when a ``[`` opens something else)."""
+    if q >= e or buf[q] != _LBRACKET:
+        return -1, q
+    d = _digits_end(buf, q + 1, e)
+    if d == q + 1 or d + 1 >= e or buf[d] != _RBRACKET or not _blank(buf[d + 1]):
+        return -1, -1
+    c, _ = _read_number(buf, q + 1, d)
+    return c, _skip_blanks(buf, d + 1, e)
+
+
+@njit(cache=True, nogil=True)
+def _read_time(buf: np.ndarray, q: int, e: int) -> tuple[int, int, bool]:
+    """``%5lu.%06lu: `` (``%09llu`` with ``--ns``) at ``q``, if printed: (ns, -1 for none;
+    the position of the next field, -1 when digits and a dot start something else; whether
+    the time fits the compiled path's reading)."""
+    d = _digits_end(buf, q, e)
+    if d == q or d >= e or buf[d] != _DOT:
+        return -1, q, True
+    f = _digits_end(buf, d + 1, e)
+    if f == d + 1 or f + 1 >= e or buf[f] != _COLON or not _blank(buf[f + 1]):
+        return -1, -1, True
+    ts, _, ok = read_decimal(buf, q, f, 9)
+    return ts, _skip_blanks(buf, f + 1, e), ok
+
+
+@njit(cache=True, nogil=True)
+def _period_end(buf: np.ndarray, q: int, e: int) -> int:
+    """The end of the period ``%10lu `` at ``q``: ``q`` when none is printed, -1 when
+    digits there are not one."""
+    d = _digits_end(buf, q, e)
+    if d > q and (d >= e or not _blank(buf[d])):
+        return -1
+    return d
+
+
+@njit(cache=True, nogil=True)
+def _read_rest(buf: np.ndarray, p: int, e: int, li: int, nums: np.ndarray, offs: np.ndarray) -> int:
+    """The sample line after its comm, from ``p``: the task, ``[cpu]``, the time, the
+    period, ``event:`` and the event's text, the optional ones as
+    perf_sample__fprintf_start() and process_event() print them.  Returns the line's code;
+    0 when the fields do not read from here (the comm may go on), -1 when they do but hold
+    a number the compiled path does not represent (the general path decides)."""
+    for k in range(12):
+        offs[k, li] = -1
+    tid, q = _read_task(buf, p, e)
+    if q < 0:
         return 0
-    bad = v == -2
-    nums[0, li] = v
-    q = _skip_blanks(buf, r, e)
-    if q < e and buf[q] == _LBRACKET:  # "[%03d] "
-        d = _digits_end(buf, q + 1, e)
-        if d == q + 1 or d + 1 >= e or buf[d] != _RBRACKET or not _blank(buf[d + 1]):
-            return 0
-        c, _ = _read_number(buf, q + 1, d)
-        bad |= c < 0
-        nums[1, li] = c
-        q = _skip_blanks(buf, d + 1, e)
-    if q < e and ZERO <= buf[q] <= NINE:
-        d = _digits_end(buf, q, e)
-        if d < e and buf[d] == _DOT:  # "%5lu.%06lu: " (or %09llu with --ns)
-            f = _digits_end(buf, d + 1, e)
-            if f == d + 1 or f + 1 >= e or buf[f] != _COLON or not _blank(buf[f + 1]):
-                return 0
-            ts, _, ok = read_decimal(buf, q, f, 9)
-            bad |= not ok
-            nums[2, li] = ts
-            q = _skip_blanks(buf, f + 1, e)
-            d = _digits_end(buf, q, e)
-        if d > q:  # the period, "%10lu "
-            if d >= e or not _blank(buf[d]):
-                return 0
-            offs[_PERIOD, li] = q
-            offs[_PERIOD + 1, li] = d
-            q = _skip_blanks(buf, d, e)
+    cpu, q = _read_cpu(buf, q, e)
+    if q < 0:
+        return 0
+    ts, q, ok = _read_time(buf, q, e)
+    if q < 0:
+        return 0
+    d = _period_end(buf, q, e)
+    if d < 0:
+        return 0
+    if d > q:
+        offs[_PERIOD, li] = q
+        offs[_PERIOD + 1, li] = d
+        q = _skip_blanks(buf, d, e)
     if q >= e:
         return 0
     ee = _read_event(buf, q, e)
     if ee < 0:
         return 0
-    if bad:
+    if tid == -2 or cpu == -2 or not ok:
         return -1
+    nums[0, li] = tid
+    nums[1, li] = cpu
+    nums[2, li] = ts
     offs[_EVENT, li] = q
     offs[_EVENT + 1, li] = ee
     bs = _skip_blanks(buf, ee + 1, e)
@@ -553,11 +604,8 @@ def _read_head(buf: np.ndarray, a: int, e: int, li: int, nums: np.ndarray, offs:
     blanks, then the fields of :func:`_read_rest`).  The comm ends at the first blank after
     which the fields read, as the general path's expression ends it.  Returns the line's
     code, 0 when it is not one (side-band records are left to the general path)."""
-    if not _plain_line(buf, a, e):
+    if not _plain_sample_line(buf, a, e):
         return 0
-    for i in range(a, e - len(_RECORD) + 1):
-        if buf[i] == 80 and _at(buf, i, e, _RECORD):  # 'P'
-            return 0
     s = _skip_blanks(buf, a, e)
     i = s + 1
     while i < e:
@@ -653,8 +701,18 @@ def _parse_fast(chunk: LineChunk, ctx: ParseContext) -> tuple[pl.DataFrame, int,
 
 
 def _lines(chunk: LineChunk, idx: np.ndarray) -> pl.DataFrame:
-    """Lines ``idx`` (0-based) of the chunk as a frame of ``line`` and ``text``."""
-    text = chunk.lines.gather(pl.Series(idx, dtype=pl.UInt32))
+    """Lines ``idx`` (0-based) of the chunk as a frame of ``line`` and ``text``: cut from
+    its bytes when they are a few ASCII lines (no carriage return), else from its split lines (decoded as the
+    whole chunk is)."""
+    text = None
+    if chunk.raw is not None and len(idx) * 8 <= chunk.n_lines:
+        starts, ends = chunk.bounds()
+        raw = chunk.raw
+        lines = [raw[a:b] for a, b in zip(starts[idx].tolist(), ends[idx].tolist())]
+        if all(ln.isascii() and b"\r" not in ln for ln in lines):
+            text = pl.Series("text", [ln.decode("ascii") for ln in lines], dtype=pl.String)
+    if text is None:
+        text = chunk.lines.gather(pl.Series(idx, dtype=pl.UInt32))
     return pl.DataFrame({"line": pl.Series(idx + chunk.first_line, dtype=pl.Int64), "text": text})
 
 
