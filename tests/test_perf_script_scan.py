@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from tracekit.parsers import perf_script as ps
 from tracekit.parsers.base import LineChunk, ParseContext
 
+from helpers import damage
 from test_latency import read_chunks
 
 COMMS = st.sampled_from(["perf-exec", "kworker/0:1", "Web Content", "a b 12", ":-1", "swapper", "x", "gmain 3"])
@@ -83,19 +84,9 @@ def _record(draw) -> list[str]:
     return [line, *draw(st.lists(_frame(), min_size=1, max_size=5)), ""]
 
 
-def _damage(draw, text: str) -> str:
-    b = bytearray(text.encode())
-    for _ in range(draw(st.integers(1, 3))):
-        what = draw(st.sampled_from(["replace", "insert", "cut"]))
-        at = draw(st.integers(0, max(len(b) - 1, 0)))
-        byte = draw(st.sampled_from(b" \t:./[]()+-x0129#\x0b\r\x00\xe9P"))
-        if what == "replace" and b:
-            b[at] = byte
-        elif what == "insert":
-            b.insert(at, byte)
-        else:
-            del b[at:]
-    return b.decode("latin-1")
+#: the bytes damage is made of: perf's separators, digits, control bytes, Latin-1, the
+#: side-band record's first letters
+DAMAGE = b" \t:./[]()+-x0129#\x0b\r\x00\xe9P"
 
 
 @st.composite
@@ -106,7 +97,7 @@ def _text(draw) -> tuple[list[str], list[bool]]:
     for _ in range(draw(st.integers(1, 12))):
         for ln in draw(_record()):
             if draw(st.integers(0, 4)) == 0:
-                damaged = _damage(draw, ln)
+                damaged = damage(draw, ln, DAMAGE, least=1)
                 lines.append(damaged)
                 intact.append(damaged == ln)
             else:
