@@ -39,11 +39,12 @@ __all__ = [
     "looks_binary",
 ]
 
-#: Bytes of text per chunk handed to a parser: large enough for vectorized kernels to pay
-#: off (the fixed cost of each of a chunk's few hundred calls into polars and numpy), small
-#: enough that memory stays bounded whatever the input size (a few chunks are in flight:
-#: about 750 MiB at most for function_graph text).
-CHUNK_BYTES = 16 << 20
+#: Bytes of text per chunk handed to a parser: large enough for the fixed cost of each of
+#: a chunk's calls into polars and numpy to be small, small enough that memory stays
+#: bounded whatever the input size: a few chunks are in flight (two scanned, two waiting to
+#: be paired, one paired, parts waiting to be written): 2 GiB of function_graph text
+#: peaks under 700 MiB.
+CHUNK_BYTES = 8 << 20
 
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),

@@ -142,10 +142,7 @@ class SpanBuilder:
         switch = kind == _KIND_CODE[Kind.SWITCH]
         pid_null = events.get_column("pid").is_null().to_numpy()
         if (pid_null & ~switch).any():
-            # the task of each row comes from the task-switch blocks: what the chunk says
-            # on its own is worked out here, what earlier chunks say when it is paired
-            prep.events = _local_tasks(events)
-            return prep
+            return prep  # (the task of each row comes from the task-switch blocks)
         is_call = _is(kind, _CALL_KINDS)
         cpu = events.get_column("cpu").fill_null(-1).cast(pl.Int64).to_numpy()
         step = np.zeros(len(kind), dtype=np.int64)
@@ -180,60 +177,9 @@ class SpanBuilder:
     # -- the work -----------------------------------------------------------------------
 
     def _assign_tasks(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Add ``task`` (pid, or the task the CPU switched to, or -1-cpu) and ``irq_depth``."""
-        kind = pl.col("kind")
-        kinds = set(df.get_column("kind").unique().to_list())
-        if (
-            Kind.SWITCH not in kinds
-            and Kind.IRQ_ENTRY not in kinds
-            and Kind.IRQ_EXIT not in kinds
-            and not self._irq_depth
-            and df.get_column("pid").null_count() == 0
-        ):
-            # Every row names its task (funcgraph-proc, or any format with a pid column).
-            return df.with_columns(task=pl.col("pid").cast(pl.Int64), irq_depth=pl.lit(0, pl.Int64))
-        if "_cpu_key" not in df.columns:
-            df = _local_tasks(df)
-        if self._cpu_task:
-            prev = pl.col("_cpu_key").replace_strict(self._cpu_task, default=None, return_dtype=pl.Int64)
-        else:
-            prev = pl.lit(None, dtype=pl.Int64)
-        if self._irq_depth:
-            prev_irq = pl.col("_cpu_key").replace_strict(self._irq_depth, default=0, return_dtype=pl.Int64)
-        else:
-            prev_irq = pl.lit(0, dtype=pl.Int64)
-        df = df.with_columns(
-            task=pl.coalesce(
-                pl.when(kind != Kind.SWITCH).then(pl.col("pid").cast(pl.Int64)),
-                pl.col("_switched"),
-                prev,
-                pl.when(~pl.col("_cpu_key").is_in(list(self._cpu_task))).then(pl.col("_prev_task")),
-                -1 - pl.col("_cpu_key").cast(pl.Int64),
-            ),
-            irq_depth=(pl.col("_irq") + prev_irq).clip(0),
-        )
-        # Calls still open from earlier chunks, on a CPU whose task was unknown until this
-        # chunk's first switch block, belong to that block's "prev" task.
-        firsts = (
-            df.filter((kind == Kind.SWITCH) & ~pl.col("_cpu_key").is_in(list(self._cpu_task)))
-            .group_by("_cpu_key")
-            .agg(pl.col("_prev_task").first())
-            .drop_nulls()
-        )
-        if firsts.height and self._pending.height:
-            rekey = {-1 - cpu: t for cpu, t in firsts.iter_rows()}
-            self._pending = self._pending.with_columns(
-                task=pl.col("task").replace_strict(rekey, default=pl.col("task"), return_dtype=pl.Int64)
-            )
-        # Remember per-CPU state for the next chunk.
-        last = df.group_by("_cpu_key").agg(
-            pl.col("_switched").drop_nulls().last().alias("t"), pl.col("_irq").last().alias("i")
-        )
-        for cpu, t, i in last.iter_rows():
-            if t is not None:
-                self._cpu_task[cpu] = t
-            self._irq_depth[cpu] = self._irq_depth.get(cpu, 0) + (i or 0)
-        return df.drop("_cpu_key", "_switched", "_prev_task", "_irq")
+        """Add ``task`` and ``irq_depth`` (:meth:`_tasks_of`)."""
+        task, irq = self._tasks_of(_Rows.of(df, _kind_codes(df.get_column("kind"))), self._pending)
+        return df.with_columns(task=pl.Series(task, dtype=pl.Int64), irq_depth=pl.Series(irq, dtype=pl.Int64))
 
     def _kprobe_depths(self, calls: pl.DataFrame) -> pl.DataFrame:
         """Depth of kprobe hits: entries minus returns so far, per task."""
@@ -853,31 +799,6 @@ def _span_numbers(keep, kind, partner, parent, depth, task, irq, pid, seq, ts, h
         ctx[j] = 3 if f == 3 else 2 if (f == 2 or irq[i] > 0) else 1 if f == 1 else 0
     return (out_seq, out_parent, out_pid, out_depth, start, has_start, out_dur, out_has_dur, ctx, complete,
             exit_row, any_exit)
-
-
-def _local_tasks(df: pl.DataFrame) -> pl.DataFrame:
-    """What one chunk says of the task of each row, per CPU (``_cpu_key``): the task the
-    CPU last switched to within the chunk (``_switched``, null before its first switch
-    block), the "prev" task of the CPU's next switch block (``_prev_task``: the task it ran
-    before), and the IRQ nesting so far (``_irq``).  :meth:`SpanBuilder._assign_tasks`
-    completes them with what earlier chunks left."""
-    kind = pl.col("kind")
-    switched = pl.when(kind == Kind.SWITCH).then(pl.col("pid").cast(pl.Int64))
-    # The task a CPU ran before its first switch block is that block's "prev".
-    before_first = pl.when(kind == Kind.SWITCH).then(
-        pl.col("body").str.extract(r"-(\d+)\s+=>", 1).cast(pl.Int64, strict=False)
-    )
-    return df.with_columns(_cpu_key=pl.col("cpu").fill_null(-1)).with_columns(
-        _switched=switched.forward_fill().over("_cpu_key"),
-        _prev_task=before_first.backward_fill().over("_cpu_key"),
-        _irq=pl.when(kind == Kind.IRQ_ENTRY)
-        .then(1)
-        .when(kind == Kind.IRQ_EXIT)
-        .then(-1)
-        .otherwise(0)
-        .cum_sum()
-        .over("_cpu_key"),
-    )
 
 
 _KIND_CODE = {k: i + 1 for i, k in enumerate(sorted(vars(Kind)[n] for n in vars(Kind) if n.isupper() and isinstance(vars(Kind)[n], str)))}

@@ -170,16 +170,16 @@ def _fsync(path: str, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _parquet_bytes(df: pl.DataFrame, parts: bool = False) -> bytes:
+def _parquet_bytes(df: pl.DataFrame, parts: bool = False, constants: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
     if parts:
-        write_part(df, buf)
+        write_part(df, buf, constants)
     else:
         df.write_parquet(buf)
     return buf.getvalue()
 
 
-def write_part(df: pl.DataFrame, sink) -> None:
+def write_part(df: pl.DataFrame, sink, constants: dict[str, str] | None = None) -> None:
     """Write one Parquet part, each column in the encoding that suits what it holds.
 
     Names, comms, contexts and the small integers (CPU, pid, depth) repeat a few values
@@ -191,16 +191,23 @@ def write_part(df: pl.DataFrame, sink) -> None:
     files of other runs).  A part's calls come in time order, so the name range of a row
     group spans most of the alphabet: ``func`` and ``comm`` also get Bloom filters, with
     which DuckDB and Spark skip the row groups that do not hold the function or task a
-    query names."""
+    query names.  ``constants`` are string columns of one value on every row (the run and
+    the attempt), added last: handed to the writer as that value and a zero per row, they
+    cost no encoding."""
+    import numpy as np
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     # (string views go to the writer as they are, without a copy into one buffer; the
     # Parquet types alone describe the columns, so any reader sees plain strings)
     table = df.to_arrow(compat_level=pl.CompatLevel.newest())
+    zeros = pa.array(np.zeros(df.height, dtype=np.int32))
+    for name, value in (constants or {}).items():
+        table = table.append_column(name, pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string())))
     delta = {name: "DELTA_BINARY_PACKED" for name, dtype in df.schema.items() if dtype == pl.Int64}
-    dictionary = [name for name in df.columns if name not in delta]
+    dictionary = [name for name in table.column_names if name not in delta]
     stats = [name for name, dtype in df.schema.items() if dtype.is_numeric()]
-    stats += [c for c in ("func", "comm", *DATA_KEYS) if c in df.columns]
+    stats += [c for c in ("func", "comm", *DATA_KEYS) if c in table.column_names]
     bloom = {c: {"ndv": ndv, "fpp": 0.01} for c, ndv in _BLOOM.items() if c in df.columns}
     pq.write_table(table, sink, compression="zstd", use_dictionary=dictionary, column_encoding=delta,
                    write_statistics=stats, store_schema=False, bloom_filter_options=bloom or None)
@@ -329,9 +336,8 @@ class RunWriter:
         """Append ``df`` (in ``table``'s schema) as one more Parquet part."""
         if df.is_empty():
             return
-        df = df.with_columns(pl.lit(self.run_id, pl.String).alias("run_id"), pl.lit(self.attempt, pl.String).alias("attempt"))
         rel = f"{table}/{self.run_id}/{self.attempt}/part-{self._parts[table]:05d}.parquet"
-        self.store._files.write_new(rel, _parquet_bytes(df, parts=True))
+        self.store._files.write_new(rel, _parquet_bytes(df, parts=True, constants={"run_id": self.run_id, "attempt": self.attempt}))
         self._parts[table] += 1
         self.rows[table] += df.height
 
