@@ -266,7 +266,7 @@ def seeds(name: str, corpus: Path) -> list[bytes]:
     """Seed inputs of target ``name`` (with their control byte, for text targets: where the
     second chunk starts; for function_graph's compiled path alone, the prologue's fields:
     CPU, CPU and proc, abstime CPU and proc, proc and lat...)."""
-    if name == "tracedat":
+    if name.removesuffix(".scan") == "tracedat":
         return _tracedat_seeds()
     controls = (0b00100, 0b01100, 0b01101, 0b11100, 0b00000, 0b00101) if name == "function_graph.scan" else (0, 128)
     return [bytes([c]) + s for s in _text_slices(name.removesuffix(".scan"), corpus) for c in controls]
@@ -341,7 +341,7 @@ def main() -> None:
     for d in a.dirs[:1]:  # (compiled loops compile or load before the clock of -timeout runs)
         one(min(Path(d).iterdir()).read_bytes())
     atexit.register(lambda: print(f"fuzzed {runs} inputs of {a.target}", file=sys.stderr))
-    if a.target == "tracedat":  # (a trace.dat is its headers first: the seeds must fit whole)
+    if a.target.removesuffix(".scan") == "tracedat":  # (a trace.dat is its headers first: the seeds must fit whole)
         biggest = max(p.stat().st_size for d in a.dirs for p in Path(d).iterdir())
         rest = [r for r in rest if not (r.startswith("-max_len=") and int(r.split("=")[1]) < biggest)]
     atheris.Setup([sys.argv[0], *rest, *a.dirs], one)
