@@ -145,6 +145,17 @@ def parse_file(path: str, ctx: ParseContext) -> Iterator[pl.DataFrame]:
     yield from _read(open_tracedat(path), ctx)
 
 
+def _kernel_int(name: str, values: np.ndarray, ctx: ParseContext) -> pl.Series:
+    """``values`` (a record field the kernel declares ``int``: ``common_pid``, a call's
+    ``depth``) as an Int32 column, null where negative.  A value an ``int`` cannot hold
+    was read through a damaged event format (a field declared wider than the kernel's)."""
+    big = values > np.iinfo(np.int32).max
+    if big.any():
+        raise ParseError(ctx.path, None, f"a record's {name} is {int(values[big][0])}, more than the kernel's int "
+                         "holds: the event format declaring it is damaged")
+    return scan.ints(name, values, pl.Int32)
+
+
 def scan_bytes(raw: bytes) -> None:
     """Read ``raw`` as a whole trace.dat, every frame built and dropped: the entry point of
     the fuzzer, which any input may only make raise :class:`ParseError`."""
@@ -345,13 +356,13 @@ class _Decoder:
         names = [f.name for f in w.table.formats]
         frame = pl.DataFrame([
             pl.Series("cpu", w.cpu, pl.Int32),
-            scan.ints("pid", np.where(lost_row, -1, d.pid), pl.Int32),
+            _kernel_int("pid", np.where(lost_row, -1, d.pid), ctx),
             self._comm(d.pid, lost_row),
             pl.Series("ts_ns", d.ts, pl.Int64),
             kind,
             *self._symbol_columns(d.func, graph | (d.kind == RecordKind.FUNCTION), "func"),
             *self._symbol_columns(d.parent, (d.kind == RecordKind.FUNCTION) & (d.parent != 0), "parent"),
-            scan.ints("depth", np.where(graph, d.depth, -1), pl.Int32),
+            _kernel_int("depth", np.where(graph, d.depth, -1), ctx),
             scan.ints("dur_ns", np.where(d.kind == RecordKind.EXIT, d.dur, -1), pl.Int64),
             self._flags(d.flags),
             pl.Series("event", names + [None], pl.String).gather(np.where(d.fmt < 0, len(names), d.fmt)),
