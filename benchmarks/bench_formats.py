@@ -112,7 +112,7 @@ def _warm(path: Path, store: Path) -> None:
 
 
 def _ingest(path: Path, work: Path) -> dict:
-    store = work / "store"
+    store = work / f"store-{os.getpid()}"  # (the work directory is shared with other benchmarks)
     shutil.rmtree(store, ignore_errors=True)
     out = subprocess.run([sys.executable, __file__, "--child", str(path), str(store)], check=True,
                          capture_output=True, text=True)
@@ -294,7 +294,8 @@ def main() -> None:
             if name.startswith("trace.dat"):
                 reports.append(_trace_cmd_report(path))
         if any(r["status"] != "ingested" for r in runs):
-            print(f"{name:22s} failed: {runs[0]['error']}")
+            bad = next(r for r in runs if r["status"] != "ingested")
+            print(f"{name:22s} {bad['status']}: {bad['error']}")
             continue
         size = path.stat().st_size
         sec = statistics.median(r["seconds"] for r in runs)
