@@ -21,12 +21,13 @@ import polars as pl
 from numba import njit
 
 from tracekit.parsers import FormatInfo
-from tracekit.parsers.noise import NOISE_COLUMNS, NOISE_EVENTS, NOISE_TRACERS, noise_columns
+from tracekit.parsers.noise import (NOISE_COLUMNS, NOISE_EVENTS, NOISE_TRACERS, PRINTED_NUMBERS, PRINTED_TRACERS,
+                                    noise_columns, printed_columns, read_printed)
 from tracekit.parsers.base import (
     ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr,
 )
-from tracekit.parsers.scan import (DOT, NINE, SPACE, ZERO, buffer, find_byte, ints, map_chunks, read_decimal, read_uint,
-                                   skip_back_spaces, skip_spaces, strings, texts)
+from tracekit.parsers.scan import (DOT, NINE, SPACE, ZERO, buffer, digits_end, find_byte, ints, map_chunks, matches_at, printable,
+                                   read_decimal, read_uint, skip_back_spaces, skip_spaces, strings, texts)
 from tracekit.parsers.scan import dictionary as scan_dictionary
 from tracekit.schema import EVENT_SCHEMA, Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
@@ -363,12 +364,12 @@ def _rows_text(chunk: LineChunk, idx: np.ndarray) -> pl.DataFrame:
 
 def _parse_fast(chunk: LineChunk) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The lines of a chunk (with its bytes) that :func:`_scan_lines` reads, as a frame of
-    :data:`_COLUMNS`, and the others (``line`` and ``text``) for the general path.  Records
-    of the OS-noise tracers and their tracepoints, named like events, go to the general
-    path too (:mod:`tracekit.parsers.noise` reads their numbers)."""
+    :data:`_COLUMNS`, and the others (``line`` and ``text``) for the general path.  The
+    OS-noise tracepoints and the records of those tracers rendered from their format files,
+    named like events, go to the general path too (:func:`noise_columns` reads them)."""
     raw = chunk.raw
     starts, ends = chunk.bounds()
-    kind, cpu, pid, ts, dot, offs = _scan_lines(buffer(raw), starts, ends)
+    kind, cpu, pid, ts, dot, offs, nums = _scan_lines(buffer(raw), starts, ends)
     ev_codes, ev_names = scan_dictionary(raw, offs[8], offs[9], "event")
     ev_all = ev_codes.cast(pl.Int64).fill_null(-1).to_numpy()
     noisy = np.flatnonzero(ev_names.is_in(list(NOISE_TRACERS | NOISE_EVENTS)).to_numpy())
@@ -378,7 +379,6 @@ def _parse_fast(chunk: LineChunk) -> tuple[pl.DataFrame, pl.DataFrame]:
     o = offs[:, rows]
     k = kind[rows]
     line = pl.Series("line", rows + chunk.first_line, dtype=pl.Int64)
-    ev = np.where(k == _K_FUNCTION, len(ev_names), ev_all[rows])
     good = pl.DataFrame({
         "seq": line.alias("seq"),
         "line": line,
@@ -390,11 +390,38 @@ def _parse_fast(chunk: LineChunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         **_symbols(raw, o[4], o[5], "raw_func", "func"),
         **_symbols(raw, o[6], o[7], "raw_parent", "parent"),
         "flags": strings(raw, o[2], o[3], "flags"),
-        "event": pl.concat([ev_names, pl.Series("event", ["function"])]).gather(ints("_i", ev, pl.UInt32)),
+        "event": _event_names(k, ev_all[rows], ev_names, nums),
         "body": texts(raw, o[10], o[11], "body"),
-        "_ts_dot": pl.Series("_ts_dot", dot[rows], dtype=pl.Boolean),
+        "_ts_dot": ints("_ts_dot", dot[rows], pl.Int8).cast(pl.Boolean),
     })
+    if nums.shape[1]:
+        good = good.with_columns(**_noise_numbers(raw, k, nums))
     return conform(good, _COLUMNS), _rows_text(chunk, np.flatnonzero(kind == 0))
+
+
+def _event_names(k: np.ndarray, codes: np.ndarray, names: pl.Series, nums: np.ndarray) -> pl.Series:
+    """The ``event`` column of the rows of kinds ``k``: the event's name (``codes`` into
+    ``names``), "function" for the function tracer, the tracer's name for an OS-noise
+    record, null for a stack trace."""
+    codes = codes.copy()
+    codes[k == _K_FUNCTION] = len(names)
+    codes[k == _K_NOISE] = len(names) + nums[_NOISE_ROWS - 1]
+    codes[(k == _K_STACK) | (k == _K_FRAME)] = -1
+    values = pl.concat([names, pl.Series("event", ["function", *PRINTED_TRACERS[1:]])])
+    return values.gather(ints("_i", codes, pl.UInt32))
+
+
+def _noise_numbers(raw: bytes, k: np.ndarray, nums: np.ndarray) -> dict[str, pl.Series]:
+    """The OS-noise columns of the rows of kinds ``k``, from the numbers of their records
+    (``nums``, a column per record in file order)."""
+    at = np.flatnonzero(k == _K_NOISE)
+    tracer = np.zeros(len(k), dtype=np.int64)
+    tracer[at] = nums[_NOISE_ROWS - 1]
+    every = np.full((_NOISE_ROWS - 1, len(k)), -1, dtype=np.int64)
+    every[:, at] = nums[:-1]
+    cols = printed_columns(raw, tracer, every)
+    del cols["noise_event"]  # (the event column names the tracer)
+    return cols
 
 
 def _symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, raw_name: str, name: str) -> dict[str, pl.Series]:
@@ -409,8 +436,11 @@ def _symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, raw_name: str, na
 # -- the compiled reader of the context and the common bodies ---------------------------------
 
 #: kind codes of :func:`_scan_lines` (0: a line it does not take)
-_SCAN_KINDS = (None, Kind.FUNCTION, Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT)
-_K_FUNCTION, _K_EVENT, _K_KPROBE_ENTRY, _K_KPROBE_EXIT = 1, 2, 3, 4
+_SCAN_KINDS = (None, Kind.FUNCTION, Kind.EVENT, Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT, Kind.EVENT, Kind.STACK, Kind.STACK)
+_K_FUNCTION, _K_EVENT, _K_KPROBE_ENTRY, _K_KPROBE_EXIT, _K_NOISE, _K_STACK, _K_FRAME = 1, 2, 3, 4, 5, 6, 7
+#: the rows of the array of OS-noise numbers: :data:`PRINTED_NUMBERS`, timerlat's context
+#: (start, end), the tracer's code
+_NOISE_ROWS = len(PRINTED_NUMBERS) + 3
 _COLON, _DASH, _LT, _GT, _PAREN_OPEN, _PAREN_CLOSE, _BRACKET_OPEN, _BRACKET_CLOSE, _PLUS, _SLASH = (
     58, 45, 60, 62, 40, 41, 91, 93, 43, 47)
 _INT32_MAX = 2**31 - 1
@@ -419,20 +449,6 @@ _INT32_MAX = 2**31 - 1
 @njit(cache=True, nogil=True, inline="always")
 def _digit(c: int) -> bool:
     return ZERO <= c <= NINE
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _plain(c: int) -> bool:
-    """A printable ASCII byte other than the space (no white space of any definition)."""
-    return 33 <= c <= 126
-
-
-@njit(cache=True, nogil=True)
-def _digits_end(buf: np.ndarray, at: int, end: int) -> int:
-    """The end of the run of decimal digits at ``at`` (``at`` when there is none)."""
-    while at < end and _digit(buf[at]):
-        at += 1
-    return at
 
 
 @njit(cache=True, nogil=True)
@@ -445,11 +461,11 @@ def _flag_byte(c: int) -> bool:
 def _timestamp_end(buf: np.ndarray, at: int, end: int) -> int:
     """``%5lu.%06lu`` or ``%12llu`` at ``at`` followed by ``: ``: the position of the
     colon, or -1."""
-    q = _digits_end(buf, at, end)
+    q = digits_end(buf, at, end)
     if q == at:
         return -1
     if q < end and buf[q] == DOT:
-        r = _digits_end(buf, q + 1, end)
+        r = digits_end(buf, q + 1, end)
         if r == q + 1:
             return -1
         q = r
@@ -464,7 +480,7 @@ def _after_task(buf: np.ndarray, d: int, end: int, at: np.ndarray) -> bool:
     record-tgid, ``[cpu]``, the irq-info flags (4 or 5 characters, more on PREEMPT_RT and
     lazy-preemption kernels) and the timestamp.  Fills ``at`` with the positions of the pid,
     the CPU, the flags (-1, -1 for none) and the timestamp and its colon."""
-    p = _digits_end(buf, d + 1, end)
+    p = digits_end(buf, d + 1, end)
     if p == d + 1 or p >= end or buf[p] != SPACE:
         return False
     at[0] = d + 1
@@ -480,7 +496,7 @@ def _after_task(buf: np.ndarray, d: int, end: int, at: np.ndarray) -> bool:
         p = skip_spaces(buf, r + 1, end)
     if p >= end or buf[p] != _BRACKET_OPEN:
         return False
-    q = _digits_end(buf, p + 1, end)
+    q = digits_end(buf, p + 1, end)
     if q == p + 1 or q + 1 >= end or buf[q] != _BRACKET_CLOSE or buf[q + 1] != SPACE:
         return False
     at[2] = p + 1
@@ -505,11 +521,14 @@ def _after_task(buf: np.ndarray, d: int, end: int, at: np.ndarray) -> bool:
 @njit(cache=True, nogil=True)
 def _read_context(buf, a, e, li, cpu, pid, ts, dot, offs, at) -> int:
     """``trace_print_context()``'s prologue of the line ``[a, e)`` (comm, pid, tgid, CPU,
-    flags, timestamp), its fields stored at row ``li``: the position of the body, or -1.
-    The comm may hold blanks and dashes: it ends at the first ``-`` after which the rest of
-    the prologue reads.  The prologue must be printable ASCII (other white space or bytes
-    are the general path's to decide), its numbers must fit the schema."""
-    s = skip_spaces(buf, a, e)
+    flags, timestamp), its fields stored at row ``li``: the position of the body, -1 when
+    there is no prologue, -2 when the general path must decide (a prologue with white space
+    other than blanks or bytes outside ASCII, or numbers that do not fit the schema).  The
+    comm may hold blanks and dashes: it ends at the first ``-`` after which the rest of the
+    prologue reads."""
+    s = a
+    while s < e and (buf[s] == SPACE or buf[s] == 9):  # (blanks and tabs: traces pasted from mail)
+        s += 1
     d = find_byte(buf, s, e, _DASH)
     while d >= 0 and not _after_task(buf, d, e, at):
         d = find_byte(buf, d + 1, e, _DASH)
@@ -517,27 +536,27 @@ def _read_context(buf, a, e, li, cpu, pid, ts, dot, offs, at) -> int:
         return -1
     body = at[7] + 2
     for i in range(s, body - 1):
-        if not _plain(buf[i]) and buf[i] != SPACE:
-            return -1
+        if not printable(buf[i]) and buf[i] != SPACE:
+            return -2
     if at[1] - at[0] > 10 or at[3] - at[2] > 10:
-        return -1
+        return -2
     v, _ = read_uint(buf, at[0], at[1])
     c, _ = read_uint(buf, at[2], at[3])
     if v > _INT32_MAX or c > _INT32_MAX:
-        return -1
+        return -2
     t = find_byte(buf, at[6], at[7], DOT)
     if t < 0:  # a counter clock's "%12llu": ticks
         if at[7] - at[6] > 18:
-            return -1
+            return -2
         tv, _ = read_uint(buf, at[6], at[7])
     else:
         if t - at[6] > 9 or at[7] - t - 1 > 9:
-            return -1
+            return -2
         tv, _, _ = read_decimal(buf, at[6], at[7], 9)
     pid[li] = v
     cpu[li] = c
     ts[li] = tv
-    dot[li] = t >= 0
+    dot[li] = 1 if t >= 0 else 0
     offs[0, li] = s
     offs[1, li] = skip_back_spaces(buf, s, d)
     offs[2, li] = at[4]
@@ -575,7 +594,7 @@ def _symbol_end(buf: np.ndarray, at: int, end: int, colon: bool) -> int:
         c = buf[q]
         if c == SPACE or c == _LT or (c == _COLON and not colon):
             break
-        if not _plain(c) or c == _PAREN_OPEN:
+        if not printable(c) or c == _PAREN_OPEN:
             return -1
         q += 1
     return q
@@ -632,9 +651,9 @@ def _probe_kind(buf, r, e, li, offs) -> int:
     if r >= e or buf[r] != _PAREN_OPEN:
         return _K_EVENT
     q = r + 1
-    while q < e and _plain(buf[q]) and buf[q] != _PLUS and buf[q] != _PAREN_OPEN and buf[q] != _PAREN_CLOSE and buf[q] != _LT:
+    while q < e and printable(buf[q]) and buf[q] != _PLUS and buf[q] != _PAREN_OPEN and buf[q] != _PAREN_CLOSE and buf[q] != _LT:
         q += 1
-    if q < e and not _plain(buf[q]) and buf[q] != SPACE:
+    if q < e and not printable(buf[q]) and buf[q] != SPACE:
         return 0
     if (q > r + 1 and q + 8 <= e and buf[q] == _PLUS and buf[q + 1] == ZERO and buf[q + 2] == 120
             and (_digit(buf[q + 3]) or 97 <= buf[q + 3] <= 102) and buf[q + 4] == _SLASH and buf[q + 5] == ZERO
@@ -647,17 +666,17 @@ def _probe_kind(buf, r, e, li, offs) -> int:
             offs[5, li] = q
             return _K_KPROBE_ENTRY
     q = r + 1
-    while q < e and _plain(buf[q]) and buf[q] != _PAREN_OPEN and buf[q] != _PAREN_CLOSE:
+    while q < e and printable(buf[q]) and buf[q] != _PAREN_OPEN and buf[q] != _PAREN_CLOSE:
         q += 1
-    if q < e and not _plain(buf[q]) and buf[q] != SPACE:
+    if q < e and not printable(buf[q]) and buf[q] != SPACE:
         return 0
     if q == r + 1 or q + 4 > e or buf[q] != SPACE or buf[q + 1] != _LT or buf[q + 2] != _DASH or buf[q + 3] != SPACE:
         return _K_EVENT
     f = q + 4
     g = f
-    while g < e and _plain(buf[g]) and buf[g] != _PAREN_OPEN and buf[g] != _PAREN_CLOSE:
+    while g < e and printable(buf[g]) and buf[g] != _PAREN_OPEN and buf[g] != _PAREN_CLOSE:
         g += 1
-    if g < e and not _plain(buf[g]) and buf[g] != SPACE:
+    if g < e and not printable(buf[g]) and buf[g] != SPACE:
         return 0
     if g == f or g >= e or buf[g] != _PAREN_CLOSE:
         return _K_EVENT
@@ -667,20 +686,116 @@ def _probe_kind(buf, r, e, li, offs) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _spaced_ascii(buf: np.ndarray, a: int, e: int) -> bool:
+    """Whether ``[a, e)`` is printable ASCII and blanks only (white space of one definition)."""
+    for i in range(a, e):
+        if not printable(buf[i]) and buf[i] != SPACE:
+            return False
+    return True
+
+
+_STACK_TRACE = np.frombuffer(b"<stack trace>", dtype=np.uint8)
+_USER_STACK_TRACE = np.frombuffer(b"<user stack trace>", dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _frame(buf: np.ndarray, a: int, e: int, li: int, offs: np.ndarray) -> bool:
+    """A stack trace's frame, `` => func`` (``trace_stack_print()``, printed under a
+    ``<stack trace>`` record): the line (stripped) as the body, the symbol as the function."""
+    s = skip_spaces(buf, a, e)
+    be = skip_back_spaces(buf, s, e)
+    if s + 4 > be or buf[s] != 61 or buf[s + 1] != _GT or buf[s + 2] != SPACE or not printable(buf[s + 3]):
+        return False
+    if not _spaced_ascii(buf, s, be):
+        return False
+    offs[4, li] = s + 3
+    offs[5, li] = be
+    offs[10, li] = s
+    offs[11, li] = be
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _syscall_end(buf: np.ndarray, b: int, be: int) -> int:
+    """The syscall tracer's own body (``print_syscall_enter()`` / ``print_syscall_exit()``):
+    ``sys_name(arg: val, ...)`` or ``sys_name -> 0x0``: the end of the name, -1 for none, -2
+    when a byte outside ASCII leaves it undecided."""
+    if be - b < 5 or buf[b] != 115 or buf[b + 1] != 121 or buf[b + 2] != 115 or buf[b + 3] != 95:  # "sys_"
+        return -1
+    q = b + 4
+    while q < be and (buf[q] == 95 or _digit(buf[q]) or 65 <= buf[q] <= 90 or 97 <= buf[q] <= 122):
+        q += 1
+    if q < be and buf[q] >= 128:
+        return -2
+    if q == b + 4 or q == be:
+        return -1
+    if buf[q] == _PAREN_OPEN and buf[be - 1] == _PAREN_CLOSE:
+        return q
+    if q + 4 < be and buf[q] == SPACE and buf[q + 1] == _DASH and buf[q + 2] == _GT and buf[q + 3] == SPACE:
+        for i in range(q + 4, be):
+            if not printable(buf[i]):
+                return -2 if buf[i] != SPACE else -1
+        return q
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _body_kind(buf, b, be, li, offs, nums, nnoise) -> int:
+    """The kind code of the body ``[b, be)`` of a line with a context (0: the general
+    path's), its fields stored at row ``li``; an OS-noise record's numbers go to column
+    ``nnoise`` of ``nums``."""
+    c = _event_name_end(buf, b, be)
+    if c >= 0:
+        offs[8, li] = b
+        offs[9, li] = c
+        offs[10, li] = c + 2
+        offs[11, li] = be
+        return _probe_kind(buf, c + 2, be, li, offs)
+    if c == -2:
+        return 0
+    c = _syscall_end(buf, b, be)
+    if c >= 0:
+        offs[8, li] = b
+        offs[9, li] = c
+        offs[10, li] = c
+        offs[11, li] = be
+        return _K_EVENT
+    if c == -2:
+        return 0
+    c = buf[b]
+    if c == DOT or c == 95 or 65 <= c <= 90 or 97 <= c <= 122:
+        return _K_FUNCTION if _read_function(buf, b, be, li, offs) else 0
+    offs[10, li] = b
+    offs[11, li] = be
+    if c == _LT and ((be - b == len(_STACK_TRACE) and matches_at(buf, b, be, _STACK_TRACE))
+                     or (be - b == len(_USER_STACK_TRACE) and matches_at(buf, b, be, _USER_STACK_TRACE))):
+        return _K_STACK
+    if (c == 35 or _digit(c)) and _spaced_ascii(buf, b, be):
+        tracer = read_printed(buf, b, be, nnoise, nums)
+        if tracer:
+            nums[_NOISE_ROWS - 1, nnoise] = tracer
+            return _K_NOISE
+    return 0
+
+
+@njit(cache=True, nogil=True)
 def _scan_lines(buf, starts, ends):
-    """Read every line of a chunk that is a function-tracer hit, a trace event or a
-    k(ret)probe event with the usual context.  Returns per line its kind code (0 for lines
-    left to the general path: the header, stack traces, lost events, the other tracers'
-    bodies, odd shapes), CPU, pid, timestamp (ns, or ticks of a counter clock), whether it
-    had a dot, and (start, end) offsets of comm, flags, function, parent, event name and
-    the event's fields; every offset lies within the line."""
+    """Read every line of a chunk that is a function-tracer hit, a trace event, a
+    k(ret)probe event, a syscall, an OS-noise tracer's record or a stack trace.  Returns per line its
+    kind code (0 for lines left to the general path: the header, lost events, trace_printk
+    under sym-offset, the sched_switch tracer's records, odd shapes), CPU, pid, timestamp (ns, or ticks of a counter clock), whether
+    it had a dot (-1: no timestamp), (start, end) offsets of comm, flags, function, parent,
+    event name and body, and the numbers of the OS-noise records (a column each, in file
+    order); every offset lies within the line."""
     n = len(starts)
     kind = np.zeros(n, dtype=np.int8)
     cpu = np.full(n, -1, dtype=np.int64)
     pid = np.full(n, -1, dtype=np.int64)
     ts = np.full(n, -1, dtype=np.int64)
-    dot = np.zeros(n, dtype=np.bool_)
+    dot = np.full(n, -1, dtype=np.int8)
     offs = np.full((12, n), -1, dtype=np.int64)
+    nums = np.full((_NOISE_ROWS, 16), -1, dtype=np.int64)
+    nnoise = 0
     at = np.empty(8, dtype=np.int64)
     for li in range(n):
         a = starts[li]
@@ -688,25 +803,26 @@ def _scan_lines(buf, starts, ends):
         if a >= e or buf[a] == 35:  # '#': the header
             continue
         b = _read_context(buf, a, e, li, cpu, pid, ts, dot, offs, at)
+        if b == -1:
+            if _frame(buf, a, e, li, offs):
+                kind[li] = _K_FRAME
+            continue
         if b < 0:
             continue
         be = skip_back_spaces(buf, b, e)
-        if be == b or not _plain(buf[be - 1]):
-            continue
         k = 0
-        c = _event_name_end(buf, b, be)
-        if c >= 0:
-            k = _probe_kind(buf, c + 2, be, li, offs)
-            offs[8, li] = b
-            offs[9, li] = c
-            offs[10, li] = c + 2
-            offs[11, li] = be
-        elif c == -1 and (buf[b] == DOT or buf[b] == 95 or 65 <= buf[b] <= 90 or 97 <= buf[b] <= 122):
-            if _read_function(buf, b, be, li, offs):
-                k = _K_FUNCTION
+        if be > b and printable(buf[be - 1]):
+            if nnoise == nums.shape[1]:
+                more = np.full((_NOISE_ROWS, 2 * nnoise), -1, dtype=np.int64)
+                more[:, :nnoise] = nums
+                nums = more
+            k = _body_kind(buf, b, be, li, offs, nums, nnoise)
         if k == 0:
             for j in range(12):
                 offs[j, li] = -1
+            dot[li] = -1
             continue
+        if k == _K_NOISE:
+            nnoise += 1
         kind[li] = k
-    return kind, cpu, pid, ts, dot, offs
+    return kind, cpu, pid, ts, dot, offs, nums[:, :nnoise].copy()

@@ -51,7 +51,7 @@ _numba_without_blas()
 from numba import njit  # noqa: E402
 
 __all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "printable", "read_uint", "read_decimal",
-           "find_byte", "find_bytes", "matches_at", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
+           "find_byte", "find_bytes", "digits_end", "matches_at", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
            "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
            "PARSE_THREADS"]
 
@@ -150,6 +150,15 @@ def find_bytes(buf: np.ndarray, at: int, end: int, needle: np.ndarray) -> int:
         if k == n:
             return i
     return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def digits_end(buf: np.ndarray, at: int, end: int) -> int:
+    """The end of the run of decimal digits at ``at`` (before ``end``); ``at`` when there is
+    none.  For grammars that check a number's shape before reading its value."""
+    while at < end and ZERO <= buf[at] <= NINE:
+        at += 1
+    return at
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -1,5 +1,6 @@
-"""The compiled reader of ftrace text (function tracer, trace events, k(ret)probes) checked
-against the general path's regular expressions on random and damaged lines.
+"""The compiled reader of ftrace text (function tracer, trace events, k(ret)probes, stack
+traces, the OS-noise tracers' records) checked against the general path's regular
+expressions on random and damaged lines.
 
 Lines are printed as the kernel prints them: ``trace_print_context()``
 (kernel/trace/trace_output.c: ``%16s-%-7d`` comm-pid, ``%16s-%-5d`` before 4.13, the
@@ -8,11 +9,12 @@ record-tgid column ``(%7d)`` or ``(-------)``, ``[%03d]``, the irq-info flags of
 ``%5lu.%06lu: `` or a counter clock's ``%12llu: ``), then the body: ``print_fn_trace()``'s
 ``func <-parent`` (with sym-offset ``+0x1a/0x40``, sym-addr `` <ffffffff81234567>``,
 `` [module]``, ppc64 ``.dot`` symbols), an event's ``name: fields``, kprobe ``(func+0x0/0x150)``
-and kretprobe ``(caller+0xd4/0x310 <- func) arg1=0x0``, and the records the compiled path
-leaves to the general one (stack traces, OS-noise tracers, trace_printk, syscalls, lost
-events).  Some lines are then damaged (bytes replaced, inserted, cut).  Whatever the compiled
-path takes must read exactly as the general path reads it; every line printed undamaged in a
-shape it knows must be taken; nothing is dropped; no input makes it fail.
+and kretprobe ``(caller+0xd4/0x310 <- func) arg1=0x0``, ``<stack trace>`` and its `` => func``
+frames, hwlat / osnoise / timerlat records, the syscall tracer's, and records the compiled path leaves to the
+general one (trace_printk under sym-offset, the sched_switch tracer's records, lost events).  Some lines are then damaged (bytes
+replaced, inserted, cut).  Whatever the compiled path takes must read exactly as the
+general path reads it; every line printed undamaged in a shape it knows must be taken;
+nothing is dropped; no input makes it fail.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from tracekit.parsers import ftrace_text as ft
 from tracekit.parsers.base import LineChunk, ParseContext
 
 COLUMNS = ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "parent", "raw_parent", "flags", "event", "body",
-           "_ts_dot")
+           "_ts_dot", "seqnum", "latency_ns", "outer_latency_ns", "runtime_ns", "noise_ns", "max_noise_ns", "timer_context",
+           "interference")
 COMMS = st.sampled_from(["bash", "kworker/1:2", "Web Content", "systemd-journal", "<idle>", "a-1", "x -2 [3]"])
 SYMBOLS = st.sampled_from(["exit_mmap", "zap_pte_range.isra.0", ".free_pgtables", "do_wp_page.cold", "f"])
 FLAGS = st.sampled_from([None, "....", "d..2", "dNs1", "d..2.", "....1", "dNhs2", "D.h.3."])
@@ -67,8 +70,8 @@ def _symbol(draw) -> tuple[str, str]:
 def _line(draw) -> tuple[str, dict | None]:
     """A line and what the compiled path must read from it (None: the general path's)."""
     head, want = _context(draw)
-    shape = draw(st.sampled_from(["function", "function", "event", "kprobe", "kretprobe", "stack", "hwlat",
-                                  "printk", "syscall", "marker", "lost", "frame"]))
+    shape = draw(st.sampled_from(["function", "function", "event", "kprobe", "kretprobe", "stack", "frame", "hwlat",
+                                  "osnoise", "timerlat", "syscall", "printk", "ctxwake", "marker", "lost"]))
     if shape == "function":
         (f, fc), (p, pc) = _symbol(draw), _symbol(draw)
         mod = draw(st.sampled_from(["", " [ext4]"]))
@@ -91,20 +94,52 @@ def _line(draw) -> tuple[str, dict | None]:
         f = draw(SYMBOLS)
         body = f"r_{f.strip('.')}_0: (exit_mmap+0xd4/0x310 <- {f}) ret=0x0"
         want.update(kind="kprobe_exit", func=f.lstrip(".").split(".")[0])
+    elif shape == "stack":
+        body = draw(st.sampled_from(["<stack trace>", "<user stack trace>"]))
+        want.update(kind="stack", body=body, event=None)
+    elif shape == "frame":  # trace_stack_print()
+        f = draw(SYMBOLS)
+        return f" => {f}", {"kind": "stack", "func": f.lstrip(".").split(".")[0], "body": f"=> {f}", "pid": None}
+    elif shape == "syscall":  # print_syscall_enter() / print_syscall_exit()
+        name, rest = draw(st.sampled_from(["sys_close", "sys_munmap"])), draw(st.sampled_from(
+            ["(fd: 3)", "(addr: 7f8f972d4000, len: 2000000)", " -> 0x0", " -> 0xfffffffffffffff2"]))
+        body = name + rest
+        want.update(kind="event", event=name, body=rest)
+    elif shape in ("hwlat", "osnoise", "timerlat"):
+        body, noise = draw(_noise(shape))
+        want.update(kind="event", event=shape, body=body, **noise)
     else:
         body = {
-            "stack": "<stack trace>",
-            "hwlat": "#1     inner/outer(us):   12/14    ts:1499801089.066141940 count:6",
             "printk": "pgtfree_begin+0x28/0x6c: hello",
-            "syscall": "sys_close(fd: 3)",
             "marker": "something odd: ",
+            "ctxwake": "  415:120:S ==> [000]   416:120:R pgtfree",
         }.get(shape)
         want = None
         if shape == "lost":
             return f"CPU:{draw(st.integers(0, 64))} [LOST {draw(st.integers(1, 10**6))} EVENTS]", None
-        if shape == "frame":
-            return f" => {draw(SYMBOLS)}", None
     return head + body, want
+
+
+@st.composite
+def _noise(draw, tracer: str) -> tuple[str, dict]:
+    """A record of an OS-noise tracer as it prints it (kernel/trace/trace_output.c:
+    trace_hwlat_print(), trace_osnoise_print(), trace_timerlat_print()), and its numbers."""
+    seq = draw(st.integers(0, 10**6))
+    if tracer == "hwlat":
+        inner, outer = draw(st.integers(0, 10**5)), draw(st.integers(0, 10**5))
+        body = f"#{seq:<5d} inner/outer(us): {inner:4d}/{outer:<5d} ts:1499801089.066141940"
+        body += draw(st.sampled_from(["", " count:6", " count:6 nmi-total:4 nmi-count:1"]))
+        return body, {"seqnum": seq, "latency_ns": inner * 1000, "outer_latency_ns": outer * 1000}
+    if tracer == "timerlat":
+        ctx, lat = draw(st.sampled_from(["irq", "thread", "user-ret"])), draw(st.integers(0, 10**9))
+        return f"#{seq:<5d} context {ctx:>6s} timer_latency {lat:9d} ns", {"seqnum": seq, "latency_ns": lat,
+                                                                            "timer_context": ctx}
+    runtime, noise, mx = draw(st.integers(0, 10**7)), draw(st.integers(0, 10**6)), draw(st.integers(0, 10**6))
+    counts = [draw(st.integers(0, 10**5)) for _ in range(5)]
+    body = f"{runtime} {noise:10d} {draw(st.integers(0, 100)):3d}.{draw(st.integers(0, 99999)):05d} {mx:7d}"
+    body += "".join(f" {c:6d}" for c in counts)
+    return body, {"runtime_ns": runtime * 1000, "noise_ns": noise * 1000, "max_noise_ns": mx * 1000,
+                  "interference": dict(zip(("hw", "nmi", "irq", "softirq", "thread"), counts))}
 
 
 def _damage(draw, text: str) -> str:
@@ -144,7 +179,7 @@ def _both(lines: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     return good, rest, general
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(_chunk())
 def test_compiled_lines_read_as_the_regular_expressions_read_them(case):
     lines, wants = case
