@@ -86,14 +86,20 @@ def _context(rng, t, cpus, opt: Options) -> str:
     return out + (f" {t * 5 // 2:12d}: " if opt.counter_clock else f" {_ts(t)}: ")
 
 
-def _symbol(rng, opt: Options) -> str:
-    f = FUNCS[rng.integers(len(FUNCS))]
-    return f"{f}+0x{int(rng.integers(1, 0x200)):x}/0x{0x200 + int(rng.integers(0, 0x800)):x}" if opt.sym_offset else f
+def _symbol(rng, opt: Options, caller: bool) -> str:
+    """A function as %ps prints it, or %pS under sym-offset: the traced function at its
+    mcount / fentry call (one offset a function), its caller at one of a few call sites."""
+    k = int(rng.integers(len(FUNCS)))
+    if not opt.sym_offset:
+        return FUNCS[k]
+    size = 0x80 + 0x58 * k
+    at = 0x10 + int(rng.integers(4)) * (size // 5) if caller else 4
+    return f"{FUNCS[k]}+0x{at:x}/0x{size:x}"
 
 
 def _function(rng, t, cpus, opt: Options = Options()) -> str:
     ctx = _context(rng, t, cpus, opt)
-    return f"{ctx}{_symbol(rng, opt)} <-{_symbol(rng, opt)}\n"
+    return f"{ctx}{_symbol(rng, opt, False)} <-{_symbol(rng, opt, True)}\n"
 
 
 def _event_body(rng) -> tuple[str, str]:

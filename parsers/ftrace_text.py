@@ -26,8 +26,8 @@ from tracekit.parsers.noise import (NOISE_COLUMNS, NOISE_EVENTS, NOISE_TRACERS, 
 from tracekit.parsers.base import (
     ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr,
 )
-from tracekit.parsers.scan import (DOT, NINE, SPACE, ZERO, buffer, digits_end, find_byte, ints, map_chunks, matches_at, printable,
-                                   read_decimal, read_uint, skip_back_spaces, skip_spaces, strings, texts)
+from tracekit.parsers.scan import (DOT, NINE, SPACE, ZERO, buffer, digits_end, find_byte, ints, map_chunks, matches_at,
+                                   printable, read_decimal, read_uint, skip_back_spaces, skip_spaces, strings, texts)
 from tracekit.parsers.scan import dictionary as scan_dictionary
 from tracekit.schema import EVENT_SCHEMA, Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
