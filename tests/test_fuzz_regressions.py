@@ -21,3 +21,13 @@ def test_a_common_pid_declared_wider_than_the_kernels_int_is_a_parse_error(tmp_p
     assert r.status == "failed"
     assert r.error.startswith(f"{bad}: ") and "internal error" not in r.error
     assert "pid" in r.error and "more than the kernel's int holds" in r.error
+
+
+def test_a_trace_dat_ending_inside_its_page_size_is_a_parse_error(tmp_path):
+    """trace.dat: the magic, version 6, endianness and long size, then three of the page
+    size's four bytes; the ingest ended with an internal error (struct.error)."""
+    cut = tmp_path / "cut.dat"
+    cut.write_bytes(b"\x17\x08Dtracing6\x00" + b"\x00\x08" + b"\x00\x10\x00")
+    (r,) = tracekit.ingest([str(cut)], store=str(tmp_path / "store"), on_error="collect")
+    assert r.status == "failed"
+    assert r.error == f"{cut}: byte 11: truncated initial block"  # (the version string's NUL)

@@ -227,7 +227,7 @@ def open_tracedat(path: str, data: bytes | None = None) -> TraceDat:
     if version not in (6, 7):
         raise ParseError(path, None, f"trace.dat version {version} is not supported (6 and 7 are)",
                          offset=10)
-    if end + 6 > len(mm):
+    if end + 7 > len(mm):  # (endianness, long size, then the 4-byte page size)
         raise ParseError(path, None, "truncated initial block", offset=end)
     endian, long_size = mm[end + 1], mm[end + 2]
     if endian not in (0, 1) or long_size not in (4, 8):
