@@ -51,7 +51,7 @@ def test_an_ingest_imports_neither_plotting_nor_sql_nor_linear_algebra(tmp_path)
             "assert run() == 0")
     got = _imported(code, str(trace), str(tmp_path / "store"))
     assert {"polars", "numba"} <= got  # (the probe sees what an ingest needs)
-    assert got & {"matplotlib", "duckdb", "pandas", "dask", "scipy.linalg"} == set()
+    assert got & {"matplotlib", "duckdb", "dask", "scipy.linalg"} == set()
 
 
 def _read_only_copy(dest: Path) -> Path:
