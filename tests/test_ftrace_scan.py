@@ -23,6 +23,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import damage
 from tracekit.parsers import ftrace_text as ft
 from tracekit.parsers.base import LineChunk, ParseContext
 
@@ -143,18 +144,7 @@ def _noise(draw, tracer: str) -> tuple[str, dict]:
 
 
 def _damage(draw, text: str) -> str:
-    b = bytearray(text.encode())
-    for _ in range(draw(st.integers(1, 3))):
-        what = draw(st.sampled_from(["replace", "insert", "cut"]))
-        at = draw(st.integers(0, max(len(b) - 1, 0)))
-        byte = draw(st.sampled_from(b" -[]().:<>+/#0123456789x\t\x00\xa0\xc2\xff"))
-        if what == "replace" and b:
-            b[at] = byte
-        elif what == "insert":
-            b.insert(at, byte)
-        else:
-            del b[at:]
-    return b.decode("latin-1")
+    return damage(draw, text, b" -[]().:<>+/#0123456789x\t\x00\xa0\xc2\xff", least=1)
 
 
 @st.composite
