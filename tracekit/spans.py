@@ -381,7 +381,7 @@ class SpanBuilder:
             func = np.concatenate([self._name_codes(old), self._name_codes(new)])
         else:
             rows, func = new, self._name_codes(new)
-        slot, ntasks = _int_codes(task)
+        slot, ntasks = _one_key_codes(task)
         partner, is_open, parent, depth, first_bad, nbad = _nest_rows(
             slot, rows.kind.astype(np.int64), rows.depth, func, rows.cpu, rows.seq, max(ntasks, 1),
             _KIND_CODE[Kind.ENTRY], _KIND_CODE[Kind.EXIT], _KIND_CODE[Kind.LEAF], _KIND_CODE[Kind.LOST])
@@ -658,38 +658,6 @@ def _tasks(kind, slot, cpu, pid, prev, known, ran, deep, SWITCH, IRQ_ENTRY, IRQ_
     return task, irq, first_prev, last, total
 
 
-@njit(cache=True, nogil=True)
-def _int_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
-    """A dense code (0, 1, ...) for each distinct value of ``values``, in order of first
-    appearance, and how many there are: an open-addressing table."""
-    n = len(values)
-    size = 16
-    while size < 2 * n:
-        size *= 2
-    mask = size - 1
-    table = np.full(size, -1, dtype=np.int64)
-    keys = np.empty(n, dtype=np.int64)
-    out = np.empty(n, dtype=np.int64)
-    ncodes = 0
-    for i in range(n):
-        v = values[i]
-        h = np.uint64(v) * np.uint64(0x9E3779B97F4A7C15)
-        slot = np.int64((h >> np.uint64(20)) & np.uint64(mask))
-        while True:
-            c = table[slot]
-            if c < 0:
-                table[slot] = ncodes
-                keys[ncodes] = v
-                out[i] = ncodes
-                ncodes += 1
-                break
-            if keys[c] == v:
-                out[i] = c
-                break
-            slot = (slot + 1) & mask
-    return out, ncodes
-
-
 def _masked(values: np.ndarray, ok: np.ndarray, dtype: pl.DataType) -> pl.Series:
     return pl.Series(np.ma.masked_array(values, mask=~ok), dtype=dtype)
 
@@ -857,7 +825,7 @@ def _irq_within(cpu: np.ndarray, step: np.ndarray) -> tuple[np.ndarray, dict[int
     marker, the chunk's total."""
     if not step.any():
         return np.zeros(len(cpu), dtype=np.int64), {}
-    slot, nslots = _key_codes(cpu, np.zeros(len(cpu), dtype=np.int64), np.zeros(len(cpu), dtype=np.int64))
+    slot, nslots = _one_key_codes(cpu)
     local, total, marked, first = _irq_rows(slot, nslots, step)
     return local, {int(cpu[first[c]]): int(total[c]) for c in np.flatnonzero(marked).tolist()}
 
@@ -896,11 +864,17 @@ def _codes(s: pl.Series) -> np.ndarray:
     if not s.dtype.is_integer():
         return codes(s)
     v = s.cast(pl.Int64)
-    zero = np.zeros(len(v), dtype=np.int64)
-    out, _ = _key_codes(v.fill_null(0).to_numpy(), zero, zero)
+    out, _ = _one_key_codes(v.fill_null(0).to_numpy())
     if v.null_count():
         out[v.is_null().to_numpy()] = -1
     return out
+
+
+def _one_key_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`_key_codes` of one integer key per row (a task, a CPU)."""
+    values = np.asarray(values, dtype=np.int64)
+    zero = np.zeros(len(values), dtype=np.int64)
+    return _key_codes(values, zero, zero)
 
 
 @njit(cache=True, nogil=True)
