@@ -314,3 +314,34 @@ def test_lines_that_begin_like_a_compressed_stream_are_still_text():
         lay = fg.Layout(abstime=False, reltime=False, cpu=True, proc=False, lat=False)
         good, rest = fg._parse_fast(chunk, lay)
         assert good["func"].to_list() == ["g"] and rest["line"].to_list() == [1]
+
+
+def _call_rows(rows: list[tuple]) -> list[pl.DataFrame]:
+    """One event-schema frame per row of (seq, kind, func, dur_ns) on CPU 0, task 1."""
+    from tracekit.schema import EVENT_SCHEMA, conform
+
+    return [conform(pl.DataFrame({"seq": [s], "line": [s], "cpu": [0], "pid": [1], "ts_ns": [1000 * s], "kind": [k],
+                                  "func": [f], "depth": [0], "dur_ns": [d], "event": ["e" if k == "event" else None]},
+                                 schema_overrides={"func": pl.String, "dur_ns": pl.Int64, "event": pl.String}), EVENT_SCHEMA)
+            for s, k, f, d in rows]
+
+
+@pytest.mark.parametrize("nesting", [True, False])
+@pytest.mark.parametrize("lost", [False, True])
+def test_chunks_of_events_alone_leave_open_calls_as_they_are(nesting, lost):
+    """A chunk without calls passes its events through, and the entry open before it is
+    closed by the exit after it; lost events in between abandon that entry where calls are
+    paired by nesting (the exit then has no entry).  Each row is its own chunk."""
+    from tracekit.spans import SpanBuilder
+
+    rows = [(1, "entry", "f", None), (2, "event", None, None), (3, "lost" if lost else "event", None, None),
+            (4, "exit", None, 5000)]
+    b = SpanBuilder(nesting=nesting)
+    outs = [b.feed(SpanBuilder.prepare(df, nesting)) for df in _call_rows(rows)] + [b.finish()]
+    spans = pl.concat([o.spans for o in outs]).sort("seq")
+    events = pl.concat([o.events for o in outs])
+    assert events["seq"].to_list() == [2, 3]
+    if lost and nesting:
+        assert spans.select("seq", "func", "complete", "dur_ns").rows() == [(1, "f", False, None), (4, None, False, 5000)]
+    else:
+        assert spans.select("seq", "func", "complete", "dur_ns").rows() == [(1, "f", True, 5000)]

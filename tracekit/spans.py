@@ -50,6 +50,9 @@ _CALL_KINDS = list(Kind.CALL_GRAPH)
 _KPROBE_KINDS = [Kind.KPROBE_ENTRY, Kind.KPROBE_EXIT]
 _OPENING = [Kind.ENTRY, Kind.KPROBE_ENTRY]
 _CLOSING = [Kind.EXIT, Kind.KPROBE_EXIT]
+#: the kinds that change what pairing carries from chunk to chunk besides the calls: the
+#: task a CPU runs, its interrupt nesting
+_CARRIED_KINDS = [Kind.SWITCH, Kind.IRQ_ENTRY, Kind.IRQ_EXIT]
 
 # Work columns carried with pending (still open) entries between chunks.
 _WORK_SCHEMA = {**EVENT_SCHEMA, "task": pl.Int64(), "irq_depth": pl.Int64()}
@@ -86,6 +89,11 @@ class Prepared:
     call_mask: np.ndarray | None = None
     #: a text call graph's rows as arrays, for pairing by nesting (:class:`_Rows`)
     rows: "_Rows | None" = None
+    #: no row is a call, a task switch or an IRQ marker: the chunk is all events
+    #: (:meth:`SpanBuilder._passes_through`)
+    no_calls: bool = False
+    #: some row reports lost events (which abandon the open calls of its CPU)
+    lost: bool = False
 
 
 @dataclass
@@ -130,6 +138,16 @@ class SpanBuilder:
         ``nesting``, which finds parents itself) the parents within the chunk.  Pure: safe
         in any thread."""
         kind = _kind_codes(events.get_column("kind"))
+        if events.height and not _is(kind, _CALL_KINDS + _CARRIED_KINDS).any():
+            # (events, samples, markers: nothing to pair and no per-CPU state to update)
+            return Prepared(events=events, kind=kind, no_calls=True, lost=bool(_is(kind, [Kind.LOST]).any()),
+                            stored=_stored(events, np.zeros(len(kind), dtype=bool)))
+        return SpanBuilder._prepare_calls(events, kind, nesting)
+
+    @staticmethod
+    def _prepare_calls(events: pl.DataFrame, kind: np.ndarray, nesting: bool) -> Prepared:
+        """:meth:`prepare` of a chunk with calls in it (or whose events must meet the calls
+        still open)."""
         prep = Prepared(events=events, kind=kind)
         if nesting and not _is(kind, _KPROBE_KINDS).any():
             # a text call graph: every row's numbers as arrays, paired in compiled code
@@ -205,8 +223,17 @@ class SpanBuilder:
         kp = kp.drop("_cum")
         return pl.concat([calls.filter(~is_kp), kp]).sort("seq")
 
+    def _passes_through(self, prep: Prepared) -> bool:
+        """The chunk's rows are all events and leave the open calls as they are: lost
+        events abandon open calls only where calls are paired by nesting."""
+        return prep.no_calls and not (prep.lost and self.nesting and self._pending.height)
+
     def _pair(self, events: pl.DataFrame | Prepared, last: bool) -> SpanChunk:
         prep = events if isinstance(events, Prepared) else self.prepare(events, self.nesting)
+        if prep.no_calls:
+            if self._passes_through(prep):
+                return SpanChunk(spans=pl.DataFrame(schema=SPAN_SCHEMA), events=prep.stored)
+            prep = self._prepare_calls(prep.events, prep.kind, self.nesting)
         if prep.rows is not None and not _is(_kind_codes(self._pending.get_column("kind")), _KPROBE_KINDS).any():
             return self._pair_nested(prep, last)
         events, ev_kind = prep.events, prep.kind
@@ -781,6 +808,8 @@ def _stored(events: pl.DataFrame, is_call: np.ndarray) -> pl.DataFrame:
     """The rows that are not calls, in STORED_EVENT_SCHEMA."""
     if is_call.all():
         return pl.DataFrame(schema=STORED_EVENT_SCHEMA)
+    if not is_call.any():
+        return conform(events, STORED_EVENT_SCHEMA)
     other = np.flatnonzero(~is_call)
     stored = _rows(events, other) if len(other) * 8 < len(is_call) else events.filter(pl.Series("_c", ~is_call, dtype=pl.Boolean))
     return conform(stored, STORED_EVENT_SCHEMA)
