@@ -317,31 +317,57 @@ def test_lines_that_begin_like_a_compressed_stream_are_still_text():
 
 
 def _call_rows(rows: list[tuple]) -> list[pl.DataFrame]:
-    """One event-schema frame per row of (seq, kind, func, dur_ns) on CPU 0, task 1."""
+    """One event-schema frame per row of (seq, kind, func, dur_ns[, pid]) on CPU 0 (task 1
+    unless the row says)."""
     from tracekit.schema import EVENT_SCHEMA, conform
 
-    return [conform(pl.DataFrame({"seq": [s], "line": [s], "cpu": [0], "pid": [1], "ts_ns": [1000 * s], "kind": [k],
-                                  "func": [f], "depth": [0], "dur_ns": [d], "event": ["e" if k == "event" else None]},
+    return [conform(pl.DataFrame({"seq": [s], "line": [s], "cpu": [0], "pid": [pid[0] if pid else 1], "ts_ns": [1000 * s],
+                                  "kind": [k], "func": [f], "depth": [0], "dur_ns": [d],
+                                  "event": ["e" if k == "event" else None]},
                                  schema_overrides={"func": pl.String, "dur_ns": pl.Int64, "event": pl.String}), EVENT_SCHEMA)
-            for s, k, f, d in rows]
+            for s, k, f, d, *pid in rows]
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+def test_kprobe_depths_count_per_task_across_chunks(per_row):
+    """kprobe hits of three tasks interleaved: each task's entries minus returns give the
+    depths (counted by hand below), the same whether the hits come in one chunk or one a
+    chunk; a task's entry with no return is kept incomplete."""
+    from tracekit.spans import SpanBuilder
+
+    rows = [(1, "kprobe_entry", "f", None, 1), (2, "kprobe_entry", "f", None, 2), (3, "kprobe_entry", "g", None, 1),
+            (4, "kprobe_exit", "f", None, 2), (5, "kprobe_exit", "g", None, 1), (6, "kprobe_entry", "h", None, 3),
+            (7, "kprobe_exit", "f", None, 1)]
+    frames = _call_rows(rows)
+    b = SpanBuilder(nesting=True)
+    chunks = frames if per_row else [pl.concat(frames)]
+    outs = [b.feed(SpanBuilder.prepare(df, True)) for df in chunks] + [b.finish()]
+    spans = pl.concat([o.spans for o in outs]).sort("seq")
+    assert spans.select("seq", "pid", "func", "depth", "complete", "dur_ns").rows() == [
+        (1, 1, "f", 0, True, 6000), (2, 2, "f", 0, True, 2000), (3, 1, "g", 1, True, 2000), (6, 3, "h", 0, False, None)]
 
 
 @pytest.mark.parametrize("nesting", [True, False])
 @pytest.mark.parametrize("lost", [False, True])
-def test_chunks_of_events_alone_leave_open_calls_as_they_are(nesting, lost):
+@pytest.mark.parametrize("kprobe", [False, True])
+def test_chunks_of_events_alone_leave_open_calls_as_they_are(nesting, lost, kprobe):
     """A chunk without calls passes its events through, and the entry open before it is
     closed by the exit after it; lost events in between abandon that entry where calls are
-    paired by nesting (the exit then has no entry).  Each row is its own chunk."""
+    paired by nesting (the exit then has no entry), but not a kprobe hit (paired by the
+    running count of its task's hits).  Each row is its own chunk."""
     from tracekit.spans import SpanBuilder
 
-    rows = [(1, "entry", "f", None), (2, "event", None, None), (3, "lost" if lost else "event", None, None),
-            (4, "exit", None, 5000)]
+    entry, exit_ = ("kprobe_entry", "kprobe_exit") if kprobe else ("entry", "exit")
+    rows = [(1, entry, "f", None), (2, "event", None, None), (3, "lost" if lost else "event", None, None),
+            (4, exit_, "f" if kprobe else None, None if kprobe else 5000)]
     b = SpanBuilder(nesting=nesting)
     outs = [b.feed(SpanBuilder.prepare(df, nesting)) for df in _call_rows(rows)] + [b.finish()]
     spans = pl.concat([o.spans for o in outs]).sort("seq")
     events = pl.concat([o.events for o in outs])
     assert events["seq"].to_list() == [2, 3]
-    if lost and nesting:
+    if kprobe:  # (the duration of a kprobe pair is the time between its hits: 1000 ns apart)
+        assert spans.select("seq", "func", "complete", "dur_ns", "source").rows() == [(1, "f", True, 3000, "kprobe")]
+    elif lost and nesting:
         assert spans.select("seq", "func", "complete", "dur_ns").rows() == [(1, "f", False, None), (4, None, False, 5000)]
     else:
         assert spans.select("seq", "func", "complete", "dur_ns").rows() == [(1, "f", True, 5000)]

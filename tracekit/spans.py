@@ -115,7 +115,9 @@ class SpanBuilder:
     #: task each CPU last switched to (function_graph "=>" blocks)
     _cpu_task: dict[int, int] = field(default_factory=dict)
     #: kprobe nesting depth per task
-    _kprobe_depth: dict[int, int] = field(default_factory=dict)
+    #: kprobe nesting depth per task: (tasks, rising; each one's depth)
+    _kprobe_depth: tuple[np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
     #: function_graph IRQ nesting per CPU
     _irq_depth: dict[int, int] = field(default_factory=dict)
     #: a code for each function name met (pairing by nesting compares codes)
@@ -200,28 +202,35 @@ class SpanBuilder:
         return df.with_columns(task=pl.Series(task, dtype=pl.Int64), irq_depth=pl.Series(irq, dtype=pl.Int64))
 
     def _kprobe_depths(self, calls: pl.DataFrame) -> pl.DataFrame:
-        """Depth of kprobe hits: entries minus returns so far, per task."""
-        is_kp = _one_of(calls.get_column("kind"), _KPROBE_KINDS)
-        if not is_kp.any():
+        """Depth of kprobe hits: entries minus returns so far, per task, from where each
+        task's count stood at the end of the chunks before (:func:`_kprobe_levels`)."""
+        kind = _kind_codes(calls.get_column("kind"))
+        if not _is(kind, _KPROBE_KINDS).any():
             return calls
-        kp = calls.filter(is_kp)
-        step = pl.when(pl.col("kind") == Kind.KPROBE_ENTRY).then(1).otherwise(-1)
-        base = (
-            pl.col("task").replace_strict(self._kprobe_depth, default=0, return_dtype=pl.Int64)
-            if self._kprobe_depth
-            else pl.lit(0, dtype=pl.Int64)
-        )
-        kp = kp.sort("seq").with_columns(_cum=step.cum_sum().over("task") + base)
-        kp = kp.with_columns(
-            depth=pl.when(pl.col("kind") == Kind.KPROBE_ENTRY)
-            .then(pl.col("_cum") - 1)
-            .otherwise(pl.col("_cum"))
-            .cast(pl.Int32)
-        )
-        for task, cum in kp.group_by("task").agg(pl.col("_cum").last()).iter_rows():
-            self._kprobe_depth[task] = cum
-        kp = kp.drop("_cum")
-        return pl.concat([calls.filter(~is_kp), kp]).sort("seq")
+        if not calls.get_column("seq").is_sorted():
+            calls = calls.sort("seq", maintain_order=True)
+            kind = _kind_codes(calls.get_column("kind"))
+        rows = np.flatnonzero(_is(kind, _KPROBE_KINDS))
+        at = pl.Series("_i", rows, dtype=pl.UInt32)
+        task_s = calls.get_column("task").gather(at)
+        task = task_s.fill_null(_NO_TASK).to_numpy().astype(np.int64)
+        slot, nslots = _one_key_codes(task)
+        keys = np.zeros(nslots, dtype=np.int64)
+        keys[slot] = task
+        known, levels = self._kprobe_depth
+        at = np.minimum(np.searchsorted(known, keys), max(len(known) - 1, 0))
+        base = np.where(known[at] == keys, levels[at], 0) if len(known) else np.zeros(nslots, dtype=np.int64)
+        depth, level = _kprobe_levels(slot, kind[rows] == _KIND_CODE[Kind.KPROBE_ENTRY], base)
+        # (the chunk's tasks take their new depth; the others keep theirs)
+        others = ~np.isin(known, keys)
+        both = np.concatenate([known[others], keys])
+        order = np.argsort(both, kind="stable")
+        self._kprobe_depth = (both[order], np.concatenate([levels[others], level])[order])
+        stated = calls.get_column("depth")
+        whole = stated.cast(pl.Int64).fill_null(0).to_numpy().copy()
+        missing = stated.is_null().to_numpy().copy()
+        whole[rows], missing[rows] = depth, False
+        return calls.with_columns(depth=_masked(whole, ~missing, pl.Int32))
 
     def _passes_through(self, prep: Prepared) -> bool:
         """The chunk's rows are all events and leave the open calls as they are: lost
@@ -263,7 +272,9 @@ class SpanBuilder:
             )
             stored, calls, call_mask = _split_calls(events, ev_kind, _is(ev_kind, _CALL_KINDS), list(_WORK_SCHEMA))
         calls = calls.select(list(_WORK_SCHEMA))
-        kprobes = bool(_is(ev_kind, _KPROBE_KINDS).any())
+        # (kprobe hits still open from earlier chunks are paired by depth too)
+        kprobes = bool(_is(ev_kind, _KPROBE_KINDS).any()) or bool(
+            _is(_kind_codes(self._pending.get_column("kind")), _KPROBE_KINDS).any())
         if kprobes:
             calls = self._kprobe_depths(calls)
         # (rows in source order: entries still open from earlier chunks first)
@@ -878,14 +889,26 @@ def _irq_rows(slot, nslots, step):
     return local, level, marked, first
 
 
-def _one_of(col: pl.Expr | pl.Series, kinds) -> pl.Expr | pl.Series:
-    """``col`` is one of ``kinds``: equality tests against short literals are cheaper than
-    a hashed ``is_in`` over millions of rows."""
-    out = None
-    for k in kinds:
-        t = col == k
-        out = t if out is None else (out | t)
-    return out
+#: the task of a row whose task is not known, where a key must be an integer
+_NO_TASK = -(1 << 40)
+
+
+@njit(cache=True, nogil=True)
+def _kprobe_levels(slot, entry, base):
+    """kprobe hits in source order, each task (``slot``) counting entries minus returns
+    from ``base``: the depth of each hit (an entry one less than the count after it, a
+    return the count after it) and each task's count at the end."""
+    level = base.copy()
+    depth = np.empty(len(slot), dtype=np.int64)
+    for i in range(len(slot)):
+        c = slot[i]
+        if entry[i]:
+            level[c] += 1
+            depth[i] = level[c] - 1
+        else:
+            level[c] -= 1
+            depth[i] = level[c]
+    return depth, level
 
 
 def _codes(s: pl.Series) -> np.ndarray:
