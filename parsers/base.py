@@ -26,7 +26,7 @@ import polars as pl
 from tracekit.errors import ParseError
 
 __all__ = ["LineChunk", "ParseContext", "ParseError", "read_trace_header", "LOST_EVENTS_RE", "ELIDED_RE",
-           "ELIDED_REASON", "STACK_FRAME_RE", "hold_back_stack", "timestamp_ns_expr"]
+           "ELIDED_REASON", "STACK_FRAME_RE", "trailing_stack", "timestamp_ns_expr"]
 
 
 class LineChunk:
@@ -183,22 +183,32 @@ ELIDED_REASON = "elided line ([...])"
 STACK_FRAME_RE = r"^\s*=>\s*\S"
 
 
-def hold_back_stack(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Split a chunk's lines (a frame with ``line`` and ``text``) before its last record when
-    that record's stack frames may go on in the next chunk: the chunk ends in frames, or in
-    a ``<stack trace>`` record.  Returns (the lines to parse now, the lines to carry), the
-    second None when nothing is carried."""
-    text = pl.col("text")
-    solid = df.select((text.str.strip_chars() != "").arg_true().last()).item()
-    if solid is None:
-        return df, None
-    last = df["text"][solid]
-    if not re.match(STACK_FRAME_RE, last) and "stack trace>" not in last:
-        return df, None
-    head = df.select((~text.str.contains(STACK_FRAME_RE) & (text.str.strip_chars() != "")).arg_true().last()).item()
-    if not head:  # the whole chunk is one stack: nothing to split
-        return df, None
-    return df.slice(0, head), df.slice(head)
+_FRAME_LINE = re.compile(STACK_FRAME_RE.encode())
+
+
+def trailing_stack(raw: bytes) -> int:
+    """Where the last record of ``raw`` (whole lines) begins when its stack frames may go
+    on after ``raw``: the last line that says something is a `` => func`` frame or a
+    ``<stack trace>`` record (the kernel's ``trace_stack_print()``, trace-cmd's
+    ``kernel_stack``); else 0, also when that record is the whole of ``raw``.  A chunk cut
+    there hands the record and its frames to the next chunk whole."""
+    end = len(raw) - 1 if raw.endswith(b"\n") else len(raw)
+    solid = False
+    while end >= 0:
+        start = raw.rfind(b"\n", 0, end) + 1
+        line = raw[start:end]
+        if line.strip():
+            frame = _FRAME_LINE.match(line) is not None
+            if not solid:
+                solid = True
+                if not frame and b"stack trace>" not in line:
+                    return 0
+            if not frame:
+                return start
+        if start == 0:
+            return 0
+        end = start - 1
+    return 0
 
 
 def timestamp_ns_expr(ts: pl.Expr) -> pl.Expr:

@@ -25,6 +25,7 @@ from tracekit.parsers.noise import (NOISE_COLUMNS, NOISE_EVENTS, NOISE_TRACERS, 
                                     noise_columns, printed_columns, read_printed)
 from tracekit.parsers.base import (
     ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr,
+    trailing_stack,
 )
 from tracekit.parsers.scan import (DOT, NINE, SPACE, ZERO, buffer, digits_end, find_byte, ints, map_chunks, matches_at,
                                    printable, read_decimal, read_uint, skip_back_spaces, skip_spaces, strings, texts)
@@ -155,7 +156,7 @@ def _whole_records(chunks: Iterator[LineChunk]) -> Iterator[LineChunk]:
         raw, first = _chunk_bytes(chunk), chunk.first_line
         if carry:
             raw, first, carry = carry + raw, carry_line, b""
-        cut = 0 if chunk.is_last else _trailing_stack(raw)
+        cut = 0 if chunk.is_last else trailing_stack(raw)
         if cut > 0:
             carry, carry_line = raw[cut:], first + raw.count(b"\n", 0, cut)
             raw = raw[:cut]
@@ -318,32 +319,6 @@ def _chunk_bytes(chunk: LineChunk) -> bytes:
     if chunk.raw is not None:
         return chunk.raw
     return ("\n".join(chunk.lines.to_list()) + "\n").encode("utf-8")
-
-
-_FRAME_LINE = re.compile(rb"\s*=>\s*\S")
-
-
-def _trailing_stack(raw: bytes) -> int:
-    """Where the last record of ``raw`` begins when its stack may go on after ``raw`` (the
-    last line that says something is a `` => func`` frame or a ``<stack trace>`` record),
-    else 0 (also when the whole of ``raw`` is that record)."""
-    end = len(raw) - 1 if raw.endswith(b"\n") else len(raw)
-    solid = None
-    while end >= 0:
-        start = raw.rfind(b"\n", 0, end) + 1
-        line = raw[start:end]
-        if line.strip():
-            frame = _FRAME_LINE.match(line) is not None
-            if solid is None:
-                solid = line
-                if not frame and b"stack trace>" not in line:
-                    return 0
-            if not frame:
-                return start
-        if start == 0:
-            return 0
-        end = start - 1
-    return 0
 
 
 def _rows_text(chunk: LineChunk, idx: np.ndarray) -> pl.DataFrame:

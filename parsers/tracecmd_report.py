@@ -39,7 +39,7 @@ from tracekit.schema import EVENT_SCHEMA, Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
 
 from . import FormatInfo
-from .base import STACK_FRAME_RE, LineChunk, ParseContext, timestamp_ns_expr
+from .base import LineChunk, ParseContext, timestamp_ns_expr, trailing_stack
 from .callgraph import KINDS as GRAPH_KINDS
 from .callgraph import COMMENT, ENTRY, EXIT, LEAF, read_body, read_bodies
 from .noise import NOISE_EVENTS, NOISE_TRACERS, noise_columns
@@ -217,28 +217,12 @@ def _piece_of(chunk: LineChunk) -> _Piece:
 
 def _hold_back_stack(piece: _Piece) -> tuple[_Piece, _Piece | None]:
     """Split ``piece`` before its last record when that record's stack frames may go on in
-    the next chunk: it ends in ``=> func`` frames, or in a ``<stack trace>`` record (the
-    rule of :func:`tracekit.parsers.base.hold_back_stack`, on the last lines' bytes)."""
-    raw = piece.raw
-    end = len(raw) - 1  # (the final newline)
-    i = len(piece.numbers) - 1
-    solid_seen = False
-    while i >= 0:
-        start = raw.rfind(b"\n", 0, end) + 1
-        line = raw[start:end].decode("latin-1")
-        if line.strip():
-            frame = re.match(STACK_FRAME_RE, line) is not None
-            if not solid_seen:
-                solid_seen = True
-                if not frame and "stack trace>" not in line:
-                    return piece, None
-            if not frame:
-                if i == 0:
-                    return piece, None
-                return _Piece(raw[:start], piece.numbers[:i]), _Piece(raw[start:], piece.numbers[i:])
-        end = start - 1
-        i -= 1
-    return piece, None
+    the next chunk (:func:`~tracekit.parsers.base.trailing_stack`)."""
+    cut = trailing_stack(piece.raw)
+    if cut == 0:
+        return piece, None
+    i = len(piece.numbers) - piece.raw.count(b"\n", cut)
+    return _Piece(piece.raw[:cut], piece.numbers[:i]), _Piece(piece.raw[cut:], piece.numbers[i:])
 
 
 def _parse_piece(piece: _Piece, ctx: ParseContext) -> tuple[pl.DataFrame, Counter]:

@@ -371,3 +371,28 @@ def test_chunks_of_events_alone_leave_open_calls_as_they_are(nesting, lost, kpro
         assert spans.select("seq", "func", "complete", "dur_ns").rows() == [(1, "f", False, None), (4, None, False, 5000)]
     else:
         assert spans.select("seq", "func", "complete", "dur_ns").rows() == [(1, "f", True, 5000)]
+
+
+@pytest.mark.parametrize("raw, cut", [
+    (b"a-1 [000] 1.0: e: x\n", 0),  # no stack at the end
+    (b"a-1 [000] 1.0: e: x\na-1 [000] 2.0: <stack trace>\n => f\n => g\n", 20),  # frames may go on
+    (b"a-1 [000] 1.0: e: x\na-1 [000] 2.0: <stack trace>\n", 20),  # the record, no frame yet
+    (b"a-1 [000] 1.0: e: x\nb-2 [001] 3.0: kernel_stack: <stack trace>\n=> f (ffffffff81000000)\n\n", 20),
+    (b"a-1 [000] 2.0: <stack trace>\n => f\n", 0),  # the whole chunk is the record
+    (b" => f\n => g\n", 0),
+    (b"", 0),
+])
+def test_a_stack_at_a_chunk_end_is_held_back_by_one_rule(raw, cut):
+    """ftrace text and trace-cmd report cut a chunk before a stack record that may go on
+    (offsets counted by hand); trace-cmd's piece keeps each line's number with its bytes."""
+    from tracekit.parsers import tracecmd_report as tr
+    from tracekit.parsers.base import trailing_stack
+
+    assert trailing_stack(raw) == cut
+    numbers = np.arange(10, 10 + raw.count(b"\n"))
+    now, carry = tr._hold_back_stack(tr._Piece(raw, numbers))
+    if cut == 0:
+        assert carry is None and now.raw == raw
+    else:
+        assert now.raw + carry.raw == raw and now.raw.count(b"\n") == len(now.numbers) == 1
+        assert carry.numbers.tolist() == numbers[1:].tolist()
