@@ -41,7 +41,7 @@ def test_tracekit_version_imports_no_heavy_library():
     assert _imported(code) == set()
 
 
-def test_an_ingest_imports_neither_plotting_nor_sql_nor_linear_algebra(tmp_path):
+def test_an_ingest_imports_neither_plotting_nor_sql_nor_linear_algebra_nor_pandas(tmp_path):
     trace = tmp_path / "t.txt"
     # two calls as function_graph prints them (CPU, duration, call tree)
     trace.write_text(" 0)               |  exit_mmap() {\n 0)   0.480 us    |    down_read();\n"
@@ -51,7 +51,7 @@ def test_an_ingest_imports_neither_plotting_nor_sql_nor_linear_algebra(tmp_path)
             "assert run() == 0")
     got = _imported(code, str(trace), str(tmp_path / "store"))
     assert {"polars", "numba"} <= got  # (the probe sees what an ingest needs)
-    assert got & {"matplotlib", "duckdb", "dask", "scipy.linalg"} == set()
+    assert got & {"matplotlib", "duckdb", "dask", "scipy.linalg", "pandas"} == set()
 
 
 def _read_only_copy(dest: Path) -> Path:
