@@ -145,6 +145,24 @@ def test_jobs_ingest_in_parallel(tmp_path, corpus):
     assert [r["counts"] for r in json.loads(serial.stdout)] == [r["counts"] for r in rows]
 
 
+def test_jobs_compile_once_on_a_fresh_cache(tmp_path, corpus):
+    """--jobs on a fresh install: the compiled loops are compiled once and the workers load
+    them from numba's cache, rather than each worker compiling its own copy.  numba says
+    every cache file it writes (NUMBA_DEBUG_CACHE); two writes of one file are two compiles."""
+    import os
+
+    files = [str(corpus / f"kbuild-x86_64-6.1.192/{side}/dmesg.txt") for side in "AB"]
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_DEBUG_CACHE": "1"}
+    p = subprocess.run([sys.executable, "-m", "tracekit", "ingest", *files, "--store", str(tmp_path / "s"),
+                        "--jobs", "2"], capture_output=True, env=env)
+    assert p.returncode == 0, p.stderr.decode()
+    out = p.stdout.decode().splitlines()
+    saved = [ln.split(" saved to ")[1] for ln in out if ln.startswith("[cache] data saved to ")]
+    loaded = {ln.split(" loaded from ")[1] for ln in out if ln.startswith("[cache] data loaded from ")}
+    assert saved and len(saved) == len(set(saved))  # each loop compiled once
+    assert set(saved) <= loaded  # and loaded by the workers
+
+
 def test_arch_conflict_names_both(tmp_path, corpus):
     # perf-cycles-instructions-01.txt says "# arch : x86_64" in its --header block
     p = tk("ingest", str(corpus / "flamegraph/perf-cycles-instructions-01.txt"), "--store", str(tmp_path / "s"), "--arch", "ppc64")

@@ -192,14 +192,53 @@ def _ingest_parallel(paths: list[str], store: Store, opts: IngestOptions, raisin
     """Ingest ``paths`` in ``opts.jobs`` processes of this machine; with ``raising``, the
     first input's error (in the order given) is raised as it was made, and inputs not yet
     started are not started."""
+    first = _compile_once(paths, opts)
     # spawned, not forked: a fork of a process whose polars threads run may deadlock
     with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_ingest_worker, p, store.url, opts, raising) for p in paths]
+        futures = {i: pool.submit(_ingest_worker, paths[i], store.url, opts, raising) for i in first}
         try:
-            return [f.result() for f in futures]
+            failed = [i for i in first if futures[i].exception() is not None]  # (done: its loops are cached)
+            end = min(failed) if raising and failed else len(paths)  # (not past the first error raised)
+            futures.update({i: pool.submit(_ingest_worker, paths[i], store.url, opts, raising)
+                            for i in range(end) if i not in futures})
+            return [futures[i].result() for i in range(len(paths))]
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
+
+
+def _compile_once(paths: list[str], opts: IngestOptions) -> list[int]:
+    """Compile the loops that ingesting ``paths`` runs once, before the ``--jobs`` workers
+    start, so that each worker loads them from numba's cache (``cache=True``) instead of
+    compiling its own copy beside the others: on a fresh install every worker would pay
+    the whole compile.  The head of the first text input of each format (the 64 KiB read
+    for detection, whole lines) is ingested here into a throwaway store, which compiles
+    or loads what that format's ingest runs.  Returns the inputs to ingest alone first:
+    the first binary input of each format (a trace.dat cut short is no trace.dat), whose
+    worker compiles for the others."""
+    import tempfile
+
+    first: dict[tuple[str, str], int] = {}  # (format, kind): its first input
+    heads: dict[int, bytes] = {}
+    for i, path in enumerate(paths):
+        try:
+            head = read_head(path)
+            paste = find_paste(head)
+            mod = parsers.get(opts.format) if opts.format else parsers.detect(
+                strip_text(head.decode("latin-1"), paste).encode("latin-1") if paste else head)
+        except (TracekitError, OSError):
+            continue  # (its worker says why)
+        if mod is not None and first.setdefault((mod.FORMAT.name, mod.FORMAT.kind), i) == i:
+            heads[i] = head
+    alone = [i for (_, kind), i in first.items() if kind != "text"]
+    with tempfile.TemporaryDirectory(prefix="tracekit-compile-") as tmp:
+        quiet = dataclasses.replace(opts, progress=False, replace=False)
+        for n, i in enumerate(i for i in first.values() if i not in alone):
+            head = heads[i]
+            sample = Path(tmp) / f"sample{n}.txt"
+            sample.write_bytes(head[: head.rfind(b"\n") + 1] or head)
+            ingest_file(str(sample), open_store(Path(tmp) / f"store{n}", create=True), quiet)
+    return alone
 
 
 _MALLOC_TUNED = False
