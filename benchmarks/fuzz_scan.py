@@ -134,38 +134,62 @@ def _pair(frames, nesting: bool, source: str) -> None:
         builder.finish()
 
 
+def _detected(text: bytes):
+    """(format module, paste or None) of a text as tracekit.pipeline.ingest_one decides them
+    from its head (a paste undone, the format detected), or None if it is no text trace."""
+    from tracekit import parsers
+    from tracekit.pasted import Paste, find_paste, strip_text, wraps_in
+
+    head = text[:64 << 10]
+    paste = find_paste(head)
+    if paste:
+        head = strip_text(head.decode("latin-1"), paste).encode("latin-1")
+    mod = parsers.detect(head)
+    if mod is None or mod.FORMAT.kind != "text":
+        return None
+    own_line = getattr(mod, "OWN_LINE_RE", None)
+    if own_line and (paste or wraps_in(head, own_line)):
+        paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
+    return mod, paste
+
+
+def _read(mod, paste, data: bytes, pair: bool) -> None:
+    """An input read by format module ``mod`` as the ingest reads it (``paste`` undone)."""
+    from tracekit.parsers.base import ParseContext
+    from tracekit.pasted import Rejoined, unpaste
+
+    chunks = _chunks(data)
+    if paste:
+        chunks = unpaste(chunks, paste, Rejoined())
+    frames = mod.parse(chunks, ParseContext("fuzz"))
+    if pair:
+        _pair(frames, True, mod.FORMAT.name)
+    else:
+        for _ in frames:
+            pass
+
+
 def _text(module: str | None, pair: bool) -> Callable[[bytes], None]:
     """An input of a text format (``module``; None: detected as the ingest detects it, a
     paste undone first) read as the ingest reads it."""
     def run(data: bytes) -> None:
-        from tracekit import parsers
-        from tracekit.parsers.base import ParseContext
-        from tracekit.pasted import Rejoined, find_paste, strip_text, unpaste, wraps_in, Paste
-
-        text = data[1:]
-        if module is None:  # as tracekit.pipeline.ingest_one: undo a paste, detect the format
-            head = text[:64 << 10]
-            paste = find_paste(head)
-            if paste:
-                head = strip_text(head.decode("latin-1"), paste).encode("latin-1")
-            mod = parsers.detect(head)
-            if mod is None or mod.FORMAT.kind != "text":
-                return
-            own_line = getattr(mod, "OWN_LINE_RE", None)
-            if own_line and (paste or wraps_in(head, own_line)):
-                paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
-        else:
-            mod, paste = importlib.import_module(f"tracekit.parsers.{module}"), None
-        chunks = _chunks(data)
-        if paste:
-            chunks = unpaste(chunks, paste, Rejoined())
-        frames = mod.parse(chunks, ParseContext("fuzz"))
-        if pair:
-            _pair(frames, True, mod.FORMAT.name)
-        else:
-            for _ in frames:
-                pass
+        how = read_as(data)
+        if how is not None:
+            how(data)
+    run.sort = read_as = functools.partial(_read_as, module, pair)
     return run
+
+
+def _read_as(module: str | None, pair: bool, data: bytes) -> Callable[[bytes], None] | None:
+    """How an input is read: by ``module``, or as its head is detected (None: no text
+    trace); the function's ``key`` names the format and paste (inputs of one key can be
+    read as one text)."""
+    found = _detected(data[1:]) if module is None else (importlib.import_module(f"tracekit.parsers.{module}"), None)
+    if found is None:
+        return None
+    how = functools.partial(_read, *found, pair=pair)
+    how.key = (found[0].__name__, found[1])
+    return how
 
 
 def _tracedat(data: bytes, pair: bool) -> None:
@@ -205,10 +229,80 @@ def _scan(module: str) -> Callable[[bytes], None]:
     return lambda data: scan(data[1:]) if module != "tracedat" else scan(data)
 
 
-def target(name: str, pair: bool) -> Callable[[bytes], None]:
+def _joined(inputs: list[bytes]) -> bytes:
+    """Inputs run as one: the first one's control byte, then every input's text after its
+    control byte, each but the last ending with a newline (so that each input's lines stay
+    whole lines, and the last may end inside one)."""
+    texts = [d[1:] if d.endswith(b"\n") else d[1:] + b"\n" for d in inputs[:-1]]
+    return inputs[0][:1] + b"".join(texts) + inputs[-1][1:]
+
+
+def _artifact(data: bytes, what: str) -> str:
+    """Save ``data`` beside libFuzzer's own crash files (``-artifact_prefix``) and say where."""
+    import hashlib
+
+    prefix = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("-artifact_prefix=")), "./")
+    path = f"{prefix}{what}-{hashlib.sha1(data).hexdigest()}"
+    Path(path).write_bytes(data)
+    print(f"== {what} input written to {path}", file=sys.stderr, flush=True)
+    return path
+
+
+def batched(run: Callable[[bytes], None], allowed: tuple[type, ...], size: int,
+            sort: Callable[[bytes], Callable[[bytes], None] | None] | None = None) -> tuple[Callable, Callable]:
+    """``run`` over ``size`` inputs at a time, joined as one text (:func:`_joined`): the
+    frame assembly's fixed cost (a few dozen polars queries, ~10 ms whatever the input's
+    size) is paid once per batch rather than once per input, while every input's bytes
+    still go through the compiled loops and the frames.  ``sort``, if given, says how one
+    input is read (a function: its format detected and paste found alone, as the ingest
+    does; None: no trace), and only inputs read the same way are joined.  On a crash, each
+    input of the batch is run alone and the one that crashes alone is saved (else the
+    batch is saved), before the exception goes on to libFuzzer.  Returns (run one input,
+    run every pending batch)."""
+    pending: dict[object, tuple[Callable[[bytes], None], list[bytes]]] = {}
+
+    def flush_one(key: object) -> int:
+        how, inputs = pending.pop(key)
+        batch = _joined(inputs)
+        try:
+            try:
+                how(batch)
+            except allowed:
+                pass
+        except Exception:
+            for data in inputs:
+                try:
+                    how(data)
+                except allowed:
+                    pass
+                except Exception:
+                    _artifact(data, "crash")
+                    raise
+            _artifact(batch, "crash-batch")
+            raise
+        return len(inputs)
+
+    def flush() -> int:
+        return sum(flush_one(key) for key in list(pending))
+
+    def one(data: bytes) -> None:
+        how = run if sort is None else sort(data)
+        if how is None:
+            return
+        key = getattr(how, "key", None)
+        pending.setdefault(key, (how, []))[1].append(data)
+        if len(pending[key][1]) >= size:
+            flush_one(key)
+    return one, flush
+
+
+def target(name: str, pair: bool, batch: int = 1, last: int = 0) -> Callable[[bytes], None]:
     """The function that runs one input of target ``name`` (and pairs its frames into spans
     when ``pair``), raising on a crash only.  ``NAME.scan`` runs the format's compiled path
-    alone (``scan_bytes``), many times faster, so that it gets many more inputs."""
+    alone (``scan_bytes``), many times faster, so that it gets many more inputs.  With
+    ``batch`` > 1, a text format's inputs are run ``batch`` at a time (:func:`batched`; the
+    inputs still pending are run with input number ``last``, libFuzzer's ``-runs``, and
+    at exit)."""
     if name.endswith(".scan"):
         run = _scan(TARGETS[name[:-5]][0])
     elif name == "tracedat":
@@ -216,17 +310,28 @@ def target(name: str, pair: bool) -> Callable[[bytes], None]:
     else:
         run = _text(TARGETS[name][0], pair)
     allowed = _allowed()
+    flush = None
+    if batch > 1 and batchable(name):
+        run, flush = batched(run, allowed, batch, getattr(run, "sort", None))
+        atexit.register(flush)
 
     def one(data: bytes) -> None:
         global runs
         runs += 1
-        if len(data) < 2:
-            return
-        try:
-            run(data)
-        except allowed:
-            pass
+        if len(data) >= 2:
+            try:
+                run(data)
+            except allowed:
+                pass
+        if flush and runs == last:
+            print(f"input {runs}: ran the last batch ({flush()} inputs)", file=sys.stderr)
     return one
+
+
+def batchable(name: str) -> bool:
+    """Whether inputs of target ``name`` can be joined into one text: every text format
+    (not trace.dat, whose file is one structure)."""
+    return name.removesuffix(".scan") != "tracedat"
 
 
 # -- seeds ---------------------------------------------------------------------------------
@@ -299,10 +404,14 @@ def _compiled_modules() -> list[str]:
 
 
 def main() -> None:
+    global runs
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replay", action="store_true", help="run every input in DIR once (the compiled pass)")
     ap.add_argument("--pair", action="store_true", help="pair every input's frames into spans while fuzzing too "
                     "(the replay always does; it doubles the time per input)")
+    ap.add_argument("--batch", type=int, default=1, help="run a text format's inputs this many at a time, "
+                    "joined as one text (the frame assembly's fixed cost paid once per batch; a crash is "
+                    "narrowed to the input that crashes alone)")
     ap.add_argument("--targets", action="store_true", help="list the targets")
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpus"))
     ap.add_argument("target", nargs="?", choices=sorted([*TARGETS, *(f"{t}.scan" for t in TARGETS if TARGETS[t][0])]))
@@ -337,9 +446,12 @@ def main() -> None:
         from tracekit.parsers import scan  # noqa: F401
 
         parsers.formats()
-        one = target(a.target, pair=a.pair)
+        last = next((int(r.split("=", 1)[1]) for r in rest if r.startswith("-runs=")), 0)
+        one = target(a.target, pair=a.pair, batch=a.batch, last=last)
+        warm = target(a.target, pair=a.pair)
     for d in a.dirs[:1]:  # (compiled loops compile or load before the clock of -timeout runs)
-        one(min(Path(d).iterdir()).read_bytes())
+        warm(min(Path(d).iterdir()).read_bytes())
+    runs = 0
     atexit.register(lambda: print(f"fuzzed {runs} inputs of {a.target}", file=sys.stderr))
     if a.target.removesuffix(".scan") == "tracedat":  # (a trace.dat is its headers first: the seeds must fit whole)
         biggest = max(p.stat().st_size for d in a.dirs for p in Path(d).iterdir())
