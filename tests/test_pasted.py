@@ -329,3 +329,25 @@ def test_whole_message_with_headers(tmp_path, fixtures_dir):
     ev = store.events().collect()
     assert ev["event"].to_list() == ["hwlat"] * 6
     assert sorted(ev["latency_ns"].to_list()) == [40_000, 40_000, 40_000, 41_000, 41_000, 41_000]
+
+
+def test_quoted_printable_paste_with_a_character_beyond_latin1(tmp_path):
+    """A quoted-printable paste whose comm holds a UTF-8 character beyond Latin-1 (an em
+    dash, U+2014) on lines with escapes: ingested (it was an internal error: the head,
+    unescaped as UTF-8, could not be written back as Latin-1; found by the fuzzer), and the
+    comm kept whole in the record and in the other record's body."""
+    import tracekit
+
+    text = ("> # tracer: nop\n>\n"
+            ">           bash-946   [003] d...   676.984928: sched_switch: prev_comm=3Dbash prev_pid=3D946"
+            " prev_prio=3D120 prev_state=3DS =3D=3D> next_comm=3Dcc1\u2014x next_pid=3D12 next_prio=3D120\n"
+            ">            cc1\u2014x-12    [000] d...   676.984930: sched_wakeup: comm=3Dbash pid=3D946"
+            " prio=3D120 target_cpu=3D003\n")
+    path = tmp_path / "t.txt"
+    path.write_bytes(text.encode("utf-8"))
+    store = tracekit.open_store(tmp_path / "s")
+    (res,) = tracekit.ingest([str(path)], store=store, on_error="collect")
+    assert res.error is None, res.error
+    ev = store.events().collect().sort("line")
+    assert ev.select("comm", "pid", "event").rows() == [("bash", 946, "sched_switch"), ("cc1\u2014x", 12, "sched_wakeup")]
+    assert "next_comm=cc1\u2014x next_pid=12" in ev["body"][0]

@@ -28,7 +28,7 @@ import polars as pl
 
 from tracekit.parsers.base import LineChunk
 
-__all__ = ["Paste", "Rejoined", "find_paste", "strip_text", "decode_quoted_printable", "rejoin", "wraps_in", "unpaste",
+__all__ = ["Paste", "Rejoined", "find_paste", "strip_text", "strip_head", "decode_quoted_printable", "rejoin", "wraps_in", "unpaste",
            "WRAP_WIDTH"]
 
 #: Mail quote markers at the start of a line, nested or not: ``> ``, ``> > ``, ``>> ``.
@@ -153,6 +153,13 @@ def strip_text(text: str, paste: Paste) -> str:
     return "\n".join(_strip_series(pl.Series("text", lines, dtype=pl.String), paste).to_list())
 
 
+def strip_head(head: bytes, paste: Paste) -> bytes:
+    """The first bytes of a pasted trace without the paste's prefix (what format detection
+    reads): read as Latin-1, and written back as UTF-8, since a quoted-printable line's
+    escapes are decoded as UTF-8 where they spell it (any character, not only Latin-1's)."""
+    return strip_text(head.decode("latin-1"), paste).encode("utf-8")
+
+
 #: A quoted-printable escape (RFC 2045 6.7: "=" and two upper-case hex digits).
 _QP_ESCAPE_RE = re.compile(r"=([0-9A-F]{2})")
 
@@ -185,11 +192,15 @@ def decode_quoted_printable(lines: list[str]) -> list[str]:
 
 
 def _unescape(line: str) -> str:
-    raw = _QP_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), line).encode("latin-1", errors="replace")
+    """A quoted-printable line's escapes as the bytes they stand for, the line read as UTF-8
+    (its other characters kept as they are, whatever they are), else each escape as a
+    Latin-1 character (the -rt traces' "=B5" for "µ")."""
+    parts = _QP_ESCAPE_RE.split(line)  # text, hex digits, text, ...
+    raw = b"".join(bytes([int(p, 16)]) if i % 2 else p.encode("utf-8") for i, p in enumerate(parts))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        return _QP_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), line)
 
 
 def _strip_series(lines: pl.Series, paste: Paste) -> pl.Series:

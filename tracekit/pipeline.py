@@ -39,7 +39,7 @@ from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical
 from tracekit.io import InputError, binary_file_type, content_sha256, iter_line_chunks, looks_binary, read_head, spool_stdin
 from tracekit.parsers import tracecmd_report
 from tracekit.parsers.base import LineChunk, ParseContext, ParseError
-from tracekit.pasted import Paste, Rejoined, find_paste, strip_text, unpaste, wraps_in
+from tracekit.pasted import Paste, Rejoined, find_paste, strip_head, unpaste, wraps_in
 from tracekit.schema import COUNT_FIELDS, WINDOW_SCHEMA, conform
 from tracekit.spans import SpanBuilder
 from tracekit.store import Store, StoreError, encode_name, ingested_by, open_store
@@ -225,7 +225,7 @@ def _compile_once(paths: list[str], opts: IngestOptions) -> list[int]:
             head = read_head(path)
             paste = find_paste(head)
             mod = parsers.get(opts.format) if opts.format else parsers.detect(
-                strip_text(head.decode("latin-1"), paste).encode("latin-1") if paste else head)
+                strip_head(head, paste) if paste else head)
         except (TracekitError, OSError):
             continue  # (its worker says why)
         if mod is not None and first.setdefault((mod.FORMAT.name, mod.FORMAT.kind), i) == i:
@@ -360,7 +360,7 @@ def ingest_one(
             head = _input_head(head, *report_input)
         paste = find_paste(head)
         if paste:
-            head = strip_text(head.decode("latin-1"), paste).encode("latin-1")
+            head = strip_head(head, paste)
         if opts.format:
             mod = parsers.get(opts.format)
         else:
