@@ -43,8 +43,6 @@ class LineChunk:
                  raw: bytes | None = None, numbers: pl.Series | None = None) -> None:
         if lines is None and raw is None:
             raise ValueError("a LineChunk needs lines or raw bytes")
-        if numbers is not None and (lines is None or len(numbers) != len(lines)):
-            raise ValueError("a LineChunk's line numbers go with its lines, one each")
         self.first_line = first_line
         #: the file's line number of each line, when the lines are a selection of the
         #: file's (one input of a several-input trace-cmd report); None: consecutive
@@ -60,6 +58,8 @@ class LineChunk:
         else:
             self.newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
             self.n_lines = len(self.newlines) + (0 if not raw or raw.endswith(b"\n") else 1)
+        if numbers is not None and len(numbers) != self.n_lines:
+            raise ValueError("a LineChunk's line numbers go with its lines, one each")
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Where each line starts in ``raw`` and where it ends (its newline, or the end of
