@@ -109,19 +109,23 @@ def report_inputs(head: bytes) -> ReportInputs | None:
 
 def one_input(chunks: Iterator[LineChunk], inputs: ReportInputs, name: str) -> Iterator[LineChunk]:
     """The lines of input ``name`` of a several-input report, without their prefix, each with
-    its line number in the file.  Lines that name no input go with the first one."""
-    w = inputs.width
+    its line number in the file (the chunk's ``numbers``).  Lines that name no input go with
+    the first one.  Read in the bytes by :func:`_input_lines`."""
+    names = [n.encode("latin-1") for n in inputs.names]  # (the head was read as latin-1)
+    table = np.frombuffer(b"".join(names), dtype=np.uint8)
+    name_ends = np.cumsum([len(n) for n in names], dtype=np.int64)
+    want = inputs.names.index(name)
     for chunk in chunks:
-        df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
-        tag = pl.col("text").str.slice(0, w).str.strip_chars()
-        tagged = (pl.col("text").str.slice(w, 2) == ": ") & tag.is_in(list(inputs.names))
-        keep = tagged & (tag == name)
-        if name == inputs.names[0]:
-            keep = keep | ~tagged
-        sel = df.filter(keep).with_columns(
-            text=pl.when(tagged).then(pl.col("text").str.slice(w + 2)).otherwise(pl.col("text"))
-        )
-        yield LineChunk(chunk.first_line, sel["text"], is_last=chunk.is_last, numbers=sel["line"])
+        raw = chunk.raw
+        if raw is None:  # (lines already split: text with carriage returns)
+            raw = "".join(s + "\n" for s in chunk.lines.to_list()).encode("utf-8")
+            starts, ends = line_bounds(buffer(raw))
+        else:
+            starts, ends = chunk.bounds()
+        kept, rows = _input_lines(buffer(raw), starts, ends, inputs.width, table, name_ends, want)
+        numbers = chunk.line_numbers.to_numpy()[rows]
+        yield LineChunk(chunk.first_line, raw=kept.tobytes(), is_last=chunk.is_last,
+                        numbers=pl.Series("line", numbers, dtype=pl.Int64))
 
 
 def sniff(head: str) -> int:
@@ -872,3 +876,61 @@ def _scan_lines(buf, starts, ends):
                 row[j] = li
                 j += 1
     return code, row[:j], kind[:j], pid[:j], cpu[:j], ts[:j], dotted[:j], dur[:j], depth[:j], offs[:, :j]
+
+
+# -- one input of several (``-i a -i b``) --------------------------------------------------
+
+@njit(cache=True, nogil=True)
+def _input_tag(buf: np.ndarray, s: int, e: int, names: np.ndarray, name_ends: np.ndarray) -> int:
+    """Which input ``buf[s:e]`` names (``%*s``: right-aligned, spaces before), as an index
+    into the names (``names[name_ends[i-1]:name_ends[i]]``), or -1."""
+    while s < e and _blank(buf[s]):
+        s += 1
+    while e > s and _blank(buf[e - 1]):
+        e -= 1
+    a = 0
+    for i in range(len(name_ends)):
+        b = name_ends[i]
+        if b - a == e - s:
+            same = True
+            for j in range(e - s):
+                if buf[s + j] != names[a + j]:
+                    same = False
+                    break
+            if same:
+                return i
+        a = b
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _input_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int, names: np.ndarray,
+                 name_ends: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
+    """The lines of input number ``want`` among lines ``buf[starts[i]:ends[i]]`` of a
+    several-input report (trace-cmd's ``print_handle_file()``: ``"%*s: "``, the input's name
+    right-aligned to ``width``, before each line): their text after the prefix, each ending
+    with a newline, and which lines they are.  A line whose first ``width`` bytes name no
+    input before ``": "`` is input 0's, whole."""
+    n = len(starts)
+    text = np.full(n, -1, dtype=np.int64)  # where a kept line's text starts
+    size = 0
+    for i in range(n):
+        s, e = starts[i], ends[i]
+        which, at = -1, s
+        if e - s >= width + 2 and buf[s + width] == 58 and buf[s + width + 1] == 32:  # ": "
+            which = _input_tag(buf, s, s + width, names, name_ends)
+            if which >= 0:
+                at = s + width + 2
+        if which == want or (which < 0 and want == 0):
+            text[i] = at
+            size += e - at + 1
+    out = np.empty(size, dtype=np.uint8)
+    o = 0
+    for i in range(n):
+        if text[i] >= 0:
+            for j in range(text[i], ends[i]):
+                out[o] = buf[j]
+                o += 1
+            out[o] = 10
+            o += 1
+    return out, np.flatnonzero(text >= 0)

@@ -167,3 +167,29 @@ def test_every_line_is_read_once():
     fast, rest, _, _ = _fast_and_general(lines)
     assert fast["line"].to_list() == [3]
     assert rest["line"].to_list() == [1, 5, 6, 7, 8]
+
+
+def test_one_input_of_a_several_input_report_in_the_bytes():
+    """``trace-cmd report -i a -i bb``: each line's ``"%*s: "`` prefix (the name right-aligned
+    to the longest) says its input; a line whose prefix names no input (no prefix, an
+    unknown name, no space after the colon) goes whole with the first input.  Each line
+    keeps its number in the file, also through a second selection."""
+    from tracekit.parsers.base import LineChunk
+    from tracekit.parsers.tracecmd_report import ReportInputs, one_input
+
+    raw = b"   a: cpus=2\n  bb: cpus=1\n   a: rec1\n  bb: rec2\nno tag line\n  zz: rec3\n   a:rec4\n  bb: \xce\xbb"
+    inputs = ReportInputs(4, ("a", "bb"))
+
+    def lines(chunk, name):
+        (part,) = one_input(iter([chunk]), inputs, name)
+        return part.raw.decode().splitlines(), part.line_numbers.to_list()
+
+    assert lines(LineChunk(10, raw=raw), "a") == (
+        ["cpus=2", "rec1", "no tag line", "  zz: rec3", "   a:rec4"], [10, 12, 14, 15, 16])
+    assert lines(LineChunk(10, raw=raw), "bb") == (["cpus=1", "rec2", "\u03bb"], [11, 13, 17])
+    split = LineChunk(10, pl.Series("text", raw.decode().split("\n")))  # (lines split already)
+    assert lines(split, "bb") == (["cpus=1", "rec2", "\u03bb"], [11, 13, 17])
+    numbered = LineChunk(1, raw=b"   a:   bb: x\n   a: y\n", numbers=pl.Series([5, 9]))
+    (part,) = one_input(iter([numbered]), inputs, "a")
+    assert lines(part, "bb") == (["x"], [5])
+    assert lines(LineChunk(1, raw=b""), "bb") == ([], [])

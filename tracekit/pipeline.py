@@ -747,11 +747,9 @@ class _WriteBehind:
 
 def _input_head(head: bytes, inputs: tracecmd_report.ReportInputs, name: str) -> bytes:
     """The first bytes of one input of a several-input report, without the prefix."""
-    text = head.decode("latin-1")
-    whole = text[: text.rfind("\n") + 1] if "\n" in text else text
-    chunk = LineChunk(1, pl.Series("text", whole.split("\n")[:-1] if whole.endswith("\n") else [whole], dtype=pl.String))
-    (part,) = tracecmd_report.one_input(iter([chunk]), inputs, name)
-    return ("\n".join(part.lines.to_list()) + "\n").encode("latin-1")
+    whole = head[: head.rfind(b"\n") + 1] or head
+    (part,) = tracecmd_report.one_input(iter([LineChunk(1, raw=whole)]), inputs, name)
+    return part.raw
 
 
 def _note_paste(ctx: ParseContext, display: str, paste: Paste, rejoined: Rejoined) -> None:
