@@ -53,15 +53,17 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from numba import njit
 
 from tracekit.arch import arch_from_symbols
 from tracekit.parsers import FormatInfo, callgraph
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LineChunk, ParseContext
 from tracekit.parsers.noise import noise_columns
-from tracekit.parsers.scan import (buffer, ints, line_bounds, matches_at, printable, read_uint, skip_back_spaces,
-                                   skip_spaces, strings, texts)
+from tracekit.parsers.scan import (buffer, dictionary, find_bytes, ints, line_bounds, matches_at, printable,
+                                   read_uint, skip_back_spaces, skip_spaces, strings, texts)
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
+from tracekit.frames import by_value
 from tracekit.symbols import canonical_expr, canonicalize
 
 __all__ = [
@@ -260,8 +262,7 @@ class _State:
 
     def __init__(self) -> None:
         self.snapshot = -1  # index of the current snapshot (-1: none yet)
-        self.last_marker: str | None = None  # "T" tracer line, "V" version line, "B" body
-        self.carry: pl.DataFrame | None = None  # lines held back (a stack trace in progress)
+        self.last_marker = 0  # the last line's marker (_TRACER, _VERSION, _BODY; 0: none yet)
         self.headers: dict[int, dict[str, Any]] = {}
         self.graph = False
         self.counter_clock = False
@@ -270,21 +271,25 @@ class _State:
         self.window_ids: set[int] = set()  # snapshots already turned into windows
 
 
-def parse(chunks: Iterator[LineChunk], ctx: ParseContext) -> Iterator[pl.DataFrame]:
-    """Parse latency-tracer text into event frames; snapshots go to ``ctx.windows``."""
+def parse(chunks: Iterator[LineChunk], ctx: ParseContext, compiled: bool = True) -> Iterator[pl.DataFrame]:
+    """Parse latency-tracer text into event frames; snapshots go to ``ctx.windows``.
+    ``compiled=False`` reads every line by the general path (the reference the compiled
+    reader is tested against)."""
     st = _State()
+    carry: _Lines | None = None
     for chunk in chunks:
         if chunk.n_lines == 0:
             continue
-        df = pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines})
-        if st.carry is not None:
-            df = pl.concat([st.carry, df])
-            st.carry = None
-        out = _parse_lines(df, chunk.is_last, st, ctx)
+        lines = _Lines.of(chunk, compiled)
+        if carry is not None:
+            lines, carry = carry.joined(lines, compiled), None
+        if not chunk.is_last:
+            lines, carry = _hold_back_stack(lines)
+        out = _parse_lines(lines, st, ctx)
         if out is not None and out.height:
             yield out
-    if st.carry is not None and st.carry.height:
-        out = _parse_lines(st.carry, True, st, ctx)
+    if carry is not None:
+        out = _parse_lines(carry, st, ctx)
         if out is not None and out.height:
             yield out
     _finish(st, ctx)
@@ -302,43 +307,134 @@ def _num(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Int64, strict=False)
 
 
-#: the columns :func:`_scan_chunk` reads from the lines the compiled reader takes
-_FAST_COLUMNS = ("comm", "pid", "cpu", "flags", "time", "unit", "rest", "fn", "f", "p1")
+#: line codes of :func:`_scan_lines` (0: a line the general path reads)
+_SLOW, _LAT, _FN, _FRAME, _BLANK, _HELP, _LEGEND = 0, 1, 2, 3, 4, 5, 6
+
+
+class _Lines:
+    """A chunk's lines as bytes, with what the compiled reader made of each
+    (:func:`_scan_lines`): ``code``, ``nums`` and ``offs`` (its arrays), the file's line
+    number of each line (``number``) and the text of a line for the general path."""
+
+    def __init__(self, raw: bytes, number: np.ndarray, compiled: bool) -> None:
+        self.raw, self.number, self.compiled = raw, number, compiled
+        self.starts, self.ends = line_bounds(buffer(raw))
+        if compiled:
+            self.code, self.nums, self.offs, self.high = _scan_lines(buffer(raw), self.starts, self.ends)
+        else:
+            n = len(self.starts)
+            self.code = np.zeros(n, dtype=np.int8)
+            self.nums, self.offs = np.full((4, n), -1, dtype=np.int64), np.full((12, n), -1, dtype=np.int64)
+            self.high = True
+        self._utf8: bool | None = None
+        self._slow: pl.DataFrame | None = None
+
+    @classmethod
+    def of(cls, chunk: LineChunk, compiled: bool) -> "_Lines":
+        raw = chunk.raw
+        if raw is None:
+            raw = ("\n".join(chunk.lines.to_list()) + "\n").encode("utf-8")
+        elif raw and not raw.endswith(b"\n"):
+            raw += b"\n"
+        return cls(raw, chunk.line_numbers.to_numpy(), compiled)
+
+    def joined(self, more: "_Lines", compiled: bool) -> "_Lines":
+        return _Lines(self.raw + more.raw, np.concatenate([self.number, more.number]), compiled)
+
+    def split(self, at: int) -> tuple["_Lines", "_Lines"]:
+        """The lines before line ``at`` and from it on (each scanned afresh: cheap for the
+        few lines a held-back stack trace has)."""
+        cut = int(self.starts[at])
+        head = _Lines.__new__(_Lines)
+        head.raw, head.number, head.compiled = self.raw[:cut], self.number[:at], self.compiled
+        head.starts, head.ends = self.starts[:at], self.ends[:at]
+        head.code, head.nums, head.offs, head.high = self.code[:at], self.nums[:, :at], self.offs[:, :at], self.high
+        head._utf8 = self._utf8
+        head._slow = None if self._slow is None else self._slow.filter(pl.col("i") < at)
+        return head, _Lines(self.raw[cut:], self.number[at:], self.compiled)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def slow(self) -> pl.DataFrame:
+        """The lines the compiled reader left (``i``, ``line``, ``text``), classified by
+        the general path (:func:`_classify`)."""
+        if self._slow is None:
+            self._slow = _classify(self.frame(np.flatnonzero(self.code == _SLOW)))
+        return self._slow
+
+    def texts(self, idx: np.ndarray) -> pl.Series:
+        """The text of lines ``idx``: UTF-8, or Latin-1 when the chunk is not UTF-8 (as the
+        ingest reader decodes a chunk)."""
+        if self._utf8 is None:
+            self._utf8 = not self.high or _is_utf8(self.raw)
+        enc = "utf-8" if self._utf8 else "latin-1"
+        raw = self.raw
+        return pl.Series("text", [raw[a:b].decode(enc) for a, b in zip(self.starts[idx].tolist(), self.ends[idx].tolist())],
+                         dtype=pl.String)
+
+    def frame(self, idx: np.ndarray) -> pl.DataFrame:
+        """Lines ``idx`` as a frame of ``i`` (the index in the chunk), ``line`` and ``text``."""
+        return pl.DataFrame({"i": pl.Series("i", idx, dtype=pl.Int64), "line": pl.Series("line", self.number[idx], dtype=pl.Int64),
+                             "text": self.texts(idx)})
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _scan_chunk(df: pl.DataFrame) -> pl.DataFrame:
-    """The lines of ``df`` read by the compiled reader of latency lines (:func:`_scan_lat`):
+    """The lines of ``df`` read by the compiled reader of latency lines (:func:`_scan_lines`):
     ``fast`` and, on those lines, the fields of ``_LAT_RE`` (pid, CPU and time as numbers,
     ``unit`` "us" or null, ``rest`` stripped), and where the rest is ``func <-parent``,
     ``fn`` with ``f`` and ``p1`` as ``_FUNC_PARENT_RE`` reads them."""
-    lines = df["text"].to_list()
-    raw = ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
-    starts, ends = line_bounds(buffer(raw))
-    taken, nums, offs = _scan_lat(buffer(raw), starts, ends)
-    return df.with_columns(
+    lines = _Lines(("\n".join(df["text"].to_list()) + "\n").encode("utf-8") if df.height else b"",
+                   df["line"].to_numpy(), True)
+    return df.with_columns(**_fast_columns(lines, np.arange(len(lines))))
+
+
+def _fast_columns(lines: _Lines, idx: np.ndarray) -> dict[str, pl.Series]:
+    """The fields the compiled reader read on lines ``idx`` (null where it took none)."""
+    raw, nums, offs, code = lines.raw, lines.nums[:, idx], lines.offs[:, idx], lines.code[idx]
+    taken = (code == _LAT) | (code == _FN)
+    fn = code == _FN
+
+    def where(row: int, mask: np.ndarray) -> np.ndarray:
+        return np.where(mask, offs[row], -1)
+
+    return dict(
         fast=pl.Series(taken),
-        comm=strings(raw, offs[0], offs[1], "comm"),
-        pid=ints("pid", nums[0], pl.Int64),
-        cpu=ints("cpu", nums[1], pl.Int64),
-        flags=strings(raw, offs[2], offs[3], "flags"),
-        time=ints("time", nums[2], pl.Int64),
-        unit=pl.when(pl.Series(nums[3] == 1)).then(pl.lit("us")),
-        rest=texts(raw, offs[4], offs[5], "rest"),
-        fn=pl.Series(offs[6] >= 0),
-        f=strings(raw, offs[6], offs[7], "f"),
-        p1=strings(raw, offs[8], offs[9], "p1"),
+        comm=strings(raw, where(0, taken), offs[1], "comm"),
+        pid=ints("pid", np.where(taken, nums[0], -1), pl.Int64),
+        cpu=ints("cpu", np.where(taken, nums[1], -1), pl.Int64),
+        flags=strings(raw, where(2, taken), offs[3], "flags"),
+        time=ints("time", np.where(taken, nums[2], -1), pl.Int64),
+        unit=pl.Series("unit", ["us", None], dtype=pl.String).gather(np.where(taken & (nums[3] == 1), 0, 1)),
+        rest=texts(raw, where(4, taken), offs[5], "rest"),
+        fn=pl.Series(fn),
+        f=strings(raw, where(6, fn), offs[7], "f"),
+        p1=strings(raw, where(8, fn), offs[9], "p1"),
     )
 
+
+#: the columns :func:`_fast_columns` gives
+_FAST_SCHEMA = {"fast": pl.Boolean(), "comm": pl.String(), "pid": pl.Int64(), "cpu": pl.Int64(), "flags": pl.String(),
+                "time": pl.Int64(), "unit": pl.String(), "rest": pl.String(), "fn": pl.Boolean(), "f": pl.String(),
+                "p1": pl.String()}
+_FAST_COLUMNS = tuple(k for k in _FAST_SCHEMA if k != "fast")
 
 _CLASSES = ("is_tracer", "is_version", "is_latency", "is_task", "is_started", "is_ended", "is_legend",
             "is_help", "is_blank", "is_frame")
 
 
 def _classify(df: pl.DataFrame) -> pl.DataFrame:
-    """Which header, help, blank or frame line each line is; the lines the compiled reader
-    took are none of them (it leaves every line these may claim)."""
+    """Which header, help, blank or frame line each line of ``df`` (``text``) is."""
     t = pl.col("text")
-    slow = df.filter(~pl.col("fast")).with_columns(
+    return df.with_columns(
         is_tracer=t.str.contains(_TRACER_RE),
         is_version=t.str.contains(_VERSION_RE),
         is_latency=t.str.contains(_LATENCY_RE) | t.str.contains(_LATENCY10_RE),
@@ -349,9 +445,7 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
         is_help=t.str.contains(_HELP_RE),
         is_blank=t.str.contains(r"^\s*$"),
         is_frame=t.str.contains(_FRAME_RE),
-    )
-    fast = df.filter(pl.col("fast")).with_columns(*[pl.lit(False).alias(c) for c in _CLASSES])
-    return pl.concat([fast, slow]).sort("line").with_columns(
+    ).with_columns(
         is_header=pl.any_horizontal(
             "is_tracer", "is_version", "is_latency", "is_task", "is_started", "is_ended",
             "is_legend",
@@ -362,58 +456,85 @@ def _classify(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _parse_lines(
-    df: pl.DataFrame, is_last: bool, st: _State, ctx: ParseContext
-) -> pl.DataFrame | None:
-    df = _hold_back_stack(_classify(_scan_chunk(df)), is_last, st)
-    if not df.height:
+#: what a line is, for the snapshot it belongs to and the stack it continues
+_NONE, _TRACER, _VERSION, _BODY = 0, 1, 2, 3
+
+
+def _roles(lines: _Lines, slow: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per line of the chunk: its marker (:data:`_TRACER`, :data:`_VERSION`, :data:`_BODY` or
+    :data:`_NONE` for header, help, blank and frame lines) and whether it is a frame or
+    blank line; ``slow`` is the general path's classification of the lines the compiled
+    reader left."""
+    code = lines.code
+    marker = np.where((code == _LAT) | (code == _FN), _BODY, _NONE).astype(np.int8)
+    loose = (code == _FRAME) | (code == _BLANK)
+    if slow.height:
+        i = slow["i"].to_numpy()
+        hdr, hlp, blank, frame = (slow[c].to_numpy() for c in ("is_header", "is_help", "is_blank", "is_frame"))
+        marker[i] = np.where(slow["is_tracer"].to_numpy(), _TRACER,
+                             np.where(slow["is_version"].to_numpy(), _VERSION,
+                                      np.where(~hdr & ~hlp & ~blank & ~frame, _BODY, _NONE)))
+        loose[i] = frame | blank
+    return marker, loose
+
+
+def _hold_back_stack(lines: _Lines) -> tuple[_Lines, _Lines | None]:
+    """A stack trace may continue in the next chunk: its "<stack trace>" line and the
+    frames after it are held back; the lines before are returned."""
+    if not len(lines):
+        return lines, None
+    _, loose = _roles(lines, lines.slow())
+    solid = np.flatnonzero(~loose)
+    if len(solid):
+        at = int(solid[-1])
+        if b"<stack trace>" in lines.raw[lines.starts[at]:lines.ends[at]]:
+            return lines.split(at)
+    return lines, None
+
+
+def _parse_lines(lines: _Lines, st: _State, ctx: ParseContext) -> pl.DataFrame | None:
+    """One chunk's lines: headers into ``st``, body lines into event rows."""
+    if not len(lines):
         return None
-    df = _number_snapshots(df, st)
-    _collect_headers(df.filter(pl.col("is_header")), st, ctx)
-    _entries_written(df.filter(pl.col("is_help")), ctx)
-    body = df.filter(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank"))
-    out = _parse_body(body, st, ctx) if body.height else None
+    slow = lines.slow()
+    marker, _ = _roles(lines, slow)
+    snapshot = _number_snapshots(marker, st)
+    slow = slow.with_columns(snapshot=pl.Series(snapshot[slow["i"].to_numpy()], dtype=pl.Int32))
+    _collect_headers(slow.filter(pl.col("is_header")), _legends(lines, snapshot, ctx), st, ctx)
+    _entries_written(slow.filter(pl.col("is_help")), ctx)
+    body = slow.filter(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank"))
+    out = _parse_body(lines, body, snapshot, st, ctx)
     _finalize(st, ctx, before=st.snapshot)  # the earlier snapshots are complete
     return out
 
 
-def _hold_back_stack(df: pl.DataFrame, is_last: bool, st: _State) -> pl.DataFrame:
-    """A stack trace may continue in the next chunk: its "<stack trace>" line and the
-    frames after it are held back in ``st.carry``; the lines before are returned."""
-    if is_last or not df.height:
-        return df
-    solid = (~pl.col("is_frame") & ~pl.col("is_blank")).arg_true()
-    idx = df.select(solid.last()).item()
-    if idx is not None and "<stack trace>" in df["text"][idx]:
-        st.carry = df.slice(idx).select("line", "text")
-        return df.slice(0, idx)
-    return df
+def _number_snapshots(marker: np.ndarray, st: _State) -> np.ndarray:
+    """The index of the snapshot each line belongs to: a "# tracer:" line starts one; so
+    does a version line that does not follow its own tracer line (the -rt layouts have no
+    tracer line)."""
+    at = np.where(marker != _NONE, np.arange(len(marker)), -1)
+    last = np.maximum.accumulate(at)  # the last marked line at or before each line
+    prev = np.empty_like(marker)
+    prev[:1] = st.last_marker
+    prev[1:] = np.where(last[:-1] >= 0, marker[np.maximum(last[:-1], 0)], st.last_marker)
+    start = (marker == _TRACER) | ((marker == _VERSION) & (prev != _TRACER))
+    snapshot = (np.cumsum(start) + st.snapshot).astype(np.int32)
+    if len(marker) and last[-1] >= 0:
+        st.last_marker = int(marker[last[-1]])
+    if len(snapshot):
+        st.snapshot = int(snapshot[-1])
+    return snapshot
 
 
-def _number_snapshots(df: pl.DataFrame, st: _State) -> pl.DataFrame:
-    """``snapshot``, the index of the snapshot each line belongs to: a "# tracer:" line
-    starts one; so does a version line that does not follow its own tracer line (the -rt
-    layouts have no tracer line)."""
-    marker = (
-        pl.when(pl.col("is_tracer")).then(pl.lit("T"))
-        .when(pl.col("is_version")).then(pl.lit("V"))
-        .when(~pl.col("is_header") & ~pl.col("is_help") & ~pl.col("is_blank")
-              & ~pl.col("is_frame")).then(pl.lit("B"))
-    )
-    df = df.with_columns(marker=marker).with_columns(
-        prev_marker=pl.col("marker").forward_fill().shift(1).fill_null(
-            pl.lit(st.last_marker, dtype=pl.String)
-        )
-    ).with_columns(
-        start=pl.col("is_tracer") | (pl.col("is_version") & (pl.col("prev_marker").fill_null("") != "T"))
-    ).with_columns(
-        snapshot=(pl.col("start").cum_sum().cast(pl.Int32) + st.snapshot)
-    )
-    last_marker = df.select(pl.col("marker").drop_nulls().last()).item()
-    if last_marker is not None:
-        st.last_marker = last_marker
-    st.snapshot = int(df["snapshot"][-1])
-    return df
+def _legends(lines: _Lines, snapshot: np.ndarray, ctx: ParseContext) -> pl.DataFrame:
+    """The flag legend lines the compiled reader took (``line``, ``snapshot``, ``legend``,
+    the column's name), while the run's flag columns are not known yet."""
+    i = np.flatnonzero(lines.code == _LEGEND) if "lat_flag_columns" not in ctx.meta else np.empty(0, dtype=np.int64)
+    return pl.DataFrame({
+        "line": pl.Series(lines.number[i], dtype=pl.Int64),
+        "snapshot": pl.Series(snapshot[i], dtype=pl.Int32),
+        "legend": strings(lines.raw, lines.offs[4, i], lines.offs[5, i], "legend"),
+    })
 
 
 def _entries_written(help_lines: pl.DataFrame, ctx: ParseContext) -> None:
@@ -430,9 +551,10 @@ def _entries_written(help_lines: pl.DataFrame, ctx: ParseContext) -> None:
         ctx.meta.setdefault("ncpus", ncpu)
 
 
-def _collect_headers(h: pl.DataFrame, st: _State, ctx: ParseContext) -> None:
-    """Fold the header lines of each snapshot into ``st.headers`` (a few lines a snapshot)."""
-    if not h.height:
+def _collect_headers(h: pl.DataFrame, legends: pl.DataFrame, st: _State, ctx: ParseContext) -> None:
+    """Fold the header lines of each snapshot into ``st.headers`` (a few lines a snapshot);
+    ``legends`` are the flag legend lines the compiled reader read (their column names)."""
+    if not h.height and not legends.height:
         return
     t = pl.col("text")
     h = h.with_columns(
@@ -454,6 +576,8 @@ def _collect_headers(h: pl.DataFrame, st: _State, ctx: ParseContext) -> None:
         latency_text=pl.when(pl.col("l11").struct.field("lat_us").is_not_null()
                              | pl.col("l10").struct.field("lat_us").is_not_null()).then(t),
     )
+    if legends.height:
+        h = pl.concat([h, legends], how="diagonal_relaxed").sort("line")
     fields = ["tracer", "vtracer", "version", "kernel", "lat_us", "shown", "total", "lcpu",
               "model", "ncpus", "tcomm", "tpid", "started_at", "ended_at", "latency_text"]
     agg = h.group_by("snapshot", maintain_order=True).agg(
@@ -491,20 +615,90 @@ _BODY_GROUPS = [
 ]
 
 
-def _parse_body(b: pl.DataFrame, st: _State, ctx: ParseContext) -> pl.DataFrame:
-    """The body lines of a chunk (not header, help or blank) as event rows."""
+def _parse_body(lines: _Lines, slow: pl.DataFrame, snapshot: np.ndarray, st: _State,
+                ctx: ParseContext) -> pl.DataFrame | None:
+    """The body lines of a chunk as event rows: the ``func <-parent`` lines the compiled
+    reader read (:func:`_function_rows`), the others by the general path (``slow``: the
+    body lines the compiled reader left), and the stack frames after a ``<stack trace>``
+    line as its callchain."""
+    code = lines.code
+    if ((code == _LAT) | (code == _FN)).any() and (lines.nums[3][(code == _LAT) | (code == _FN)] == 0).any():
+        st.counter_clock = True
+    rows = [_function_rows(lines, snapshot)]
+    frame_lines = [np.flatnonzero(code == _FRAME)]
+    frame_names = [strings(lines.raw, lines.offs[4, frame_lines[0]], lines.offs[5, frame_lines[0]], "frame")]
+    general = _general_rows(lines, slow, snapshot, st, ctx)
+    if general is not None:
+        frames = general.filter(pl.col("kind") == "frame")
+        frame_lines.append(frames["i"].to_numpy())
+        frame_names.append(frames["frame"])
+        rows.append(conform(general.filter(pl.col("kind") != "frame"), _ROWS))
+    b = rows[0] if len(rows) == 1 else rows[0].merge_sorted(rows[1], key="i")
+    b = _attach_stacks(b, np.concatenate(frame_lines), pl.concat(frame_names), ctx)
+    _sample_symbols(b, st)
+    return _assign_windows(b, st)
+
+
+#: the rows of a chunk before their windows and stacks: the event schema's columns, the
+#: line's index in the chunk and its snapshot
+_ROWS = {"i": pl.Int64(), "snapshot": pl.Int32(),
+         **{k: v for k, v in EVENT_SCHEMA.items() if k not in ("seq", "window", "callchain")}}
+
+
+def _function_rows(lines: _Lines, snapshot: np.ndarray) -> pl.DataFrame:
+    """The ``func <-parent`` lines the compiled reader read, as function rows (``ts_ns``:
+    the line's time in us as ns, or in ticks for a counter clock)."""
+    i = np.flatnonzero(lines.code == _FN)
+    raw, nums, offs = lines.raw, lines.nums[:, i], lines.offs[:, i]
+    return conform(pl.DataFrame({
+        "i": pl.Series(i, dtype=pl.Int64),
+        "snapshot": pl.Series(snapshot[i], dtype=pl.Int32),
+        "line": pl.Series(lines.number[i], dtype=pl.Int64),
+        "cpu": ints("cpu", nums[1], pl.Int32),
+        "pid": ints("pid", nums[0], pl.Int32),
+        "comm": strings(raw, offs[0], offs[1], "comm"),
+        "ts_ns": pl.Series(np.where(nums[3] == 1, nums[2] * 1000, nums[2]), dtype=pl.Int64),
+        "kind": pl.repeat(Kind.FUNCTION, len(i), dtype=pl.String, eager=True),
+        **_symbols(raw, offs[6], offs[7], "raw_func", "func"),
+        **_symbols(raw, offs[8], offs[9], "raw_parent", "parent"),
+        "flags": strings(raw, offs[2], offs[3], "flags"),
+        "body": texts(raw, offs[4], offs[5], "body"),
+    }), _ROWS)
+
+
+def _symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, raw_name: str, name: str) -> dict[str, pl.Series]:
+    """The printed symbols ``raw[starts[i]:ends[i]]`` as columns ``name`` (canonical) and
+    ``raw_name`` (as printed, where it differs), worked out once per distinct symbol."""
+    codes, values = dictionary(raw, starts, ends, "raw_func")
+    canon = canonicalize(values.to_frame())
+    return {name: canon.get_column("func").gather(codes).alias(name),
+            raw_name: canon.get_column("raw_func").gather(codes).alias(raw_name)}
+
+
+def _general_rows(lines: _Lines, slow: pl.DataFrame, snapshot: np.ndarray, st: _State,
+                  ctx: ParseContext) -> pl.DataFrame | None:
+    """The body lines the general path reads: those the compiled reader left (``slow``)
+    and the lines it read whose body is not ``func <-parent`` (an event, a stack trace),
+    in file order, with their kinds, names and (``frame``) stack frames."""
+    lat = np.flatnonzero(lines.code == _LAT)
+    if not len(lat) and not slow.height:
+        return None
+    b = slow.select("i", "line", "text", "snapshot", "is_frame").with_columns(
+        **{k: pl.lit(None, dtype=t) for k, t in _FAST_SCHEMA.items()}).with_columns(fast=pl.lit(False), fn=pl.lit(False))
+    if len(lat):
+        taken = lines.frame(lat).with_columns(snapshot=pl.Series(snapshot[lat], dtype=pl.Int32), is_frame=pl.lit(False),
+                                              **_fast_columns(lines, lat))
+        b = pl.concat([b, taken.select(b.columns)]).sort("i")
     b = _read_forms(b, ctx)
     if not b.height:
-        return empty(EVENT_SCHEMA)
+        return None
     b = _read_graph_bodies(_common_columns(b, st))
     if b.filter(pl.col("form") == "graph").height:
         st.graph = True
         ctx.meta["span_source"] = "function_graph"  # before the first frame is yielded
     b = _kinds_and_names(_lat_bodies(b, ctx), ctx)
     _note_max_latency(b, ctx)
-    b = _attach_stacks(b, ctx)
-    _sample_symbols(b, st)
-    return _assign_windows(b, st)
+    return _v10_cpu(b, st)
 
 
 def _read_forms(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
@@ -529,7 +723,7 @@ def _read_forms(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
             sub = sub.with_columns(t.str.extract_groups(rx).alias("x")).unnest("x")
             parts.append(sub.with_columns(_num("pid"), _num("cpu"), _num("time")) if name == "lat" else sub)
     parts.append(slow.filter(~pl.col("form").is_in([n for n, _ in _BODY_FORMS]) | pl.col("form").is_null()))
-    b = pl.concat(parts, how="diagonal_relaxed").sort("line")
+    b = pl.concat(parts, how="diagonal_relaxed").sort("i")
     b = b.with_columns(
         [pl.lit(None, dtype=pl.String).alias(g) for g in _BODY_GROUPS if g not in b.columns]
     )
@@ -602,7 +796,7 @@ def _lat_bodies(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
     else:  # (the columns, without reading for none)
         kinds = todo.head(0).select(**noise).schema
         todo = todo.with_columns(*[pl.lit(None, dtype=t).alias(k) for k, t in kinds.items()])
-    return pl.concat([read, todo], how="diagonal_relaxed").sort("line")
+    return pl.concat([read, todo], how="diagonal_relaxed").sort("i")
 
 
 def _line_kind() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
@@ -673,23 +867,27 @@ def _note_max_latency(b: pl.DataFrame, ctx: ParseContext) -> None:
         )
 
 
-def _attach_stacks(b: pl.DataFrame, ctx: ParseContext) -> pl.DataFrame:
-    """The " => func" frame lines become the ``callchain`` of the "<stack trace>" row they
-    follow (and are dropped as rows); frames that follow no such row are counted."""
-    b = b.with_columns(
-        owner=pl.when(pl.col("kind") != "frame").then(pl.col("line")).forward_fill()
-    )
-    frames = b.filter(pl.col("kind") == "frame")
-    b = b.filter(pl.col("kind") != "frame")
-    if not frames.height:
-        return b
-    chains = frames.group_by("owner").agg(callchain=canonical_expr(pl.col("frame")))
-    b = b.join(chains, left_on="line", right_on="owner", how="left", maintain_order="left")
-    stack_lines = set(b.filter(pl.col("kind") == Kind.STACK)["line"].to_list())
-    orphan = frames.filter(~pl.col("owner").is_in(list(stack_lines)) | pl.col("owner").is_null()).height
+def _attach_stacks(b: pl.DataFrame, frame_lines: np.ndarray, frames: pl.Series, ctx: ParseContext) -> pl.DataFrame:
+    """The " => func" frame lines (``frame_lines``, their indices in the chunk, and their
+    symbols ``frames``) become the ``callchain`` of the row they follow (``b``, the chunk's
+    other rows in file order); frames that follow no "<stack trace>" row are counted."""
+    if not len(frame_lines):
+        return b.with_columns(callchain=pl.lit(None, dtype=pl.List(pl.String)))
+    order = np.argsort(frame_lines, kind="stable")
+    frame_lines = frame_lines[order]
+    owner = np.searchsorted(b["i"].to_numpy(), frame_lines, side="left") - 1  # the row before each frame
+    stack = (b["kind"] == Kind.STACK).to_numpy()
+    orphan = int((owner < 0).sum() + (~stack[owner[owner >= 0]]).sum())
     if orphan:
         ctx.skip("stack frame without a <stack trace> line", orphan)
-    return b
+    kept = owner >= 0
+    names = by_value(frames.gather(order[kept]), lambda u: u.select(canonical_expr(pl.col("s")).alias("f")))["f"]
+    count = np.bincount(owner[kept], minlength=b.height)
+    offsets = np.zeros(b.height + 1, dtype=np.int64)
+    np.cumsum(count, out=offsets[1:])
+    chains = pa.LargeListArray.from_arrays(pa.array(offsets), names.to_arrow(),
+                                           mask=pa.array(count == 0))
+    return b.with_columns(callchain=pl.Series("callchain", chains).cast(pl.List(pl.String)))
 
 
 def _sample_symbols(b: pl.DataFrame, st: _State) -> None:
@@ -704,20 +902,27 @@ def _sample_symbols(b: pl.DataFrame, st: _State) -> None:
     st.syms.append(names.head(20_000))
 
 
-def _assign_windows(b: pl.DataFrame, st: _State) -> pl.DataFrame:
-    """Each row's ``window`` (its snapshot, when that has a latency header); a counter
-    clock's v1.0 lines take the window's CPU."""
-    has_window = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
+def _v10_cpu(b: pl.DataFrame, st: _State) -> pl.DataFrame:
+    """A counter clock's v1.0 lines print no CPU: they take their window's."""
+    v10 = b.filter(pl.col("form") == "v10")
+    if not v10.height:
+        return b
+    snaps = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
     win_cpu = pl.DataFrame(
-        {"snapshot": has_window, "win_cpu": [_int(st.headers[s].get("lcpu")) for s in has_window]},
+        {"snapshot": snaps, "win_cpu": [_int(st.headers[s].get("lcpu")) for s in snaps]},
         schema={"snapshot": pl.Int32, "win_cpu": pl.Int64},
     )
-    b = b.join(win_cpu, on="snapshot", how="left", maintain_order="left").with_columns(
+    return b.join(win_cpu, on="snapshot", how="left", maintain_order="left").with_columns(
+        cpu=pl.coalesce(pl.col("cpu"), pl.when(pl.col("form") == "v10").then(pl.col("win_cpu"))))
+
+
+def _assign_windows(b: pl.DataFrame, st: _State) -> pl.DataFrame:
+    """Each row's ``window`` (its snapshot, when that has a latency header)."""
+    has_window = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
+    return conform(b.with_columns(
         window=pl.when(pl.col("snapshot").is_in(has_window)).then(pl.col("snapshot")),
-        cpu=pl.coalesce(pl.col("cpu"), pl.when(pl.col("form") == "v10").then(pl.col("win_cpu"))),
         seq=pl.col("line"),
-    )
-    return conform(b)
+    ))
 
 
 def _read_graph_bodies(b: pl.DataFrame) -> pl.DataFrame:
@@ -829,6 +1034,7 @@ _LATENCY_WORD = np.frombuffer(b"latency:", dtype=np.uint8)
 _VERSION_WORDS = np.frombuffer(b" latency trace v", dtype=np.uint8)
 _CMD_WORD = np.frombuffer(b"cmd", dtype=np.uint8)
 _GRAPH_TIME = np.frombuffer(b" us |", dtype=np.uint8)
+_ARROW = np.frombuffer(b"=>", dtype=np.uint8)
 
 
 @njit(cache=True, nogil=True)
@@ -941,43 +1147,128 @@ def _read_fn(buf: np.ndarray, rs: int, re_: int) -> tuple[int, int, int, int]:
     return rs, q, p, r
 
 
+_COLON, _HASH, _DASH, _EQUALS, _GT, _UNDERSCORE, _BAR, _SLASH = 58, 35, 45, 61, 62, 95, 124, 47
+
+
 @njit(cache=True, nogil=True)
-def _scan_lat(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
-    """Read the ``lat_print_generic()`` + ``lat_print_timestamp()`` lines of a chunk
-    (``%8.8s-%-7d %3d``, the flag columns, `` %4lldus%c: ``, then the body): per line
-    whether taken, the numbers (pid, CPU, time, 1 when in us) and the offsets (comm,
-    flags, rest, stripped; the function and parent of a ``func <-parent`` rest).  The comm is what comes before the first dash from which the
-    line reads on, as the general path's lazy ``(?P<comm>.*?)-`` takes it."""
+def _plain(buf: np.ndarray, a: int, e: int) -> tuple[bool, bool, bool, bool]:
+    """Of the line ``[a, e)``: whether all its bytes are printable ASCII or spaces, whether
+    it holds a colon, a version line's `` latency trace v`` (the words without which no
+    header line but the legend's can be read), a dash (without which no line is
+    ``lat_print_generic()``'s)."""
+    plain, colon, version, dash = True, False, False, False
+    for i in range(a, e):
+        c = buf[i]
+        if c < 32 or c > 126:
+            plain = False
+        elif c == _COLON:
+            colon = True
+        elif c == _DASH:
+            dash = True
+        elif c == 32 and i + 1 < e and buf[i + 1] == 108 and matches_at(buf, i, e, _VERSION_WORDS):
+            version = True
+    return plain, colon, version, dash
+
+
+@njit(cache=True, nogil=True)
+def _legend_word(buf: np.ndarray, a: int, e: int) -> tuple[int, int]:
+    """The column name of a flag legend line (``#`` + ``[|/ ]*_-*=>`` + blanks + the name, as
+    ``_LEGEND_RE`` reads it): its start and end, or -1, -1."""
+    p = a + 1 if a < e and buf[a] == _HASH else a
+    while p < e and (buf[p] == 32 or buf[p] == _BAR or buf[p] == _SLASH):
+        p += 1
+    if p >= e or buf[p] != _UNDERSCORE:
+        return -1, -1
+    p += 1
+    while p < e and buf[p] == _DASH:
+        p += 1
+    if not (p + 1 < e and buf[p] == _EQUALS and buf[p + 1] == _GT):
+        return -1, -1
+    p = skip_spaces(buf, p + 2, e)
+    q = p
+    while q < e and buf[q] != 32:
+        q += 1
+    return (p, q) if q > p else (-1, -1)
+
+
+@njit(cache=True, nogil=True)
+def _read_lat(buf: np.ndarray, a: int, e: int, li: int, nums: np.ndarray, offs: np.ndarray,
+              out: np.ndarray) -> int:
+    """A ``lat_print_generic()`` + ``lat_print_timestamp()`` line (``%8.8s-%-7d %3d``, the
+    flag columns, `` %4lldus%c: ``, then the body) into ``nums`` (pid, CPU, time, 1 when in
+    us) and ``offs`` (comm, flags, rest, stripped; the function and parent of a ``func
+    <-parent`` rest): :data:`_FN` for such a rest, :data:`_LAT` for another, 0 when the line
+    is not one (or is one another grammar may claim).  The comm is what comes before the
+    first dash from which the line reads on, as the general path's lazy ``(?P<comm>.*?)-``
+    takes it."""
+    if _claimed_elsewhere(buf, a, e):
+        return 0
+    how = 0
+    d = a
+    while d < e:
+        if buf[d] == 45:
+            how = _after_dash(buf, d, e, out)
+            if how != 0:
+                break
+        d += 1
+    if how != 1:
+        return 0
+    cs = skip_spaces(buf, a, d)
+    ce = skip_back_spaces(buf, cs, d)
+    rs = skip_spaces(buf, out[6], e)
+    re_ = skip_back_spaces(buf, rs, e)
+    if (cs < ce and not (printable(buf[cs]) and printable(buf[ce - 1]))) or (
+            rs < re_ and not (printable(buf[rs]) and printable(buf[re_ - 1]))):
+        return 0  # (an edge the general path strips otherwise)
+    nums[0, li], nums[1, li], nums[2, li], nums[3, li] = out[0], out[1], out[4], out[5]
+    offs[0, li], offs[1, li] = cs, ce
+    offs[2, li], offs[3, li] = out[2], out[3]
+    offs[4, li], offs[5, li] = rs, re_
+    f0, f1, p0, p1 = _read_fn(buf, rs, re_)
+    if f0 < 0 or (p0 < 0 and f1 - f0 == 1 and buf[f0] == 48):  # (a lone "0": an ip of 0, a marker)
+        return _LAT
+    offs[6, li], offs[7, li], offs[8, li], offs[9, li] = f0, f1, p0, p1
+    return _FN
+
+
+@njit(cache=True, nogil=True)
+def _scan_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+    """What each line of a chunk is, as far as the compiled reader can tell without doubt:
+    a ``lat_print_generic()`` line (:data:`_FN` when its body is ``func <-parent``, else
+    :data:`_LAT`; its fields as :func:`_read_lat` reads them), a stack frame (`` => sym``:
+    :data:`_FRAME`, the symbol at ``offs[4:6]``), a blank line, a ``#`` help line that no
+    header grammar reads (:data:`_HELP`), a flag legend line (:data:`_LEGEND`, the column's
+    name at ``offs[4:6]``), or 0: a line for the general path (every other header line, and
+    any line with a byte outside printable ASCII).  Also whether any byte is outside ASCII."""
     n = len(starts)
-    taken = np.zeros(n, dtype=np.bool_)
+    code = np.zeros(n, dtype=np.int8)
     nums = np.full((4, n), -1, dtype=np.int64)  # pid, cpu, time, in us
     offs = np.full((10, n), -1, dtype=np.int64)  # comm, flags, rest, function, parent: start/end pairs
     out = np.empty(7, dtype=np.int64)
+    high = False
     for li in range(n):
         a, e = starts[li], ends[li]
-        if a >= e or _claimed_elsewhere(buf, a, e):
+        plain, colon, version, dash = _plain(buf, a, e)
+        if not plain:
+            for i in range(a, e):
+                if buf[i] > 127:
+                    high = True
             continue
-        how = 0
-        d = a
-        while d < e:
-            if buf[d] == 45:
-                how = _after_dash(buf, d, e, out)
-                if how != 0:
-                    break
-            d += 1
-        if how != 1:
-            continue
-        cs = skip_spaces(buf, a, d)
-        ce = skip_back_spaces(buf, cs, d)
-        rs = skip_spaces(buf, out[6], e)
-        re_ = skip_back_spaces(buf, rs, e)
-        if (cs < ce and not (printable(buf[cs]) and printable(buf[ce - 1]))) or (
-                rs < re_ and not (printable(buf[rs]) and printable(buf[re_ - 1]))):
-            continue  # (an edge the general path strips otherwise)
-        taken[li] = True
-        nums[0, li], nums[1, li], nums[2, li], nums[3, li] = out[0], out[1], out[4], out[5]
-        offs[0, li], offs[1, li] = cs, ce
-        offs[2, li], offs[3, li] = out[2], out[3]
-        offs[4, li], offs[5, li] = rs, re_
-        offs[6, li], offs[7, li], offs[8, li], offs[9, li] = _read_fn(buf, rs, re_)
-    return taken, nums, offs
+        p = skip_spaces(buf, a, e)
+        if p == e:
+            code[li] = _BLANK
+        elif buf[a] == _HASH:
+            if not colon and not version:
+                w0, w1 = _legend_word(buf, a, e)
+                if w0 >= 0:
+                    code[li], offs[4, li], offs[5, li] = _LEGEND, w0, w1
+                elif find_bytes(buf, a, e, _ARROW) < 0:
+                    code[li] = _HELP
+        elif buf[p] == _EQUALS:
+            if p + 1 < e and buf[p + 1] == _GT and not colon and not version and not dash:
+                q = skip_spaces(buf, p + 2, e)
+                if q < e:
+                    code[li], offs[4, li], offs[5, li] = _FRAME, q, skip_back_spaces(buf, q, e)
+        else:
+            code[li] = _read_lat(buf, a, e, li, nums, offs, out)
+    return code, nums, offs, high
