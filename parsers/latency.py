@@ -263,12 +263,12 @@ class _State:
     def __init__(self) -> None:
         self.snapshot = -1  # index of the current snapshot (-1: none yet)
         self.last_marker = 0  # the last line's marker (_TRACER, _VERSION, _BODY; 0: none yet)
-        self.headers: dict[int, dict[str, Any]] = {}
+        # the header fields of the snapshots not yet turned into windows, one row each
+        self.headers = pl.DataFrame(schema=_HEADER_SCHEMA)
         self.graph = False
         self.counter_clock = False
         self.syms: list[pl.Series] = []  # a bounded sample of symbols, for the arch
         self.kernels: set[str] = set()
-        self.window_ids: set[int] = set()  # snapshots already turned into windows
 
 
 def parse(chunks: Iterator[LineChunk], ctx: ParseContext, compiled: bool = True) -> Iterator[pl.DataFrame]:
@@ -307,8 +307,14 @@ def _num(col: str) -> pl.Expr:
     return pl.col(col).cast(pl.Int64, strict=False)
 
 
-#: line codes of :func:`_scan_lines` (0: a line the general path reads)
-_SLOW, _LAT, _FN, _FRAME, _BLANK, _HELP, _LEGEND = 0, 1, 2, 3, 4, 5, 6
+#: line codes of :func:`_scan_lines` (0: a line the general path reads); the first three
+#: are ``lat_print_generic()`` lines
+_SLOW, _LAT, _FN, _STACK, _FRAME, _BLANK, _HELP, _LEGEND = 0, 1, 2, 3, 4, 5, 6, 7
+
+
+def _is_lat(code: np.ndarray) -> np.ndarray:
+    """Which lines the compiled reader read as ``lat_print_generic()`` lines."""
+    return (code >= _LAT) & (code <= _STACK)
 
 
 class _Lines:
@@ -400,7 +406,7 @@ def _scan_chunk(df: pl.DataFrame) -> pl.DataFrame:
 def _fast_columns(lines: _Lines, idx: np.ndarray) -> dict[str, pl.Series]:
     """The fields the compiled reader read on lines ``idx`` (null where it took none)."""
     raw, nums, offs, code = lines.raw, lines.nums[:, idx], lines.offs[:, idx], lines.code[idx]
-    taken = (code == _LAT) | (code == _FN)
+    taken = _is_lat(code)
     fn = code == _FN
 
     def where(row: int, mask: np.ndarray) -> np.ndarray:
@@ -466,7 +472,7 @@ def _roles(lines: _Lines, slow: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     blank line; ``slow`` is the general path's classification of the lines the compiled
     reader left."""
     code = lines.code
-    marker = np.where((code == _LAT) | (code == _FN), _BODY, _NONE).astype(np.int8)
+    marker = np.where(_is_lat(code), _BODY, _NONE).astype(np.int8)
     loose = (code == _FRAME) | (code == _BLANK)
     if slow.height:
         i = slow["i"].to_numpy()
@@ -578,21 +584,27 @@ def _collect_headers(h: pl.DataFrame, legends: pl.DataFrame, st: _State, ctx: Pa
     )
     if legends.height:
         h = pl.concat([h, legends], how="diagonal_relaxed").sort("line")
-    fields = ["tracer", "vtracer", "version", "kernel", "lat_us", "shown", "total", "lcpu",
-              "model", "ncpus", "tcomm", "tpid", "started_at", "ended_at", "latency_text"]
     agg = h.group_by("snapshot", maintain_order=True).agg(
-        *[pl.col(f).drop_nulls().first() for f in fields],
+        *[pl.col(f).drop_nulls().first() for f in _HEADER_FIELDS],
         pl.col("legend").drop_nulls(),
     )
-    for row in agg.iter_rows(named=True):  # one row per snapshot
-        tracer = row["tracer"] or row["vtracer"]
-        if tracer:
-            ctx.meta.setdefault("tracer", tracer)
-        cur = st.headers.setdefault(row["snapshot"], {"legend": []})
-        for f in fields:
-            if row[f] is not None and cur.get(f) is None:
-                cur[f] = row[f]
-        cur["legend"].extend(row["legend"])
+    tracer = agg.select(pl.coalesce("tracer", "vtracer").drop_nulls().first()).item()
+    if tracer:
+        ctx.meta.setdefault("tracer", tracer)
+    both = pl.concat([st.headers, agg.select(_HEADER_SCHEMA.keys()).cast(_HEADER_SCHEMA)])
+    st.headers = both.group_by("snapshot", maintain_order=True).agg(  # (the first value each field has)
+        *[pl.col(f).drop_nulls().first() for f in _HEADER_FIELDS], pl.col("legend").list.explode(keep_nulls=False, empty_as_null=False))
+
+
+#: What a snapshot's header lines say (each field as printed), and the flag legend's names.
+_HEADER_FIELDS = ("tracer", "vtracer", "version", "kernel", "lat_us", "shown", "total", "lcpu", "model", "ncpus",
+                  "tcomm", "tpid", "started_at", "ended_at", "latency_text")
+_HEADER_SCHEMA = {"snapshot": pl.Int32(), **{f: pl.String() for f in _HEADER_FIELDS}, "legend": pl.List(pl.String())}
+
+
+def _with_window(st: _State) -> pl.DataFrame:
+    """The pending snapshots that have a latency header (they are windows)."""
+    return st.headers.filter(pl.col("lat_us").is_not_null())
 
 
 def _flag_columns(legend: list[str]) -> list[str]:
@@ -618,13 +630,13 @@ _BODY_GROUPS = [
 def _parse_body(lines: _Lines, slow: pl.DataFrame, snapshot: np.ndarray, st: _State,
                 ctx: ParseContext) -> pl.DataFrame | None:
     """The body lines of a chunk as event rows: the ``func <-parent`` lines the compiled
-    reader read (:func:`_function_rows`), the others by the general path (``slow``: the
+    reader read (:func:`_taken_rows`), the others by the general path (``slow``: the
     body lines the compiled reader left), and the stack frames after a ``<stack trace>``
     line as its callchain."""
     code = lines.code
-    if ((code == _LAT) | (code == _FN)).any() and (lines.nums[3][(code == _LAT) | (code == _FN)] == 0).any():
+    if (lines.nums[3][_is_lat(code)] == 0).any():
         st.counter_clock = True
-    rows = [_function_rows(lines, snapshot)]
+    rows = [_taken_rows(lines, snapshot)]
     frame_lines = [np.flatnonzero(code == _FRAME)]
     frame_names = [strings(lines.raw, lines.offs[4, frame_lines[0]], lines.offs[5, frame_lines[0]], "frame")]
     general = _general_rows(lines, slow, snapshot, st, ctx)
@@ -633,7 +645,7 @@ def _parse_body(lines: _Lines, slow: pl.DataFrame, snapshot: np.ndarray, st: _St
         frame_lines.append(frames["i"].to_numpy())
         frame_names.append(frames["frame"])
         rows.append(conform(general.filter(pl.col("kind") != "frame"), _ROWS))
-    b = rows[0] if len(rows) == 1 else rows[0].merge_sorted(rows[1], key="i")
+    b = rows[0] if len(rows) == 1 else pl.concat(rows).sort("i")
     b = _attach_stacks(b, np.concatenate(frame_lines), pl.concat(frame_names), ctx)
     _sample_symbols(b, st)
     return _assign_windows(b, st)
@@ -645,11 +657,13 @@ _ROWS = {"i": pl.Int64(), "snapshot": pl.Int32(),
          **{k: v for k, v in EVENT_SCHEMA.items() if k not in ("seq", "window", "callchain")}}
 
 
-def _function_rows(lines: _Lines, snapshot: np.ndarray) -> pl.DataFrame:
-    """The ``func <-parent`` lines the compiled reader read, as function rows (``ts_ns``:
-    the line's time in us as ns, or in ticks for a counter clock)."""
-    i = np.flatnonzero(lines.code == _FN)
+def _taken_rows(lines: _Lines, snapshot: np.ndarray) -> pl.DataFrame:
+    """The ``func <-parent`` and ``<stack trace>`` lines the compiled reader read, as
+    function and stack rows (``ts_ns``: the line's time in us as ns, or in ticks for a
+    counter clock)."""
+    i = np.flatnonzero((lines.code == _FN) | (lines.code == _STACK))
     raw, nums, offs = lines.raw, lines.nums[:, i], lines.offs[:, i]
+    stack = lines.code[i] == _STACK
     return conform(pl.DataFrame({
         "i": pl.Series(i, dtype=pl.Int64),
         "snapshot": pl.Series(snapshot[i], dtype=pl.Int32),
@@ -658,7 +672,7 @@ def _function_rows(lines: _Lines, snapshot: np.ndarray) -> pl.DataFrame:
         "pid": ints("pid", nums[0], pl.Int32),
         "comm": strings(raw, offs[0], offs[1], "comm"),
         "ts_ns": pl.Series(np.where(nums[3] == 1, nums[2] * 1000, nums[2]), dtype=pl.Int64),
-        "kind": pl.repeat(Kind.FUNCTION, len(i), dtype=pl.String, eager=True),
+        "kind": pl.Series("kind", [Kind.FUNCTION, Kind.STACK], dtype=pl.String).gather(stack.astype(np.uint32)),
         **_symbols(raw, offs[6], offs[7], "raw_func", "func"),
         **_symbols(raw, offs[8], offs[9], "raw_parent", "parent"),
         "flags": strings(raw, offs[2], offs[3], "flags"),
@@ -907,9 +921,9 @@ def _v10_cpu(b: pl.DataFrame, st: _State) -> pl.DataFrame:
     v10 = b.filter(pl.col("form") == "v10")
     if not v10.height:
         return b
-    snaps = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
+    win = _with_window(st)
     win_cpu = pl.DataFrame(
-        {"snapshot": snaps, "win_cpu": [_int(st.headers[s].get("lcpu")) for s in snaps]},
+        {"snapshot": win["snapshot"], "win_cpu": [_int(v) for v in win["lcpu"].to_list()]},
         schema={"snapshot": pl.Int32, "win_cpu": pl.Int64},
     )
     return b.join(win_cpu, on="snapshot", how="left", maintain_order="left").with_columns(
@@ -918,9 +932,9 @@ def _v10_cpu(b: pl.DataFrame, st: _State) -> pl.DataFrame:
 
 def _assign_windows(b: pl.DataFrame, st: _State) -> pl.DataFrame:
     """Each row's ``window`` (its snapshot, when that has a latency header)."""
-    has_window = [s for s, h in st.headers.items() if h.get("lat_us") is not None]
+    has_window = _with_window(st)["snapshot"]
     return conform(b.with_columns(
-        window=pl.when(pl.col("snapshot").is_in(has_window)).then(pl.col("snapshot")),
+        window=pl.when(pl.col("snapshot").is_in(has_window.implode())).then(pl.col("snapshot")),
         seq=pl.col("line"),
     ))
 
@@ -966,43 +980,58 @@ def _int(v: Any) -> int | None:
 
 def _finalize(st: _State, ctx: ParseContext, before: int | None = None) -> None:
     """Turn the headers of the snapshots numbered below ``before`` (all when None) into
-    ``ctx.windows`` and run-level ``ctx.meta``, and forget them: a file of many snapshots
-    keeps only the current one's header in memory."""
-    kernels = st.kernels
-    for snap in sorted(k for k in st.headers if before is None or k < before):
-        h = st.headers.pop(snap)
-        tracer = h.get("tracer") or h.get("vtracer")
-        if tracer and "tracer" not in ctx.meta:
-            ctx.meta["tracer"] = tracer
-        if h.get("kernel"):
-            kernels.add(h["kernel"])
-            ctx.meta.setdefault("kernel", h["kernel"])
-        if h.get("ncpus"):
-            ctx.meta.setdefault("ncpus", int(h["ncpus"]))
-        cols = _flag_columns(h["legend"])
-        if cols and "lat_flag_columns" not in ctx.meta:
+    ``ctx.windows`` and run-level ``ctx.meta`` (the first snapshot that names each), and
+    forget them: a file of many snapshots keeps only the current one's header in memory."""
+    h = st.headers
+    if before is not None:
+        h, st.headers = h.filter(pl.col("snapshot") < before), h.filter(pl.col("snapshot") >= before)
+    else:
+        st.headers = h.clear()
+    if not h.height:
+        return
+    h = h.with_columns(tracer=pl.coalesce("tracer", "vtracer"))
+    first = h.select(pl.col("tracer", "kernel", "ncpus").drop_nulls().first())
+    if first["tracer"][0] and "tracer" not in ctx.meta:
+        ctx.meta["tracer"] = first["tracer"][0]
+    if first["kernel"][0]:
+        st.kernels.update(h["kernel"].drop_nulls().unique().to_list())
+        ctx.meta.setdefault("kernel", first["kernel"][0])
+    if first["ncpus"][0]:
+        ctx.meta.setdefault("ncpus", int(first["ncpus"][0]))
+    if "lat_flag_columns" not in ctx.meta:
+        cols = next((c for c in map(_flag_columns, h["legend"].to_list()) if c), None)
+        if cols:
             ctx.meta["lat_flag_columns"] = cols
-        if h.get("lat_us") is None:
-            continue
-        if h.get("model"):
-            ctx.meta.setdefault("preempt_model", PREEMPT_MODELS.get(h["model"], h["model"]))
-        win = {
-            "window": snap,
-            "tracer": tracer,
-            "latency_ns": int(h["lat_us"]) * 1000,
-            "cpu": _int(h.get("lcpu")),
-            "pid": _int(h.get("tpid")),
-            "comm": h.get("tcomm").strip() if h.get("tcomm") else None,
-            "started_at": h.get("started_at"),
-            "ended_at": h.get("ended_at"),
-            "entries_shown": _int(h.get("shown")),
-            "entries_total": _int(h.get("total")),
-            "preempt_model": h.get("model"),
-            "kernel": h.get("kernel"),
-            "version": f"latency trace {h['version']}" if h.get("version") else None,
-        }
-        ctx.windows.append({k: win.get(k) for k in WINDOW_SCHEMA})
-        st.window_ids.add(snap)
+    win = h.filter(pl.col("lat_us").is_not_null())
+    model = win["model"].drop_nulls()
+    if len(model):
+        ctx.meta.setdefault("preempt_model", PREEMPT_MODELS.get(model[0], model[0]))
+    ctx.windows.extend(_windows(win))
+
+
+def _windows(h: pl.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``ctx.windows`` (WINDOW_SCHEMA keys) of the snapshots ``h``: the
+    numbers exactly as the header prints them."""
+    def ints(name: str, scale: int = 1) -> list[int | None]:
+        return [None if v is None else int(v) * scale for v in h[name].to_list()]
+
+    cols = {
+        "window": h["snapshot"].to_list(),
+        "tracer": h["tracer"].to_list(),
+        "latency_ns": ints("lat_us", 1000),
+        "cpu": ints("lcpu"),
+        "pid": ints("tpid"),
+        "comm": [v.strip() if v else None for v in h["tcomm"].to_list()],
+        "started_at": h["started_at"].to_list(),
+        "ended_at": h["ended_at"].to_list(),
+        "entries_shown": ints("shown"),
+        "entries_total": ints("total"),
+        "preempt_model": h["model"].to_list(),
+        "kernel": h["kernel"].to_list(),
+        "version": [f"latency trace {v}" if v else None for v in h["version"].to_list()],
+    }
+    keys = list(WINDOW_SCHEMA)
+    return [dict(zip(keys, row)) for row in zip(*(cols[k] for k in keys))]
 
 
 def _finish(st: _State, ctx: ParseContext) -> None:
@@ -1035,24 +1064,16 @@ _VERSION_WORDS = np.frombuffer(b" latency trace v", dtype=np.uint8)
 _CMD_WORD = np.frombuffer(b"cmd", dtype=np.uint8)
 _GRAPH_TIME = np.frombuffer(b" us |", dtype=np.uint8)
 _ARROW = np.frombuffer(b"=>", dtype=np.uint8)
+_STACK_WORDS = np.frombuffer(b"<stack trace>", dtype=np.uint8)
+_USER_STACK_WORDS = np.frombuffer(b"<user stack trace>", dtype=np.uint8)
 
 
 @njit(cache=True, nogil=True)
-def _claimed_elsewhere(buf: np.ndarray, a: int, e: int) -> bool:
-    """A line the compiled reader leaves to the general path: one with a byte outside
-    printable ASCII (the general path's white space and digits are Unicode's), or one
-    another grammar may claim first: its first non-blank byte opens a header, help, legend
-    or frame line (``# | \\ / _ = -``) or a -rt record tag (``(``), or it opens with
-    ``latency:``, ``cmd`` and a blank, or display-graph's ``%llu us |``; it holds a version
-    line's `` latency trace v`` or a verbose line's ``(+``."""
-    for i in range(a, e):
-        c = buf[i]
-        if c < 32 or c > 126:
-            return True
-        if c == 40 and i + 1 < e and buf[i + 1] == 43:  # "(+"
-            return True
-        if c == 32 and i + 1 < e and buf[i + 1] == 108 and matches_at(buf, i, e, _VERSION_WORDS):
-            return True
+def _opens_elsewhere(buf: np.ndarray, a: int, e: int) -> bool:
+    """A line (all printable ASCII, with no `` latency trace v`` and no ``(+``) that another
+    grammar may claim before ``lat_print_generic()``'s: its first non-blank byte opens a
+    header, help, legend or frame line (``# | \\ / _ = -``) or a -rt record tag (``(``), or
+    it opens with ``latency:``, ``cmd`` and a blank, or display-graph's ``%llu us |``."""
     p = skip_spaces(buf, a, e)
     if p < e and buf[p] in (35, 124, 92, 47, 95, 61, 45, 40):
         return True
@@ -1150,24 +1171,31 @@ def _read_fn(buf: np.ndarray, rs: int, re_: int) -> tuple[int, int, int, int]:
 _COLON, _HASH, _DASH, _EQUALS, _GT, _UNDERSCORE, _BAR, _SLASH = 58, 35, 45, 61, 62, 95, 124, 47
 
 
+#: what :func:`_shape` finds in a line
+_NOT_PLAIN, _HAS_COLON, _HAS_VERSION, _HAS_DASH, _HAS_VERBOSE = 1, 2, 4, 8, 16
+
+
 @njit(cache=True, nogil=True)
-def _plain(buf: np.ndarray, a: int, e: int) -> tuple[bool, bool, bool, bool]:
-    """Of the line ``[a, e)``: whether all its bytes are printable ASCII or spaces, whether
-    it holds a colon, a version line's `` latency trace v`` (the words without which no
-    header line but the legend's can be read), a dash (without which no line is
-    ``lat_print_generic()``'s)."""
-    plain, colon, version, dash = True, False, False, False
+def _shape(buf: np.ndarray, a: int, e: int) -> int:
+    """What the line ``[a, e)`` holds, as bits: a byte outside printable ASCII and the
+    space (:data:`_NOT_PLAIN`: the general path's white space and digits are Unicode's), a
+    colon, a version line's `` latency trace v`` (the words without which no header line
+    but the legend's can be read), a dash (without which no line is
+    ``lat_print_generic()``'s), a verbose line's ``(+``."""
+    bits = 0
     for i in range(a, e):
         c = buf[i]
         if c < 32 or c > 126:
-            plain = False
+            bits |= _NOT_PLAIN
         elif c == _COLON:
-            colon = True
+            bits |= _HAS_COLON
         elif c == _DASH:
-            dash = True
+            bits |= _HAS_DASH
+        elif c == 40 and i + 1 < e and buf[i + 1] == 43:  # "(+"
+            bits |= _HAS_VERBOSE
         elif c == 32 and i + 1 < e and buf[i + 1] == 108 and matches_at(buf, i, e, _VERSION_WORDS):
-            version = True
-    return plain, colon, version, dash
+            bits |= _HAS_VERSION
+    return bits
 
 
 @njit(cache=True, nogil=True)
@@ -1197,11 +1225,12 @@ def _read_lat(buf: np.ndarray, a: int, e: int, li: int, nums: np.ndarray, offs: 
     """A ``lat_print_generic()`` + ``lat_print_timestamp()`` line (``%8.8s-%-7d %3d``, the
     flag columns, `` %4lldus%c: ``, then the body) into ``nums`` (pid, CPU, time, 1 when in
     us) and ``offs`` (comm, flags, rest, stripped; the function and parent of a ``func
-    <-parent`` rest): :data:`_FN` for such a rest, :data:`_LAT` for another, 0 when the line
+    <-parent`` rest): :data:`_FN` for such a rest, :data:`_STACK` for ``<stack trace>``,
+    :data:`_LAT` for another, 0 when the line
     is not one (or is one another grammar may claim).  The comm is what comes before the
     first dash from which the line reads on, as the general path's lazy ``(?P<comm>.*?)-``
     takes it."""
-    if _claimed_elsewhere(buf, a, e):
+    if _opens_elsewhere(buf, a, e):
         return 0
     how = 0
     d = a
@@ -1224,6 +1253,8 @@ def _read_lat(buf: np.ndarray, a: int, e: int, li: int, nums: np.ndarray, offs: 
     offs[0, li], offs[1, li] = cs, ce
     offs[2, li], offs[3, li] = out[2], out[3]
     offs[4, li], offs[5, li] = rs, re_
+    if matches_at(buf, rs, re_, _STACK_WORDS) or matches_at(buf, rs, re_, _USER_STACK_WORDS):
+        return _STACK  # (trace_stack_print(), trace_user_stack_print())
     f0, f1, p0, p1 = _read_fn(buf, rs, re_)
     if f0 < 0 or (p0 < 0 and f1 - f0 == 1 and buf[f0] == 48):  # (a lone "0": an ip of 0, a marker)
         return _LAT
@@ -1248,8 +1279,8 @@ def _scan_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
     high = False
     for li in range(n):
         a, e = starts[li], ends[li]
-        plain, colon, version, dash = _plain(buf, a, e)
-        if not plain:
+        bits = _shape(buf, a, e)
+        if bits & _NOT_PLAIN:
             for i in range(a, e):
                 if buf[i] > 127:
                     high = True
@@ -1258,17 +1289,17 @@ def _scan_lines(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray):
         if p == e:
             code[li] = _BLANK
         elif buf[a] == _HASH:
-            if not colon and not version:
+            if not bits & (_HAS_COLON | _HAS_VERSION):
                 w0, w1 = _legend_word(buf, a, e)
                 if w0 >= 0:
                     code[li], offs[4, li], offs[5, li] = _LEGEND, w0, w1
                 elif find_bytes(buf, a, e, _ARROW) < 0:
                     code[li] = _HELP
         elif buf[p] == _EQUALS:
-            if p + 1 < e and buf[p + 1] == _GT and not colon and not version and not dash:
+            if p + 1 < e and buf[p + 1] == _GT and not bits & (_HAS_COLON | _HAS_VERSION | _HAS_DASH):
                 q = skip_spaces(buf, p + 2, e)
                 if q < e:
                     code[li], offs[4, li], offs[5, li] = _FRAME, q, skip_back_spaces(buf, q, e)
-        else:
+        elif bits & _HAS_DASH and not bits & (_HAS_VERSION | _HAS_VERBOSE):
             code[li] = _read_lat(buf, a, e, li, nums, offs, out)
     return code, nums, offs, high
