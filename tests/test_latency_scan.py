@@ -90,3 +90,65 @@ def test_scan_bytes_reads_a_snapshot():
     ctx = ParseContext("t")
     (df,) = list(lat.parse(iter([LineChunk(1, raw=text)]), ctx))
     assert df["ts_ns"].to_list() == [0, 11_568_000] and df["func"].to_list() == ["exit_mmap"] * 2
+
+
+HEADER = [
+    "# tracer: {tracer}", "#", "# {tracer} latency trace v1.1.5 on 6.1.192-tkA",
+    "# --------------------------------------------------------------------",
+    "# latency: {lat} us, #{n}/{n}, CPU#{cpu} | (M:preempt VP:0, KP:0, SP:0 HP:0 #P:2)",
+    "#    -----------------", "#    | task: {comm}-{pid} (uid:0 nice:0 policy:0 rt_prio:0)",
+    "#    -----------------", "#  => started at: {f}", "#  => ended at:   {f}", "#", "#",
+    "#                    _------=> CPU#            ", "#                   / _-----=> irqs-off/BH-disabled",
+    "#                  | / _----=> need-resched    ", "#                  || / _---=> hardirq/softirq ",
+    "#                  ||| / _--=> preempt-depth   ", "#                  |||| / _-=> migrate-disable ",
+    "#                  ||||| /     delay           ", "#  cmd     pid     |||||| time  |   caller     ",
+    "#     \\   /        ||||||  \\    |    /       ",
+]
+FRAMES = st.sampled_from([" => mmput", " => do_exit", " => __x64_sys_exit_group+0x14/0x20", " => <stack trace>",
+                          "  =>  zap_pte_range.isra.0  ", " => 0xffffffff81000000"])
+TRACERS = st.sampled_from(["preemptoff", "irqsoff", "wakeup_rt"])
+
+
+@st.composite
+def snapshots(draw) -> str:
+    """One latency snapshot as print_trace_header() and the line printers write it: the
+    header, lat_print_generic() lines, a "<stack trace>" line with its frames, the capture
+    script's note, blank lines."""
+    n = draw(st.integers(0, 8))
+    out = [ln.format(tracer=draw(TRACERS), lat=draw(st.integers(0, 20000)), n=n + 1, cpu=draw(st.integers(0, 3)),
+                     comm=draw(COMMS), pid=draw(st.integers(0, 99999)), f="exit_mmap")
+           for ln in HEADER if draw(st.integers(0, 15))]
+    out += [draw(lat_lines())[0] for _ in range(n)]
+    if draw(st.booleans()):
+        out.append("pgtfree2-153       0...1. 11642us : " + draw(st.sampled_from(["<stack trace>", "<user stack trace>"])))
+        out += draw(st.lists(FRAMES, max_size=5))
+    out += draw(st.lists(st.sampled_from(["", "   ", "max_latency_us=11574", " => orphan"]), max_size=2))
+    return "\n".join(out)
+
+
+def _parsed(text: str, per_chunk: int, compiled: bool):
+    lines = text.split("\n")
+    chunks = [LineChunk(i + 1, pl.Series("text", lines[i:i + per_chunk], dtype=pl.String),
+                        is_last=i + per_chunk >= len(lines)) for i in range(0, len(lines), per_chunk)]
+    ctx = ParseContext("t")
+    frames = list(lat.parse(iter(chunks), ctx, compiled=compiled))
+    return (pl.concat(frames) if frames else None), ctx
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(snapshots(), min_size=1, max_size=4), st.integers(1, 40), st.data())
+def test_compiled_path_reads_files_as_the_general_path(snaps, per_chunk, data):
+    """Headers, windows, stack traces and rows of whole files (some lines damaged) read by
+    the compiled reader and frame assembly are what the general path reads."""
+    lines = "\n".join(snaps).split("\n")
+    for k in data.draw(st.lists(st.integers(0, len(lines) - 1), max_size=3)):
+        lines[k] = damage(data.draw, lines[k], b" -:.#|(+u0123456789s=_<>\\/\t\xb5", least=1)
+    text = "\n".join(lines)
+    fast, fctx = _parsed(text, per_chunk, True)
+    slow, sctx = _parsed(text, per_chunk, False)
+    assert (fast is None) == (slow is None)
+    if fast is not None:
+        assert fast.equals(slow), text
+    assert fctx.windows == sctx.windows
+    assert fctx.meta == sctx.meta
+    assert fctx.skipped == sctx.skipped
