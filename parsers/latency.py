@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -277,13 +278,10 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext, compiled: bool = True)
     reader is tested against)."""
     st = _State()
     carry: _Lines | None = None
-    for chunk in chunks:
-        if chunk.n_lines == 0:
-            continue
-        lines = _Lines.of(chunk, compiled)
+    for lines, is_last in _scanned(chunks, compiled):
         if carry is not None:
-            lines, carry = carry.joined(lines, compiled), None
-        if not chunk.is_last:
+            lines, carry = carry.joined(lines), None
+        if not is_last:
             lines, carry = _hold_back_stack(lines)
         out = _parse_lines(lines, st, ctx)
         if out is not None and out.height:
@@ -293,6 +291,23 @@ def parse(chunks: Iterator[LineChunk], ctx: ParseContext, compiled: bool = True)
         if out is not None and out.height:
             yield out
     _finish(st, ctx)
+
+
+def _scanned(chunks: Iterator[LineChunk], compiled: bool) -> Iterator[tuple[_Lines, bool]]:
+    """The chunks' lines read by the compiled reader (and whether each chunk is the last),
+    the next chunk read in a thread while the caller assembles the rows of this one (the
+    reader releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tracekit-scan") as pool:
+        ahead: tuple[Future, bool] | None = None
+        for chunk in chunks:
+            if chunk.n_lines == 0:
+                continue
+            scan = pool.submit(_Lines.of, chunk, compiled)
+            if ahead is not None:
+                yield ahead[0].result(), ahead[1]
+            ahead = (scan, chunk.is_last)
+        if ahead is not None:
+            yield ahead[0].result(), ahead[1]
 
 
 def scan_bytes(raw: bytes) -> None:
@@ -323,16 +338,17 @@ class _Lines:
     number of each line (``number``) and the text of a line for the general path."""
 
     def __init__(self, raw: bytes, number: np.ndarray, compiled: bool) -> None:
-        self.raw, self.number, self.compiled = raw, number, compiled
+        self.raw, self.number = raw, number
         self.starts, self.ends = line_bounds(buffer(raw))
+        n = len(self.starts)
         if compiled:
-            self.code, self.nums, self.offs, self.high = _scan_lines(buffer(raw), self.starts, self.ends)
+            self.code, self.nums, self.offs, high = _scan_lines(buffer(raw), self.starts, self.ends)
         else:
-            n = len(self.starts)
             self.code = np.zeros(n, dtype=np.int8)
-            self.nums, self.offs = np.full((4, n), -1, dtype=np.int64), np.full((12, n), -1, dtype=np.int64)
-            self.high = True
-        self._utf8: bool | None = None
+            self.nums, self.offs = np.full((4, n), -1, dtype=np.int64), np.full((10, n), -1, dtype=np.int64)
+            high = bool((buffer(raw) > 127).any())
+        # (per line, whether its text is read as Latin-1: a chunk that is not UTF-8 is)
+        self.latin1 = np.full(n, bool(high) and not _is_utf8(raw))
         self._slow: pl.DataFrame | None = None
 
     @classmethod
@@ -344,20 +360,34 @@ class _Lines:
             raw += b"\n"
         return cls(raw, chunk.line_numbers.to_numpy(), compiled)
 
-    def joined(self, more: "_Lines", compiled: bool) -> "_Lines":
-        return _Lines(self.raw + more.raw, np.concatenate([self.number, more.number]), compiled)
+    @classmethod
+    def _made(cls, raw: bytes, number: np.ndarray, latin1: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+              code: np.ndarray, nums: np.ndarray, offs: np.ndarray) -> "_Lines":
+        out = cls.__new__(cls)
+        out.raw, out.number, out.latin1, out.starts, out.ends = raw, number, latin1, starts, ends
+        out.code, out.nums, out.offs, out._slow = code, nums, offs, None
+        return out
+
+    def joined(self, more: "_Lines") -> "_Lines":
+        """These lines and ``more`` after them (their arrays joined, nothing read again)."""
+        shift = len(self.raw)
+        return _Lines._made(
+            self.raw + more.raw, np.concatenate([self.number, more.number]), np.concatenate([self.latin1, more.latin1]),
+            np.concatenate([self.starts, more.starts + shift]), np.concatenate([self.ends, more.ends + shift]),
+            np.concatenate([self.code, more.code]), np.concatenate([self.nums, more.nums], axis=1),
+            np.concatenate([self.offs, np.where(more.offs >= 0, more.offs + shift, -1)], axis=1))
 
     def split(self, at: int) -> tuple["_Lines", "_Lines"]:
-        """The lines before line ``at`` and from it on (each scanned afresh: cheap for the
-        few lines a held-back stack trace has)."""
+        """The lines before line ``at`` and from it on."""
         cut = int(self.starts[at])
-        head = _Lines.__new__(_Lines)
-        head.raw, head.number, head.compiled = self.raw[:cut], self.number[:at], self.compiled
-        head.starts, head.ends = self.starts[:at], self.ends[:at]
-        head.code, head.nums, head.offs, head.high = self.code[:at], self.nums[:, :at], self.offs[:, :at], self.high
-        head._utf8 = self._utf8
-        head._slow = None if self._slow is None else self._slow.filter(pl.col("i") < at)
-        return head, _Lines(self.raw[cut:], self.number[at:], self.compiled)
+        head = _Lines._made(self.raw[:cut], self.number[:at], self.latin1[:at], self.starts[:at], self.ends[:at],
+                            self.code[:at], self.nums[:, :at], self.offs[:, :at])
+        if self._slow is not None:
+            head._slow = self._slow.filter(pl.col("i") < at)
+        tail = _Lines._made(self.raw[cut:], self.number[at:], self.latin1[at:], self.starts[at:] - cut,
+                            self.ends[at:] - cut, self.code[at:], self.nums[:, at:],
+                            np.where(self.offs[:, at:] >= 0, self.offs[:, at:] - cut, -1))
+        return head, tail
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -370,13 +400,11 @@ class _Lines:
         return self._slow
 
     def texts(self, idx: np.ndarray) -> pl.Series:
-        """The text of lines ``idx``: UTF-8, or Latin-1 when the chunk is not UTF-8 (as the
-        ingest reader decodes a chunk)."""
-        if self._utf8 is None:
-            self._utf8 = not self.high or _is_utf8(self.raw)
-        enc = "utf-8" if self._utf8 else "latin-1"
+        """The text of lines ``idx``: UTF-8, or Latin-1 when their chunk is not UTF-8 (as
+        the ingest reader decodes a chunk)."""
         raw = self.raw
-        return pl.Series("text", [raw[a:b].decode(enc) for a, b in zip(self.starts[idx].tolist(), self.ends[idx].tolist())],
+        return pl.Series("text", [raw[a:b].decode("latin-1" if l1 else "utf-8") for a, b, l1 in
+                                  zip(self.starts[idx].tolist(), self.ends[idx].tolist(), self.latin1[idx].tolist())],
                          dtype=pl.String)
 
     def frame(self, idx: np.ndarray) -> pl.DataFrame:
@@ -563,27 +591,33 @@ def _collect_headers(h: pl.DataFrame, legends: pl.DataFrame, st: _State, ctx: Pa
     if not h.height and not legends.height:
         return
     t = pl.col("text")
-    h = h.with_columns(
-        t.str.extract(_TRACER_RE, 1).alias("tracer"),
-        t.str.extract_groups(_VERSION_RE).alias("v"),
-        t.str.extract_groups(_LATENCY_RE).alias("l11"),
-        t.str.extract_groups(_LATENCY10_RE).alias("l10"),
-        t.str.extract(_NCPUS_RE, 1).alias("ncpus"),
-        t.str.extract_groups(_TASK_RE).alias("task"),
-        t.str.extract(_STARTED_RE, 1).alias("started_at"),
-        t.str.extract(_ENDED_RE, 1).alias("ended_at"),
-        t.str.extract(_LEGEND_RE, 1).alias("legend"),
-    ).unnest("v", "task").with_columns(
-        lat_us=pl.coalesce(pl.col("l11").struct.field("lat_us"), pl.col("l10").struct.field("lat_us")),
-        shown=pl.coalesce(pl.col("l11").struct.field("shown"), pl.col("l10").struct.field("shown")),
-        total=pl.coalesce(pl.col("l11").struct.field("total"), pl.col("l10").struct.field("total")),
-        lcpu=pl.col("l11").struct.field("lcpu"),
-        model=pl.col("l11").struct.field("model"),
-        latency_text=pl.when(pl.col("l11").struct.field("lat_us").is_not_null()
-                             | pl.col("l10").struct.field("lat_us").is_not_null()).then(t),
-    )
-    if legends.height:
-        h = pl.concat([h, legends], how="diagonal_relaxed").sort("line")
+
+    def read(flag: str, *fields: pl.Expr) -> pl.DataFrame:
+        """The header lines of one kind (``flag``, as :func:`_classify` found it), read."""
+        return h.filter(pl.col(flag)).select("line", "snapshot", *fields)
+
+    l11, l10 = t.str.extract_groups(_LATENCY_RE), t.str.extract_groups(_LATENCY10_RE)
+    parts = [
+        read("is_tracer", t.str.extract(_TRACER_RE, 1).alias("tracer")),
+        read("is_version", t.str.extract_groups(_VERSION_RE).alias("v")).unnest("v"),
+        read("is_latency", l11.alias("l11"), l10.alias("l10")).select(
+            "line", "snapshot",
+            lat_us=pl.coalesce(pl.col("l11").struct.field("lat_us"), pl.col("l10").struct.field("lat_us")),
+            shown=pl.coalesce(pl.col("l11").struct.field("shown"), pl.col("l10").struct.field("shown")),
+            total=pl.coalesce(pl.col("l11").struct.field("total"), pl.col("l10").struct.field("total")),
+            lcpu=pl.col("l11").struct.field("lcpu"),
+            model=pl.col("l11").struct.field("model"),
+        ),
+        h.select("line", "snapshot", t.str.extract(_NCPUS_RE, 1).alias("ncpus")).drop_nulls("ncpus"),
+        read("is_task", t.str.extract_groups(_TASK_RE).alias("task")).unnest("task"),
+        read("is_started", t.str.extract(_STARTED_RE, 1).alias("started_at")),
+        read("is_ended", t.str.extract(_ENDED_RE, 1).alias("ended_at")),
+        read("is_legend", t.str.extract(_LEGEND_RE, 1).alias("legend")),
+        legends,
+    ]
+    h = pl.concat([pl.DataFrame(schema={"line": pl.Int64, "snapshot": pl.Int32}), *[x for x in parts if x.height]],
+                  how="diagonal_relaxed").sort("line", maintain_order=True)
+    h = h.with_columns(*[pl.lit(None, dtype=pl.String).alias(f) for f in (*_HEADER_FIELDS, "legend") if f not in h.columns])
     agg = h.group_by("snapshot", maintain_order=True).agg(
         *[pl.col(f).drop_nulls().first() for f in _HEADER_FIELDS],
         pl.col("legend").drop_nulls(),
@@ -598,7 +632,7 @@ def _collect_headers(h: pl.DataFrame, legends: pl.DataFrame, st: _State, ctx: Pa
 
 #: What a snapshot's header lines say (each field as printed), and the flag legend's names.
 _HEADER_FIELDS = ("tracer", "vtracer", "version", "kernel", "lat_us", "shown", "total", "lcpu", "model", "ncpus",
-                  "tcomm", "tpid", "started_at", "ended_at", "latency_text")
+                  "tcomm", "tpid", "started_at", "ended_at")
 _HEADER_SCHEMA = {"snapshot": pl.Int32(), **{f: pl.String() for f in _HEADER_FIELDS}, "legend": pl.List(pl.String())}
 
 
@@ -1173,6 +1207,14 @@ _COLON, _HASH, _DASH, _EQUALS, _GT, _UNDERSCORE, _BAR, _SLASH = 58, 35, 45, 61, 
 
 #: what :func:`_shape` finds in a line
 _NOT_PLAIN, _HAS_COLON, _HAS_VERSION, _HAS_DASH, _HAS_VERBOSE = 1, 2, 4, 8, 16
+_HAS_PAREN, _HAS_Y = 32, 64
+#: the bits each byte sets: outside printable ASCII and the space, ``:``, ``-``, ``(`` (of
+#: ``(+``), ``y`` (of `` latency trace v``)
+_BYTE_BITS = np.zeros(256, dtype=np.int64)
+_BYTE_BITS[:32] = _BYTE_BITS[127:] = _NOT_PLAIN
+_BYTE_BITS[ord(":")], _BYTE_BITS[ord("-")], _BYTE_BITS[ord("(")], _BYTE_BITS[ord("y")] = (
+    _HAS_COLON, _HAS_DASH, _HAS_PAREN, _HAS_Y)
+_VERBOSE_WORDS = np.frombuffer(b"(+", dtype=np.uint8)
 
 
 @njit(cache=True, nogil=True)
@@ -1181,20 +1223,15 @@ def _shape(buf: np.ndarray, a: int, e: int) -> int:
     space (:data:`_NOT_PLAIN`: the general path's white space and digits are Unicode's), a
     colon, a version line's `` latency trace v`` (the words without which no header line
     but the legend's can be read), a dash (without which no line is
-    ``lat_print_generic()``'s), a verbose line's ``(+``."""
+    ``lat_print_generic()``'s), a verbose line's ``(+``.  One table look-up a byte; the
+    words are looked for only in a line that has their rarest byte."""
     bits = 0
     for i in range(a, e):
-        c = buf[i]
-        if c < 32 or c > 126:
-            bits |= _NOT_PLAIN
-        elif c == _COLON:
-            bits |= _HAS_COLON
-        elif c == _DASH:
-            bits |= _HAS_DASH
-        elif c == 40 and i + 1 < e and buf[i + 1] == 43:  # "(+"
-            bits |= _HAS_VERBOSE
-        elif c == 32 and i + 1 < e and buf[i + 1] == 108 and matches_at(buf, i, e, _VERSION_WORDS):
-            bits |= _HAS_VERSION
+        bits |= _BYTE_BITS[buf[i]]
+    if bits & _HAS_PAREN and find_bytes(buf, a, e, _VERBOSE_WORDS) >= 0:
+        bits |= _HAS_VERBOSE
+    if bits & _HAS_Y and find_bytes(buf, a, e, _VERSION_WORDS) >= 0:
+        bits |= _HAS_VERSION
     return bits
 
 

@@ -135,7 +135,7 @@ def _parsed(text: str, per_chunk: int, compiled: bool):
     return (pl.concat(frames) if frames else None), ctx
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(snapshots(), min_size=1, max_size=4), st.integers(1, 40), st.data())
 def test_compiled_path_reads_files_as_the_general_path(snaps, per_chunk, data):
     """Headers, windows, stack traces and rows of whole files (some lines damaged) read by
