@@ -43,6 +43,16 @@ as printed; ``ctx.meta["lat_flag_columns"]`` lists their names in order and
 lines' ``%08x`` preempt count.)  Lines of the capture tools around a snapshot
 (``max_latency_us=N``, trace-cmd's ``version = 6``) are kept as ``marker`` rows;
 ``ctx.meta["tracing_max_latency_us"]`` keeps the last ``max_latency_us=`` value.
+
+How a chunk is read: a compiled pass over its bytes (:func:`_scan_lines`) names every line
+it can without doubt: a ``lat_print_generic()`` line with its fields (and, for ``func
+<-parent`` and ``<stack trace>`` bodies, the whole row), a `` => sym`` stack frame, a
+blank line, a ``#`` help line, a flag legend line.  The other lines (the header lines
+that say each snapshot's numbers, and every layout but the modern one) go to the general
+path: regular expressions, over those lines only.  Snapshot boundaries come from the
+lines' codes, a stack's frames join the row before them by line index, and
+``parse(compiled=False)`` reads every line by the general path (the property tests hold
+the two to the same result).
 """
 
 from __future__ import annotations
@@ -63,8 +73,8 @@ from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LineChunk, ParseCont
 from tracekit.parsers.noise import noise_columns
 from tracekit.parsers.scan import (buffer, dictionary, find_bytes, ints, line_bounds, matches_at, printable,
                                    read_uint, skip_back_spaces, skip_spaces, strings, texts)
-from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform, empty
 from tracekit.frames import by_value
+from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize
 
 __all__ = [
@@ -460,10 +470,6 @@ _FAST_SCHEMA = {"fast": pl.Boolean(), "comm": pl.String(), "pid": pl.Int64(), "c
                 "time": pl.Int64(), "unit": pl.String(), "rest": pl.String(), "fn": pl.Boolean(), "f": pl.String(),
                 "p1": pl.String()}
 _FAST_COLUMNS = tuple(k for k in _FAST_SCHEMA if k != "fast")
-
-_CLASSES = ("is_tracer", "is_version", "is_latency", "is_task", "is_started", "is_ended", "is_legend",
-            "is_help", "is_blank", "is_frame")
-
 
 def _classify(df: pl.DataFrame) -> pl.DataFrame:
     """Which header, help, blank or frame line each line of ``df`` (``text``) is."""
@@ -1202,7 +1208,7 @@ def _read_fn(buf: np.ndarray, rs: int, re_: int) -> tuple[int, int, int, int]:
     return rs, q, p, r
 
 
-_COLON, _HASH, _DASH, _EQUALS, _GT, _UNDERSCORE, _BAR, _SLASH = 58, 35, 45, 61, 62, 95, 124, 47
+_HASH, _DASH, _EQUALS, _GT, _UNDERSCORE, _BAR, _SLASH = 35, 45, 61, 62, 95, 124, 47
 
 
 #: what :func:`_shape` finds in a line
