@@ -344,8 +344,9 @@ def _is_lat(code: np.ndarray) -> np.ndarray:
 
 class _Lines:
     """A chunk's lines as bytes, with what the compiled reader made of each
-    (:func:`_scan_lines`): ``code``, ``nums`` and ``offs`` (its arrays), the file's line
-    number of each line (``number``) and the text of a line for the general path."""
+    (:func:`_scan_lines`): ``code``, ``nums`` and ``offs`` (its arrays) and the rows it read
+    whole (``rows``, :func:`_taken_rows`), the file's line number of each line (``number``)
+    and the text of a line for the general path."""
 
     def __init__(self, raw: bytes, number: np.ndarray, compiled: bool) -> None:
         self.raw, self.number = raw, number
@@ -359,6 +360,7 @@ class _Lines:
             high = bool((buffer(raw) > 127).any())
         # (per line, whether its text is read as Latin-1: a chunk that is not UTF-8 is)
         self.latin1 = np.full(n, bool(high) and not _is_utf8(raw))
+        self.rows = _taken_rows(self)
         self._slow: pl.DataFrame | None = None
 
     @classmethod
@@ -372,10 +374,10 @@ class _Lines:
 
     @classmethod
     def _made(cls, raw: bytes, number: np.ndarray, latin1: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-              code: np.ndarray, nums: np.ndarray, offs: np.ndarray) -> "_Lines":
+              code: np.ndarray, nums: np.ndarray, offs: np.ndarray, rows: pl.DataFrame) -> "_Lines":
         out = cls.__new__(cls)
         out.raw, out.number, out.latin1, out.starts, out.ends = raw, number, latin1, starts, ends
-        out.code, out.nums, out.offs, out._slow = code, nums, offs, None
+        out.code, out.nums, out.offs, out.rows, out._slow = code, nums, offs, rows, None
         return out
 
     def joined(self, more: "_Lines") -> "_Lines":
@@ -385,18 +387,20 @@ class _Lines:
             self.raw + more.raw, np.concatenate([self.number, more.number]), np.concatenate([self.latin1, more.latin1]),
             np.concatenate([self.starts, more.starts + shift]), np.concatenate([self.ends, more.ends + shift]),
             np.concatenate([self.code, more.code]), np.concatenate([self.nums, more.nums], axis=1),
-            np.concatenate([self.offs, np.where(more.offs >= 0, more.offs + shift, -1)], axis=1))
+            np.concatenate([self.offs, np.where(more.offs >= 0, more.offs + shift, -1)], axis=1),
+            pl.concat([self.rows, more.rows.with_columns(pl.col("i") + len(self))]))
 
     def split(self, at: int) -> tuple["_Lines", "_Lines"]:
         """The lines before line ``at`` and from it on."""
         cut = int(self.starts[at])
         head = _Lines._made(self.raw[:cut], self.number[:at], self.latin1[:at], self.starts[:at], self.ends[:at],
-                            self.code[:at], self.nums[:, :at], self.offs[:, :at])
+                            self.code[:at], self.nums[:, :at], self.offs[:, :at], self.rows.filter(pl.col("i") < at))
         if self._slow is not None:
             head._slow = self._slow.filter(pl.col("i") < at)
         tail = _Lines._made(self.raw[cut:], self.number[at:], self.latin1[at:], self.starts[at:] - cut,
                             self.ends[at:] - cut, self.code[at:], self.nums[:, at:],
-                            np.where(self.offs[:, at:] >= 0, self.offs[:, at:] - cut, -1))
+                            np.where(self.offs[:, at:] >= 0, self.offs[:, at:] - cut, -1),
+                            self.rows.filter(pl.col("i") >= at).with_columns(pl.col("i") - at))
         return head, tail
 
     def __len__(self) -> int:
@@ -676,7 +680,7 @@ def _parse_body(lines: _Lines, slow: pl.DataFrame, snapshot: np.ndarray, st: _St
     code = lines.code
     if (lines.nums[3][_is_lat(code)] == 0).any():
         st.counter_clock = True
-    rows = [_taken_rows(lines, snapshot)]
+    rows = [lines.rows.with_columns(snapshot=pl.Series(snapshot[lines.rows["i"].to_numpy()], dtype=pl.Int32))]
     frame_lines = [np.flatnonzero(code == _FRAME)]
     frame_names = [strings(lines.raw, lines.offs[4, frame_lines[0]], lines.offs[5, frame_lines[0]], "frame")]
     general = _general_rows(lines, slow, snapshot, st, ctx)
@@ -697,16 +701,15 @@ _ROWS = {"i": pl.Int64(), "snapshot": pl.Int32(),
          **{k: v for k, v in EVENT_SCHEMA.items() if k not in ("seq", "window", "callchain")}}
 
 
-def _taken_rows(lines: _Lines, snapshot: np.ndarray) -> pl.DataFrame:
+def _taken_rows(lines: _Lines) -> pl.DataFrame:
     """The ``func <-parent`` and ``<stack trace>`` lines the compiled reader read, as
     function and stack rows (``ts_ns``: the line's time in us as ns, or in ticks for a
-    counter clock)."""
+    counter clock; ``snapshot`` is the caller's to fill)."""
     i = np.flatnonzero((lines.code == _FN) | (lines.code == _STACK))
     raw, nums, offs = lines.raw, lines.nums[:, i], lines.offs[:, i]
     stack = lines.code[i] == _STACK
     return conform(pl.DataFrame({
         "i": pl.Series(i, dtype=pl.Int64),
-        "snapshot": pl.Series(snapshot[i], dtype=pl.Int32),
         "line": pl.Series(lines.number[i], dtype=pl.Int64),
         "cpu": ints("cpu", nums[1], pl.Int32),
         "pid": ints("pid", nums[0], pl.Int32),
