@@ -50,6 +50,8 @@ def _numba_without_blas() -> None:
 _numba_without_blas()
 from numba import njit  # noqa: E402
 
+from tracekit.frames import masked  # noqa: E402
+
 __all__ = ["buffer", "line_bounds", "skip_spaces", "skip_back_spaces", "printable", "read_uint", "read_decimal",
            "find_byte", "find_bytes", "digits_end", "matches_at", "read_hex", "read_word", "reserve", "write_bytes", "write_uint", "write_int", "write_hex",
            "intern", "dictionary", "strings", "texts", "ints", "nulls", "map_chunks",
@@ -358,7 +360,7 @@ def dictionary(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> t
     codes, first = intern(buffer(raw), starts, ends)
     values = pl.Series(name, [_decode(raw[a:b]) for a, b in zip(starts[first].tolist(), ends[first].tolist())],
                        dtype=pl.String)
-    return pl.Series("_i", np.ma.masked_less(codes, 0), dtype=pl.UInt32), values
+    return ints("_i", codes, pl.UInt32), values
 
 
 def strings(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> pl.Series:
@@ -426,7 +428,7 @@ def texts(raw: bytes, starts: np.ndarray, ends: np.ndarray, name: str) -> pl.Ser
 
 def ints(name: str, values: np.ndarray, dtype: pl.DataType) -> pl.Series:
     """``values`` as a column, null where negative (the scanners' "none")."""
-    return pl.Series(name, np.ma.masked_less(values, 0), dtype=dtype)
+    return masked(name, values, values >= 0, dtype)
 
 
 def nulls(name: str, n: int, dtype: pl.DataType) -> pl.Series:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 import polars as pl
 from helpers import damage, print_graph_duration, stated_duration_ns
 from hypothesis import given, settings
@@ -159,3 +160,26 @@ def test_decimal_reader_is_exact(text, digits):
         frac = (m.group(2) or ".")[1:]
         assert end == m.end()
         assert value == int(m.group(1)) * 10**digits + int(frac.ljust(digits, "0") or "0")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(-(1 << 40), 1 << 40), st.booleans()), max_size=80),
+       st.sampled_from([pl.Int8, pl.Int32, pl.Int64, pl.UInt32]), st.booleans())
+def test_integer_columns_hold_each_valid_value_and_null_elsewhere(rows, dtype, reverse):
+    """An integer column built from the scanners' numbers and a validity mask (also from a
+    strided view) holds each valid number, null elsewhere; a valid number its type cannot
+    hold is refused as polars refuses it."""
+    from tracekit.frames import masked
+
+    values = np.array([v for v, _ in rows], dtype=np.int64)
+    valid = np.array([ok for _, ok in rows], dtype=bool)
+    if reverse:
+        values, valid = values[::-1], valid[::-1]
+    want = [int(v) if ok else None for v, ok in zip(values.tolist(), valid.tolist())]
+    info = np.iinfo({pl.Int8: np.int8, pl.Int32: np.int32, pl.Int64: np.int64, pl.UInt32: np.uint32}[dtype])
+    if any(v is not None and not info.min <= v <= info.max for v in want):
+        with pytest.raises(pl.exceptions.InvalidOperationError):
+            masked("x", values, valid, dtype)
+        return
+    got = masked("x", values, valid, dtype)
+    assert got.dtype == dtype and got.name == "x" and got.to_list() == want

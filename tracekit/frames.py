@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-__all__ = ["dictionary", "by_value", "codes"]
+__all__ = ["dictionary", "by_value", "codes", "masked"]
 
 
 def dictionary(s: pl.Series) -> tuple[pl.Series, pl.Series]:
@@ -37,6 +37,33 @@ def dictionary(s: pl.Series) -> tuple[pl.Series, pl.Series]:
         uniq = s.unique().drop_nulls().alias("s")
         codes = s.replace_strict(uniq, pl.int_range(len(uniq), dtype=pl.UInt32, eager=True), default=None)
         return codes, uniq
+
+
+#: polars' integer types with the numpy and Arrow types of their values
+_INTS = ((pl.Int8, np.int8, "int8"), (pl.Int32, np.int32, "int32"), (pl.Int64, np.int64, "int64"),
+         (pl.UInt32, np.uint32, "uint32"))
+
+
+def masked(name: str, values: np.ndarray, valid: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """``values`` as an integer column of ``dtype``, null where not ``valid``: the numbers
+    are handed to Arrow as they are, with a validity bitmap (a numpy masked array costs ten
+    times as much).  Values that ``dtype`` cannot hold take polars' own conversion."""
+    import pyarrow as pa
+
+    np_type = next((t for p, t, _ in _INTS if dtype == p), None)
+    if np_type is None or (len(values) and not _fits(values, valid, np.iinfo(np_type))):
+        return pl.Series(name, np.ma.masked_array(values, mask=~valid), dtype=dtype)
+    vals = np.ascontiguousarray(values, dtype=np_type)
+    if valid.all():
+        return pl.Series(name, vals, dtype=dtype)
+    arrow = getattr(pa, next(a for p, _, a in _INTS if dtype == p))()
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pl.Series(name, pa.Array.from_buffers(arrow, len(vals), [bitmap, pa.py_buffer(vals)]), dtype=dtype)
+
+
+def _fits(values: np.ndarray, valid: np.ndarray, info: np.iinfo) -> bool:
+    """The ``valid`` ``values`` are within ``info``'s range."""
+    return bool(values.max(initial=info.min, where=valid) <= info.max and values.min(initial=info.max, where=valid) >= info.min)
 
 
 def by_value(s: pl.Series, parse: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:

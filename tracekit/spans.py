@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
-from tracekit.frames import codes, dictionary
+from tracekit.frames import codes, dictionary, masked
 from tracekit.schema import EVENT_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, Kind, conform
 
 __all__ = ["SpanBuilder", "SpanChunk"]
@@ -230,7 +230,7 @@ class SpanBuilder:
         whole = stated.cast(pl.Int64).fill_null(0).to_numpy().copy()
         missing = stated.is_null().to_numpy().copy()
         whole[rows], missing[rows] = depth, False
-        return calls.with_columns(depth=_masked(whole, ~missing, pl.Int32))
+        return calls.with_columns(depth=masked("depth", whole, ~missing, pl.Int32))
 
     def _passes_through(self, prep: Prepared) -> bool:
         """The chunk's rows are all events and leave the open calls as they are: lost
@@ -293,7 +293,7 @@ class SpanBuilder:
         nested = self.nesting and not kprobes
         if nested:
             partner, pending, nest_parent, depth = self._nest(calls, codes, last)
-            calls = calls.with_columns(depth=pl.Series("depth", np.ma.masked_less(depth, 0), dtype=pl.Int32))
+            calls = calls.with_columns(depth=masked("depth", depth, depth >= 0, pl.Int32))
         else:
             partner, pending = _match(calls, opening, closing, last)
 
@@ -696,10 +696,6 @@ def _tasks(kind, slot, cpu, pid, prev, known, ran, deep, SWITCH, IRQ_ENTRY, IRQ_
     return task, irq, first_prev, last, total
 
 
-def _masked(values: np.ndarray, ok: np.ndarray, dtype: pl.DataType) -> pl.Series:
-    return pl.Series(np.ma.masked_array(values, mask=~ok), dtype=dtype)
-
-
 def _take(frames: tuple[pl.DataFrame, ...], idx: np.ndarray, *replace: tuple[str, pl.Series],
           columns: list[str] | None = None) -> pl.DataFrame:
     """Rows ``idx`` (rising) of ``frames`` one after the other (pending entries, then the
@@ -736,15 +732,15 @@ def _nested_spans(rows: _Rows, frames: tuple[pl.DataFrame, ...], keep: np.ndarra
         comm = comm.zip_with(comm.is_not_null() | pl.Series(exit_row < 0), _gather(frames, np.maximum(exit_row, 0), "comm"))
     return pl.DataFrame({
         "span_id": seq,
-        "parent_id": _masked(parent_id, parent_id >= 0, pl.Int64),
+        "parent_id": masked("parent_id", parent_id, parent_id >= 0, pl.Int64),
         "cpu": names.get_column("cpu"),
-        "pid": _masked(pid, pid >= 0, pl.Int32),
+        "pid": masked("pid", pid, pid >= 0, pl.Int32),
         "comm": comm,
         "func": names.get_column("func"),
         "raw_func": names.get_column("raw_func"),
-        "depth": _masked(dep, dep >= 0, pl.Int32),
-        "start_ns": _masked(start, has_start, pl.Int64),
-        "dur_ns": _masked(dur, has_dur, pl.Int64),
+        "depth": masked("depth", dep, dep >= 0, pl.Int32),
+        "start_ns": masked("start_ns", start, has_start, pl.Int64),
+        "dur_ns": masked("dur_ns", dur, has_dur, pl.Int64),
         "seq": seq,
         "context": _CONTEXTS.gather(pl.Series(ctx, dtype=pl.UInt32)),
         "complete": pl.Series(complete, dtype=pl.Boolean),
