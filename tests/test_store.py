@@ -242,6 +242,55 @@ def test_empty_store_reads_as_empty_everywhere(tmp_path):
         assert pl.scan_parquet(str(store.root / table / "**" / "*.parquet")).collect().height == 0
 
 
+def _span_rows(func: pl.DataType = pl.String) -> pl.DataFrame:
+    """Five calls of two tasks, in the span schema, with ``func`` in the dtype given."""
+    from tracekit.schema import SPAN_SCHEMA, conform
+
+    df = conform(pl.DataFrame({
+        "span_id": [1, 2, 3, 4, 5], "parent_id": [None, 1, 1, None, 4], "cpu": [0, 0, 0, 1, 1],
+        "pid": [17, 17, 17, 4242, 4242], "comm": ["bash", "bash", "bash", "kworker/1:0", "kworker/1:0"],
+        "func": ["exit_mmap", "unmap_vmas", "free_pgtables", "exit_mmap", "tlb_finish_mmu"],
+        "depth": [0, 1, 1, 0, 1], "start_ns": [100, 110, 150, 120, 125], "dur_ns": [90, 30, 20, 40, 5],
+        "seq": [1, 2, 4, 3, 5],
+    }), SPAN_SCHEMA)
+    return df.with_columns(pl.col("func").cast(func))
+
+
+@pytest.mark.parametrize("func", [pl.String, pl.Categorical])
+def test_part_columns_encoded_by_what_they_hold(tmp_path, func):
+    """Names are dictionary-encoded (a Categorical's dictionary written as it comes), the
+    64-bit ids and times delta-encoded, the small integers plain; every reader reads the
+    values back as written, names as strings."""
+    import io
+
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from tracekit.store import write_part
+
+    df = _span_rows(func)
+    buf = io.BytesIO()
+    write_part(df, buf, {"run_id": "0123456789abcdef", "attempt": "1796604250-869ff19a9b9a"})
+    md = pq.ParquetFile(io.BytesIO(buf.getvalue())).metadata
+    chunks = {md.schema.column(i).name: md.row_group(0).column(i) for i in range(md.num_columns)}
+    for name in ("comm", "func", "run_id", "attempt"):
+        assert chunks[name].has_dictionary_page, name
+    for name in ("span_id", "start_ns", "dur_ns", "seq"):
+        assert "DELTA_BINARY_PACKED" in chunks[name].encodings and not chunks[name].has_dictionary_page, name
+    for name in ("cpu", "pid", "depth"):
+        assert not chunks[name].has_dictionary_page and "PLAIN" in chunks[name].encodings, name
+    back = pl.read_parquet(io.BytesIO(buf.getvalue()))
+    want = _span_rows().with_columns(run_id=pl.lit("0123456789abcdef"), attempt=pl.lit("1796604250-869ff19a9b9a"))
+    assert back.schema == want.schema and back.equals(want)
+    part = tmp_path / "part.parquet"
+    part.write_bytes(buf.getvalue())
+    got = duckdb.sql(f"SELECT typeof(func), func FROM read_parquet('{part}') ORDER BY seq").fetchall()
+    assert got == [("VARCHAR", f) for f in ["exit_mmap", "unmap_vmas", "exit_mmap", "free_pgtables", "tlb_finish_mmu"]]
+    import pandas as pd
+
+    assert pd.read_parquet(part)["func"].tolist() == want["func"].to_list()
+
+
 def test_parts_let_readers_skip_row_groups_by_function(tmp_path, corpus):
     """A part's func and comm carry min/max statistics and a Bloom filter: DuckDB's probe
     excludes a function the run never called and keeps one it did."""

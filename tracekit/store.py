@@ -182,37 +182,63 @@ def _parquet_bytes(df: pl.DataFrame, parts: bool = False, constants: dict[str, s
 def write_part(df: pl.DataFrame, sink, constants: dict[str, str] | None = None) -> None:
     """Write one Parquet part, each column in the encoding that suits what it holds.
 
-    Names, comms, contexts and the small integers (CPU, pid, depth) repeat a few values
-    over millions of rows: dictionary-encoded.  The 64-bit integers are ids, times and
-    durations, nearly all distinct and mostly increasing: delta-encoded (a dictionary of
-    distinct values would only be built to be thrown away).  Then zstd, and min/max
-    statistics of the numeric columns (readers skip row groups by time, CPU or pid), of
-    ``func`` and ``comm`` and of the run and attempt (a reader of the raw files skips whole
-    files of other runs).  A part's calls come in time order, so the name range of a row
-    group spans most of the alphabet: ``func`` and ``comm`` also get Bloom filters, with
-    which DuckDB and Spark skip the row groups that do not hold the function or task a
-    query names.  ``constants`` are string columns of one value on every row (the run and
-    the attempt), added last: handed to the writer as that value and a zero per row, they
-    cost no encoding."""
+    Names, comms, contexts, flags and callchains repeat a few values over millions of rows:
+    dictionary-encoded.  A name column may come dictionary-encoded already (polars
+    Categorical or Enum): its dictionary is written as it is, without hashing each row
+    again, and it is stored as the strings it holds.  The 64-bit integers are ids, times and
+    durations, nearly all distinct and mostly increasing: delta-encoded.  The small integers
+    (CPU, pid, depth, window) are written plain: zstd packs their few values as tightly as a
+    dictionary would, and a dictionary of every pid of a busy machine costs more to build
+    than it saves.  Then zstd, and min/max statistics of the numeric columns (readers skip
+    row groups by time, CPU or pid), of ``func`` and ``comm`` and of the run and attempt (a
+    reader of the raw files skips whole files of other runs).  A part's calls come in time
+    order, so the name range of a row group spans most of the alphabet: ``func`` and
+    ``comm`` also get Bloom filters, with which DuckDB and Spark skip the row groups that do
+    not hold the function or task a query names.  ``constants`` are string columns of one
+    value on every row (the run and the attempt), added last: handed to the writer as that
+    value and a zero per row, they cost no encoding."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     # (string views go to the writer as they are, without a copy into one buffer; the
     # Parquet types alone describe the columns, so any reader sees plain strings)
-    table = df.to_arrow(compat_level=pl.CompatLevel.newest())
+    table = _plain_dictionaries(df.to_arrow(compat_level=pl.CompatLevel.newest()))
     # (built from buffers and from polars: ``pa.array`` imports pandas, 0.3 s of every ingest)
     zeros = pa.Array.from_buffers(pa.int32(), df.height, [None, pa.py_buffer(np.zeros(df.height, dtype=np.int32))])
     for name, value in (constants or {}).items():
         values = pl.Series([value], dtype=pl.String).to_arrow().cast(pa.string())
         table = table.append_column(name, pa.DictionaryArray.from_arrays(zeros, values))
     delta = {name: "DELTA_BINARY_PACKED" for name, dtype in df.schema.items() if dtype == pl.Int64}
-    dictionary = [name for name in table.column_names if name not in delta]
+    dictionary = [name for name, dtype in df.schema.items() if _holds_names(dtype)] + list(constants or {})
     stats = [name for name, dtype in df.schema.items() if dtype.is_numeric()]
     stats += [c for c in ("func", "comm", *DATA_KEYS) if c in table.column_names]
     bloom = {c: {"ndv": ndv, "fpp": 0.01} for c, ndv in _BLOOM.items() if c in df.columns}
     pq.write_table(table, sink, compression="zstd", use_dictionary=dictionary, column_encoding=delta,
                    write_statistics=stats, store_schema=False, bloom_filter_options=bloom or None)
+
+
+def _holds_names(dtype: pl.DataType) -> bool:
+    """Whether a column of ``dtype`` holds names (strings, or lists of them): the columns
+    whose values repeat, which a dictionary encodes."""
+    if isinstance(dtype, pl.List):
+        return _holds_names(dtype.inner)
+    return dtype == pl.String or isinstance(dtype, (pl.Categorical, pl.Enum))
+
+
+def _plain_dictionaries(table):
+    """``table`` with every dictionary-encoded column's values as plain strings (polars
+    hands a Categorical's values over as string views, which the Parquet writer does not
+    take inside a dictionary); the indices are kept, so no row is hashed again."""
+    import pyarrow as pa
+
+    for i, (name, column) in enumerate(zip(table.column_names, table.columns)):
+        if not pa.types.is_dictionary(column.type) or column.type.value_type == pa.string():
+            continue
+        kind = pa.dictionary(column.type.index_type, pa.string())
+        chunks = [pa.DictionaryArray.from_arrays(c.indices, c.dictionary.cast(pa.string())) for c in column.chunks]
+        table = table.set_column(i, pa.field(name, kind), pa.chunked_array(chunks, kind))
+    return table
 
 
 #: Distinct values a row group's Bloom filter is sized for (at 1% false positives: 5 KiB
