@@ -110,6 +110,39 @@ def test_encode_name_is_reversible():
         encode_name("/" * 100)
 
 
+def test_commit_puts_each_file_on_disk_before_what_names_it(tmp_path, monkeypatch):
+    """A run's commit, watched at the system calls: every file is fsynced before it is
+    renamed into place; the parts' directories (attempt, run, table) and the membership
+    are on disk, directory entries included (new directories too), before the runs row is
+    renamed into place, and the runs row's directory after it.  No work file is left
+    behind."""
+    import tracekit.store as st
+
+    store = tracekit.open_store(tmp_path / "s", create=True)
+    w = store.begin_run("0123456789abcdef")
+    w.write("spans", _span_rows())
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = st._fsync, os.replace
+    monkeypatch.setattr(st, "_fsync", lambda p, directory=False: (events.append(("fsync", p)), real_fsync(p, directory)))
+    monkeypatch.setattr(st.os, "replace", lambda a, b: (events.append(("replace", (a, b))), real_replace(a, b)))
+    w.commit({"run_id": w.run_id, "patch": "p", "label": "before", "format": "function_graph"})
+    synced = lambda until: {p for e, p in events[:until] if e == "fsync"}  # noqa: E731
+    renames = [(i, a, b) for i, (e, ab) in enumerate(events) if e == "replace" for a, b in [ab]]
+    assert [os.path.relpath(b, store.root) for _, _, b in renames] == [
+        "memberships/p/before/0123456789abcdef.parquet", "runs/0123456789abcdef.parquet"]
+    for i, tmp, _ in renames:
+        assert tmp in synced(i)
+    (m_at, _, member), (r_at, _, runs) = renames
+    attempt = store.root / "spans" / w.run_id / w.attempt
+    assert {str(attempt), str(attempt.parent), str(attempt.parent.parent), os.path.dirname(member)} <= synced(r_at)
+    # the membership's new directories (patch, label) are entries of directories synced too
+    assert {str(store.root / "memberships"), str(store.root / "memberships" / "p")} <= synced(m_at)
+    assert os.path.dirname(runs) in synced(len(events))
+    assert not list((store.root / ".tmp").glob("put-*"))
+    assert store.runs().collect()["run_id"].to_list() == [w.run_id]
+    assert store.spans().collect().height == 5
+
+
 def test_sanitize_partition():
     assert sanitize_partition("..") == "_"
     assert sanitize_partition("") == "none"
