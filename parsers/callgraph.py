@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.parsers.scan import (NINE, ZERO, buffer, find_byte, line_bounds, printable, read_decimal, skip_back_spaces,
                                    skip_spaces, strings)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.parsers import FormatInfo
 from tracekit.parsers.noise import (NOISE_COLUMNS, NOISE_EVENTS, NOISE_TRACERS, PRINTED_NUMBERS, PRINTED_TRACERS,

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from tracekit.parsers import FormatInfo
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LOST_EVENTS_RE, LineChunk, ParseContext, read_trace_header, timestamp_ns_expr
 from tracekit.parsers import callgraph

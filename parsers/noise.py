@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.parsers.scan import DOT, SPACE, digits_end, read_uint, skip_spaces, strings
 

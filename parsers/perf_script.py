@@ -50,7 +50,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical_arch
 from tracekit.parsers import FormatInfo

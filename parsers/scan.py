@@ -14,13 +14,12 @@ decides every odd case and counts what it cannot read).
 
 Compiled code is cached beside this file, or in the user's cache directory when the
 installation is not writable (numba's own fallback), so its cost is paid once per install;
-a later process loads each function it calls from the cache (:func:`_numba_without_blas`
-keeps that start short).
+a later process loads each function it calls from the cache at its first call, and a
+small input is read by the same functions interpreted, without numba (:mod:`tracekit.jit`).
 """
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -29,26 +28,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-
-def _numba_without_blas() -> None:
-    """Load numba's array implementations without scipy.linalg.  The first function numba
-    compiles or loads from its cache in a process imports ``numba.np.arraymath``, which
-    imports scipy.linalg (a quarter of a second, a third of what numba costs a process)
-    only to learn whether ``np.dot`` and the like can call BLAS.  The scanning loops do no
-    linear algebra, so scipy.linalg is hidden for that one import when nothing has loaded
-    it yet (numba then types ``np.dot`` as unavailable in compiled code; scipy itself imports
-    as usual afterwards)."""
-    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
-        return
-    sys.modules["scipy.linalg"] = None  # type: ignore[assignment]  (an import of it fails)
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        del sys.modules["scipy.linalg"]
-
-
-_numba_without_blas()
-from numba import njit  # noqa: E402
+from tracekit.jit import njit
 
 from tracekit.frames import masked  # noqa: E402
 

@@ -33,7 +33,7 @@ from typing import Iterator
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.schema import EVENT_SCHEMA, Kind, conform
 from tracekit.symbols import canonical_expr, canonicalize

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.errors import OptionError
 from tracekit.store import Store

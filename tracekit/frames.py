@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 __all__ = ["dictionary", "by_value", "codes", "masked"]
 

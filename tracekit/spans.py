@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 from tracekit.frames import codes, dictionary, masked
 from tracekit.schema import EVENT_SCHEMA, SPAN_SCHEMA, STORED_EVENT_SCHEMA, Kind, conform

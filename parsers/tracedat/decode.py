@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
-from numba import njit
+from tracekit.jit import njit
 
 from ..scan import read_word, reserve, write_bytes, write_hex, write_int, write_uint
 from .events import Conversion, EventFormat, Field, field_conversions

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from numba import njit
+from tracekit.jit import njit
 
 
 from ..scan import line_bounds, read_hex

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from tracekit.jit import njit
 
 from ..scan import read_word
 from .layout import (
