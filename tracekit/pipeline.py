@@ -35,8 +35,9 @@ import polars as pl
 from tracekit import __version__
 from tracekit import parsers
 from tracekit.errors import OptionError, TracekitError
+from tracekit.jit import SMALL_TEXT_BYTES, interpreted
 from tracekit.arch import arch_from_kernel_release, arch_from_symbols, canonical_arch
-from tracekit.io import InputError, binary_file_type, content_sha256, iter_line_chunks, looks_binary, read_head, spool_stdin
+from tracekit.io import InputError, binary_file_type, compression_of, content_sha256, iter_line_chunks, looks_binary, read_head, spool_stdin
 from tracekit.parsers import tracecmd_report
 from tracekit.parsers.base import LineChunk, ParseContext, ParseError
 from tracekit.pasted import Paste, Rejoined, find_paste, strip_head, unpaste, wraps_in
@@ -373,7 +374,8 @@ def ingest_one(
             paste = Paste(paste.quote_depth, paste.indent, rejoin=own_line, quoted_printable=paste.quoted_printable)
         gate = _Gate(store, real, opts.replace, res, part=report_input[1] if report_input else None, boot=boot)
         try:
-            _run(mod, real, display, recorded_path, store, gate, res, paste, report_input, opts)
+            with interpreted(_small(real, mod)):
+                _run(mod, real, display, recorded_path, store, gate, res, paste, report_input, opts)
         except _Duplicate as d:
             existing = d.row
             before = _memberships_of(store, res.run_id)
@@ -407,6 +409,13 @@ def ingest_one(
             spooled.unlink(missing_ok=True)
         res.seconds = time.monotonic() - t0
     return res
+
+
+def _small(real: Path, mod) -> bool:
+    """Whether ``real`` is small enough that its compiled loops run faster interpreted than
+    numba starts (:mod:`tracekit.jit`): uncompressed text of at most SMALL_TEXT_BYTES.  The
+    results are the same either way."""
+    return mod.FORMAT.kind == "text" and real.stat().st_size <= SMALL_TEXT_BYTES and compression_of(real) is None
 
 
 def _run(mod, real: Path, display: str, recorded_path: str, store: Store, gate: _Gate, res: IngestResult, paste: Paste,
