@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from tracekit.jit import SMALL_TEXT_BYTES
 
 #: libraries some commands use (reports, plots, statistics, SQL) and the command line must
 #: not import before one of those commands runs
@@ -41,17 +42,78 @@ def test_tracekit_version_imports_no_heavy_library():
     assert _imported(code) == set()
 
 
+#: two calls as function_graph prints them (CPU, duration, call tree)
+_CALLS = (" 0)               |  exit_mmap() {\n 0)   0.480 us    |    down_read();\n"
+          " 0) + 23.320 us   |  }\n")
+_INGEST = ("import sys\nfrom tracekit.cli import run\n"
+           "sys.argv = ['tracekit', 'ingest', sys.argv[1], '--store', sys.argv[2], '--arch', 'x86_64']\n"
+           "assert run() == 0")
+
+
 def test_an_ingest_imports_neither_plotting_nor_sql_nor_linear_algebra_nor_pandas(tmp_path):
     trace = tmp_path / "t.txt"
-    # two calls as function_graph prints them (CPU, duration, call tree)
-    trace.write_text(" 0)               |  exit_mmap() {\n 0)   0.480 us    |    down_read();\n"
-                     " 0) + 23.320 us   |  }\n")
-    code = ("import sys\nfrom tracekit.cli import run\n"
-            "sys.argv = ['tracekit', 'ingest', sys.argv[1], '--store', sys.argv[2], '--arch', 'x86_64']\n"
-            "assert run() == 0")
-    got = _imported(code, str(trace), str(tmp_path / "store"))
+    trace.write_text(_CALLS * (SMALL_TEXT_BYTES // len(_CALLS) + 1))  # (read compiled)
+    got = _imported(_INGEST, str(trace), str(tmp_path / "store"))
     assert {"polars", "numba"} <= got  # (the probe sees what an ingest needs)
     assert got & {"matplotlib", "duckdb", "dask", "scipy.linalg", "pandas"} == set()
+
+
+def test_a_small_ingest_imports_no_numba(tmp_path):
+    trace = tmp_path / "t.txt"
+    trace.write_text(_CALLS)
+    got = _imported(_INGEST, str(trace), str(tmp_path / "store"))
+    assert "polars" in got
+    assert got & {"numba", "pandas", "matplotlib", "duckdb", "dask", "scipy"} == set()
+
+
+def _one_small_trace_per_format(corpus: Path) -> dict[str, Path]:
+    """The largest corpus trace of each text format that is read interpreted."""
+    from tracekit import parsers
+    from tracekit.io import read_head
+
+    found: dict[str, Path] = {}
+    for p in sorted(corpus.rglob("*")):
+        if not p.is_file() or p.stat().st_size > SMALL_TEXT_BYTES or p.suffix in (".md", ".json", ".py"):
+            continue
+        mod = parsers.detect(read_head(p))
+        if mod is None or mod.FORMAT.kind != "text":
+            continue
+        name = mod.FORMAT.name
+        if name not in found or p.stat().st_size > found[name].stat().st_size:
+            found[name] = p
+    return found
+
+
+def _contents(store: Path) -> dict:
+    """Everything a store holds but the time, host and attempt of each ingest."""
+    from tracekit.store import open_store
+
+    st = open_store(str(store))
+    runs = st.runs().collect()
+    got = {"runs": runs.drop("ingested_at", "seconds", "ingested_by", "attempt", strict=False)}
+    for table in ("spans", "events", "windows"):
+        got[table] = getattr(st, table)().collect()
+    return got
+
+
+def test_a_small_trace_ingests_to_the_same_store_interpreted_and_compiled(corpus, tmp_path, monkeypatch):
+    """The interpreted loops are the compiled loops' own Python: every text format's small
+    corpus trace makes the same rows either way."""
+    from tracekit import pipeline
+
+    traces = _one_small_trace_per_format(corpus)
+    assert {"function_graph", "ftrace", "tracecmd_report", "perf_script", "latency"} <= set(traces), sorted(traces)
+    for name, path in traces.items():
+        stores = {}
+        for small in (True, False):
+            monkeypatch.setattr(pipeline, "_small", lambda real, mod, small=small: small)
+            stores[small] = tmp_path / f"{name}-{small}"
+            (r,) = pipeline.ingest([str(path)], store=str(stores[small]), on_error="collect")
+            assert r.status == "ingested", (name, path, r.error)
+        interpreted, compiled = (_contents(stores[s]) for s in (True, False))
+        for table in interpreted:
+            assert interpreted[table].equals(compiled[table], null_equal=True), (name, path, table)
+        assert interpreted["runs"].height == 1 and interpreted["spans"].height + interpreted["events"].height > 0
 
 
 def _read_only_copy(dest: Path) -> Path:
