@@ -280,9 +280,12 @@ class _Files:
     single PUTs (atomic by the protocol)."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
+        if "://" not in url and "::" not in url:  # a directory: no fsspec (0.04 s of every command)
+            self.fs, self.local, self.root = None, True, os.path.abspath(os.path.expanduser(url))
+            return
         import fsspec.core
 
-        self.url = url
         self.fs, root = fsspec.core.url_to_fs(url)
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
         self.root = os.path.abspath(root) if self.local else root.rstrip("/")
