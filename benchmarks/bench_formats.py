@@ -23,10 +23,15 @@ line loop measured beside it hold better than the absolute figures; so does the 
 of the ingest (all its threads), printed last.
 
 ``--startup`` also measures a fresh process's start (wall and CPU seconds, the CPU time
-holding better on a loaded machine): the interpreter, ``tracekit --version``, and ``tracekit
-ingest`` of a tiny file of each compiled format, the first with an empty compile cache
-(numba compiles the scanning loops) and the next ones with the cache it left, split into
-imports, numba's target, each compiled function loaded from the cache, and the command.
+holding better on a loaded machine).  A start is a whole process, timed by this one from
+its exec to its exit, sources byte-compiled and numba's cache filled as an installation
+leaves them: the interpreter, ``tracekit --version``, and ``tracekit ingest`` of a 4 KiB
+file of each compiled format, first with an empty compile cache (numba compiles the
+scanning loops), then with the cache it left, as a user runs it (the figure the start-up
+target is about), then split into imports, numba's target, each compiled function loaded
+from the cache, and the command, interpreted (as a small input is read) and compiled.
+Last, both ways over inputs of 4 to 256 KiB, which is how the interpreted path's bound
+(tracekit.jit.SMALL_TEXT_BYTES) is chosen.
 """
 
 from __future__ import annotations
@@ -140,15 +145,30 @@ def _trace_cmd_report(path: Path) -> tuple[float, float] | None:
     return time.perf_counter() - t0, (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
 
 
-#: formats whose tiny input ``--startup`` ingests (one compiled reader each)
+#: formats whose small inputs ``--startup`` ingests (one compiled reader each)
 STARTUP_FORMATS = ("function_graph", "events")
+#: the small input the start-up target is about, and the sizes around the interpreted
+#: path's bound (tracekit.jit.SMALL_TEXT_BYTES) at which both ways are timed
 STARTUP_KIB = 4
+THRESHOLD_KIB = (4, 16, 64, 128, 256)
 
 
-def _startup_child(path: str, store: str) -> None:
-    """One fresh process's start, phase by phase, as ``tracekit ingest PATH`` runs it: prints
-    one JSON line of phases (name, wall s, CPU s) and of the compiled functions it loaded
-    from numba's cache or compiled (name, s, loaded)."""
+def _cut(name: str, work: Path, kib: int) -> Path:
+    """The first whole lines of ``name``'s generated input, at most ``kib`` KiB."""
+    out = work / f"{name}-v{GENERATOR_VERSION}-{kib}KiB.txt"
+    if not out.exists():
+        with open(_generate(name, work, max(1.0, kib / 1024)), "rb") as f:
+            head = f.read(kib << 10)
+        out.write_bytes(head[: head.rfind(b"\n") + 1])
+    return out
+
+
+def _startup_child(mode: str, path: str, store: str) -> None:
+    """One fresh process's start, phase by phase, as ``tracekit ingest PATH`` runs it, with
+    the compiled loops run as the ingest decides (``auto``), or ``compiled`` or
+    ``interpreted`` whatever the size: prints one JSON line of phases (name, wall s, CPU s)
+    and of the compiled functions it loaded from numba's cache or compiled (name, s,
+    loaded)."""
     def clock() -> tuple[float, float]:
         return time.perf_counter(), time.process_time()
 
@@ -165,29 +185,36 @@ def _startup_child(path: str, store: str) -> None:
 
     phase("imports: the command line (tracekit.cli)")
     from tracekit import parsers
-    from tracekit import pipeline  # noqa: F401
+    from tracekit import pipeline
 
     parsers.formats()
-    phase("imports: the ingest (tracekit.pipeline, the format modules, numba)")
-    from numba.core import caching
-    from numba.core.registry import cpu_target
-
+    phase("imports: the ingest (tracekit.pipeline, the format modules)")
     loads: list[tuple[str, float, bool]] = []
-    load_overload = caching.Cache.load_overload
+    if mode != "auto":
+        pipeline._small = lambda real, mod: mode == "interpreted"
+    if mode == "compiled":
+        from tracekit.jit import _numba_without_blas
 
-    def timed(self, sig, target_context):
-        t = time.perf_counter()
-        got = load_overload(self, sig, target_context)
-        loads.append((self._py_func.__qualname__, time.perf_counter() - t, got is not None))
-        return got
+        _numba_without_blas()
+        from numba.core import caching
+        from numba.core.registry import cpu_target
 
-    caching.Cache.load_overload = timed
-    cpu_target.target_context.refresh()
-    phase("numba's CPU target (made ready by the first compiled call)")
+        load_overload = caching.Cache.load_overload
+
+        def timed(self, sig, target_context):
+            t = time.perf_counter()
+            got = load_overload(self, sig, target_context)
+            loads.append((self._py_func.__qualname__, time.perf_counter() - t, got is not None))
+            return got
+
+        caching.Cache.load_overload = timed
+        phase("imports: numba")
+        cpu_target.target_context.refresh()
+        phase("numba's CPU target (made ready by the first compiled call)")
     sys.argv = ["tracekit", "ingest", path, "--store", store]
     code = tracekit.cli.run()
-    phase("the command (options, compiled loads, ingest, summary)")
-    print(json.dumps({"phases": phases, "loads": loads}), flush=True)
+    phase("the command (options, store, compiled loads, ingest, summary)")
+    print(json.dumps({"phases": phases, "loads": loads, "numba": "numba" in sys.modules}), flush=True)
     sys.stderr.flush()
     os._exit(code)  # (as tracekit.cli.main ends the process)
 
@@ -209,54 +236,100 @@ def _row(what: str, wall: float, cpu: float) -> None:
     print(f"{what:74s} {wall:7.2f} {cpu:7.2f}")
 
 
+class _Starts:
+    """Fresh processes, each timed from its exec to its exit by this process (wall, and
+    CPU from the children's rusage), medians of ``n``, with a numba cache of their own and
+    sources byte-compiled as an installation has them."""
+
+    def __init__(self, work: Path, n: int) -> None:
+        self.work, self.n = work, n
+        self.cache = Path(tempfile.mkdtemp(prefix="numba-cache-", dir=work))
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env["NUMBA_CACHE_DIR"] = str(self.cache)
+        self.store = work / f"startup-store-{os.getpid()}"
+
+    def fresh(self, cmd: list[str], keep_store: bool = False) -> tuple[float, float, str]:
+        if not keep_store:
+            shutil.rmtree(self.store, ignore_errors=True)
+        return _fresh(cmd, self.env)
+
+    def median(self, cmd: list[str], keep_store: bool = False) -> tuple[float, float, list[str]]:
+        runs = [self.fresh(cmd, keep_store) for _ in range(self.n)]
+        return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), [r[2] for r in runs])
+
+    def child(self, mode: str, path: Path) -> list[str]:
+        return [sys.executable, __file__, "--startup-child", mode, str(path), str(self.store)]
+
+    def close(self) -> None:
+        shutil.rmtree(self.cache, ignore_errors=True)
+        shutil.rmtree(self.store, ignore_errors=True)
+
+
+def _phases(st: _Starts, mode: str, path: Path) -> dict:
+    """Medians of the phases of ``mode``'s child over ``path``, printed."""
+    runs = []
+    for _ in range(st.n):
+        wall, cpu, out = st.fresh(st.child(mode, path))
+        runs.append((wall, cpu, json.loads(out.strip().splitlines()[-1])))
+    _row(f"  {mode}: the whole process (numba {'imported' if runs[0][2]['numba'] else 'not imported'})",
+         statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+    _row("    the interpreter's start and exit (the process less the phases below)",
+         statistics.median(r[0] - sum(p[1] for p in r[2]["phases"]) for r in runs),
+         statistics.median(r[1] - sum(p[2] for p in r[2]["phases"]) for r in runs))
+    for i, (phase, _, _) in enumerate(runs[0][2]["phases"]):
+        _row(f"    {phase}", statistics.median(r[2]["phases"][i][1] for r in runs),
+             statistics.median(r[2]["phases"][i][2] for r in runs))
+    return runs[len(runs) // 2][2]
+
+
 def _startup(work: Path, repeat: int) -> None:
     """A fresh process's start: the interpreter, ``tracekit --version``, and ``tracekit
-    ingest`` of a tiny file of each compiled format, first with an empty numba cache (it
-    compiles) and then with the cache it left, split into its phases."""
+    ingest`` of a small file of each compiled format: first with an empty numba cache (it
+    compiles), then with the cache it left, as a user runs it and split into its phases,
+    interpreted and compiled; then both ways over sizes around the interpreted path's
+    bound."""
+    from tracekit.jit import SMALL_TEXT_BYTES
+
     script = Path(sys.executable).with_name("tracekit")
     tk = [str(script)] if script.exists() else [sys.executable, "-m", "tracekit"]
-    n = max(repeat, 1)
-    print(f"\nstartup: fresh processes, medians of {n}; load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} CPUs{'':9s}wall s   CPU s")
-
-    def median_of(cmd: list[str], env: dict | None = None) -> tuple[float, float, list[str]]:
-        runs = [_fresh(cmd, env) for _ in range(n)]
-        return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
-                [r[2] for r in runs])
-
-    _row("python -c pass", *median_of([sys.executable, "-c", "pass"])[:2])
-    _row("tracekit --version", *median_of([*tk, "--version"])[:2])
-    for name in STARTUP_FORMATS:
-        small = _generate(name, work, STARTUP_KIB / 1024)
-        cache = Path(tempfile.mkdtemp(prefix="numba-cache-", dir=work))
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
-        store = work / "startup-store"
-        child = [sys.executable, __file__, "--startup-child", str(small), str(store)]
-        shutil.rmtree(store, ignore_errors=True)
-        wall, cpu, out = _fresh(child, env)
-        first = json.loads(out.strip().splitlines()[-1])
-        compiled = sorted({f for f, _, hit in first["loads"] if not hit})
-        _row(f"tracekit ingest {STARTUP_KIB} KiB {name}, empty cache: compiles {len(compiled)} functions", wall, cpu)
-        runs = []
-        for _ in range(n):
-            shutil.rmtree(store, ignore_errors=True)
-            wall, cpu, out = _fresh(child, env)
-            runs.append((wall, cpu, json.loads(out.strip().splitlines()[-1])))
-        _row(f"tracekit ingest {STARTUP_KIB} KiB {name}, cached: the whole process",
-             statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-        _row("  the interpreter's start and exit (the whole process less the phases below)",
-             statistics.median(r[0] - sum(p[1] for p in r[2]["phases"]) for r in runs),
-             statistics.median(r[1] - sum(p[2] for p in r[2]["phases"]) for r in runs))
-        for i, (phase, _, _) in enumerate(runs[0][2]["phases"]):
-            _row(f"  {phase}", statistics.median(r[2]["phases"][i][1] for r in runs),
-                 statistics.median(r[2]["phases"][i][2] for r in runs))
-        loads = runs[len(runs) // 2][2]["loads"]
-        again = sorted({f for f, _, hit in loads if not hit})
-        print(f"  of which compiled functions loaded from the cache ({sum(h for *_, h in loads)}): "
-              + ", ".join(f"{f} {s * 1000:.0f} ms" for f, s, h in loads if h))
-        print(f"  compiled again although cached: {', '.join(again) if again else 'none'}")
-        shutil.rmtree(cache, ignore_errors=True)
-        shutil.rmtree(store, ignore_errors=True)
+    st = _Starts(work, max(repeat, 1))
+    print(f"\nstartup: fresh processes, each timed from exec to exit, medians of {st.n}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs{'':2s}wall s   CPU s")
+    try:
+        _row("python -c pass", *st.median([sys.executable, "-c", "pass"])[:2])
+        _row("tracekit --version", *st.median([*tk, "--version"])[:2])
+        for name in STARTUP_FORMATS:
+            small = _cut(name, work, STARTUP_KIB)
+            kib = small.stat().st_size / 1024
+            wall, cpu, out = st.fresh(st.child("compiled", small))
+            first = json.loads(out.strip().splitlines()[-1])
+            compiled = sorted({f for f, _, hit in first["loads"] if not hit})
+            _row(f"tracekit ingest {kib:.1f} KiB {name}, compiled, empty cache: compiles {len(compiled)}", wall, cpu)
+            # the figure the start-up target is about: the console script as a user runs it
+            _row(f"tracekit ingest {kib:.1f} KiB {name} (cached) into a new store", *st.median([*tk, "ingest", str(small), "--store", str(st.store)])[:2])
+            seed = _cut(name, work, STARTUP_KIB // 2)
+            runs = []
+            for _ in range(st.n):
+                st.fresh([*tk, "ingest", str(seed), "--store", str(st.store)])
+                runs.append(st.fresh([*tk, "ingest", str(small), "--store", str(st.store)], keep_store=True))
+            _row(f"tracekit ingest {kib:.1f} KiB {name} (cached) into a store of one run",
+                 statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+            _phases(st, "auto", small)
+            got = _phases(st, "compiled", small)
+            again = sorted({f for f, _, hit in got["loads"] if not hit})
+            print(f"    of which compiled functions loaded from the cache ({sum(h for *_, h in got['loads'])}): "
+                  + ", ".join(f"{f} {s * 1000:.0f} ms" for f, s, h in got["loads"] if h))
+            print(f"    compiled again although cached: {', '.join(again) if again else 'none'}")
+        print(f"\ninterpreted against compiled (cached), the whole process; inputs up to "
+              f"{SMALL_TEXT_BYTES >> 10} KiB are read interpreted{'':4s}interp. wall/CPU  compiled wall/CPU")
+        for name in STARTUP_FORMATS:
+            for kib in THRESHOLD_KIB:
+                path = _cut(name, work, kib)
+                i = st.median(st.child("interpreted", path))
+                c = st.median(st.child("compiled", path))
+                print(f"  {name} {path.stat().st_size / 1024:6.1f} KiB{'':38s} {i[0]:6.2f} {i[1]:6.2f}   {c[0]:6.2f} {c[1]:6.2f}")
+    finally:
+        st.close()
 
 
 def main() -> None:
@@ -268,7 +341,7 @@ def main() -> None:
     ap.add_argument("--startup", action="store_true")
     ap.add_argument("--work", default=os.environ.get("TRACEKIT_BENCH_DIR", str(Path(tempfile.gettempdir()) / "tracekit-bench")))
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    ap.add_argument("--startup-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--startup-child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         _child(*a.child)

@@ -35,7 +35,7 @@ __all__ = ["njit", "interpreted", "is_interpreting", "SMALL_TEXT_BYTES"]
 #: it before numba could start (measured by ``benchmarks/bench_formats.py --startup``).  A
 #: trace.dat is always read compiled: its headers alone are hundreds of KiB, and its page
 #: and record loops run interpreted at a few thousand records a second.
-SMALL_TEXT_BYTES = 64 << 10
+SMALL_TEXT_BYTES = 128 << 10
 
 _lock = threading.Lock()
 _interpreting = 0
