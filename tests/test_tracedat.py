@@ -15,6 +15,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -680,3 +681,52 @@ def test_printf_conversions_as_c_prints_them(v, conv, bits, flags, width, prec) 
     out = np.zeros(128, np.uint8)
     n = _write_printf(out, 0, np.int64(v), ord(conv), bits, sum(_FLAG_BITS[f] for f in flags), width, prec)
     assert bytes(out[:n]).decode() == want
+
+
+def _misspelled(corpus: Path, tmp_path: Path, event: bytes | None) -> Path:
+    """trappy's raw_trace.dat with ``common_type`` spelt ``common_tpye`` (same length, so
+    every offset stays) in ``event``'s format, or in every format when None."""
+    raw = (corpus / "trappy/tests/raw_trace.dat").read_bytes()
+    if event is None:
+        raw = raw.replace(b"common_type;", b"common_tpye;")
+    else:
+        at = raw.index(b"common_type;", raw.index(b"name: " + event + b"\n"))
+        raw = raw[:at] + b"common_tpye;" + raw[at + len(b"common_type;"):]
+    out = tmp_path / f"misspelt-{(event or b'all').decode()}.dat"
+    out.write_bytes(raw)
+    return out
+
+
+def test_a_format_without_common_type_everywhere_is_one_error_line_and_exit_2(corpus, tmp_path):
+    path = _misspelled(corpus, tmp_path, None)
+    got = subprocess.run([sys.executable, "-m", "tracekit", "ingest", str(path), "--store", str(tmp_path / "s")],
+                         capture_output=True, text=True)
+    assert got.returncode == 2
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tracekit: error: {path}: ")
+    assert "no event format declares common_type" in lines[0] and "common_tpye" in lines[0]
+
+
+def test_one_format_without_common_type_is_a_warning_and_its_records_are_kept(corpus, tmp_path):
+    """sched_switch's format misspells common_type: its records (755, as ``trace-cmd
+    report`` of the file counts them) are kept undecoded, with one warning that names the
+    event; the other event (bprint, 2 records) is decoded as before."""
+    import tracekit
+
+    path = _misspelled(corpus, tmp_path, b"sched_switch")
+    (r,) = tracekit.ingest([str(path)], store=str(tmp_path / "s"), on_error="collect")
+    assert r.status == "ingested", r.error
+    (warning,) = [w for w in r.warnings if "common_type" in w]
+    assert warning.startswith(f"{path}: event sched/sched_switch (ID 73): its format declares no common_type")
+    assert "755 record(s) are kept undecoded" in warning
+    events = tracekit.open_store(str(tmp_path / "s")).events().collect()
+    assert events.filter(pl.col("body") == "[UNKNOWN TYPE 73]").height == 755
+    assert events.filter(pl.col("event") == "bprint").height == 2
+
+
+def test_the_first_format_without_common_type_takes_the_common_fields_from_the_next(corpus, tmp_path):
+    """libtraceevent reads where the event type sits from one event's format; when that
+    one (ftrace/wakeup here, which has no records) misspells it, the next format says."""
+    df, ctx = read(_misspelled(corpus, tmp_path, b"wakeup"))
+    assert df.filter(pl.col("event") == "sched_switch").height == 755
+    assert not [w for w in ctx.warnings if "common_type" in w]

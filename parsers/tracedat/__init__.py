@@ -16,6 +16,8 @@ MISSING_EVENTS give ``lost`` rows.
 from __future__ import annotations
 
 import re
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -194,7 +196,10 @@ def _latency_text(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
 
 class _Formats:
     """Event formats by id, each parsed the first time a record of it is met (a trace.dat
-    carries hundreds of formats and usually uses a few), flattened for the decoder."""
+    carries hundreds of formats and usually uses a few), flattened for the decoder.  A
+    format that declares no ``common_type`` (a damaged file: every event's format begins
+    with the kernel's struct trace_entry) is left out of the table, so its records are kept
+    undecoded; ``untyped`` names them."""
 
     _ID_RE = re.compile(r"^ID:\s*(\d+)", re.M)
 
@@ -204,6 +209,8 @@ class _Formats:
             if (m := self._ID_RE.search(text)):
                 self.texts.setdefault(int(m.group(1)), (system, text))
         self._parsed: dict[int, EventFormat | None] = {}
+        #: id -> the format, of the formats that declare no common_type
+        self.untyped: dict[int, EventFormat] = {}
         self.table = FieldTable([])
 
     def get(self, eid: int) -> EventFormat | None:
@@ -218,8 +225,23 @@ class _Formats:
         for eid in new:
             self.get(eid)
         if new:
-            self.table = FieldTable([f for f in self._parsed.values() if f is not None])
+            for eid in new:
+                fmt = self._parsed[eid]
+                if fmt is not None and not _declares_common_type(fmt):
+                    self.untyped[eid] = fmt
+            self.table = FieldTable([f for e, f in self._parsed.items() if f is not None and e not in self.untyped])
         return self.table
+
+
+def _declares_common_type(fmt: EventFormat) -> bool:
+    """Whether ``fmt`` declares the event type where the kernel puts it (struct
+    trace_entry's ``unsigned short type``, printed as ``common_type``)."""
+    f = fmt.field("common_type")
+    return f is not None and 1 <= f.size <= 8
+
+
+def _common_names(fmt: EventFormat) -> str:
+    return ", ".join(f.name for f in fmt.common) or "none"
 
 
 @dataclass
@@ -263,7 +285,10 @@ class _Decoder:
         first = self.formats.get(next(iter(self.formats.texts)))
         if first is None:
             raise ParseError(t.path, None, "the first event format has no name")
-        self.common = Common.of(first)
+        self.common = Common.of(self._typed_format(first))
+        #: records kept undecoded, by the id of their event whose format lacks common_type
+        self.untyped_records: Counter[int] = Counter()
+        self._lock = threading.Lock()
         self.symbols = parse_kallsyms(t.kallsyms)
         self.printk = parse_printk_formats(t.printk_formats)
         self.cmdlines = dict(zip(*parse_cmdlines(t.cmdlines).get_columns()))
@@ -272,6 +297,29 @@ class _Decoder:
         tsc = ctx.meta.get("tsc2nsec")
         self.tsc2nsec = (tsc["mult"], tsc["shift"], tsc["offset"]) if tsc else None
         self.ts_offset = int(ctx.meta.get("ts_offset", 0))
+
+    def warn_untyped(self, ctx: ParseContext) -> None:
+        """One warning per event whose records were kept undecoded because its format
+        declares no ``common_type`` (once every window is framed)."""
+        for eid, n in sorted(self.untyped_records.items()):
+            fmt = self.formats.untyped[eid]
+            ctx.warn(f"{self.t.path}: event {fmt.system}/{fmt.name} (ID {eid}): its format declares no common_type "
+                     f"(its common fields: {_common_names(fmt)}), so its fields cannot be trusted: its {n} record(s) "
+                     f"are kept undecoded as events '[UNKNOWN TYPE {eid}]'")
+
+    def _typed_format(self, first: EventFormat) -> EventFormat:
+        """The format the common fields' places are read from: the first, as libtraceevent
+        reads them from one event's format (every event begins with struct trace_entry),
+        or, when that one declares no ``common_type``, the first format that does.  With
+        none, no record's event can be told."""
+        if _declares_common_type(first):
+            return first
+        for eid in self.formats.texts:
+            fmt = self.formats.get(eid)
+            if fmt is not None and _declares_common_type(fmt):
+                return fmt
+        raise ParseError(self.t.path, None, f"no event format declares common_type (the first, {first.system}/"
+                         f"{first.name}, declares {_common_names(first)}): no record's event can be told")
 
     def segments(self, buf: Buffer, cpu: CpuData) -> Iterator[_Segment]:
         """One CPU's pages, block by block, walked."""
@@ -372,9 +420,14 @@ class _Decoder:
         if lost_row.any():
             known = w.lost[lost_row]
             ctx.lost_events += int(known[known >= 0].sum())
-        for eid in np.unique(d.type_id[d.kind == RecordKind.UNKNOWN]).tolist():
-            ctx.warn(f"record(s) of event id {eid} with no format in the file, kept as events "
-                     f"'[UNKNOWN TYPE {eid}]'")
+        unknown = d.type_id[d.kind == RecordKind.UNKNOWN]
+        for eid, n in zip(*(a.tolist() for a in np.unique(unknown, return_counts=True))):
+            if eid not in self.formats.untyped:
+                ctx.warn(f"record(s) of event id {eid} with no format in the file, kept as events "
+                         f"'[UNKNOWN TYPE {eid}]'")
+                continue
+            with self._lock:  # (windows are framed in threads)
+                self.untyped_records[eid] += n
         if any(f.name in NOISE_TRACERS or f.name in NOISE_EVENTS for f in w.table.formats):
             noise = noise_columns(pl.col("body"), pl.col("event"))
             frame = frame.with_columns(**{k: v for k, v in noise.items() if k != "noise_event"})
@@ -529,6 +582,7 @@ def _flyrecord(t: TraceDat, ctx: ParseContext) -> Iterator[pl.DataFrame]:
         for start in range(0, frame.height, FRAME_ROWS):
             yield conform(frame.slice(start, FRAME_ROWS), EVENT_SCHEMA)
     ctx.meta["records"] = seq
+    dec.warn_untyped(ctx)
     if unknown:
         ctx.meta["unknown_event_records"] = unknown
     if lost_uncounted:
