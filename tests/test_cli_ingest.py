@@ -148,10 +148,17 @@ def test_jobs_ingest_in_parallel(tmp_path, corpus):
 def test_jobs_compile_once_on_a_fresh_cache(tmp_path, corpus):
     """--jobs on a fresh install: the compiled loops are compiled once and the workers load
     them from numba's cache, rather than each worker compiling its own copy.  numba says
-    every cache file it writes (NUMBA_DEBUG_CACHE); two writes of one file are two compiles."""
+    every cache file it writes (NUMBA_DEBUG_CACHE); two writes of one file are two compiles.
+    (The inputs are two boots' dmesg, each repeated past the size read interpreted.)"""
     import os
 
-    files = [str(corpus / f"kbuild-x86_64-6.1.192/{side}/dmesg.txt") for side in "AB"]
+    from tracekit.jit import SMALL_TEXT_BYTES
+
+    files = []
+    for side in "AB":
+        text = (corpus / f"kbuild-x86_64-6.1.192/{side}/dmesg.txt").read_bytes()
+        files.append(str(tmp_path / f"dmesg-{side}.txt"))
+        Path(files[-1]).write_bytes(text * (SMALL_TEXT_BYTES // len(text) + 1))
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_DEBUG_CACHE": "1"}
     p = subprocess.run([sys.executable, "-m", "tracekit", "ingest", *files, "--store", str(tmp_path / "s"),
                         "--jobs", "2"], capture_output=True, env=env)

@@ -229,16 +229,22 @@ def _compile_once(paths: list[str], opts: IngestOptions) -> list[int]:
                 strip_head(head, paste) if paste else head)
         except (TracekitError, OSError):
             continue  # (its worker says why)
-        if mod is not None and first.setdefault((mod.FORMAT.name, mod.FORMAT.kind), i) == i:
+        if mod is None or _small(Path(path), mod):
+            continue  # (a small input is read with the loops interpreted: nothing to compile)
+        if first.setdefault((mod.FORMAT.name, mod.FORMAT.kind), i) == i:
             heads[i] = head
     alone = [i for (_, kind), i in first.items() if kind != "text"]
     with tempfile.TemporaryDirectory(prefix="tracekit-compile-") as tmp:
         quiet = dataclasses.replace(opts, progress=False, replace=False)
-        for n, i in enumerate(i for i in first.values() if i not in alone):
-            head = heads[i]
-            sample = Path(tmp) / f"sample{n}.txt"
-            sample.write_bytes(head[: head.rfind(b"\n") + 1] or head)
-            ingest_file(str(sample), open_store(Path(tmp) / f"store{n}", create=True), quiet)
+        _compiling.on = True  # (the sample is small, but compiling is what it is read for)
+        try:
+            for n, i in enumerate(i for i in first.values() if i not in alone):
+                head = heads[i]
+                sample = Path(tmp) / f"sample{n}.txt"
+                sample.write_bytes(head[: head.rfind(b"\n") + 1] or head)
+                ingest_file(str(sample), open_store(Path(tmp) / f"store{n}", create=True), quiet)
+        finally:
+            _compiling.on = False
     return alone
 
 
@@ -411,10 +417,16 @@ def ingest_one(
     return res
 
 
+#: ``on`` while :func:`_compile_once` reads its samples, which must run compiled
+_compiling = threading.local()
+
+
 def _small(real: Path, mod) -> bool:
     """Whether ``real`` is small enough that its compiled loops run faster interpreted than
     numba starts (:mod:`tracekit.jit`): uncompressed text of at most SMALL_TEXT_BYTES.  The
     results are the same either way."""
+    if getattr(_compiling, "on", False):
+        return False
     return mod.FORMAT.kind == "text" and real.stat().st_size <= SMALL_TEXT_BYTES and compression_of(real) is None
 
 
