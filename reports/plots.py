@@ -30,7 +30,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 from tracekit.reports import fmt  # noqa: E402
 from tracekit.reports.compare import ArchGroup, Comparison, WindowResult, WindowSide  # noqa: E402
 
-__all__ = ["plot_cdf", "plot_histogram", "plot_window", "make_plots", "clear_plots", "FIGSIZE", "DPI",
+__all__ = ["plot_cdf", "plot_histogram", "plot_window", "make_plots", "FIGSIZE", "DPI",
            "time_unit", "ticks_125"]
 
 FIGSIZE = (10.0, 5.6)
@@ -69,17 +69,6 @@ def _save(fig: plt.Figure, stem: Path) -> dict[str, Path]:
         out[ext] = p
     plt.close(fig)
     return out
-
-
-def clear_plots(out_dir: Path) -> int:
-    """Remove the plots a previous report left in ``out_dir``/plots; returns how many."""
-    d = Path(out_dir) / "plots"
-    removed = 0
-    if d.is_dir():
-        for p in list(d.glob("*.png")) + list(d.glob("*.svg")):
-            p.unlink()
-            removed += 1
-    return removed
 
 
 def time_unit(values_ns: np.ndarray) -> tuple[str, float]:
@@ -302,11 +291,10 @@ def _series(g: ArchGroup, func: str) -> Series:
 
 
 def make_plots(c: Comparison, out_dir: Path) -> dict[str, dict[str, dict[str, Path]]]:
-    """Every plot of the report under ``out_dir``/plots (those of an earlier report there
-    removed first); returns, per group key, a map ``"cdf:<func>" | "hist:<func>" |
+    """Every plot of the report under ``out_dir``/plots (the report removes those of an
+    earlier one first); returns, per group key, a map ``"cdf:<func>" | "hist:<func>" |
     "window:<tracer>"`` -> {"png": path, "svg": path}."""
     plots_dir = Path(out_dir) / "plots"
-    clear_plots(out_dir)
     result: dict[str, dict[str, dict[str, Path]]] = {}
     for g in c.groups:
         made: dict[str, dict[str, Path]] = {}

@@ -86,6 +86,17 @@ def flame_graphs(src: ReportSource, comp: Comparison, patch: str | list[str], be
     return out
 
 
+def clear_plots(out_dir: Path) -> int:
+    """Remove the plots a previous report left in ``out_dir``/plots; returns how many."""
+    d = Path(out_dir) / "plots"
+    removed = 0
+    if d.is_dir():
+        for p in list(d.glob("*.png")) + list(d.glob("*.svg")):
+            p.unlink()
+            removed += 1
+    return removed
+
+
 def write_report(
     patch: str | list[str],
     *,
@@ -121,10 +132,10 @@ def write_report(
         raise ReportError(f"--out {out}: cannot make the directory: {e.strerror or e}") from e
     result = ReportResult(comparison=comp, out_dir=out)
     plot_map = {}
-    from tracekit.reports.plots import clear_plots, make_plots
-
     clear_plots(out)
     if plots and ({"md", "html"} & set(fmts)):
+        from tracekit.reports.plots import make_plots  # (matplotlib: 0.3 s, for a report with plots only)
+
         plot_map = make_plots(comp, out)
         result.plots = [p for g in plot_map.values() for files in g.values() for p in files.values()]
     for name in fmts:
