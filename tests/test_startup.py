@@ -154,3 +154,21 @@ def test_compiled_code_is_cached_in_the_users_cache_when_the_installation_is_rea
     assert (first["hits"], first["misses"]) == (0, 1)  # compiled, and written to the user's cache
     assert (second["hits"], second["misses"]) == (1, 0)  # the next process loads it
     assert list(cache.rglob("*.nbi")) and not list(site.rglob("*.nbi"))
+
+
+def test_a_text_report_imports_no_plotting(tmp_path):
+    """report.txt and report.json need no matplotlib (a report with md or html plots)."""
+    import tracekit
+
+    store = tmp_path / "store"
+    for label, us in (("before", "0.480"), ("after", "0.960")):
+        trace = tmp_path / f"{label}.txt"
+        trace.write_text(_CALLS.replace("0.480", us) * 20)
+        tracekit.ingest([str(trace)], store=str(store), patch="p", label=label, arch="x86_64")
+    code = ("import sys\nfrom tracekit.cli import run\n"
+            "sys.argv = ['tracekit', 'report', '--patch', 'p', '--store', sys.argv[1], '--out', sys.argv[2],\n"
+            "            '--format', 'text,json', '-q']\n"
+            "assert run() == 0")
+    got = _imported(code, str(store), str(tmp_path / "out"))
+    assert (tmp_path / "out" / "report.txt").is_file()
+    assert got & {"matplotlib", "numba", "pandas", "duckdb", "dask"} == set()
