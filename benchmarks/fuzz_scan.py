@@ -22,7 +22,7 @@ corpus beside the repository, as the tests find it; a slice keeps the file's ``#
 and, for trace.dat, small files written by the model's emitter; they are written into the
 fuzzing directory, never into the repository.
 
-Two ways to run, because atheris sees the coverage of Python bytecode only:
+Three ways to run, because atheris sees the coverage of Python bytecode only:
 
 1. ``NUMBA_DISABLE_JIT=1 python benchmarks/fuzz_scan.py TARGET DIR -runs=100000``: the
    compiled loops run as the Python they are written in, instrumented, so the fuzzer is
@@ -33,6 +33,11 @@ Two ways to run, because atheris sees the coverage of Python bytecode only:
    compile the instrumentation), so the fuzzer is guided by the Python around them,
    starting from the inputs the first way kept in DIR.  ``--replay TARGET DIR`` runs every
    input in DIR once, with the frames paired too.
+
+3. ``--interpreted``: the loops run as Python within :func:`tracekit.jit.interpreted`, as
+   an ingest of a small text (``SMALL_TEXT_BYTES``) runs them, every module instrumented:
+   the fuzzer is guided by the loops' own branches, and a Python integer too large for
+   an array's slot raises there as it would in that ingest.
 
 A text input's frames cost about 10 ms whatever its size (a few dozen polars queries), so
 the second way runs at 40 inputs/s one at a time; ``--batch 64`` joins 64 inputs into one
@@ -305,19 +310,22 @@ def batched(run: Callable[[bytes], None], allowed: tuple[type, ...], size: int,
     return one, flush
 
 
-def target(name: str, pair: bool, batch: int = 1, last: int = 0) -> Callable[[bytes], None]:
+def target(name: str, pair: bool, batch: int = 1, last: int = 0, interpreted: bool = False) -> Callable[[bytes], None]:
     """The function that runs one input of target ``name`` (and pairs its frames into spans
     when ``pair``), raising on a crash only.  ``NAME.scan`` runs the format's compiled path
     alone (``scan_bytes``), many times faster, so that it gets many more inputs.  With
     ``batch`` > 1, a text format's inputs are run ``batch`` at a time (:func:`batched`; the
     inputs still pending are run with input number ``last``, libFuzzer's ``-runs``, and
-    at exit)."""
+    at exit).  With ``interpreted``, the compiled loops run as Python (:func:`tracekit.jit.interpreted`),
+    as an ingest of a small text runs them."""
     if name.endswith(".scan"):
         run = _scan(TARGETS[name[:-5]][0])
     elif name == "tracedat":
         run = functools.partial(_tracedat, pair=pair)
     else:
         run = _text(TARGETS[name][0], pair)
+    if interpreted:
+        run = _interpreted(run)
     allowed = _allowed()
     flush = None
     if batch > 1 and batchable(name):
@@ -335,6 +343,27 @@ def target(name: str, pair: bool, batch: int = 1, last: int = 0) -> Callable[[by
         if flush and runs == last:
             print(f"input {runs}: ran the last batch ({flush()} inputs)", file=sys.stderr)
     return one
+
+
+def _interpreted(run: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """``run`` with the compiled loops interpreted; so too what its ``sort`` says to run."""
+    from tracekit.jit import interpreted
+
+    def inside(data: bytes) -> None:
+        with interpreted():
+            run(data)
+    sort = getattr(run, "sort", None)
+    if sort is not None:
+        def sort_inside(data: bytes):
+            with interpreted():
+                how = sort(data)
+            if how is None:
+                return None
+            wrapped = _interpreted(how)
+            wrapped.key = how.key
+            return wrapped
+        inside.sort = sort_inside
+    return inside
 
 
 def batchable(name: str) -> bool:
@@ -398,10 +427,11 @@ def _tracedat_seeds() -> list[bytes]:
     return out
 
 
-def _compiled_modules() -> list[str]:
-    """The tracekit modules that hold numba functions, unless numba is off (their
-    instrumentation would be compiled into the loops, which numba refuses)."""
-    if os.environ.get("NUMBA_DISABLE_JIT", "0") != "0":
+def _compiled_modules(interpreted: bool = False) -> list[str]:
+    """The tracekit modules that hold numba functions, unless numba is off or the loops
+    run interpreted (their instrumentation would be compiled into the loops, which numba
+    refuses)."""
+    if interpreted or os.environ.get("NUMBA_DISABLE_JIT", "0") != "0":
         return []
     found = []
     for package, top in (("tracekit", ROOT / "tracekit"), ("tracekit.parsers", ROOT / "parsers")):
@@ -421,6 +451,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1, help="run a text format's inputs this many at a time, "
                     "joined as one text (the frame assembly's fixed cost paid once per batch; a crash is "
                     "narrowed to the input that crashes alone)")
+    ap.add_argument("--interpreted", action="store_true", help="run the compiled loops as Python, instrumented "
+                    "(tracekit.jit.interpreted), as an ingest of a small text does")
     ap.add_argument("--targets", action="store_true", help="list the targets")
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpus"))
     ap.add_argument("target", nargs="?", choices=sorted([*TARGETS, *(f"{t}.scan" for t in TARGETS if TARGETS[t][0])]))
@@ -450,14 +482,14 @@ def main() -> None:
     import numba  # noqa: F401  (the libraries are not instrumented: only tracekit's code)
     import polars  # noqa: F401
 
-    with atheris.instrument_imports(include=["tracekit"], exclude=_compiled_modules()):
+    with atheris.instrument_imports(include=["tracekit"], exclude=_compiled_modules(a.interpreted)):
         from tracekit import parsers, pasted, spans  # noqa: F401
         from tracekit.parsers import scan  # noqa: F401
 
         parsers.formats()
         last = next((int(r.split("=", 1)[1]) for r in rest if r.startswith("-runs=")), 0)
-        one = target(a.target, pair=a.pair, batch=a.batch, last=last)
-        warm = target(a.target, pair=a.pair)
+        one = target(a.target, pair=a.pair, batch=a.batch, last=last, interpreted=a.interpreted)
+        warm = target(a.target, pair=a.pair, interpreted=a.interpreted)
     for d in a.dirs[:1]:  # (compiled loops compile or load before the clock of -timeout runs)
         warm(min(Path(d).iterdir()).read_bytes())
     runs = 0
