@@ -31,7 +31,7 @@ from tracekit.parsers.scan import (DOT, NINE, SPACE, ZERO, buffer, digits_end, f
                                    printable, read_decimal, read_uint, skip_back_spaces, skip_spaces, strings, texts)
 from tracekit.parsers.scan import dictionary as scan_dictionary
 from tracekit.schema import EVENT_SCHEMA, Kind, conform
-from tracekit.symbols import canonical_expr, canonicalize
+from tracekit.symbols import canonical_expr, printed_symbols
 
 __all__ = ["FORMAT", "sniff", "parse", "scan_bytes", "CONTEXT_RE"]
 
@@ -362,8 +362,8 @@ def _parse_fast(chunk: LineChunk) -> tuple[pl.DataFrame, pl.DataFrame]:
         "comm": strings(raw, o[0], o[1], "comm"),
         "ts_ns": ints("ts_ns", ts[rows], pl.Int64),
         "kind": pl.Series("kind", _SCAN_KINDS[1:], dtype=pl.String).gather(pl.Series(k - 1, dtype=pl.UInt32)),
-        **_symbols(raw, o[4], o[5], "raw_func", "func"),
-        **_symbols(raw, o[6], o[7], "raw_parent", "parent"),
+        **printed_symbols(raw, o[4], o[5], "raw_func", "func"),
+        **printed_symbols(raw, o[6], o[7], "raw_parent", "parent"),
         "flags": strings(raw, o[2], o[3], "flags"),
         "event": _event_names(k, ev_all[rows], ev_names, nums),
         "body": texts(raw, o[10], o[11], "body"),
@@ -398,14 +398,6 @@ def _noise_numbers(raw: bytes, k: np.ndarray, nums: np.ndarray) -> dict[str, pl.
     del cols["noise_event"]  # (the event column names the tracer)
     return cols
 
-
-def _symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, raw_name: str, name: str) -> dict[str, pl.Series]:
-    """The printed symbols ``raw[starts[i]:ends[i]]`` as columns ``name`` (canonical) and
-    ``raw_name`` (as printed, where it differs), worked out once per distinct symbol."""
-    codes, values = scan_dictionary(raw, starts, ends, "raw_func")
-    canon = canonicalize(values.to_frame())
-    return {name: canon.get_column("func").gather(codes).alias(name),
-            raw_name: canon.get_column("raw_func").gather(codes).alias(raw_name)}
 
 
 # -- the compiled reader of the context and the common bodies ---------------------------------

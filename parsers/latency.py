@@ -71,11 +71,11 @@ from tracekit.jit import njit
 from tracekit.parsers import FormatInfo, callgraph
 from tracekit.parsers.base import ELIDED_RE, ELIDED_REASON, LineChunk, ParseContext
 from tracekit.parsers.noise import noise_columns
-from tracekit.parsers.scan import (buffer, dictionary, find_bytes, ints, line_bounds, matches_at, printable,
+from tracekit.parsers.scan import (buffer, find_bytes, ints, line_bounds, matches_at, printable,
                                    read_uint, skip_back_spaces, skip_spaces, strings, texts)
 from tracekit.frames import by_value
 from tracekit.schema import EVENT_SCHEMA, WINDOW_SCHEMA, Kind, conform
-from tracekit.symbols import canonical_expr, canonicalize
+from tracekit.symbols import canonical_expr, canonicalize, printed_symbols
 
 __all__ = [
     "FORMAT",
@@ -716,20 +716,12 @@ def _taken_rows(lines: _Lines) -> pl.DataFrame:
         "comm": strings(raw, offs[0], offs[1], "comm"),
         "ts_ns": pl.Series(np.where(nums[3] == 1, nums[2] * 1000, nums[2]), dtype=pl.Int64),
         "kind": pl.Series("kind", [Kind.FUNCTION, Kind.STACK], dtype=pl.String).gather(stack.astype(np.uint32)),
-        **_symbols(raw, offs[6], offs[7], "raw_func", "func"),
-        **_symbols(raw, offs[8], offs[9], "raw_parent", "parent"),
+        **printed_symbols(raw, offs[6], offs[7], "raw_func", "func"),
+        **printed_symbols(raw, offs[8], offs[9], "raw_parent", "parent"),
         "flags": strings(raw, offs[2], offs[3], "flags"),
         "body": texts(raw, offs[4], offs[5], "body"),
     }), _ROWS)
 
-
-def _symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, raw_name: str, name: str) -> dict[str, pl.Series]:
-    """The printed symbols ``raw[starts[i]:ends[i]]`` as columns ``name`` (canonical) and
-    ``raw_name`` (as printed, where it differs), worked out once per distinct symbol."""
-    codes, values = dictionary(raw, starts, ends, "raw_func")
-    canon = canonicalize(values.to_frame())
-    return {name: canon.get_column("func").gather(codes).alias(name),
-            raw_name: canon.get_column("raw_func").gather(codes).alias(raw_name)}
 
 
 def _general_rows(lines: _Lines, slow: pl.DataFrame, snapshot: np.ndarray, st: _State,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
 from tracekit.frames import by_value
 
-__all__ = ["canonical", "canonical_expr", "canonicalize", "CLONE_SUFFIX_RE"]
+__all__ = ["canonical", "canonical_expr", "canonicalize", "printed_symbols", "CLONE_SUFFIX_RE"]
 
 #: GCC clone / split suffixes, possibly repeated (``foo.isra.0.cold``) and LLVM's ``.llvm.N``.
 CLONE_SUFFIX_RE = r"(?:\.(?:isra|constprop|part|cold|lto_priv|llvm|clone|localalias)(?:\.\d+)?)+$"
@@ -61,3 +62,16 @@ def canonicalize(df: pl.DataFrame, raw: str = "raw_func", out: str = "func") -> 
     canon = by_value(df.get_column(raw), lambda u: u.select(canonical_expr(pl.col("s")).alias(out)))
     df = df.with_columns(canon.get_column(out).cast(pl.String))
     return df.with_columns(pl.when(pl.col(raw) != pl.col(out)).then(pl.col(raw)).alias(raw))
+
+
+def printed_symbols(raw: bytes, starts: np.ndarray, ends: np.ndarray, raw_name: str, name: str) -> dict[str, pl.Series]:
+    """The symbols a scanner found printed at ``raw[starts[i]:ends[i]]`` (-1: none) as two
+    columns: ``name``, the canonical function name, and ``raw_name``, the symbol as printed
+    where it differs (a ppc64 dot symbol, a clone suffix, ``+off/size``).  The work runs once
+    per distinct symbol, then is gathered by code."""
+    from tracekit.parsers.scan import dictionary
+
+    codes, values = dictionary(raw, starts, ends, "raw_func")
+    canon = canonicalize(values.to_frame())
+    return {name: canon.get_column("func").gather(codes).alias(name),
+            raw_name: canon.get_column("raw_func").gather(codes).alias(raw_name)}
