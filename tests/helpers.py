@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import polars as pl
 
@@ -118,3 +119,26 @@ def damage(draw, text: str, alphabet: bytes, least: int = 0) -> str:
         else:
             del b[at:]
     return b.decode("latin-1")
+
+
+def assert_general_reads_as_taken(general: pl.DataFrame, fast: pl.DataFrame, on: str,
+                                  columns: Sequence[str]) -> None:
+    """Every row a compiled scanner took (``fast``) is one the general (reference) path
+    read too, matched on ``on``, with equal values in each of ``columns``."""
+    both = general.join(fast, on=on, how="inner", suffix="_fast")
+    assert both.height == fast.height, "a line taken by the compiled path that the general path does not read"
+    for col in columns:
+        assert both[col].equals(both[f"{col}_fast"].alias(col), check_names=False), (col, both.select(col, f"{col}_fast"))
+
+
+def taken_as_printed(fast: pl.DataFrame, lines: Sequence[str], wants: Sequence[dict | None]) -> dict[int, dict]:
+    """Check that every line printed the kernel's way (``wants[i]`` not None: the values it
+    was printed from) is taken by the compiled scanner with those values; returns the rows
+    taken, by line number."""
+    taken = dict(zip(fast["line"].to_list(), fast.iter_rows(named=True)))
+    for i, want in enumerate(wants, start=1):
+        if want is not None:
+            assert i in taken, lines[i - 1]
+            for k, v in want.items():
+                assert taken[i][k] == v, (k, lines[i - 1])
+    return taken

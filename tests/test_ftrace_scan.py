@@ -23,7 +23,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import damage
+from helpers import assert_general_reads_as_taken, damage, taken_as_printed
 from tracekit.parsers import ftrace_text as ft
 from tracekit.parsers.base import LineChunk, ParseContext
 
@@ -174,16 +174,8 @@ def _both(lines: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
 def test_compiled_lines_read_as_the_regular_expressions_read_them(case):
     lines, wants = case
     good, rest, general = _both(lines)
-    both = general.join(good, on="seq", how="inner", suffix="_fast")
-    assert both.height == good.height  # nothing taken that the reference does not read
-    for col in COLUMNS:
-        assert both[col].equals(both[f"{col}_fast"].alias(col), check_names=False), col
-    taken = dict(zip(good["line"].to_list(), good.iter_rows(named=True)))
-    for i, want in enumerate(wants, start=1):
-        if want is not None:
-            assert i in taken, lines[i - 1]
-            for k, v in want.items():
-                assert taken[i][k] == v, (k, lines[i - 1])
+    assert_general_reads_as_taken(general, good, "seq", COLUMNS)
+    taken = taken_as_printed(good, lines, wants)
     # and nothing is lost: every line but the header and blank lines is taken or handed back
     said = {i for i, ln in enumerate(lines, 1) if ln.strip() and not ln.startswith("#")}
     assert set(taken) | set(rest["line"].to_list()) >= said

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tracekit
-from helpers import ingest_text
+from helpers import assert_general_reads_as_taken, ingest_text
 from tracekit.io import iter_line_chunks, split_lines
 from tracekit.parsers import function_graph as fg
 from tracekit.parsers import scan
@@ -97,10 +97,8 @@ def test_fast_paths_equal_the_general_path_line_by_line(corpus):
     ctx = ParseContext(str(path))
     general = fg._parse_general(pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines}), ctx)
     assert good.height > 0.9 * chunk.n_lines
-    both = general.join(good, on="seq", how="inner", suffix="_fast")
-    assert both.height == good.height
-    for col in ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func", "depth", "dur_ns", "flags", "body"):
-        assert both[col].equals(both[f"{col}_fast"].alias(col), check_names=False), col
+    assert_general_reads_as_taken(general, good, "seq", ("cpu", "pid", "comm", "ts_ns", "kind", "func", "raw_func",
+                                                          "depth", "dur_ns", "flags", "body"))
 
 
 def test_chunk_bytes_and_split_lines_agree(corpus):

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import pytest
 import polars as pl
-from helpers import damage, print_graph_duration, stated_duration_ns
+from helpers import assert_general_reads_as_taken, damage, print_graph_duration, stated_duration_ns, taken_as_printed
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,17 +109,9 @@ def test_compiled_lines_read_as_the_regular_expressions_read_them(case):
     chunk = LineChunk(1, raw=raw)
     good, rest = fg._parse_fast(chunk, lay)
     general = fg._parse_general(pl.DataFrame({"line": chunk.line_numbers, "text": chunk.lines}), ParseContext("t"))
-    both = general.join(good, on="seq", how="inner", suffix="_fast")
-    assert both.height == good.height  # nothing taken that the reference does not read
-    for col in COLUMNS:
-        assert both[col].equals(both[f"{col}_fast"].alias(col), check_names=False), col
+    assert_general_reads_as_taken(general, good, "seq", COLUMNS)
     # every line printed the kernel's way is taken, with the values it was printed from
-    taken = dict(zip(good["line"].to_list(), good.iter_rows(named=True)))
-    for i, want in enumerate(wants, start=1):
-        if want is not None:
-            assert i in taken, lines[i - 1]
-            for k, v in want.items():
-                assert taken[i][k] == v, (k, lines[i - 1])
+    taken = taken_as_printed(good, lines, wants)
     # and nothing is lost: every line but the header, blank lines and rules is taken or
     # handed back
     said = {i for i, ln in enumerate(lines, 1) if ln.strip() and not ln.startswith("#") and set(ln.strip()) != {"-"}}
